@@ -1,0 +1,235 @@
+//! Who may publish and subscribe: finding the credential of a request, checking it, and turning
+//! its claims into the topic selectors that decide what its holder may do.
+//!
+//! Every authentication failure is produced by [`unauthorized`], so they all answer the same way.
+//! Token verification itself (keys, pinned algorithms, expiry) lives in [`crate::jwt`].
+
+use actix_web::http::header;
+use actix_web::HttpRequest;
+
+use crate::config::Config;
+use crate::error::HubError;
+use crate::form::Form;
+use crate::jwt::{JwtVerifier, MercureClaims};
+use crate::topic_selector::{matches_any, TopicSelector};
+use crate::update::Topic;
+
+/// Where a request's token came from, in order of precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>`.
+    Header,
+    /// The `authorization` query parameter (for clients that cannot set headers, like
+    /// `EventSource`). Tokens there end up in access logs: prefer the cookie.
+    Query,
+    /// The authorization cookie.
+    Cookie,
+}
+
+/// The one way to answer "not authenticated".
+pub fn unauthorized(reason: impl Into<String>) -> HubError {
+    HubError::Unauthorized(reason.into())
+}
+
+/// Finds the request's token. A higher-precedence source that is present but malformed fails the
+/// request: the hub never falls back to the next source.
+pub fn find_token(
+    req: &HttpRequest,
+    query: &Form,
+    cookie_name: &str,
+) -> Result<Option<(String, TokenSource)>, HubError> {
+    let mut headers = req.headers().get_all(header::AUTHORIZATION);
+    if let Some(value) = headers.next() {
+        if headers.next().is_some() {
+            return Err(unauthorized("more than one Authorization header"));
+        }
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.split_once(' ')
+                    .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+            })
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <JWT>`"))?;
+        return Ok(Some((token.to_owned(), TokenSource::Header)));
+    }
+    let mut values = query.all("authorization");
+    if let Some(token) = values.next() {
+        if values.next().is_some() {
+            return Err(unauthorized("more than one authorization query parameter"));
+        }
+        return Ok(Some((token.to_owned(), TokenSource::Query)));
+    }
+    Ok(req
+        .cookie(cookie_name)
+        .map(|c| (c.value().to_owned(), TokenSource::Cookie)))
+}
+
+fn verify(verifier: &JwtVerifier, token: &str) -> Result<MercureClaims, HubError> {
+    verifier
+        .verify(token)
+        .map_err(|e| unauthorized(format!("invalid token: {e}")))
+}
+
+fn selectors(list: &[String]) -> Vec<TopicSelector> {
+    list.iter().map(|s| TopicSelector::parse(s)).collect()
+}
+
+/// A request allowed to publish, with the selectors of the topics it may publish to.
+#[derive(Debug)]
+pub struct Publisher {
+    allowed: Vec<TopicSelector>,
+}
+
+impl Publisher {
+    /// Authenticates a publish request: a valid publisher token with a `mercure.publish` claim,
+    /// and, for a cookie, an `Origin` (or `Referer`) listed in `publish_origins`, which keeps
+    /// other sites from publishing with a visitor's cookie (CSRF).
+    pub fn authenticate(
+        req: &HttpRequest,
+        query: &Form,
+        config: &Config,
+    ) -> Result<Self, HubError> {
+        let (token, source) = find_token(req, query, &config.cookie_name)?.ok_or_else(|| {
+            unauthorized(format!(
+                "publishing needs a token: send `Authorization: Bearer <JWT>` or the {} cookie",
+                config.cookie_name
+            ))
+        })?;
+        let claims = verify(&config.publisher, &token)?;
+        if source == TokenSource::Cookie {
+            check_cookie_origin(req, &config.publish_origins)?;
+        }
+        let allowed = claims
+            .publish
+            .ok_or_else(|| unauthorized("the token has no mercure.publish claim"))?;
+        Ok(Self {
+            allowed: selectors(&allowed),
+        })
+    }
+
+    /// Every topic, canonical and alternate, must match one of the token's publish selectors.
+    pub fn check_topics(&self, topics: &[Topic]) -> Result<(), HubError> {
+        match topics
+            .iter()
+            .find(|t| !matches_any(&self.allowed, t.as_str()))
+        {
+            None => Ok(()),
+            Some(topic) => Err(HubError::Forbidden(format!(
+                "the token's mercure.publish claim does not allow the topic {:?}",
+                topic.as_str()
+            ))),
+        }
+    }
+}
+
+fn check_cookie_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), HubError> {
+    let headers = req.headers();
+    let origin = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => origin.to_owned(),
+        None => headers
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(origin_of_url)
+            .ok_or_else(|| {
+                unauthorized("publishing with a cookie needs an Origin or Referer header")
+            })?,
+    };
+    if origin_allowed(allowed, &origin) {
+        Ok(())
+    } else {
+        Err(unauthorized(format!(
+            "the origin {origin:?} may not publish with a cookie (see publish_origins)"
+        )))
+    }
+}
+
+/// `scheme://host[:port]` of an absolute URL.
+fn origin_of_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!scheme.is_empty() && !authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+}
+
+/// Whether `origin` is in `allowed` (lowercase entries: `*`, an origin, or an origin with one `*`
+/// wildcard such as `https://*.example.com`). Origins compare case-insensitively.
+pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
+    let origin = origin.to_ascii_lowercase();
+    allowed.iter().any(|entry| match entry.split_once('*') {
+        None => *entry == origin,
+        Some((prefix, suffix)) => {
+            origin.len() >= prefix.len() + suffix.len()
+                && origin.starts_with(prefix)
+                && origin.ends_with(suffix)
+        }
+    })
+}
+
+/// What a subscribe request's credentials allow.
+#[derive(Debug, Default)]
+pub struct SubscriberGrant {
+    /// Selectors of the private updates it may receive; `None` when anonymous.
+    pub authorized: Option<Vec<TopicSelector>>,
+    /// `mercure.payload`, shared with subscription events.
+    pub payload: Option<serde_json::Value>,
+    /// Token expiry (seconds since the Unix epoch): the stream ends by then.
+    pub expires_at: Option<u64>,
+}
+
+impl SubscriberGrant {
+    /// Authenticates a subscribe request. Without a token, the request is anonymous if the hub
+    /// allows it; a token that is present but invalid is always refused, never downgraded.
+    pub fn authenticate(
+        req: &HttpRequest,
+        query: &Form,
+        config: &Config,
+    ) -> Result<Self, HubError> {
+        match find_token(req, query, &config.cookie_name)? {
+            None if config.anonymous => Ok(Self::default()),
+            None => Err(unauthorized(format!(
+                "subscribing needs a token: send `Authorization: Bearer <JWT>`, the \
+                 `authorization` query parameter or the {} cookie",
+                config.cookie_name
+            ))),
+            Some((token, _)) => {
+                let claims = verify(&config.subscriber, &token)?;
+                Ok(Self {
+                    authorized: Some(selectors(claims.subscribe.as_deref().unwrap_or_default())),
+                    payload: claims.payload,
+                    expires_at: claims.expires_at,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_match_exactly_or_by_wildcard() {
+        let allowed = vec![
+            "https://a.example.com".to_owned(),
+            "https://*.test.org".to_owned(),
+        ];
+        assert!(origin_allowed(&allowed, "https://a.example.com"));
+        assert!(origin_allowed(&allowed, "HTTPS://A.Example.com"));
+        assert!(origin_allowed(&allowed, "https://x.test.org"));
+        assert!(!origin_allowed(&allowed, "https://test.org.evil.com"));
+        assert!(!origin_allowed(&allowed, "http://a.example.com"));
+        assert!(origin_allowed(&["*".to_owned()], "https://anything"));
+        assert!(!origin_allowed(&[], "https://a.example.com"));
+    }
+
+    #[test]
+    fn origin_of_referer() {
+        assert_eq!(
+            origin_of_url("https://a.com:8443/x?y#z").as_deref(),
+            Some("https://a.com:8443")
+        );
+        assert_eq!(origin_of_url("not a url"), None);
+    }
+}

@@ -1,0 +1,715 @@
+//! Configuration: one typed [`Config`], layered as defaults < TOML file < `MERCURE_*` variables.
+//!
+//! Names follow the reference hub's directives so that a migration is a copy of the same values.
+//! Everything is validated here, before a port is bound: an unknown key or a bad value stops
+//! start-up with a message naming the key, because a typo that silently switches a feature off (as
+//! the reference hub v0.21.4 allows) is worse than a refusal to start.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Environment, File, FileFormat, Value};
+use thiserror::Error;
+
+use crate::jwt::JwtVerifier;
+
+/// Default listen address: loopback, so a development hub is not exposed by accident.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// Default JWT algorithm, as in the reference hub.
+pub const DEFAULT_JWT_ALG: &str = "HS256";
+/// Default authorization cookie name, as in the reference hub v0.21.x.
+pub const DEFAULT_COOKIE_NAME: &str = "mercureAuthorization";
+/// Heartbeat: below the 45 s after which the Yaffle EventSource polyfill gives up, and below the
+/// 60 s idle timeout of common proxies.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(40);
+/// Time one write to one subscriber may take before that subscriber is dropped.
+pub const DEFAULT_DISPATCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Maximum lifetime of a subscription stream (randomized to 80–100 % per connection).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default file of the embedded history store.
+pub const DEFAULT_HISTORY_PATH: &str = "quicksilver.redb";
+/// Publish body limit: 1 MiB, as the reference hub's current version; larger bodies get 413.
+pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 1024 * 1024;
+/// Prefix of the environment variables read as configuration.
+pub const ENV_PREFIX: &str = "MERCURE_";
+
+/// Variables that Mercure *client* libraries read (Symfony's MercureBundle, for one). They often
+/// share an environment with the hub, so they are ignored instead of refused as unknown.
+const CLIENT_ENV_VARS: &[&str] = &["url", "public_url", "jwt_secret", "jwt_token"];
+
+/// Every accepted key, with a one-line description used in error messages and `--help`.
+pub const KEYS: &[(&str, &str)] = &[
+    ("addr", "listen address, host:port (default 127.0.0.1:8080)"),
+    ("jwt_key", "key for both publishers and subscribers"),
+    ("jwt_alg", "algorithm of jwt_key (default HS256)"),
+    ("publisher_jwt_key", "publisher key (overrides jwt_key)"),
+    ("publisher_jwt_alg", "publisher key algorithm"),
+    ("subscriber_jwt_key", "subscriber key (overrides jwt_key)"),
+    ("subscriber_jwt_alg", "subscriber key algorithm"),
+    (
+        "anonymous",
+        "let subscribers without a token receive public updates",
+    ),
+    (
+        "subscriptions",
+        "publish subscription events and serve the subscriptions API",
+    ),
+    (
+        "cors_origins",
+        "origins allowed by CORS, space or comma separated, * allowed",
+    ),
+    (
+        "publish_origins",
+        "origins allowed to publish with the cookie, * allowed",
+    ),
+    (
+        "cookie_name",
+        "authorization cookie name (default mercureAuthorization)",
+    ),
+    (
+        "heartbeat",
+        "comment sent after this much silence, 0s = off (default 40s)",
+    ),
+    (
+        "dispatch_timeout",
+        "time allowed for a write to a subscriber (default 5s)",
+    ),
+    (
+        "write_timeout",
+        "maximum stream lifetime, 0s = off (default 600s)",
+    ),
+    ("transport", "embedded (durable history, default) or memory"),
+    (
+        "history_path",
+        "file of the embedded store (default quicksilver.redb)",
+    ),
+    (
+        "history_size",
+        "number of updates kept in history, 0 = all (default 0)",
+    ),
+    (
+        "max_request_body_size",
+        "publish body limit, e.g. 1MiB, 512KB (default 1MiB)",
+    ),
+    ("ui", "serve the debugging UI"),
+    ("workers", "HTTP worker threads (default: number of CPUs)"),
+];
+
+/// Why the configuration was refused. Each variant names the key to fix.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A key no version of Quicksilver knows.
+    #[error("unknown setting `{key}`{origin}; valid settings are: {valid}")]
+    UnknownKey {
+        /// The key as read.
+        key: String,
+        /// Where it came from, e.g. " (environment variable MERCURE_FOO)".
+        origin: String,
+        /// The list of valid keys.
+        valid: String,
+    },
+    /// A value that does not parse or is not allowed.
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid {
+        /// The key to fix.
+        key: &'static str,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+    /// The configuration file could not be read or is not valid TOML.
+    #[error("cannot read the configuration: {0}")]
+    Source(#[from] config::ConfigError),
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Where subscriber history lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportKind {
+    /// redb file at `history_path`: survives restarts.
+    Embedded,
+    /// Process memory: fast, lost at exit.
+    Memory,
+}
+
+/// A string that must never be printed (JWT secrets).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value, for the few places that need it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The validated configuration of one hub process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Verifies publisher tokens.
+    pub publisher: JwtVerifier,
+    /// Verifies subscriber tokens.
+    pub subscriber: JwtVerifier,
+    /// Set when no key was configured and a development key was generated for both roles.
+    pub dev_key: Option<Secret>,
+    /// Subscribers without a token receive public updates.
+    pub anonymous: bool,
+    /// Subscription events and the subscriptions API.
+    pub subscriptions: bool,
+    /// CORS allow-list (lowercase); empty means no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Origins allowed to publish with the authorization cookie (lowercase).
+    pub publish_origins: Vec<String>,
+    /// Name of the authorization cookie.
+    pub cookie_name: String,
+    /// Silence after which a comment is sent; `None` = off.
+    pub heartbeat: Option<Duration>,
+    /// Time allowed for one write to a subscriber; `None` = off.
+    pub dispatch_timeout: Option<Duration>,
+    /// Maximum stream lifetime; `None` = off.
+    pub write_timeout: Option<Duration>,
+    /// History store.
+    pub transport: TransportKind,
+    /// File of the embedded store.
+    pub history_path: PathBuf,
+    /// Updates kept in history; 0 keeps all.
+    pub history_size: u64,
+    /// Publish body limit in bytes.
+    pub max_request_body_size: usize,
+    /// Debugging UI.
+    pub ui: bool,
+    /// HTTP worker threads.
+    pub workers: usize,
+}
+
+impl Config {
+    /// Loads the configuration from the optional TOML file and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_sources(file, std::env::vars())
+    }
+
+    /// Loads the configuration from the optional TOML file and the given environment (tests pass
+    /// their own instead of mutating the process environment).
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut env_values = HashMap::new();
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if CLIENT_ENV_VARS.contains(&key.as_str()) {
+                continue;
+            }
+            check_known(&key, &format!(" (environment variable {name})"))?;
+            env_values.insert(format!("MERCURE_{}", key.to_ascii_uppercase()), value);
+        }
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+        }
+        let raw: HashMap<String, Value> = builder
+            .add_source(Environment::with_prefix("MERCURE").source(Some(env_values)))
+            .build()?
+            .try_deserialize()?;
+        for key in raw.keys() {
+            let origin = file
+                .map(|p| format!(" (in {})", p.display()))
+                .unwrap_or_default();
+            check_known(key, &origin)?;
+        }
+        Self::from_values(Values(raw))
+    }
+
+    fn from_values(values: Values) -> Result<Self, ConfigError> {
+        let addr = values
+            .string("addr")?
+            .unwrap_or_else(|| DEFAULT_ADDR.into());
+        let jwt_key = values.secret("jwt_key")?;
+        let jwt_alg = values
+            .string("jwt_alg")?
+            .unwrap_or_else(|| DEFAULT_JWT_ALG.into());
+        let publisher_key = values
+            .secret("publisher_jwt_key")?
+            .or_else(|| jwt_key.clone());
+        let subscriber_key = values
+            .secret("subscriber_jwt_key")?
+            .or_else(|| jwt_key.clone());
+        let publisher_alg = values
+            .string("publisher_jwt_alg")?
+            .unwrap_or_else(|| jwt_alg.clone());
+        let subscriber_alg = values.string("subscriber_jwt_alg")?.unwrap_or(jwt_alg);
+        let anonymous = values.bool("anonymous")?.unwrap_or(false);
+
+        let (publisher, subscriber, dev_key) = match (publisher_key, subscriber_key) {
+            (None, None) => {
+                let secret = Secret(random_secret());
+                let verifier = JwtVerifier::new(secret.expose(), "HS256")
+                    .map_err(|e| invalid("jwt_key", e.to_string()))?;
+                (verifier.clone(), verifier, Some(secret))
+            }
+            (Some(publisher), Some(subscriber)) => (
+                verifier("publisher_jwt_key", &publisher, &publisher_alg)?,
+                verifier("subscriber_jwt_key", &subscriber, &subscriber_alg)?,
+                None,
+            ),
+            (None, Some(_)) => return Err(invalid(
+                "publisher_jwt_key",
+                "a subscriber key is set but no publisher key: set publisher_jwt_key or jwt_key",
+            )),
+            (Some(publisher), None) => {
+                let publisher = verifier("publisher_jwt_key", &publisher, &publisher_alg)?;
+                // Without a subscriber key, only anonymous subscribers could ever connect. The
+                // publisher key stands in so that `anonymous` hubs need only one key, but a
+                // non-anonymous hub must say which key its subscribers use.
+                if !anonymous {
+                    return Err(invalid(
+                        "subscriber_jwt_key",
+                        "no subscriber key: set subscriber_jwt_key or jwt_key, or anonymous = true",
+                    ));
+                }
+                (publisher.clone(), publisher, None)
+            }
+        };
+
+        Ok(Self {
+            addr: parse_addr(&addr)?,
+            publisher,
+            subscriber,
+            dev_key,
+            anonymous,
+            subscriptions: values.bool("subscriptions")?.unwrap_or(false),
+            cors_origins: values.origins("cors_origins")?,
+            publish_origins: values.origins("publish_origins")?,
+            cookie_name: values.cookie_name()?,
+            heartbeat: values.duration("heartbeat", DEFAULT_HEARTBEAT)?,
+            dispatch_timeout: values.duration("dispatch_timeout", DEFAULT_DISPATCH_TIMEOUT)?,
+            write_timeout: values.duration("write_timeout", DEFAULT_WRITE_TIMEOUT)?,
+            transport: values.transport()?,
+            history_path: values
+                .string("history_path")?
+                .unwrap_or_else(|| DEFAULT_HISTORY_PATH.into())
+                .into(),
+            history_size: values.unsigned("history_size")?.unwrap_or(0),
+            max_request_body_size: values.size("max_request_body_size")?,
+            ui: values.bool("ui")?.unwrap_or(false),
+            workers: match values.unsigned("workers")? {
+                Some(0) => return Err(invalid("workers", "must be at least 1")),
+                Some(n) => usize::try_from(n).map_err(|_| invalid("workers", "too large"))?,
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
+        })
+    }
+}
+
+fn check_known(key: &str, origin: &str) -> Result<(), ConfigError> {
+    if KEYS.iter().any(|(k, _)| *k == key) {
+        return Ok(());
+    }
+    Err(ConfigError::UnknownKey {
+        key: key.to_owned(),
+        origin: origin.to_owned(),
+        valid: KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "),
+    })
+}
+
+fn verifier(key: &'static str, secret: &Secret, alg: &str) -> Result<JwtVerifier, ConfigError> {
+    JwtVerifier::new(secret.expose(), alg).map_err(|e| invalid(key, e.to_string()))
+}
+
+/// 32 random bytes, hex-encoded: a development HMAC key.
+fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_addr(addr: &str) -> Result<SocketAddr, ConfigError> {
+    // `:8080` is how the reference hub spells "every interface".
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_owned()
+    };
+    full.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| invalid("addr", format!("`{addr}` is not a host:port address")))
+}
+
+/// Raw values by key, with typed accessors that name the key in their errors.
+struct Values(HashMap<String, Value>);
+
+impl Values {
+    fn string(&self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        self.0
+            .get(key)
+            .map(|v| {
+                v.clone()
+                    .into_string()
+                    .map_err(|_| invalid(key, "expected a string"))
+            })
+            .transpose()
+    }
+
+    fn secret(&self, key: &'static str) -> Result<Option<Secret>, ConfigError> {
+        // An empty variable (`MERCURE_JWT_KEY=`) is treated as unset, as shells make them easily.
+        Ok(self.string(key)?.filter(|s| !s.is_empty()).map(Secret))
+    }
+
+    fn bool(&self, key: &'static str) -> Result<Option<bool>, ConfigError> {
+        let Some(value) = self.string(key)? else {
+            return Ok(None);
+        };
+        match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" | "" => Ok(Some(false)),
+            _ => Err(invalid(
+                key,
+                format!("`{value}` is not a boolean (use true or false)"),
+            )),
+        }
+    }
+
+    fn unsigned(&self, key: &'static str) -> Result<Option<u64>, ConfigError> {
+        let Some(value) = self.string(key)? else {
+            return Ok(None);
+        };
+        value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid(key, format!("`{value}` is not a non-negative integer")))
+    }
+
+    fn duration(
+        &self,
+        key: &'static str,
+        default: Duration,
+    ) -> Result<Option<Duration>, ConfigError> {
+        let duration = match self.string(key)? {
+            None => default,
+            Some(value) => parse_duration(&value).ok_or_else(|| {
+                invalid(
+                    key,
+                    format!("`{value}` is not a duration (examples: 500ms, 40s, 1m30s, 0s)"),
+                )
+            })?,
+        };
+        Ok(Some(duration).filter(|d| !d.is_zero()))
+    }
+
+    fn size(&self, key: &'static str) -> Result<usize, ConfigError> {
+        match self.string(key)? {
+            None => Ok(DEFAULT_MAX_REQUEST_BODY_SIZE),
+            Some(value) => parse_size(&value).filter(|&n| n > 0).ok_or_else(|| {
+                invalid(
+                    key,
+                    format!("`{value}` is not a size above 0 (examples: 1MiB, 512KB, 65536)"),
+                )
+            }),
+        }
+    }
+
+    fn origins(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        let items: Vec<String> = match self.0.get(key) {
+            None => return Ok(Vec::new()),
+            Some(value) => match value.clone().into_array() {
+                Ok(array) => array
+                    .into_iter()
+                    .map(|v| {
+                        v.into_string()
+                            .map_err(|_| invalid(key, "expected strings"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                Err(_) => self.string(key)?.into_iter().collect(),
+            },
+        };
+        items
+            .iter()
+            .flat_map(|item| item.split([' ', ',', '\t', '\n']))
+            .filter(|o| !o.is_empty())
+            .map(|origin| validate_origin(key, origin))
+            .collect()
+    }
+
+    fn cookie_name(&self) -> Result<String, ConfigError> {
+        let name = self
+            .string("cookie_name")?
+            .unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if valid {
+            Ok(name)
+        } else {
+            Err(invalid(
+                "cookie_name",
+                format!("`{name}` is not a valid cookie name"),
+            ))
+        }
+    }
+
+    fn transport(&self) -> Result<TransportKind, ConfigError> {
+        match self.string("transport")?.as_deref() {
+            None | Some("embedded") => Ok(TransportKind::Embedded),
+            Some("memory") => Ok(TransportKind::Memory),
+            Some(other) => Err(invalid(
+                "transport",
+                format!("`{other}` is not a transport (use embedded or memory)"),
+            )),
+        }
+    }
+}
+
+/// Accepts `*`, `null` or `scheme://host[:port]`, where the host may hold one `*` wildcard
+/// (`https://*.example.com`). Lowercased, since origins compare case-insensitively.
+fn validate_origin(key: &'static str, origin: &str) -> Result<String, ConfigError> {
+    let lower = origin.to_ascii_lowercase();
+    if lower == "*" || lower == "null" {
+        return Ok(lower);
+    }
+    let valid = lower.split_once("://").is_some_and(|(scheme, rest)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && !rest.is_empty()
+            && !rest.contains(['/', '?', '#', '@'])
+            && rest.matches('*').count() <= 1
+    });
+    if valid {
+        Ok(lower)
+    } else {
+        Err(invalid(
+            key,
+            format!("`{origin}` is not an origin (use *, null or scheme://host[:port])"),
+        ))
+    }
+}
+
+/// Parses Go-style durations: `0`, `500ms`, `40s`, `1m30s`, `1.5h`, with units ns, us, µs, ms, s,
+/// m, h.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += number * seconds_per_unit;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// Parses sizes: plain bytes, or with a unit B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB.
+pub fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let number: usize = text[..digits].parse().ok()?;
+    let multiplier = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(multiplier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_sources(None, env(pairs))
+    }
+
+    #[test]
+    fn defaults_generate_a_development_key() {
+        let config = load(&[]).expect("defaults are valid");
+        assert_eq!(config.addr.to_string(), DEFAULT_ADDR);
+        assert!(config.dev_key.is_some());
+        assert_eq!(config.heartbeat, Some(DEFAULT_HEARTBEAT));
+        assert_eq!(config.transport, TransportKind::Embedded);
+        assert_eq!(config.cookie_name, DEFAULT_COOKIE_NAME);
+        assert_eq!(config.max_request_body_size, 1 << 20);
+    }
+
+    #[test]
+    fn reads_environment_variables() {
+        let config = load(&[
+            ("MERCURE_ADDR", "127.0.0.1:9000"),
+            ("MERCURE_JWT_KEY", "secret"),
+            ("MERCURE_ANONYMOUS", "1"),
+            ("MERCURE_HEARTBEAT", "0s"),
+            ("MERCURE_WRITE_TIMEOUT", "1m30s"),
+            (
+                "MERCURE_CORS_ORIGINS",
+                "https://A.example.com, http://b.test:8080",
+            ),
+            ("MERCURE_TRANSPORT", "memory"),
+            ("MERCURE_URL", "ignored: read by client libraries"),
+            ("PATH", "/usr/bin"),
+        ])
+        .expect("valid configuration");
+        assert_eq!(config.addr.port(), 9000);
+        assert!(config.anonymous && config.dev_key.is_none());
+        assert_eq!(config.heartbeat, None);
+        assert_eq!(config.write_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(
+            config.cors_origins,
+            ["https://a.example.com", "http://b.test:8080"]
+        );
+        assert_eq!(config.transport, TransportKind::Memory);
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hub.toml");
+        std::fs::write(
+            &path,
+            "jwt_key = \"k\"\nheartbeat = \"15s\"\npublish_origins = [\"*\"]\nhistory_size = 10\n",
+        )
+        .expect("write config");
+        let config = Config::from_sources(Some(&path), env(&[("MERCURE_HEARTBEAT", "20s")]))
+            .expect("valid configuration");
+        assert_eq!(config.heartbeat, Some(Duration::from_secs(20)));
+        assert_eq!(config.publish_origins, ["*"]);
+        assert_eq!(config.history_size, 10);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("MERCURE_HEARTBEET", "1s")], "MERCURE_HEARTBEET"),
+            (&[("MERCURE_HEARTBEAT", "soon")], "`heartbeat`"),
+            (&[("MERCURE_ANONYMOUS", "maybe")], "`anonymous`"),
+            (&[("MERCURE_ADDR", "nowhere")], "`addr`"),
+            (&[("MERCURE_TRANSPORT", "bolt")], "`transport`"),
+            (&[("MERCURE_CORS_ORIGINS", "example.com")], "`cors_origins`"),
+            (
+                &[("MERCURE_JWT_KEY", "k"), ("MERCURE_JWT_ALG", "HS999")],
+                "`publisher_jwt_key`",
+            ),
+            (
+                &[("MERCURE_SUBSCRIBER_JWT_KEY", "k")],
+                "`publisher_jwt_key`",
+            ),
+            (
+                &[("MERCURE_PUBLISHER_JWT_KEY", "k")],
+                "`subscriber_jwt_key`",
+            ),
+            (
+                &[("MERCURE_MAX_REQUEST_BODY_SIZE", "lots")],
+                "`max_request_body_size`",
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let message = load(pairs).expect_err("must be refused").to_string();
+            assert!(
+                message.contains(expected),
+                "{message:?} should name {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_file_key_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, "jwt_key = \"k\"\nhearbeat = \"15s\"\n").expect("write config");
+        let message = Config::from_sources(Some(&path), env(&[]))
+            .expect_err("typo must be refused")
+            .to_string();
+        assert!(
+            message.contains("`hearbeat`") && message.contains("hub.toml"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn publisher_key_alone_serves_anonymous_hubs() {
+        let config = load(&[
+            ("MERCURE_PUBLISHER_JWT_KEY", "k"),
+            ("MERCURE_ANONYMOUS", "true"),
+        ])
+        .expect("valid configuration");
+        assert!(config.anonymous);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let config = load(&[("MERCURE_JWT_KEY", "top-secret-value")]).expect("valid");
+        assert!(!format!("{config:?}").contains("top-secret-value"));
+        let dev = load(&[]).expect("valid");
+        let secret = dev.dev_key.clone().expect("dev key");
+        assert!(!format!("{dev:?}").contains(secret.expose()));
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h1m1s"), Some(Duration::from_secs(3661)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        for bad in ["", "10", "s", "1d", "-1s", "1s2"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(parse_size("1MiB"), Some(1 << 20));
+        assert_eq!(parse_size("512KB"), Some(512_000));
+        assert_eq!(parse_size("42"), Some(42));
+        assert_eq!(parse_size("1 TB"), None);
+    }
+}

@@ -1,0 +1,75 @@
+//! The hub's HTTP errors: one enum, mapped to a status code in exactly one place.
+//!
+//! Bodies are short `text/plain` sentences that tell the client what to fix. They never contain a
+//! token or key material.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use thiserror::Error;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, Error)]
+pub enum HubError {
+    /// No usable credential: missing, malformed, expired or badly signed (401).
+    #[error("Unauthorized: {0}")]
+    Unauthorized(String),
+    /// A valid credential that does not allow this (403).
+    #[error("Forbidden: {0}")]
+    Forbidden(String),
+    /// A malformed or invalid request (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A publish body above `max_request_body_size` (413).
+    #[error("Payload Too Large: the body exceeds the {0}-byte limit (max_request_body_size)")]
+    PayloadTooLarge(usize),
+    /// The path exists but not for this method (405).
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+    /// The transport cannot accept the request right now (503).
+    #[error("Service Unavailable: {0}")]
+    Unavailable(String),
+    /// The transport failed (500).
+    #[error("Internal Server Error: {0}")]
+    Internal(String),
+}
+
+impl ResponseError for HubError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"));
+        match self {
+            // RFC 6750: tell a Bearer client which kind of failure this is.
+            Self::Unauthorized(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                ));
+            }
+            // RFC 9110: a 405 lists the methods the resource accepts.
+            Self::MethodNotAllowed => {
+                response.insert_header((header::ALLOW, "GET, HEAD, POST"));
+            }
+            Self::Forbidden(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"insufficient_scope\""),
+                ));
+            }
+            _ => {}
+        }
+        response.body(format!("{self}\n"))
+    }
+}

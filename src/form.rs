@@ -1,0 +1,130 @@
+//! Strict `application/x-www-form-urlencoded` decoding, for publish bodies and query strings.
+//!
+//! Mercure needs two things common decoders get wrong: a key with an empty value must survive
+//! (`private=` makes an update private), and malformed input must be refused rather than guessed
+//! at, so a publisher learns about a broken client instead of silently publishing mangled data.
+
+use thiserror::Error;
+
+/// Why a form or query string could not be decoded.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FormError {
+    /// A `%` not followed by two hexadecimal digits.
+    #[error("invalid percent-encoding near byte {0}: `%` must be followed by two hex digits")]
+    BadEscape(usize),
+    /// The decoded bytes of a key or value are not UTF-8.
+    #[error("the form is not valid UTF-8 once percent-decoded")]
+    NotUtf8,
+}
+
+/// Decoded `key=value` pairs in their original order (keys may repeat).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// Decodes `input`: pairs separated by `&`, `+` meaning a space, `%XX` escapes. A pair without
+    /// `=` is a key with an empty value; empty pairs (`a&&b`) are skipped.
+    pub fn parse(input: &[u8]) -> Result<Self, FormError> {
+        let mut pairs = Vec::new();
+        let mut offset = 0;
+        for pair in input.split(|&b| b == b'&') {
+            if !pair.is_empty() {
+                let (key, value) = match pair.iter().position(|&b| b == b'=') {
+                    Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                    None => (pair, &pair[pair.len()..]),
+                };
+                let value_offset = offset + key.len() + 1;
+                pairs.push((decode(key, offset)?, decode(value, value_offset)?));
+            }
+            offset += pair.len() + 1;
+        }
+        Ok(Self(pairs))
+    }
+
+    /// The first value of `key`, as the reference hub reads `data`, `id`, `type` and `retry`.
+    pub fn first(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order (`topic` repeats for alternate topics).
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `key` is present at all, even with an empty value.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == key)
+    }
+}
+
+fn decode(raw: &[u8], offset: usize) -> Result<String, FormError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = raw
+                    .get(i + 1..i + 3)
+                    .ok_or(FormError::BadEscape(offset + i))?;
+                let (hi, lo) = (hex_value(hex[0]), hex_value(hex[1]));
+                match (hi, lo) {
+                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                    _ => return Err(FormError::BadEscape(offset + i)),
+                }
+                i += 2;
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| FormError::NotUtf8)
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    (digit as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_empty_values_and_order() {
+        let form = Form::parse(b"topic=a&private=&topic=b&flag").expect("valid form");
+        assert_eq!(form.all("topic").collect::<Vec<_>>(), ["a", "b"]);
+        assert!(form.contains("private"));
+        assert_eq!(form.first("private"), Some(""));
+        assert_eq!(form.first("flag"), Some(""));
+        assert_eq!(form.first("missing"), None);
+    }
+
+    #[test]
+    fn decodes_plus_and_escapes() {
+        let form = Form::parse(b"data=a+b%0D%0Ac%3D%26&k%2Bx=%C3%A9").expect("valid form");
+        assert_eq!(form.first("data"), Some("a b\r\nc=&"));
+        assert_eq!(form.first("k+x"), Some("é"));
+    }
+
+    #[test]
+    fn skips_empty_pairs() {
+        let form = Form::parse(b"&&a=1&&").expect("valid form");
+        assert_eq!(form.first("a"), Some("1"));
+        assert_eq!(Form::parse(b"").expect("empty form"), Form::default());
+    }
+
+    #[test]
+    fn refuses_bad_escapes_and_invalid_utf8() {
+        assert_eq!(Form::parse(b"a=%"), Err(FormError::BadEscape(2)));
+        assert_eq!(Form::parse(b"a=%4"), Err(FormError::BadEscape(2)));
+        assert_eq!(Form::parse(b"x=1&a=%zz"), Err(FormError::BadEscape(6)));
+        assert_eq!(Form::parse(b"a=%FF"), Err(FormError::NotUtf8));
+        assert_eq!(Form::parse(b"a=\xff"), Err(FormError::NotUtf8));
+    }
+}

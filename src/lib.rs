@@ -1,0 +1,191 @@
+//! Quicksilver: a Mercure hub.
+//!
+//! Publishers `POST` updates to `/.well-known/mercure`; subscribers keep a `GET` event stream open
+//! on the same URL and receive the updates whose topics match their selectors and that their token
+//! allows. The pieces, each in the file named after its protocol concept:
+//!
+//! - [`config`]: settings, layered defaults < TOML file < `MERCURE_*` environment;
+//! - [`update`], [`topic_selector`], [`form`]: what is published and how topics are matched;
+//! - [`jwt`], [`authorization`]: tokens and what they allow;
+//! - [`publish`], [`subscribe`]: the two HTTP handlers;
+//! - [`router`]: the topic-router actor, matching updates to subscribers;
+//! - [`subscriber`]: the per-connection actor that writes a subscriber's event stream;
+//! - [`transport`]: where updates are numbered and stored (`embedded` redb file or `memory`).
+//!
+//! The binary (`main.rs`) loads the configuration, binds, and calls [`serve`]; tests call the same
+//! function on `127.0.0.1:0`.
+
+pub mod authorization;
+pub mod config;
+pub mod cors;
+pub mod error;
+pub mod form;
+pub mod jwt;
+pub mod publish;
+pub mod router;
+pub mod subscribe;
+pub mod subscriber;
+pub mod topic_selector;
+pub mod transport;
+pub mod update;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use futures_util::FutureExt;
+
+use crate::config::{Config, TransportKind};
+use crate::error::HubError;
+use crate::router::Router;
+use crate::transport::embedded::EmbeddedStore;
+use crate::transport::local::LocalTransport;
+use crate::transport::memory::MemoryStore;
+use crate::transport::{Store, Transport};
+
+/// The path of the hub, fixed by the protocol.
+pub const HUB_PATH: &str = "/.well-known/mercure";
+
+/// How long open streams may keep the process alive after a shutdown signal.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct Hub {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Where updates are stored and numbered.
+    pub transport: Arc<dyn Transport>,
+    /// The topic router.
+    pub router: Router,
+}
+
+impl Hub {
+    /// Opens the configured store and starts the router and the transport.
+    pub fn start(config: Config) -> anyhow::Result<Self> {
+        match config.transport {
+            TransportKind::Embedded => {
+                let store = EmbeddedStore::open(&config.history_path, config.history_size)?;
+                Self::with_store(config, store)
+            }
+            TransportKind::Memory => {
+                let store = MemoryStore::new(config.history_size);
+                Self::with_store(config, store)
+            }
+        }
+    }
+
+    fn with_store<S: Store + std::fmt::Debug>(config: Config, store: S) -> anyhow::Result<Self> {
+        // The router must know the newest stored sequence before anything is published, so that
+        // a replay after a restart is bounded by what was stored before it.
+        let (router, dispatcher) = router::start(store.last_seq()?)?;
+        let transport = Arc::new(LocalTransport::start(store, dispatcher)?);
+        Ok(Self {
+            config: Arc::new(config),
+            transport,
+            router,
+        })
+    }
+}
+
+/// Starts the HTTP server on `listener`. The returned [`Server`] runs when awaited (inside an
+/// actix system) and can be stopped through its handle.
+pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
+    let workers = hub.config.workers;
+    let cors_origins = Arc::new(hub.config.cors_origins.clone());
+    let csp = if hub.config.ui {
+        "default-src 'self' mercure.rocks cdn.jsdelivr.net"
+    } else {
+        "default-src 'self'"
+    };
+    let data = web::Data::new(hub);
+    let server = HttpServer::new(move || {
+        let cors_origins = cors_origins.clone();
+        App::new()
+            .app_data(data.clone())
+            .wrap_fn(move |req, service| {
+                let origins = cors_origins.clone();
+                actix_web::dev::Service::call(service, req)
+                    .map(move |result| result.map(|response| cors::add_headers(&origins, response)))
+            })
+            .wrap(
+                DefaultHeaders::new()
+                    .add((header::X_FRAME_OPTIONS, "DENY"))
+                    .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                    .add((header::X_XSS_PROTECTION, "1; mode=block"))
+                    .add((header::CONTENT_SECURITY_POLICY, csp)),
+            )
+            .service(
+                web::resource(HUB_PATH)
+                    .route(web::get().to(subscribe::subscribe))
+                    .route(web::head().to(subscribe::subscribe))
+                    .route(web::post().to(publish::publish))
+                    .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/", web::get().to(welcome))
+            .default_service(web::to(not_found))
+    })
+    .workers(workers)
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, HubError> {
+    Err(HubError::MethodNotAllowed)
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("text/plain; charset=utf-8")
+        .body("Not Found\n")
+}
+
+/// Liveness: the process serves HTTP.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("ok\n")
+}
+
+/// Readiness: the transport accepts publications.
+async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
+    if hub.transport.is_ready() {
+        HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("ready\n")
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body("not ready: the transport cannot store updates\n")
+    }
+}
+
+/// A small page saying what this server is.
+async fn welcome(req: HttpRequest) -> HttpResponse {
+    let host = req.connection_info().host().to_owned();
+    let hub_url = format!("{}://{host}{HUB_PATH}", req.connection_info().scheme());
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Quicksilver \
+         Mercure hub</title></head><body><h1>Quicksilver</h1><p>This is a \
+         <a href=\"https://mercure.rocks\">Mercure</a> hub. Its URL is <code>{}</code>.</p>\
+         </body></html>\n",
+            html_escape(&hub_url)
+        ))
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

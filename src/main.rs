@@ -1,0 +1,90 @@
+//! The `quicksilver` binary: load the configuration, set up logging, bind, serve.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use quicksilver::config::{Config, KEYS};
+use quicksilver::{serve, Hub, HUB_PATH};
+
+const USAGE: &str = "Usage: quicksilver [--config PATH]
+
+A Mercure hub. Settings come from defaults, then the optional TOML file, then environment
+variables MERCURE_<KEY> (for example MERCURE_ADDR=127.0.0.1:9000 MERCURE_JWT_KEY=secret).
+Log verbosity: RUST_LOG (default info).
+
+Settings:";
+
+fn main() -> anyhow::Result<()> {
+    let mut config_path = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => {
+                config_path = Some(PathBuf::from(args.next().context("--config needs a path")?));
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                for (key, help) in KEYS {
+                    println!("  {key:<22} {help}");
+                }
+                return Ok(());
+            }
+            "--version" | "-V" => {
+                println!("quicksilver {}", env!("CARGO_PKG_VERSION"));
+                return Ok(());
+            }
+            other => anyhow::bail!("unknown argument `{other}`\n\n{USAGE} see --help"),
+        }
+    }
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = Config::load(config_path.as_deref()).context("invalid configuration")?;
+    let listener = TcpListener::bind(config.addr)
+        .with_context(|| format!("cannot listen on {} (setting `addr`)", config.addr))?;
+    let addr = listener.local_addr()?;
+    if let Some(secret) = &config.dev_key {
+        print_development_banner(secret.expose(), &addr.to_string())?;
+    }
+    tracing::info!(%addr, transport = ?config.transport, "Quicksilver listening on http://{addr}{HUB_PATH}");
+
+    actix_web::rt::System::new().block_on(async move {
+        let hub = Hub::start(config).context("cannot start the hub")?;
+        serve(listener, hub)?.await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// No key was configured: show the generated key's tokens so a developer can start at once.
+fn print_development_banner(secret: &str, addr: &str) -> anyhow::Result<()> {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    let publisher = serde_json::json!({ "mercure": { "publish": ["*"] } });
+    let subscriber = serde_json::json!({ "mercure": { "subscribe": ["*"] } });
+    let publisher = jsonwebtoken::encode(&header, &publisher, &key)?;
+    let subscriber = jsonwebtoken::encode(&header, &subscriber, &key)?;
+    let url = format!("http://{addr}{HUB_PATH}");
+    eprintln!(
+        "
+No key configured: generated a development key for this run only.
+Set MERCURE_JWT_KEY (or publisher_jwt_key / subscriber_jwt_key) for real use.
+
+  publisher token:  {publisher}
+  subscriber token: {subscriber}
+
+Subscribe:
+  curl -N -H 'Authorization: Bearer {subscriber}' '{url}?topic=https://example.com/books/1'
+Publish:
+  curl -H 'Authorization: Bearer {publisher}' -d topic=https://example.com/books/1 -d data=hello '{url}'
+"
+    );
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! `POST /.well-known/mercure`: a publisher sends an update.
+//!
+//! Checks run in the reference hub's order (authentication, body, fields, topic rights) with the
+//! status codes of the specification where the reference differs: 403 for a topic the token may
+//! not publish to, 413 for a body over the limit, 400 for an id or type that could corrupt streams.
+
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+use crate::authorization::Publisher;
+use crate::error::HubError;
+use crate::form::Form;
+use crate::update::{EventId, EventType, Topic, Update};
+use crate::Hub;
+
+/// The publish handler.
+pub async fn publish(
+    req: HttpRequest,
+    body: web::Payload,
+    hub: web::Data<Hub>,
+) -> Result<HttpResponse, HubError> {
+    // Only the token may come from the query string; topics there are ignored, as in the
+    // reference hub. An unparsable query string simply holds no token.
+    let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
+    let publisher = Publisher::authenticate(&req, &query, &hub.config)?;
+    let form = read_form(&req, body, hub.config.max_request_body_size).await?;
+    let update = parse_update(&form)?;
+    publisher.check_topics(&update.topics)?;
+
+    let id = update.id.clone();
+    let seq = hub.transport.publish(update).await.map_err(|error| {
+        tracing::error!(%error, "publish failed");
+        HubError::Internal(format!("the update could not be stored: {error}"))
+    })?;
+    tracing::debug!(id = %id, seq, "published");
+    Ok(HttpResponse::Ok()
+        // Explicit, so that an id looking like HTML is never sniffed as HTML.
+        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .body(id.to_string()))
+}
+
+/// Reads and decodes a form body of at most `limit` bytes.
+async fn read_form(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    limit: usize,
+) -> Result<Form, HubError> {
+    let malformed = || HubError::BadRequest("malformed Content-Type header".into());
+    let mime = req.mime_type().map_err(|_| malformed())?;
+    // The `mime` parser accepts `type; name=` with an empty value, which RFC 9110 does not.
+    if let Some(raw) = req.headers().get(header::CONTENT_TYPE) {
+        let raw = raw.to_str().map_err(|_| malformed())?;
+        let valid_parameter = |p: &str| {
+            p.split_once('=')
+                .is_some_and(|(name, value)| !name.trim().is_empty() && !value.trim().is_empty())
+        };
+        if !raw
+            .split(';')
+            .skip(1)
+            .filter(|p| !p.trim().is_empty())
+            .all(valid_parameter)
+        {
+            return Err(malformed());
+        }
+    }
+    if mime.as_ref().map(|m| m.essence_str()) != Some("application/x-www-form-urlencoded") {
+        return Err(HubError::BadRequest(format!(
+            "Missing \"topic\" parameter: the body must be application/x-www-form-urlencoded, not {}",
+            mime.map_or_else(|| "untyped".to_owned(), |m| m.essence_str().to_owned())
+        )));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(HubError::PayloadTooLarge(limit));
+    }
+    let mut bytes = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|e| HubError::BadRequest(format!("cannot read the body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(HubError::PayloadTooLarge(limit));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Form::parse(&bytes).map_err(|e| HubError::BadRequest(format!("malformed form body: {e}")))
+}
+
+/// Builds the update from the form fields, validating each one.
+fn parse_update(form: &Form) -> Result<Update, HubError> {
+    let bad = |e: crate::update::InvalidField| HubError::BadRequest(e.to_string());
+    let topics = form
+        .all("topic")
+        .map(Topic::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    if topics.is_empty() {
+        return Err(HubError::BadRequest("Missing \"topic\" parameter".into()));
+    }
+    let retry = match form.first("retry").filter(|r| !r.is_empty()) {
+        None => None,
+        Some(text) => Some(
+            text.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| text.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    HubError::BadRequest(
+                        "Invalid \"retry\" parameter: expected milliseconds as a base-10 integer"
+                            .into(),
+                    )
+                })?,
+        ),
+    };
+    let id = match form.first("id").filter(|id| !id.is_empty()) {
+        Some(id) => EventId::new(id).map_err(bad)?,
+        None => EventId::generate(),
+    };
+    let event_type = form
+        .first("type")
+        .map(EventType::new)
+        .transpose()
+        .map_err(bad)?;
+    Ok(Update {
+        id,
+        topics,
+        data: form.first("data").unwrap_or_default().to_owned(),
+        private: form.contains("private"),
+        event_type,
+        retry,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<Update, HubError> {
+        parse_update(&Form::parse(body.as_bytes()).expect("valid form"))
+    }
+
+    #[test]
+    fn reads_every_field() {
+        let update = parse("topic=a&topic=b&data=x&id=i&type=t&retry=10&private=").expect("valid");
+        assert_eq!(
+            update.topics.iter().map(Topic::as_str).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(update.id.as_str(), "i");
+        assert_eq!(update.event_type.as_ref().map(EventType::as_str), Some("t"));
+        assert_eq!(update.retry, Some(10));
+        assert!(update.private);
+    }
+
+    #[test]
+    fn first_value_wins_and_defaults_apply() {
+        let update = parse("topic=a&data=1&data=2").expect("valid");
+        assert_eq!(update.data, "1");
+        assert!(!update.private);
+        assert!(update.id.as_str().starts_with("urn:uuid:"));
+    }
+
+    #[test]
+    fn refuses_bad_fields() {
+        for body in [
+            "data=x",
+            "topic=a&retry=-1",
+            "topic=a&retry=0x10",
+            "topic=a&retry=99999999999999999999999",
+            "topic=a&id=%23x",
+            "topic=a&id=a%0Aevent:x",
+            "topic=a&type=a%0D",
+            "topic=a%00",
+        ] {
+            assert!(
+                matches!(parse(body), Err(HubError::BadRequest(_))),
+                "{body}"
+            );
+        }
+    }
+}

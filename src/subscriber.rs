@@ -1,0 +1,231 @@
+//! A subscriber connection: what it asked for, what it may see, and the actor that turns its
+//! history and live updates into the bytes of its event stream.
+//!
+//! The actor is the response body itself ([`SubscriberStream`]): it owns the subscriber's state
+//! (its queue from the router, its replay cursor, its heartbeat and deadline timers) and is driven
+//! by the HTTP connection polling it. That costs no extra task and no extra channel per connection,
+//! and backpressure is natural: when the client stops reading, nothing is polled, the bounded queue
+//! fills and the router drops the subscriber.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::time::{Instant, Sleep};
+
+use crate::router::{Queue, Registration};
+use crate::topic_selector::{matches_any, TopicSelector};
+use crate::transport::{Transport, TransportError};
+use crate::update::{Dispatched, Seq, Update};
+
+/// Updates a subscriber may have waiting before it counts as too slow and is dropped; the same
+/// figure as the reference hub. The queue holds pointers to shared frames, so this bounds memory
+/// per subscriber to a few kilobytes of pointers plus the frames themselves.
+pub const QUEUE_CAPACITY: usize = 1000;
+/// Updates read from history at a time during a replay: a replay of the whole history streams
+/// page by page instead of overflowing the queue (pitfall 6 of the reference hub).
+const REPLAY_PAGE: usize = 256;
+/// The SSE comment line: sent first (so `EventSource.onopen` fires at once) and as heartbeat.
+const COMMENT: &[u8] = b":\n";
+
+/// What one subscriber asked for and what its credentials allow.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The `topic` selectors of the request.
+    pub selectors: Vec<TopicSelector>,
+    /// The token's `mercure.subscribe` selectors; `None` for anonymous subscribers, who never
+    /// receive private updates.
+    pub authorized: Option<Vec<TopicSelector>>,
+}
+
+impl Subscription {
+    /// Whether this subscriber receives `update`: one of its topics matches one of the selectors
+    /// and, for a private update, one of its topics (not necessarily the same one) matches one of
+    /// the authorized selectors.
+    pub fn wants(&self, update: &Update) -> bool {
+        let topics = || update.topics.iter().map(|t| t.as_str());
+        let selected = topics().any(|topic| matches_any(&self.selectors, topic));
+        selected
+            && (!update.private
+                || self
+                    .authorized
+                    .as_ref()
+                    .is_some_and(|allowed| topics().any(|topic| matches_any(allowed, topic))))
+    }
+}
+
+type Page = Pin<Box<dyn Future<Output = Result<Vec<Arc<Dispatched>>, TransportError>>>>;
+
+/// Where the replay of history stands.
+enum Replay {
+    /// Replaying: everything with `cursor < seq <= bound` still has to be read.
+    Running {
+        cursor: Seq,
+        page: Option<Page>,
+        ready: VecDeque<Arc<Dispatched>>,
+    },
+    Done,
+}
+
+/// The event stream of one subscriber connection.
+pub struct SubscriberStream {
+    subscription: Arc<Subscription>,
+    transport: Arc<dyn Transport>,
+    queue: Queue,
+    /// Keeps the subscriber registered while the stream lives.
+    _registration: Registration,
+    /// Live updates up to this sequence number were covered by history (or skipped): not resent.
+    bound: Seq,
+    replay: Replay,
+    opened: bool,
+    heartbeat: Option<(Duration, Pin<Box<Sleep>>)>,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+/// How a new stream starts.
+#[derive(Debug)]
+pub struct StreamStart {
+    /// Replay history after this sequence number (`None`: no replay).
+    pub replay_after: Option<Seq>,
+    /// Send a comment after this much silence.
+    pub heartbeat: Option<Duration>,
+    /// End the stream at this instant (write timeout, token expiry).
+    pub deadline: Option<Instant>,
+}
+
+impl SubscriberStream {
+    /// Builds the stream of a registered subscriber. `bound` is the sequence number the router
+    /// returned at registration: history covers up to it, the queue everything after.
+    pub fn new(
+        subscription: Arc<Subscription>,
+        transport: Arc<dyn Transport>,
+        (registration, queue, bound): (Registration, Queue, Seq),
+        start: StreamStart,
+    ) -> Self {
+        let replay = match start.replay_after {
+            Some(cursor) if cursor < bound => Replay::Running {
+                cursor,
+                page: None,
+                ready: VecDeque::new(),
+            },
+            _ => Replay::Done,
+        };
+        Self {
+            subscription,
+            transport,
+            queue,
+            _registration: registration,
+            // A cursor found *after* the bound (published while we registered) means the client
+            // already has everything up to it, live updates included.
+            bound: bound.max(start.replay_after.unwrap_or(0)),
+            replay,
+            opened: false,
+            heartbeat: start
+                .heartbeat
+                .map(|every| (every, Box::pin(tokio::time::sleep(every)))),
+            deadline: start
+                .deadline
+                .map(|at| Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+
+    /// Polls the history replay; `Ready(None)` once it is complete.
+    fn poll_replay(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ()>>> {
+        loop {
+            let Replay::Running {
+                cursor,
+                page,
+                ready,
+            } = &mut self.replay
+            else {
+                return Poll::Ready(None);
+            };
+            if let Some(next) = ready.pop_front() {
+                return Poll::Ready(Some(Ok(next.frame.clone())));
+            }
+            if *cursor >= self.bound {
+                self.replay = Replay::Done;
+                return Poll::Ready(None);
+            }
+            let fetch = page.get_or_insert_with(|| {
+                let (transport, after, up_to) = (self.transport.clone(), *cursor, self.bound);
+                Box::pin(async move { transport.read(after, up_to, REPLAY_PAGE).await })
+            });
+            let updates = match fetch.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(error)) => {
+                    tracing::error!(%error, "history replay failed; closing the stream");
+                    return Poll::Ready(Some(Err(())));
+                }
+                Poll::Ready(Ok(updates)) => updates,
+            };
+            *page = None;
+            // An empty page means the rest of the range was trimmed meanwhile: nothing left.
+            *cursor = updates.last().map_or(self.bound, |d| d.seq);
+            let subscription = &self.subscription;
+            ready.extend(
+                updates
+                    .into_iter()
+                    .filter(|d| subscription.wants(&d.update)),
+            );
+        }
+    }
+
+    fn reset_heartbeat(&mut self) {
+        if let Some((every, timer)) = &mut self.heartbeat {
+            timer.as_mut().reset(Instant::now() + *every);
+        }
+    }
+}
+
+impl Stream for SubscriberStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if !this.opened {
+            this.opened = true;
+            return Poll::Ready(Some(Ok(Bytes::from_static(COMMENT))));
+        }
+        if let Some(deadline) = &mut this.deadline {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+        }
+        match this.poll_replay(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.reset_heartbeat();
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(Some(Err(()))) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {}
+        }
+        loop {
+            match this.queue.poll_recv(cx) {
+                Poll::Ready(Some(update)) if update.seq <= this.bound => continue,
+                Poll::Ready(Some(update)) => {
+                    this.reset_heartbeat();
+                    return Poll::Ready(Some(Ok(update.frame.clone())));
+                }
+                // The router dropped us (too slow, or shutting down): end cleanly so the client
+                // reconnects and resumes from history.
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => break,
+            }
+        }
+        if let Some((every, timer)) = &mut this.heartbeat {
+            if timer.as_mut().poll(cx).is_ready() {
+                timer.as_mut().reset(Instant::now() + *every);
+                return Poll::Ready(Some(Ok(Bytes::from_static(COMMENT))));
+            }
+        }
+        Poll::Pending
+    }
+}

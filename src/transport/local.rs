@@ -1,0 +1,139 @@
+//! The single-node transport: one sequencer thread in front of a [`Store`].
+//!
+//! Publishers send their update to the sequencer through a bounded queue and wait for its answer.
+//! The sequencer takes everything queued (group commit: one durable write for a whole batch, so
+//! many concurrent publishers cost one fsync), numbers the batch, then hands each update to the
+//! router in sequence order before answering. So the router sees exactly the stored order, and an
+//! acknowledged update is both durable and on its way to subscribers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Store, Transport, TransportError};
+use crate::router::Dispatcher;
+use crate::update::{Dispatched, Seq, Update};
+
+/// Publications waiting for the sequencer. Past this, publishers wait (backpressure).
+const QUEUE_CAPACITY: usize = 4096;
+/// Largest batch written in one transaction; bounds the latency added to the first publisher.
+const MAX_BATCH: usize = 512;
+
+type Request = (Update, oneshot::Sender<Result<Seq, TransportError>>);
+
+/// A [`Transport`] over a local [`Store`].
+#[derive(Debug, Clone)]
+pub struct LocalTransport<S> {
+    requests: mpsc::Sender<Request>,
+    store: Arc<S>,
+    ready: Arc<AtomicBool>,
+}
+
+impl<S: Store + std::fmt::Debug> LocalTransport<S> {
+    /// Starts the sequencer thread, which feeds `router`. It stops when every handle is dropped.
+    pub fn start(store: S, router: Dispatcher) -> std::io::Result<Self> {
+        let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
+        let store = Arc::new(store);
+        let ready = Arc::new(AtomicBool::new(true));
+        let sequencer = Sequencer {
+            store: store.clone(),
+            ready: ready.clone(),
+            router,
+        };
+        std::thread::Builder::new()
+            .name("quicksilver-sequencer".into())
+            .spawn(move || sequencer.run(queue))?;
+        Ok(Self {
+            requests,
+            store,
+            ready,
+        })
+    }
+}
+
+struct Sequencer<S> {
+    store: Arc<S>,
+    ready: Arc<AtomicBool>,
+    router: Dispatcher,
+}
+
+impl<S: Store> Sequencer<S> {
+    fn run(self, mut queue: mpsc::Receiver<Request>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = queue.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            let (updates, answers): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+            match self.store.append(updates) {
+                Ok(stored) => {
+                    self.ready.store(true, Ordering::Release);
+                    for (dispatched, answer) in stored.into_iter().zip(answers) {
+                        let seq = dispatched.seq;
+                        if self.router.blocking_dispatch(dispatched).is_err() {
+                            // The router only stops when the hub shuts down.
+                            let _ = answer.send(Err(TransportError::Closed));
+                            continue;
+                        }
+                        // The publisher may have given up (client gone); the update stands.
+                        let _ = answer.send(Ok(seq));
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot store updates; answering 500 to publishers");
+                    self.ready.store(false, Ordering::Release);
+                    for answer in answers {
+                        let _ = answer.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Store> Transport for LocalTransport<S> {
+    async fn publish(&self, update: Update) -> Result<Seq, TransportError> {
+        let (answer, result) = oneshot::channel();
+        self.requests
+            .send((update, answer))
+            .await
+            .map_err(|_| TransportError::Closed)?;
+        result.await.map_err(|_| TransportError::Closed)?
+    }
+
+    async fn find(&self, id: &str) -> Result<Option<Seq>, TransportError> {
+        let store = self.store.clone();
+        let id = id.to_owned();
+        blocking(move || store.find(&id)).await
+    }
+
+    async fn read(
+        &self,
+        after: Seq,
+        up_to: Seq,
+        limit: usize,
+    ) -> Result<Vec<Arc<Dispatched>>, TransportError> {
+        let store = self.store.clone();
+        blocking(move || store.read(after, up_to, limit)).await
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.requests.is_closed()
+    }
+}
+
+/// Runs store reads off the HTTP worker threads: a disk read must not stall other connections.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, TransportError> + Send + 'static,
+) -> Result<T, TransportError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| TransportError::Closed)?
+}

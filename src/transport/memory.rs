@@ -1,0 +1,158 @@
+//! The `memory` store: history in process memory, lost at exit. For development, tests and hubs
+//! whose clients never resume across a restart.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use super::{Store, TransportError};
+use crate::update::{Dispatched, Seq, Update};
+
+/// History kept in a ring of shared, already framed updates.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: RwLock<History>,
+    /// Updates kept; 0 keeps all.
+    capacity: u64,
+}
+
+#[derive(Debug, Default)]
+struct History {
+    last_seq: Seq,
+    updates: VecDeque<Arc<Dispatched>>,
+    /// For each id in history: its first sequence number and how many updates carry it. Ids are
+    /// publisher-chosen and may repeat; a lookup finds the first occurrence, as the reference hub.
+    ids: HashMap<String, (Seq, u32)>,
+}
+
+impl MemoryStore {
+    /// An empty store keeping at most `capacity` updates (0 = no limit).
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            inner: RwLock::default(),
+            capacity,
+        }
+    }
+
+    fn history(&self) -> std::sync::RwLockReadGuard<'_, History> {
+        // A poisoned lock means a panic while appending; the data is still consistent because
+        // every mutation below completes before anything can panic, so keep serving.
+        self.inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn last_seq(&self) -> Result<Seq, TransportError> {
+        Ok(self.history().last_seq)
+    }
+
+    fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError> {
+        let mut history = self
+            .inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut stored = Vec::with_capacity(updates.len());
+        for update in updates {
+            history.last_seq += 1;
+            let seq = history.last_seq;
+            history
+                .ids
+                .entry(update.id.as_str().to_owned())
+                .or_insert((seq, 0))
+                .1 += 1;
+            let dispatched = Arc::new(Dispatched::new(seq, update));
+            history.updates.push_back(dispatched.clone());
+            stored.push(dispatched);
+        }
+        while self.capacity > 0 && history.updates.len() as u64 > self.capacity {
+            let Some(old) = history.updates.pop_front() else {
+                break;
+            };
+            let id = old.update.id.as_str();
+            match history.ids.get(id).copied() {
+                Some((_, 1)) => {
+                    history.ids.remove(id);
+                }
+                Some((_, count)) => {
+                    // A repeated id (rare): the next occurrence becomes the first one.
+                    let next = history.updates.iter().find(|d| d.update.id.as_str() == id);
+                    let next = next.map_or(0, |d| d.seq);
+                    history.ids.insert(id.to_owned(), (next, count - 1));
+                }
+                None => {}
+            }
+        }
+        Ok(stored)
+    }
+
+    fn find(&self, id: &str) -> Result<Option<Seq>, TransportError> {
+        Ok(self.history().ids.get(id).map(|&(seq, _)| seq))
+    }
+
+    fn read(
+        &self,
+        after: Seq,
+        up_to: Seq,
+        limit: usize,
+    ) -> Result<Vec<Arc<Dispatched>>, TransportError> {
+        let history = self.history();
+        let Some(first) = history.updates.front().map(|d| d.seq) else {
+            return Ok(Vec::new());
+        };
+        // Sequence numbers are contiguous in the ring, so the start is an index computation.
+        let start = usize::try_from((after + 1).saturating_sub(first)).unwrap_or(usize::MAX);
+        Ok(history
+            .updates
+            .iter()
+            .skip(start)
+            .take_while(|d| d.seq <= up_to)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::update::{EventId, Topic};
+
+    fn update(id: &str) -> Update {
+        Update {
+            id: EventId::new(id).expect("valid id"),
+            topics: vec![Topic::new("t").expect("valid topic")],
+            data: String::new(),
+            private: false,
+            event_type: None,
+            retry: None,
+        }
+    }
+
+    #[test]
+    fn numbers_finds_reads_and_trims() {
+        let store = MemoryStore::new(3);
+        let ids = ["a", "b", "a", "c", "d"];
+        store
+            .append(ids.iter().map(|id| update(id)).collect())
+            .expect("append");
+        assert_eq!(store.last_seq().expect("last"), 5);
+        // `a` at 1 and 3: once 1 is trimmed, the lookup finds the occurrence still in history.
+        assert_eq!(store.find("a").expect("find"), Some(3));
+        assert_eq!(store.find("b").expect("find"), None);
+        assert_eq!(store.find("c").expect("find"), Some(4));
+        let seqs = |after, up_to, limit| {
+            store
+                .read(after, up_to, limit)
+                .expect("read")
+                .iter()
+                .map(|d| d.seq)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(0, 5, 10), [3, 4, 5]);
+        assert_eq!(seqs(3, 5, 10), [4, 5]);
+        assert_eq!(seqs(3, 4, 10), [4]);
+        assert_eq!(seqs(2, 5, 1), [3]);
+        assert_eq!(seqs(5, 5, 10), Vec::<Seq>::new());
+    }
+}

@@ -1,0 +1,279 @@
+//! Updates: the validated fields a publisher sends, and their Server-Sent Events frame.
+//!
+//! Everything a publisher controls is checked here, before it is stored or framed: a CR, LF or NUL
+//! in an id, a type or a topic would let a publisher inject SSE fields into other subscribers'
+//! streams (the reference hub v0.21.4 does not check). The frame is built once per update and
+//! shared, as `Bytes`, by every subscriber that receives it.
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Position of an update in the hub's history: 1 for the first update ever stored, 0 for "none".
+pub type Seq = u64;
+
+/// Why a publisher-supplied field was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum InvalidField {
+    /// A control character (CR, LF, NUL, ...) that would corrupt the event stream.
+    #[error("\"{0}\" must not contain control characters (CR, LF, NUL, ...)")]
+    ControlCharacter(&'static str),
+    /// An id starting with `#`, which the protocol reserves for ids the hub generates.
+    #[error("\"id\" must not start with \"#\": such ids are reserved for the hub")]
+    ReservedIdPrefix,
+    /// The id `earliest`, which means "the beginning of history" in `Last-Event-ID`.
+    #[error("\"id\" must not be \"earliest\": that value means the start of history")]
+    ReservedIdEarliest,
+}
+
+fn has_control(value: &str) -> bool {
+    value.chars().any(char::is_control)
+}
+
+/// A topic: any string without control characters (usually an IRI).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Topic(String);
+
+impl Topic {
+    /// Validates a topic.
+    pub fn new(value: impl Into<String>) -> Result<Self, InvalidField> {
+        let value = value.into();
+        if has_control(&value) {
+            return Err(InvalidField::ControlCharacter("topic"));
+        }
+        Ok(Self(value))
+    }
+
+    /// The topic text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An update id, also the SSE `id` field and the cursor of `Last-Event-ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    /// Validates an id chosen by a publisher.
+    pub fn new(value: impl Into<String>) -> Result<Self, InvalidField> {
+        let value = value.into();
+        if has_control(&value) {
+            return Err(InvalidField::ControlCharacter("id"));
+        }
+        if value.starts_with('#') {
+            return Err(InvalidField::ReservedIdPrefix);
+        }
+        if value == "earliest" {
+            return Err(InvalidField::ReservedIdEarliest);
+        }
+        Ok(Self(value))
+    }
+
+    /// A fresh hub-generated id: `urn:uuid:` and a time-ordered UUIDv7, as the reference hub does.
+    pub fn generate() -> Self {
+        Self(format!("urn:uuid:{}", uuid::Uuid::now_v7()))
+    }
+
+    /// The id text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An SSE event type (`event:` field), chosen by the publisher with the `type` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventType(String);
+
+impl EventType {
+    /// Validates an event type.
+    pub fn new(value: impl Into<String>) -> Result<Self, InvalidField> {
+        let value = value.into();
+        if has_control(&value) {
+            return Err(InvalidField::ControlCharacter("type"));
+        }
+        Ok(Self(value))
+    }
+
+    /// The type text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One publication. Immutable once built: the canonical topic is `topics[0]` forever (the
+/// reference hub once reordered topics during dispatch; nothing here can).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Update {
+    /// The update id.
+    pub id: EventId,
+    /// The canonical topic first, then the alternate topics. Never empty.
+    pub topics: Vec<Topic>,
+    /// The payload, opaque to the hub.
+    pub data: String,
+    /// Private updates reach only subscribers whose token allows one of the topics.
+    pub private: bool,
+    /// The SSE event type, when not the default `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<EventType>,
+    /// The SSE reconnection time in milliseconds; 0 and absent are the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<u64>,
+}
+
+impl Update {
+    /// The wire form of this update, byte for byte as the reference hub writes it: `event:` (when a
+    /// type is set), `retry:` (when above 0), `id:`, one `data:` line per line of data (split on
+    /// CRLF, CR and LF), then an empty line.
+    pub fn frame(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.data.len() + self.id.0.len() + 32);
+        if let Some(event_type) = self.event_type.as_ref().filter(|t| !t.0.is_empty()) {
+            put_field(&mut out, "event", &event_type.0);
+        }
+        if let Some(retry) = self.retry.filter(|&r| r > 0) {
+            put_field(&mut out, "retry", &retry.to_string());
+        }
+        put_field(&mut out, "id", &self.id.0);
+        for line in lines(&self.data) {
+            put_field(&mut out, "data", line);
+        }
+        out.put_u8(b'\n');
+        out.freeze()
+    }
+}
+
+fn put_field(out: &mut BytesMut, name: &str, value: &str) {
+    out.put_slice(name.as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value.as_bytes());
+    out.put_u8(b'\n');
+}
+
+/// Splits on CRLF, CR and LF; always yields at least one (possibly empty) line, and a trailing
+/// line break yields a final empty line, so the client reassembles exactly the original text.
+fn lines(data: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(data);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.find(['\r', '\n']) {
+            Some(at) => {
+                let skip = if text[at..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&text[at + skip..]);
+                Some(&text[..at])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
+}
+
+/// An update as the hub carries it after storing it: its position in history and its frame,
+/// built once and shared by every receiver.
+#[derive(Debug)]
+pub struct Dispatched {
+    /// Position in the hub's history.
+    pub seq: Seq,
+    /// The update itself, for matching and authorization.
+    pub update: Update,
+    /// The SSE bytes of the update.
+    pub frame: Bytes,
+}
+
+impl Dispatched {
+    /// Wraps a stored update and frames it.
+    pub fn new(seq: Seq, update: Update) -> Self {
+        let frame = update.frame();
+        Self { seq, update, frame }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(data: &str) -> Update {
+        Update {
+            id: EventId::new("id-1").expect("valid id"),
+            topics: vec![Topic::new("https://e.com/a").expect("valid topic")],
+            data: data.into(),
+            private: false,
+            event_type: None,
+            retry: None,
+        }
+    }
+
+    #[test]
+    fn frames_lines_split_on_every_line_break() {
+        assert_eq!(
+            update("a\r\nb\rc\n").frame(),
+            &b"id: id-1\ndata: a\ndata: b\ndata: c\ndata: \n\n"[..]
+        );
+    }
+
+    #[test]
+    fn frames_empty_data_as_one_empty_line() {
+        assert_eq!(update("").frame(), &b"id: id-1\ndata: \n\n"[..]);
+    }
+
+    #[test]
+    fn frames_type_and_retry_before_id() {
+        let mut u = update("x");
+        u.event_type = Some(EventType::new("ping").expect("valid type"));
+        u.retry = Some(1500);
+        assert_eq!(
+            u.frame(),
+            &b"event: ping\nretry: 1500\nid: id-1\ndata: x\n\n"[..]
+        );
+    }
+
+    #[test]
+    fn omits_empty_type_and_zero_retry() {
+        let mut u = update("x");
+        u.event_type = Some(EventType::new("").expect("valid type"));
+        u.retry = Some(0);
+        assert_eq!(u.frame(), &b"id: id-1\ndata: x\n\n"[..]);
+    }
+
+    #[test]
+    fn keeps_blank_lines_inside_data() {
+        assert_eq!(
+            update("data for\n\n        x").frame(),
+            &b"id: id-1\ndata: data for\ndata: \ndata:         x\n\n"[..]
+        );
+    }
+
+    #[test]
+    fn refuses_injection_and_reserved_ids() {
+        assert!(EventId::new("a\nretry: 1").is_err());
+        assert!(EventId::new("a\0").is_err());
+        assert_eq!(EventId::new("#1"), Err(InvalidField::ReservedIdPrefix));
+        assert_eq!(
+            EventId::new("earliest"),
+            Err(InvalidField::ReservedIdEarliest)
+        );
+        assert!(EventType::new("x\r").is_err());
+        assert!(Topic::new("https://e.com/\n").is_err());
+        assert!(Topic::new("").is_ok());
+    }
+
+    #[test]
+    fn generated_ids_are_uuid_urns() {
+        let id = EventId::generate();
+        assert!(id.as_str().starts_with("urn:uuid:"));
+        assert!(uuid::Uuid::parse_str(&id.as_str()["urn:uuid:".len()..]).is_ok());
+        assert_ne!(id, EventId::generate());
+    }
+}

@@ -1,0 +1,639 @@
+//! End-to-end tests of the real `quicksilver` binary: command line, configuration errors,
+//! development mode, bind errors and durability across a hard kill.
+//!
+//! Every child runs with a cleared environment (so a developer's own `MERCURE_*` variables never
+//! leak in) and in a temporary working directory (the default embedded store is created there).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{client, encode_form, publisher, subscriber, urlencode, KEY};
+use futures_util::{Stream, StreamExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_quicksilver");
+const HUB_PATH: &str = "/.well-known/mercure";
+/// How long a child may take to start listening or to exit.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// Process helpers
+// ---------------------------------------------------------------------------------------------
+
+/// The binary with a cleared environment, plain logs, `dir` as working directory and `env`.
+fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... letter`), in case colours are on anyway.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What a finished run of the binary produced.
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+fn read_all(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        strip_ansi(&String::from_utf8_lossy(&bytes))
+    })
+}
+
+/// Runs the binary to completion; kills it (and fails) if it is still running after PATIENCE,
+/// which is what a refused configuration that was wrongly accepted would look like.
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = command(dir, env)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the binary");
+    let stdout = read_all(child.stdout.take().expect("stdout pipe"));
+    let stderr = read_all(child.stderr.take().expect("stderr pipe"));
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the binary") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr.join().unwrap_or_default();
+            panic!("quicksilver {args:?} with {env:?} did not exit within {PATIENCE:?}: {stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// A running hub process, killed (SIGKILL) and reaped when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// Every stderr line so far, ANSI escapes removed.
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Spawns the binary on `127.0.0.1:0` and waits for its "listening on http://ADDR" log line.
+    fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(dir, &[], env)
+    }
+
+    /// The same, with command-line arguments.
+    fn start_with_args(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = command(dir, &[("MERCURE_ADDR", "127.0.0.1:0")]);
+        command.args(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the binary");
+        let stderr = child.stderr.take().expect("stderr pipe");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (sender, receiver) = mpsc::channel();
+        {
+            // Keeps draining stderr for the life of the child, so that it never blocks on a full
+            // pipe.
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stderr);
+                let mut raw = Vec::new();
+                while reader
+                    .read_until(b'\n', &mut raw)
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+                {
+                    let line = strip_ansi(String::from_utf8_lossy(&raw).trim_end_matches('\n'));
+                    raw.clear();
+                    lines.lock().expect("lines lock").push(line.clone());
+                    let _ = sender.send(line);
+                }
+            });
+        }
+        let mut server = Self {
+            child,
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            lines,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = listening_addr(&line) {
+                        server.addr = addr;
+                        return server;
+                    }
+                }
+                Err(_) => {
+                    let status = server.child.try_wait().ok().flatten();
+                    panic!(
+                        "no \"listening on\" line within {PATIENCE:?} (exit: {status:?}); stderr:\n{}",
+                        server.stderr()
+                    );
+                }
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}{HUB_PATH}", self.addr)
+    }
+
+    fn stderr(&self) -> String {
+        self.lines.lock().expect("lines lock").join("\n")
+    }
+
+    /// Kills the process at once (SIGKILL on Unix) and reaps it.
+    fn kill(mut self) {
+        self.child.kill().expect("kill the hub");
+        self.child.wait().expect("reap the hub");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ADDR` in "... listening on http://ADDR/.well-known/mercure ...".
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split_once("listening on http://")?.1;
+    let addr = rest.split(['/', ' ']).next()?;
+    addr.parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP helpers
+// ---------------------------------------------------------------------------------------------
+
+async fn publish_to(url: &str, token: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let response = client()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode_form(form))
+        .send()
+        .await
+        .expect("publish request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("publish body"))
+}
+
+/// A minimal SSE reader: (id, data) of each update, comments skipped.
+struct Sse {
+    headers: reqwest::header::HeaderMap,
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buffer: Vec<u8>,
+}
+
+impl Sse {
+    async fn open(url: &str, topic: &str, token: &str, headers: &[(&str, &str)]) -> Self {
+        let mut request = client()
+            .get(format!("{url}?topic={}", urlencode(topic)))
+            .bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("subscribe request");
+        assert_eq!(response.status(), 200, "subscribe to {topic}");
+        let mut sse = Self {
+            headers: response.headers().clone(),
+            body: Box::pin(response.bytes_stream()),
+            buffer: Vec::new(),
+        };
+        // The hub flushes `:\n` once the subscriber is registered.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while sse.buffer.len() < 2 {
+            match tokio::time::timeout_at(deadline, sse.body.next()).await {
+                Ok(Some(Ok(chunk))) => sse.buffer.extend_from_slice(&chunk),
+                other => panic!(
+                    "no opening comment: {:?}",
+                    other.map(|o| o.map(|r| r.is_ok()))
+                ),
+            }
+        }
+        assert_eq!(&sse.buffer[..2], b":\n", "the stream starts with a comment");
+        sse.buffer.drain(..2);
+        sse
+    }
+
+    /// The next update within `limit`, as (id, data).
+    async fn next_within(&mut self, limit: Duration) -> Option<(String, String)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            while self.buffer.starts_with(b":\n") {
+                self.buffer.drain(..2);
+            }
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                let block = String::from_utf8_lossy(&block).into_owned();
+                let (mut id, mut data) = (None, Vec::new());
+                for line in block
+                    .lines()
+                    .filter(|l| !l.is_empty() && !l.starts_with(':'))
+                {
+                    let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+                    match field {
+                        "id" => id = Some(value.to_owned()),
+                        "data" => data.push(value.to_owned()),
+                        _ => {}
+                    }
+                }
+                if let Some(id) = id {
+                    return Some((id, data.join("\n")));
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(Some(Ok(chunk))) => self.buffer.extend_from_slice(&chunk),
+                _ => return None,
+            }
+        }
+    }
+
+    async fn next(&mut self) -> (String, String) {
+        self.next_within(Duration::from_secs(5))
+            .await
+            .expect("an update within 5 s")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn help_lists_every_setting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for flag in ["--help", "-h"] {
+        let output = run(dir.path(), &[flag], &[]);
+        assert!(output.status.success(), "{flag}: {}", output.stderr);
+        assert!(output.stdout.contains("Usage"), "{flag}: {}", output.stdout);
+        for (key, _) in quicksilver::config::KEYS {
+            assert!(
+                output
+                    .stdout
+                    .lines()
+                    .any(|line| line.split_whitespace().next() == Some(key)),
+                "{flag} should list `{key}`:\n{}",
+                output.stdout
+            );
+        }
+    }
+    // Nothing was started, so nothing was created in the working directory.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("read dir").count(), 0);
+}
+
+#[test]
+fn version_prints_the_version() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for flag in ["--version", "-V"] {
+        let output = run(dir.path(), &[flag], &[]);
+        assert!(output.status.success(), "{flag}: {}", output.stderr);
+        assert_eq!(
+            output.stdout.trim(),
+            format!("quicksilver {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
+
+#[test]
+fn unknown_arguments_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = run(dir.path(), &["--bogus"], &[("MERCURE_ADDR", "127.0.0.1:0")]);
+    assert!(!output.status.success());
+    assert!(output.stderr.contains("--bogus"), "{}", output.stderr);
+
+    let output = run(
+        dir.path(),
+        &["--config"],
+        &[("MERCURE_ADDR", "127.0.0.1:0")],
+    );
+    assert!(!output.status.success());
+    assert!(output.stderr.contains("--config"), "{}", output.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration errors
+// ---------------------------------------------------------------------------------------------
+
+/// Runs the binary with `env` (plus a harmless address) and asserts a failed start whose stderr
+/// contains every `expected` fragment.
+#[track_caller]
+fn assert_refused(args: &[&str], env: &[(&str, &str)], expected: &[&str]) -> Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env = env.to_vec();
+    if !env.iter().any(|(k, _)| *k == "MERCURE_ADDR") {
+        env.push(("MERCURE_ADDR", "127.0.0.1:0"));
+    }
+    let output = run(dir.path(), args, &env);
+    assert!(
+        !output.status.success(),
+        "{env:?} should be refused; stderr:\n{}",
+        output.stderr
+    );
+    for fragment in expected {
+        assert!(
+            output.stderr.contains(fragment),
+            "stderr should name {fragment:?}:\n{}",
+            output.stderr
+        );
+    }
+    output
+}
+
+#[test]
+fn an_unknown_environment_variable_is_refused() {
+    assert_refused(
+        &[],
+        &[("MERCURE_HEARTBEET", "1s")],
+        &["MERCURE_HEARTBEET", "heartbeet"],
+    );
+}
+
+#[test]
+fn a_bad_heartbeat_is_refused() {
+    assert_refused(
+        &[],
+        &[("MERCURE_HEARTBEAT", "soon")],
+        &["heartbeat", "soon"],
+    );
+    assert_refused(
+        &[],
+        &[("MERCURE_JWT_KEY", KEY), ("MERCURE_TRANSPORT", "bolt")],
+        &["transport", "bolt"],
+    );
+}
+
+#[test]
+fn an_unknown_key_in_the_config_file_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hub.toml");
+    std::fs::write(
+        &path,
+        "jwt_key = \"k\"\ntransport = \"memory\"\nhearbeat = \"15s\"\n",
+    )
+    .expect("write config");
+    let path = path.to_str().expect("utf-8 path");
+    assert_refused(&["--config", path], &[], &["hearbeat", path]);
+
+    // The same file without the typo starts (and is killed at once).
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "jwt_key = \"k\"\ntransport = \"memory\"\n").expect("write config");
+    let server = Server::start_with_args(
+        dir.path(),
+        &["--config", good.to_str().expect("utf-8 path")],
+        &[],
+    );
+    assert!(
+        !server.stderr().contains("token:"),
+        "the file's key is used, no development key"
+    );
+    drop(server);
+}
+
+#[test]
+fn a_missing_config_file_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("missing.toml");
+    let path = path.to_str().expect("utf-8 path");
+    let output = assert_refused(
+        &["--config", path],
+        &[("MERCURE_JWT_KEY", KEY)],
+        &["missing.toml"],
+    );
+    assert!(
+        output.stderr.trim().len() > 10,
+        "a message: {}",
+        output.stderr
+    );
+}
+
+#[test]
+fn a_port_in_use_is_refused_naming_addr() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("local addr").to_string();
+    assert_refused(
+        &[],
+        &[
+            ("MERCURE_ADDR", &addr),
+            ("MERCURE_JWT_KEY", KEY),
+            ("MERCURE_TRANSPORT", "memory"),
+        ],
+        &["addr", &addr],
+    );
+    drop(taken);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Development mode
+// ---------------------------------------------------------------------------------------------
+
+/// The value after `label` on the first stderr line containing it.
+fn value_after(stderr: &str, label: &str) -> String {
+    let line = stderr
+        .lines()
+        .find(|line| line.contains(label))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{stderr}"));
+    line.split_once(label).expect("label").1.trim().to_owned()
+}
+
+#[tokio::test]
+async fn development_mode_prints_working_tokens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), &[]);
+    let stderr = server.stderr();
+    let publisher_token = value_after(&stderr, "publisher token:");
+    let subscriber_token = value_after(&stderr, "subscriber token:");
+    for token in [&publisher_token, &subscriber_token] {
+        assert_eq!(token.split('.').count(), 3, "a compact JWS: {token:?}");
+    }
+    let url = server.url();
+    assert!(
+        stderr.lines().any(|l| l.contains("curl -N")
+            && l.contains(&format!("Bearer {subscriber_token}"))
+            && l.contains(&url)),
+        "a subscribe example with the subscriber token and {url}:\n{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|l| l.contains("curl ")
+            && l.contains(&format!("Bearer {publisher_token}"))
+            && l.contains("-d topic=")
+            && l.contains(&url)),
+        "a publish example with the publisher token and {url}:\n{stderr}"
+    );
+    let topic = "https://example.com/books/1";
+    let mut events = Sse::open(&url, topic, &subscriber_token, &[]).await;
+    let (status, id) = publish_to(
+        &url,
+        &publisher_token,
+        &[("topic", topic), ("data", "hello")],
+    )
+    .await;
+    assert_eq!(status, 200, "publish with the printed token: {id}");
+    assert_eq!(events.next().await, (id, "hello".to_owned()));
+    // The default store was created in the working directory (the hub opens it after logging
+    // "listening", so this is checked once an update went through).
+    assert!(
+        dir.path().join("quicksilver.redb").exists(),
+        "quicksilver.redb in the working dir"
+    );
+
+    // The tokens are signed with a generated key, not with anything predictable.
+    let (status, _) = publish_to(&url, &publisher(), &[("topic", topic)]).await;
+    assert_eq!(status, 401, "a token signed with another key");
+    drop(server);
+}
+
+#[tokio::test]
+async fn no_token_is_printed_when_a_key_is_set() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(
+        dir.path(),
+        &[("MERCURE_JWT_KEY", KEY), ("MERCURE_TRANSPORT", "memory")],
+    );
+    // The banner would come before the "listening" line; a publish shows the key is in use.
+    let (status, _) = publish_to(
+        &server.url(),
+        &publisher(),
+        &[("topic", "https://example.com/k")],
+    )
+    .await;
+    assert_eq!(status, 200, "the configured key works");
+    let stderr = server.stderr();
+    for fragment in ["token:", "eyJ", "curl", "development key"] {
+        assert!(
+            !stderr.contains(fragment),
+            "unexpected {fragment:?} in:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains(KEY),
+        "the key itself is never printed:\n{stderr}"
+    );
+    assert!(
+        !dir.path().join("quicksilver.redb").exists(),
+        "memory transport: no store file"
+    );
+    drop(server);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durability
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn history_survives_a_hard_kill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let history = dir.path().join("h.redb");
+    let history = history.to_str().expect("utf-8 path").to_owned();
+    let env = [
+        ("MERCURE_JWT_KEY", KEY),
+        ("MERCURE_HISTORY_PATH", history.as_str()),
+    ];
+    let topic = "https://example.com/durable";
+
+    let server = Server::start(dir.path(), &env);
+    for id in ["a", "b", "c"] {
+        let data = format!("update {id}");
+        let (status, body) = publish_to(
+            &server.url(),
+            &publisher(),
+            &[("topic", topic), ("id", id), ("data", &data)],
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (200, id));
+    }
+    server.kill();
+    assert!(
+        Path::new(&history).exists(),
+        "the history file is where it was configured"
+    );
+    assert!(
+        !dir.path().join("quicksilver.redb").exists(),
+        "and not at the default path"
+    );
+
+    let server = Server::start(dir.path(), &env);
+    let mut events = Sse::open(
+        &server.url(),
+        topic,
+        &subscriber(),
+        &[("last-event-id", "a")],
+    )
+    .await;
+    assert_eq!(
+        events.headers.get("last-event-id").map(|v| v.as_bytes()),
+        Some(&b"a"[..])
+    );
+    assert_eq!(events.next().await, ("b".to_owned(), "update b".to_owned()));
+    assert_eq!(events.next().await, ("c".to_owned(), "update c".to_owned()));
+    assert_eq!(
+        events.next_within(Duration::from_millis(300)).await,
+        None,
+        "nothing else"
+    );
+
+    // The restarted hub continues live after the replay.
+    let (status, _) = publish_to(
+        &server.url(),
+        &publisher(),
+        &[("topic", topic), ("id", "d"), ("data", "update d")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(events.next().await, ("d".to_owned(), "update d".to_owned()));
+    drop(server);
+}

@@ -1,0 +1,342 @@
+//! Test harness: a real hub on an ephemeral port, tokens, and an SSE reader.
+//!
+//! Each [`TestHub`] runs the same `serve` as the binary, in its own actix system on its own
+//! thread, and is stopped when dropped. Tests talk to it over real HTTP with reqwest.
+#![allow(dead_code, missing_docs)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use quicksilver::config::Config;
+use quicksilver::{serve, Hub};
+
+pub const KEY: &str = "test-key-for-quicksilver-end-to-end-tests";
+pub const HUB: &str = "/.well-known/mercure";
+
+/// A running hub.
+pub struct TestHub {
+    pub addr: SocketAddr,
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestHub {
+    /// A hub with the test key, the memory transport and the given extra settings.
+    pub fn start(settings: &[(&str, &str)]) -> Self {
+        let mut env = vec![("MERCURE_JWT_KEY", KEY), ("MERCURE_TRANSPORT", "memory")];
+        env.extend_from_slice(settings);
+        Self::start_env(&env)
+    }
+
+    /// A hub with the embedded store at `path`.
+    pub fn start_embedded(path: &Path, settings: &[(&str, &str)]) -> Self {
+        let path = path.to_str().expect("utf-8 temp path");
+        let mut env = vec![
+            ("MERCURE_JWT_KEY", KEY),
+            ("MERCURE_TRANSPORT", "embedded"),
+            ("MERCURE_HISTORY_PATH", path),
+        ];
+        env.extend_from_slice(settings);
+        Self::start_env(&env)
+    }
+
+    fn start_env(env: &[(&str, &str)]) -> Self {
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push(("MERCURE_ADDR".into(), "127.0.0.1:0".into()));
+        env.push(("MERCURE_WORKERS".into(), "1".into()));
+        let config = Config::from_sources(None, env).expect("valid test configuration");
+        let listener = TcpListener::bind(config.addr).expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("local address");
+        let (started, is_started) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let hub = start_hub(config);
+                let server = serve(listener, hub).expect("start the server");
+                let handle = server.handle();
+                let serving = actix_web::rt::spawn(server);
+                started.send(()).expect("test is waiting");
+                // Stop when the test drops the hub (or the sender). Not graceful: open streams
+                // would keep a graceful stop waiting.
+                let _ = stopped.await;
+                handle.stop(false).await;
+                let _ = serving.await;
+            })
+        });
+        is_started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("hub started");
+        Self {
+            addr,
+            url: format!("http://{addr}{HUB}"),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://addr` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// The embedded store's file lock is released by a thread that ends shortly after the previous
+/// hub on the same file stopped: retry for a moment.
+fn start_hub(config: Config) -> Hub {
+    let mut attempts = 0;
+    loop {
+        match Hub::start(config.clone()) {
+            Ok(hub) => return hub,
+            Err(error) if attempts < 50 => {
+                attempts += 1;
+                let _ = error;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => panic!("cannot start the hub: {error:#}"),
+        }
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A temporary directory with a history file path inside.
+pub fn history_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("history.redb");
+    (dir, path)
+}
+
+/// An HS256 token signed with `key` carrying `claims`.
+pub fn token_with(key: &str, claims: serde_json::Value) -> String {
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .expect("encode token")
+}
+
+/// A token with the test key and the given `mercure` claim.
+pub fn token(mercure: serde_json::Value) -> String {
+    token_with(KEY, serde_json::json!({ "mercure": mercure }))
+}
+
+/// A publisher token allowed everywhere.
+pub fn publisher() -> String {
+    token(serde_json::json!({ "publish": ["*"] }))
+}
+
+/// A subscriber token allowed to receive every private update.
+pub fn subscriber() -> String {
+    token(serde_json::json!({ "subscribe": ["*"] }))
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().expect("http client")
+}
+
+/// Publishes a form (list of pairs) with the all-topics publisher token; returns status and body.
+pub async fn publish(hub: &TestHub, form: &[(&str, &str)]) -> (u16, String) {
+    publish_with(hub, &publisher(), form).await
+}
+
+pub async fn publish_with(hub: &TestHub, token: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let response = client()
+        .post(&hub.url)
+        .bearer_auth(token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode_form(form))
+        .send()
+        .await
+        .expect("publish request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("publish body"))
+}
+
+pub fn encode_form(form: &[(&str, &str)]) -> String {
+    form.iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A query string of `topic` parameters.
+pub fn topics_query(topics: &[&str]) -> String {
+    topics
+        .iter()
+        .map(|t| format!("topic={}", urlencode(t)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// One received SSE event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    pub id: String,
+    pub data: String,
+    pub event_type: Option<String>,
+    pub retry: Option<String>,
+}
+
+/// An open event stream.
+pub struct Events {
+    pub response_headers: reqwest::header::HeaderMap,
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buffer: Vec<u8>,
+    /// Every byte received, for byte-exact assertions.
+    pub raw: Vec<u8>,
+}
+
+impl Events {
+    /// Opens a stream; panics unless the hub answers 200.
+    pub async fn open(hub: &TestHub, query: &str, token: Option<&str>) -> Self {
+        Self::open_with(hub, query, token, &[]).await
+    }
+
+    pub async fn open_with(
+        hub: &TestHub,
+        query: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Self {
+        let mut request = client().get(format!("{}?{query}", hub.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("subscribe request");
+        assert_eq!(response.status(), 200, "subscribe to {query}");
+        let mut events = Self {
+            response_headers: response.headers().clone(),
+            body: Box::pin(response.bytes_stream()),
+            buffer: Vec::new(),
+            raw: Vec::new(),
+        };
+        // The hub flushes `:\n` at once: once it is here, the subscriber is registered.
+        events
+            .fill_until(|raw| raw.len() >= 2, Duration::from_secs(5))
+            .await;
+        assert_eq!(&events.raw[..2], b":\n", "stream starts with a comment");
+        events.buffer.drain(..2);
+        events
+    }
+
+    async fn fill_until(&mut self, done: impl Fn(&[u8]) -> bool, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done(&self.raw) {
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    self.raw.extend_from_slice(&chunk);
+                    self.buffer.extend_from_slice(&chunk);
+                }
+                Ok(Some(Err(_))) | Ok(None) => return false,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// The next update within `limit`, skipping comments; `None` on timeout or end of stream.
+    pub async fn next_within(&mut self, limit: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                if let Some(event) = parse_block(&String::from_utf8_lossy(&block)) {
+                    return Some(event);
+                }
+                continue;
+            }
+            // Comment lines alone (`:\n`) are not followed by a blank line: drop them.
+            while self.buffer.starts_with(b":\n") {
+                self.buffer.drain(..2);
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    self.raw.extend_from_slice(&chunk);
+                    self.buffer.extend_from_slice(&chunk);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next update; panics after 5 s.
+    pub async fn next(&mut self) -> Event {
+        self.next_within(Duration::from_secs(5))
+            .await
+            .expect("an update within 5 s")
+    }
+
+    /// Asserts that no update arrives within `limit`.
+    pub async fn assert_silent(&mut self, limit: Duration) {
+        if let Some(event) = self.next_within(limit).await {
+            panic!("unexpected update {event:?}");
+        }
+    }
+
+    /// Whether the hub closed the stream within `limit` (after any pending bytes).
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(Some(Ok(chunk))) => self.raw.extend_from_slice(&chunk),
+                Ok(Some(Err(_))) | Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+fn parse_block(block: &str) -> Option<Event> {
+    let mut event = Event::default();
+    let mut data = Vec::new();
+    let mut seen = false;
+    for line in block
+        .split('\n')
+        .filter(|l| !l.is_empty() && !l.starts_with(':'))
+    {
+        let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+        seen = true;
+        match field {
+            "id" => event.id = value.to_owned(),
+            "data" => data.push(value.to_owned()),
+            "event" => event.event_type = Some(value.to_owned()),
+            "retry" => event.retry = Some(value.to_owned()),
+            other => panic!("unexpected SSE field {other:?}"),
+        }
+    }
+    event.data = data.join("\n");
+    seen.then_some(event)
+}
