@@ -63,6 +63,12 @@ impl Form {
     }
 }
 
+/// Decodes one form-encoded component (`+` is a space, `%XX` an escape), such as a path segment
+/// of the subscriptions API.
+pub fn decode_component(text: &str) -> Result<String, FormError> {
+    decode(text.as_bytes(), 0)
+}
+
 fn decode(raw: &[u8], offset: usize) -> Result<String, FormError> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;

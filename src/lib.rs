@@ -25,6 +25,7 @@ pub mod publish;
 pub mod router;
 pub mod subscribe;
 pub mod subscriber;
+pub mod subscriptions;
 pub mod topic_selector;
 pub mod transport;
 pub mod update;
@@ -81,7 +82,7 @@ impl Hub {
     fn with_store<S: Store + std::fmt::Debug>(config: Config, store: S) -> anyhow::Result<Self> {
         // The router must know the newest stored sequence before anything is published, so that
         // a replay after a restart is bounded by what was stored before it.
-        let (router, dispatcher) = router::start(store.last_seq()?)?;
+        let (router, dispatcher) = router::start(store.last()?)?;
         let transport = Arc::new(LocalTransport::start(store, dispatcher)?);
         Ok(Self {
             config: Arc::new(config),
@@ -101,6 +102,7 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
     } else {
         "default-src 'self'"
     };
+    let subscriptions = hub.config.subscriptions;
     let data = web::Data::new(hub);
     let server = HttpServer::new(move || {
         let cors_origins = cors_origins.clone();
@@ -118,6 +120,17 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
                     .add((header::X_XSS_PROTECTION, "1; mode=block"))
                     .add((header::CONTENT_SECURITY_POLICY, csp)),
             )
+            .configure(|cfg| {
+                if subscriptions {
+                    let api = |path: &'static str| {
+                        web::resource(path)
+                            .route(web::get().to(subscriptions::api))
+                            .default_service(web::to(method_not_allowed))
+                    };
+                    cfg.service(api(subscriptions::SUBSCRIPTIONS_PATH))
+                        .service(api("/.well-known/mercure/subscriptions/{rest:.*}"));
+                }
+            })
             .service(
                 web::resource(HUB_PATH)
                     .route(web::get().to(subscribe::subscribe))
@@ -132,6 +145,9 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
             .default_service(web::to(not_found))
     })
     .workers(workers)
+    // A client that closes its side has gone: end its stream at once (so its departure is
+    // announced and its resources freed) instead of waiting for the next failed write.
+    .h1_allow_half_closed(false)
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
     .listen(listener)?
     .run();

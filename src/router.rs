@@ -34,6 +34,16 @@ enum Control {
         registered: oneshot::Sender<Seq>,
     },
     Unregister(SubscriberKey),
+    Snapshot(oneshot::Sender<Snapshot>),
+}
+
+/// The router's view at one instant, for the subscriptions API.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Id of the last update handed out (subscription events included); `None` before any.
+    pub last_event_id: Option<String>,
+    /// Every registered subscription.
+    pub subscriptions: Vec<Arc<Subscription>>,
 }
 
 /// The router's handle for subscriber connections. Cheap to clone.
@@ -65,19 +75,21 @@ impl std::fmt::Debug for Control {
         match self {
             Control::Register { key, .. } => write!(f, "Register({key})"),
             Control::Unregister(key) => write!(f, "Unregister({key})"),
+            Control::Snapshot(_) => f.write_str("Snapshot"),
         }
     }
 }
 
-/// Starts the router thread. `last_seq` is the sequence number of the newest stored update, so
-/// that history replays stay bounded correctly after a restart.
-pub fn start(last_seq: Seq) -> std::io::Result<(Router, Dispatcher)> {
+/// Starts the router thread. `last` is the newest stored update: its sequence number bounds
+/// history replays correctly after a restart, and its id is the last event id until the next one.
+pub fn start(last: Option<Arc<Dispatched>>) -> std::io::Result<(Router, Dispatcher)> {
     // Control messages come one or two per connection and their sender must not block (the
     // unregister is sent from `Drop`); their number is bounded by the number of connections.
     let (control, control_rx) = mpsc::unbounded_channel();
     let (dispatch, dispatch_rx) = mpsc::channel(DISPATCH_QUEUE_CAPACITY);
     let state = RouterState {
-        last_seq,
+        last_seq: last.as_ref().map_or(0, |d| d.seq),
+        last,
         ..RouterState::default()
     };
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
@@ -120,6 +132,15 @@ impl Router {
         let bound = bound.await.map_err(|_| RouterStopped)?;
         Ok((registration, receiver, bound))
     }
+
+    /// The registered subscriptions and the last event id, at one instant.
+    pub async fn snapshot(&self) -> Result<Snapshot, RouterStopped> {
+        let (reply, snapshot) = oneshot::channel();
+        self.control
+            .send(Control::Snapshot(reply))
+            .map_err(|_| RouterStopped)?;
+        snapshot.await.map_err(|_| RouterStopped)
+    }
 }
 
 /// Keeps a subscriber registered with the router; dropping it unregisters.
@@ -147,6 +168,8 @@ struct Entry {
 #[derive(Default)]
 struct RouterState {
     last_seq: Seq,
+    /// The last update handed out, for its id.
+    last: Option<Arc<Dispatched>>,
     subscribers: HashMap<SubscriberKey, Entry>,
     /// Subscribers by exact topic selector.
     exact: HashMap<String, HashSet<SubscriberKey>>,
@@ -199,6 +222,16 @@ impl RouterState {
                 let _ = registered.send(self.last_seq);
             }
             Control::Unregister(key) => self.remove(key),
+            Control::Snapshot(reply) => {
+                let _ = reply.send(Snapshot {
+                    last_event_id: self.last.as_ref().map(|d| d.update.id.to_string()),
+                    subscriptions: self
+                        .subscribers
+                        .values()
+                        .map(|e| e.subscription.clone())
+                        .collect(),
+                });
+            }
         }
     }
 
@@ -224,6 +257,7 @@ impl RouterState {
 
     fn dispatch(&mut self, dispatched: &Arc<Dispatched>) {
         self.last_seq = dispatched.seq;
+        self.last = Some(dispatched.clone());
         let mut dropped = Vec::new();
         let exact = dispatched
             .update

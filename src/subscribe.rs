@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use crate::authorization::SubscriberGrant;
 use crate::error::HubError;
 use crate::form::Form;
-use crate::subscriber::{StreamStart, SubscriberStream, Subscription, QUEUE_CAPACITY};
+use crate::subscriber::{Departure, StreamStart, SubscriberStream, Subscription, QUEUE_CAPACITY};
+use crate::subscriptions::presence_updates;
 use crate::topic_selector::TopicSelector;
 use crate::Hub;
 
@@ -41,6 +42,8 @@ pub async fn subscribe(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResp
     }
 
     let subscription = Arc::new(Subscription {
+        id: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+        payload: grant.payload,
         selectors,
         authorized: grant.authorized,
     });
@@ -66,10 +69,23 @@ pub async fn subscribe(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResp
         },
     };
 
+    // Announced once registered (so the subscriber can see its own arrival) and once every
+    // fallible step is behind us, so that an arrival is always followed by a departure.
+    let departure = if hub.config.subscriptions {
+        for update in presence_updates(&subscription, true) {
+            hub.transport.publish(update).await.map_err(|error| {
+                HubError::Unavailable(format!("cannot announce the subscription: {error}"))
+            })?;
+        }
+        Some(Departure::new(hub.transport.clone(), subscription.clone()))
+    } else {
+        None
+    };
     let start = StreamStart {
         replay_after,
         heartbeat: hub.config.heartbeat,
         deadline: deadline(hub.config.write_timeout, grant.expires_at),
+        departure,
     };
     let stream = SubscriberStream::new(subscription, hub.transport.clone(), registered, start);
     let mut response = stream_headers();

@@ -20,6 +20,7 @@ use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
 use crate::router::{Queue, Registration};
+use crate::subscriptions::presence_updates;
 use crate::topic_selector::{matches_any, TopicSelector};
 use crate::transport::{Transport, TransportError};
 use crate::update::{Dispatched, Seq, Update};
@@ -37,6 +38,10 @@ const COMMENT: &[u8] = b":\n";
 /// What one subscriber asked for and what its credentials allow.
 #[derive(Debug)]
 pub struct Subscription {
+    /// The subscriber's id: `urn:uuid:` and a random UUID, as the reference hub.
+    pub id: String,
+    /// The token's `mercure.payload`, published with subscription events.
+    pub payload: Option<serde_json::Value>,
     /// The `topic` selectors of the request.
     pub selectors: Vec<TopicSelector>,
     /// The token's `mercure.subscribe` selectors; `None` for anonymous subscribers, who never
@@ -80,6 +85,8 @@ pub struct SubscriberStream {
     queue: Queue,
     /// Keeps the subscriber registered while the stream lives.
     _registration: Registration,
+    /// Dropped after the registration, so the departure is announced once it is effective.
+    _departure: Option<Departure>,
     /// Live updates up to this sequence number were covered by history (or skipped): not resent.
     bound: Seq,
     replay: Replay,
@@ -97,6 +104,51 @@ pub struct StreamStart {
     pub heartbeat: Option<Duration>,
     /// End the stream at this instant (write timeout, token expiry).
     pub deadline: Option<Instant>,
+    /// Announces the end of the subscription when the stream is dropped.
+    pub departure: Option<Departure>,
+}
+
+/// Publishes a subscription's `active: false` events when dropped, that is when its connection
+/// ends for any reason (client gone, deadline, dropped as too slow, shutdown).
+pub struct Departure {
+    transport: Arc<dyn Transport>,
+    subscription: Arc<Subscription>,
+}
+
+impl Departure {
+    /// A departure to announce for `subscription`.
+    pub fn new(transport: Arc<dyn Transport>, subscription: Arc<Subscription>) -> Self {
+        Self {
+            transport,
+            subscription,
+        }
+    }
+}
+
+impl std::fmt::Debug for Departure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Departure")
+            .field("subscriber", &self.subscription.id)
+            .finish()
+    }
+}
+
+impl Drop for Departure {
+    fn drop(&mut self) {
+        let updates = presence_updates(&self.subscription, false);
+        let transport = self.transport.clone();
+        // Dropped on an HTTP worker, inside its runtime. Outside one (the process is ending)
+        // there is nobody left to tell.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for update in updates {
+                    if let Err(error) = transport.publish(update).await {
+                        tracing::warn!(%error, "cannot announce the end of a subscription");
+                    }
+                }
+            });
+        }
+    }
 }
 
 impl SubscriberStream {
@@ -121,6 +173,7 @@ impl SubscriberStream {
             transport,
             queue,
             _registration: registration,
+            _departure: start.departure,
             // A cursor found *after* the bound (published while we registered) means the client
             // already has everything up to it, live updates included.
             bound: bound.max(start.replay_after.unwrap_or(0)),

@@ -67,8 +67,12 @@ fn decode(seq: Seq, bytes: &[u8]) -> Result<Arc<Dispatched>, TransportError> {
 }
 
 impl Store for EmbeddedStore {
-    fn last_seq(&self) -> Result<Seq, TransportError> {
-        Ok(self.last_seq.load(Ordering::Acquire))
+    fn last(&self) -> Result<Option<Arc<Dispatched>>, TransportError> {
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let table = txn.open_table(UPDATES).map_err(store_error)?;
+        let last = table.last().map_err(store_error)?;
+        last.map(|(seq, bytes)| decode(seq.value(), bytes.value()))
+            .transpose()
     }
 
     fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError> {
@@ -165,7 +169,7 @@ mod tests {
                 .expect("append");
         }
         let store = EmbeddedStore::open(&path, 3).expect("reopen");
-        assert_eq!(store.last_seq().expect("last"), 5);
+        assert_eq!(store.last().expect("last").map(|d| d.seq), Some(5));
         assert_eq!(
             store.find("a").expect("find"),
             Some(3),

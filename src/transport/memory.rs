@@ -43,8 +43,8 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn last_seq(&self) -> Result<Seq, TransportError> {
-        Ok(self.history().last_seq)
+    fn last(&self) -> Result<Option<Arc<Dispatched>>, TransportError> {
+        Ok(self.history().updates.back().cloned())
     }
 
     fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError> {
@@ -136,7 +136,7 @@ mod tests {
         store
             .append(ids.iter().map(|id| update(id)).collect())
             .expect("append");
-        assert_eq!(store.last_seq().expect("last"), 5);
+        assert_eq!(store.last().expect("last").map(|d| d.seq), Some(5));
         // `a` at 1 and 3: once 1 is trimmed, the lookup finds the occurrence still in history.
         assert_eq!(store.find("a").expect("find"), Some(3));
         assert_eq!(store.find("b").expect("find"), None);

@@ -53,10 +53,12 @@ pub trait Transport: Send + Sync + 'static {
 /// Synchronous storage behind [`local::LocalTransport`]. Only the sequencer thread appends, so
 /// implementations need no ordering of their own; reads may run concurrently with appends.
 pub trait Store: Send + Sync + 'static {
-    /// The sequence number of the newest stored update, 0 when history is empty.
-    fn last_seq(&self) -> Result<Seq, TransportError>;
+    /// The newest stored update, `None` when history is empty. Read once at start: the router
+    /// bounds replays by its sequence number and reports its id as the last event id.
+    fn last(&self) -> Result<Option<Arc<Dispatched>>, TransportError>;
 
-    /// Appends `updates` in order, numbering them from `last_seq() + 1`, in one atomic step.
+    /// Appends `updates` in order, numbering them after the newest stored one, in one atomic
+    /// step.
     fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError>;
 
     /// See [`Transport::find`].

@@ -1,0 +1,267 @@
+//! End to end: subscription events (presence) and the subscriptions API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const WATCH: &str = "/.well-known/mercure/subscriptions{/topic}{/subscriber}";
+const BOOK: &str = "https://e.com/books/1";
+
+fn watcher_token() -> String {
+    token(json!({ "subscribe": [WATCH] }))
+}
+
+fn parse(event: &Event) -> Value {
+    serde_json::from_str(&event.data).expect("subscription events are JSON")
+}
+
+#[tokio::test]
+async fn connect_and_disconnect_are_announced() {
+    let hub = TestHub::start(&[("MERCURE_SUBSCRIPTIONS", "1"), ("MERCURE_ANONYMOUS", "1")]);
+    let mut watcher = Events::open(&hub, &topics_query(&[WATCH]), Some(&watcher_token())).await;
+    let mut anonymous = Events::open(&hub, &topics_query(&[WATCH]), None).await;
+    // The two watchers' own arrivals.
+    assert_eq!(parse(&watcher.next().await)["topic"], WATCH);
+    assert_eq!(parse(&watcher.next().await)["topic"], WATCH);
+
+    let member = token(json!({ "subscribe": [], "payload": { "user": 7 } }));
+    let subscriber = Events::open(&hub, &topics_query(&[BOOK]), Some(&member)).await;
+    let arrival = watcher.next().await;
+    let body = parse(&arrival);
+    let id = body["subscriber"]
+        .as_str()
+        .expect("subscriber id")
+        .to_owned();
+    assert!(id.starts_with("urn:uuid:"), "{id}");
+    let expected_topic = format!(
+        "/.well-known/mercure/subscriptions/https%3A%2F%2Fe.com%2Fbooks%2F1/{}",
+        id.replace(':', "%3A")
+    );
+    assert_eq!(
+        body,
+        json!({
+            "@context": "https://mercure.rocks/",
+            "id": expected_topic,
+            "type": "Subscription",
+            "subscriber": id,
+            "topic": BOOK,
+            "active": true,
+            "payload": { "user": 7 },
+        })
+    );
+    // Key order and two-space indentation, as the reference hub writes them.
+    assert!(arrival
+        .data
+        .starts_with("{\n  \"@context\": \"https://mercure.rocks/\",\n  \"id\""));
+    assert!(arrival.id.starts_with("urn:uuid:"));
+    assert_eq!(arrival.event_type, None);
+
+    drop(subscriber);
+    let departure = parse(&watcher.next().await);
+    assert_eq!(departure["active"], false);
+    assert_eq!(departure["subscriber"], id.as_str());
+
+    // Private updates: the anonymous watcher saw nothing.
+    anonymous.assert_silent(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_subscriber_sees_its_own_arrival() {
+    let hub = TestHub::start(&[("MERCURE_SUBSCRIPTIONS", "1")]);
+    let mut events = Events::open(&hub, &topics_query(&[WATCH]), Some(&watcher_token())).await;
+    let own = parse(&events.next().await);
+    assert_eq!(own["topic"], WATCH);
+    assert_eq!(own["active"], true);
+    assert!(
+        own.get("payload").is_none(),
+        "no payload claim, no payload key"
+    );
+}
+
+async fn get(
+    hub: &TestHub,
+    path: &str,
+    token: Option<&str>,
+    etag: Option<&str>,
+) -> (u16, String, reqwest::header::HeaderMap) {
+    let mut request = client().get(hub.at(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(etag) = etag {
+        request = request.header("if-none-match", etag);
+    }
+    let response = request.send().await.expect("api request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, response.text().await.expect("body"), headers)
+}
+
+#[tokio::test]
+async fn the_api_lists_active_subscriptions() {
+    let hub = TestHub::start(&[("MERCURE_SUBSCRIPTIONS", "true")]);
+    let api =
+        token(json!({ "subscribe": ["/.well-known/mercure/subscriptions{/topic}{/subscriber}"] }));
+    let member = token(json!({ "payload": "p" }));
+    let _book = Events::open(&hub, &topics_query(&[BOOK, "a b"]), Some(&member)).await;
+    let _other = Events::open(&hub, "topic=other", Some(&subscriber())).await;
+
+    let (status, body, headers) = get(
+        &hub,
+        "/.well-known/mercure/subscriptions?x=1",
+        Some(&api),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["content-type"], "application/ld+json");
+    let collection: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(collection["@context"], "https://mercure.rocks/");
+    assert_eq!(collection["id"], "/.well-known/mercure/subscriptions?x=1");
+    assert_eq!(collection["type"], "Subscriptions");
+    let last_event_id = collection["lastEventID"]
+        .as_str()
+        .expect("lastEventID")
+        .to_owned();
+    assert!(
+        last_event_id.starts_with("urn:uuid:"),
+        "the last arrival event"
+    );
+    assert_eq!(headers["etag"], last_event_id.as_str());
+    let subscriptions = collection["subscriptions"].as_array().expect("array");
+    assert_eq!(subscriptions.len(), 3);
+    assert!(subscriptions.iter().all(|s| s.get("@context").is_none()));
+    let book = subscriptions
+        .iter()
+        .find(|s| s["topic"] == BOOK)
+        .expect("book subscription");
+    assert_eq!(book["payload"], "p");
+    assert_eq!(book["active"], true);
+    let subscriber_id = book["subscriber"].as_str().expect("id").to_owned();
+
+    // Unchanged since: 304 with an empty body.
+    let (status, body, _) = get(
+        &hub,
+        "/.well-known/mercure/subscriptions",
+        Some(&api),
+        Some(&last_event_id),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (304, ""));
+
+    // Filtered by topic; `+` decodes to a space (a `+` is outside the template's characters, so
+    // this request is authorized with `*`).
+    let (status, body, _) = get(
+        &hub,
+        "/.well-known/mercure/subscriptions/a+b",
+        Some(&subscriber()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let filtered: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(filtered["subscriptions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(filtered["subscriptions"][0]["topic"], "a b");
+
+    // One subscription, with @context and lastEventID.
+    let path = format!(
+        "/.well-known/mercure/subscriptions/{}/{}",
+        urlencode(BOOK),
+        urlencode(&subscriber_id)
+    );
+    let (status, body, _) = get(&hub, &path, Some(&api), None).await;
+    assert_eq!(status, 200, "{body}");
+    let one: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(one["@context"], "https://mercure.rocks/");
+    assert_eq!(one["subscriber"], subscriber_id.as_str());
+    assert_eq!(one["lastEventID"], last_event_id.as_str());
+    assert!(
+        body.find("\"lastEventID\"") < body.find("\"payload\""),
+        "reference key order"
+    );
+
+    let unknown = format!(
+        "/.well-known/mercure/subscriptions/{}/urn%3Auuid%3Anope",
+        urlencode(BOOK)
+    );
+    assert_eq!(get(&hub, &unknown, Some(&api), None).await.0, 404);
+}
+
+#[tokio::test]
+async fn the_api_needs_an_allowed_token() {
+    let hub = TestHub::start(&[("MERCURE_SUBSCRIPTIONS", "1"), ("MERCURE_ANONYMOUS", "1")]);
+    let path = "/.well-known/mercure/subscriptions";
+    assert_eq!(
+        get(&hub, path, None, None).await.0,
+        401,
+        "anonymous hubs do not expose it"
+    );
+    assert_eq!(get(&hub, path, Some("garbage"), None).await.0, 401);
+    let elsewhere = token(json!({ "subscribe": ["https://e.com/{x}"] }));
+    assert_eq!(get(&hub, path, Some(&elsewhere), None).await.0, 403);
+    let exact = token(json!({ "subscribe": [path] }));
+    assert_eq!(get(&hub, path, Some(&exact), None).await.0, 200);
+    // The query string is not part of what is authorized.
+    assert_eq!(
+        get(&hub, &format!("{path}?x=1"), Some(&exact), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get(&hub, &format!("{path}/t"), Some(&exact), None).await.0,
+        403
+    );
+
+    let response = client()
+        .post(hub.at(path))
+        .bearer_auth(&exact)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 405);
+}
+
+#[tokio::test]
+async fn without_the_setting_there_is_no_api_and_no_event() {
+    let hub = TestHub::start(&[]);
+    assert_eq!(
+        get(
+            &hub,
+            "/.well-known/mercure/subscriptions",
+            Some(&subscriber()),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    let mut watcher = Events::open(&hub, "topic=*", Some(&subscriber())).await;
+    let _other = Events::open(&hub, "topic=a", Some(&subscriber())).await;
+    watcher.assert_silent(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn history_replays_subscription_events_like_any_update() {
+    let hub = TestHub::start(&[("MERCURE_SUBSCRIPTIONS", "1")]);
+    let (_, first) = publish(&hub, &[("topic", "x")]).await;
+    drop(Events::open(&hub, "topic=a", Some(&subscriber())).await);
+    let mut replay = Events::open(
+        &hub,
+        &format!("{}&lastEventID={first}", topics_query(&[WATCH])),
+        Some(&watcher_token()),
+    )
+    .await;
+    // The departure is announced asynchronously: it comes from history or live, but it comes.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let body = parse(&replay.next().await);
+        if body["topic"] == "a" {
+            seen.push(body["active"].as_bool().expect("active flag"));
+        }
+    }
+    assert_eq!(seen, [true, false]);
+}
