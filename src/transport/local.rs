@@ -24,7 +24,7 @@ const MAX_BATCH: usize = 512;
 type Request = (Update, oneshot::Sender<Result<Seq, TransportError>>);
 
 /// A [`Transport`] over a local [`Store`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LocalTransport<S> {
     requests: mpsc::Sender<Request>,
     store: Arc<S>,
@@ -50,6 +50,17 @@ impl<S: Store + std::fmt::Debug> LocalTransport<S> {
             store,
             ready,
         })
+    }
+}
+
+// Not derived: a derive would require `S: Clone`, but only the `Arc` is cloned.
+impl<S> Clone for LocalTransport<S> {
+    fn clone(&self) -> Self {
+        Self {
+            requests: self.requests.clone(),
+            store: self.store.clone(),
+            ready: self.ready.clone(),
+        }
     }
 }
 
@@ -136,4 +147,85 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|_| TransportError::Closed)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::memory::MemoryStore;
+    use crate::update::{EventId, Topic};
+
+    /// A store whose disk can "fail": appends are refused while `broken` is set.
+    #[derive(Debug, Default)]
+    struct FlakyStore {
+        inner: MemoryStore,
+        broken: AtomicBool,
+    }
+
+    impl Store for FlakyStore {
+        fn last(&self) -> Result<Option<Arc<Dispatched>>, TransportError> {
+            self.inner.last()
+        }
+        fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError> {
+            if self.broken.load(Ordering::Acquire) {
+                return Err(TransportError::Store("disk full".into()));
+            }
+            self.inner.append(updates)
+        }
+        fn find(&self, id: &str) -> Result<Option<Seq>, TransportError> {
+            self.inner.find(id)
+        }
+        fn read(&self, a: Seq, b: Seq, n: usize) -> Result<Vec<Arc<Dispatched>>, TransportError> {
+            self.inner.read(a, b, n)
+        }
+    }
+
+    fn update(id: &str) -> Update {
+        Update {
+            id: EventId::new(id).expect("valid id"),
+            topics: vec![Topic::new("t").expect("valid topic")],
+            data: String::new(),
+            private: false,
+            event_type: None,
+            retry: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_refuses_publications_and_turns_unready() {
+        let (_router, dispatcher) = crate::router::start(None).expect("router");
+        let transport = LocalTransport::start(FlakyStore::default(), dispatcher).expect("start");
+        assert_eq!(transport.publish(update("a")).await.expect("stored"), 1);
+        assert!(transport.is_ready());
+
+        transport.store.broken.store(true, Ordering::Release);
+        let error = transport.publish(update("b")).await.expect_err("refused");
+        assert!(error.to_string().contains("disk full"), "{error}");
+        assert!(!transport.is_ready(), "readiness follows the store");
+
+        transport.store.broken.store(false, Ordering::Release);
+        assert_eq!(
+            transport.publish(update("c")).await.expect("stored again"),
+            2
+        );
+        assert!(transport.is_ready(), "and recovers with it");
+    }
+
+    #[tokio::test]
+    async fn concurrent_publications_are_numbered_in_one_order() {
+        let (_router, dispatcher) = crate::router::start(None).expect("router");
+        let transport = LocalTransport::start(MemoryStore::new(0), dispatcher).expect("start");
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let transport = transport.clone();
+                tokio::spawn(async move { transport.publish(update(&format!("u{i}"))).await })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for task in tasks {
+            seqs.push(task.await.expect("task").expect("published"));
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+    }
 }
