@@ -46,10 +46,7 @@ pub fn find_token(
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| {
-                v.split_once(' ')
-                    .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
-            })
+            .and_then(|v| v.split_once(' ').filter(|(s, _)| s.eq_ignore_ascii_case("bearer")))
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <JWT>`"))?;
@@ -62,15 +59,11 @@ pub fn find_token(
         }
         return Ok(Some((token.to_owned(), TokenSource::Query)));
     }
-    Ok(req
-        .cookie(cookie_name)
-        .map(|c| (c.value().to_owned(), TokenSource::Cookie)))
+    Ok(req.cookie(cookie_name).map(|c| (c.value().to_owned(), TokenSource::Cookie)))
 }
 
 fn verify(verifier: &JwtVerifier, token: &str) -> Result<MercureClaims, HubError> {
-    verifier
-        .verify(token)
-        .map_err(|e| unauthorized(format!("invalid token: {e}")))
+    verifier.verify(token).map_err(|e| unauthorized(format!("invalid token: {e}")))
 }
 
 fn selectors(list: &[String]) -> Vec<TopicSelector> {
@@ -102,20 +95,14 @@ impl Publisher {
         if source == TokenSource::Cookie {
             check_cookie_origin(req, &config.publish_origins)?;
         }
-        let allowed = claims
-            .publish
-            .ok_or_else(|| unauthorized("the token has no mercure.publish claim"))?;
-        Ok(Self {
-            allowed: selectors(&allowed),
-        })
+        let allowed =
+            claims.publish.ok_or_else(|| unauthorized("the token has no mercure.publish claim"))?;
+        Ok(Self { allowed: selectors(&allowed) })
     }
 
     /// Every topic, canonical and alternate, must match one of the token's publish selectors.
     pub fn check_topics(&self, topics: &[Topic]) -> Result<(), HubError> {
-        match topics
-            .iter()
-            .find(|t| !matches_any(&self.allowed, t.as_str()))
-        {
+        match topics.iter().find(|t| !matches_any(&self.allowed, t.as_str())) {
             None => Ok(()),
             Some(topic) => Err(HubError::Forbidden(format!(
                 "the token's mercure.publish claim does not allow the topic {:?}",
@@ -211,10 +198,7 @@ mod tests {
 
     #[test]
     fn origins_match_exactly_or_by_wildcard() {
-        let allowed = vec![
-            "https://a.example.com".to_owned(),
-            "https://*.test.org".to_owned(),
-        ];
+        let allowed = vec!["https://a.example.com".to_owned(), "https://*.test.org".to_owned()];
         assert!(origin_allowed(&allowed, "https://a.example.com"));
         assert!(origin_allowed(&allowed, "HTTPS://A.Example.com"));
         assert!(origin_allowed(&allowed, "https://x.test.org"));

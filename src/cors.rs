@@ -14,12 +14,8 @@ use crate::error::HubError;
 use crate::Hub;
 
 const ALLOWED_METHODS: &[&str] = &["GET", "HEAD", "POST"];
-const ALLOWED_HEADERS: &[&str] = &[
-    "authorization",
-    "cache-control",
-    "last-event-id",
-    "content-type",
-];
+const ALLOWED_HEADERS: &[&str] =
+    &["authorization", "cache-control", "last-event-id", "content-type"];
 
 /// The request's `Origin` when CORS is on and it is allowed.
 fn allowed_origin(headers: &HeaderMap, origins: &[String]) -> Option<HeaderValue> {
@@ -78,14 +74,9 @@ pub fn add_headers<B>(origins: &[String], mut response: ServiceResponse<B>) -> S
     };
     let headers = response.headers_mut();
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Last-Event-ID"),
-    );
+    headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    headers
+        .insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Last-Event-ID"));
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
     response
 }

@@ -43,18 +43,12 @@ impl Form {
 
     /// The first value of `key`, as the reference hub reads `data`, `id`, `type` and `retry`.
     pub fn first(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Every value of `key`, in order (`topic` repeats for alternate topics).
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Whether `key` is present at all, even with an empty value.
@@ -76,9 +70,7 @@ fn decode(raw: &[u8], offset: usize) -> Result<String, FormError> {
         match raw[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = raw
-                    .get(i + 1..i + 3)
-                    .ok_or(FormError::BadEscape(offset + i))?;
+                let hex = raw.get(i + 1..i + 3).ok_or(FormError::BadEscape(offset + i))?;
                 let (hi, lo) = (hex_value(hex[0]), hex_value(hex[1]));
                 match (hi, lo) {
                     (Some(hi), Some(lo)) => out.push(hi << 4 | lo),

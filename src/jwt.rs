@@ -144,11 +144,7 @@ impl JwtVerifier {
         let (algorithm, name) = parse_algorithm(alg)?;
         let key = load_key(algorithm, name, key)?;
 
-        Ok(Self {
-            algorithm,
-            name,
-            key,
-        })
+        Ok(Self { algorithm, name, key })
     }
 
     /// The pinned algorithm name, for messages.
@@ -180,9 +176,7 @@ impl JwtVerifier {
         // into its own registered-claims struct, which rejects some wrongly typed claims
         // this hub ignores (`sub` as an array, say) and accepts others: verifying the
         // signature directly keeps every rule in this module.
-        let signed = token
-            .get(..header.len() + 1 + payload.len())
-            .ok_or(TokenError::Malformed)?;
+        let signed = token.get(..header.len() + 1 + payload.len()).ok_or(TokenError::Malformed)?;
         match jsonwebtoken::crypto::verify(signature, signed.as_bytes(), &self.key, self.algorithm)
         {
             Ok(true) => {}
@@ -217,9 +211,7 @@ impl JwtVerifier {
 
 impl fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtVerifier")
-            .field("algorithm", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("JwtVerifier").field("algorithm", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -238,11 +230,7 @@ fn parse_algorithm(alg: &str) -> Result<(Algorithm, &'static str), KeyError> {
         "PS256" => return Err(KeyError::JwkSetOnly { alg: "PS256" }),
         "PS384" => return Err(KeyError::JwkSetOnly { alg: "PS384" }),
         "PS512" => return Err(KeyError::JwkSetOnly { alg: "PS512" }),
-        other => {
-            return Err(KeyError::UnknownAlgorithm {
-                alg: other.to_owned(),
-            })
-        }
+        other => return Err(KeyError::UnknownAlgorithm { alg: other.to_owned() }),
     };
     Ok(parsed)
 }
@@ -298,21 +286,12 @@ fn load_key(algorithm: Algorithm, name: &'static str, key: &str) -> Result<Decod
             // Converting to a JWK parses the RSA key the way verification will, including
             // the RSA crate's 4096-bit modulus limit.
             jsonwebtoken::jwk::Jwk::from_decoding_key(&decoding, Some(algorithm)).map_err(
-                |_| {
-                    invalid(
-                        &RSA_KEY,
-                        "the RSA key is corrupt or its modulus exceeds 4096 bits",
-                    )
-                },
+                |_| invalid(&RSA_KEY, "the RSA key is corrupt or its modulus exceeds 4096 bits"),
             )?;
             Ok(decoding)
         }
         Algorithm::ES256 | Algorithm::ES384 => {
-            let req = if algorithm == Algorithm::ES256 {
-                &P256_KEY
-            } else {
-                &P384_KEY
-            };
+            let req = if algorithm == Algorithm::ES256 { &P256_KEY } else { &P384_KEY };
             let label = check_pem(name, req, key)?;
             let decoding = DecodingKey::from_ec_pem(key.as_bytes())
                 .map_err(|_| invalid(req, unreadable(label)))?;
@@ -337,9 +316,7 @@ fn load_key(algorithm: Algorithm, name: &'static str, key: &str) -> Result<Decod
         }
         // PS* are refused by `parse_algorithm`; this arm covers them and any algorithm a
         // later jsonwebtoken adds.
-        _ => Err(KeyError::UnknownAlgorithm {
-            alg: name.to_owned(),
-        }),
+        _ => Err(KeyError::UnknownAlgorithm { alg: name.to_owned() }),
     }
 }
 
@@ -371,11 +348,8 @@ enum PemLabel {
 /// Checks the label of the first PEM block of `key` against `req`, so that private keys
 /// and other blocks are refused with a precise message.
 fn check_pem(name: &'static str, req: &PemRequirements, key: &str) -> Result<PemLabel, KeyError> {
-    let invalid = |problem: String| KeyError::InvalidKey {
-        alg: name,
-        expected: req.expected,
-        problem,
-    };
+    let invalid =
+        |problem: String| KeyError::InvalidKey { alg: name, expected: req.expected, problem };
     // A PEM pasted into an environment variable often arrives with its line breaks
     // escaped; nothing parses it then, so say why.
     if key.contains("\\n") && !key.contains('\n') {
@@ -384,9 +358,7 @@ fn check_pem(name: &'static str, req: &PemRequirements, key: &str) -> Result<Pem
         ));
     }
     let Some(label) = pem_label(key) else {
-        return Err(invalid(
-            "the value is not PEM (no -----BEGIN line)".to_owned(),
-        ));
+        return Err(invalid("the value is not PEM (no -----BEGIN line)".to_owned()));
     };
     if req.labels.contains(&label) {
         return Ok(if label == "CERTIFICATE" {
@@ -402,9 +374,7 @@ fn check_pem(name: &'static str, req: &PemRequirements, key: &str) -> Result<Pem
     }
     // The label is not secret, but quote it only when it looks like one.
     let looks_like_label = label.len() <= 40
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ');
+        && label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ');
     Err(invalid(if looks_like_label {
         format!("got a PEM block of type {label:?}")
     } else {
@@ -497,17 +467,10 @@ fn mercure_claim(value: Option<Value>) -> Result<MercureClaims, TokenError> {
     let mut object = match value {
         None | Some(Value::Null) => return Ok(MercureClaims::default()),
         Some(Value::Object(object)) => object,
-        Some(_) => {
-            return Err(TokenError::InvalidClaims(
-                "the Mercure claim must be an object",
-            ))
-        }
+        Some(_) => return Err(TokenError::InvalidClaims("the Mercure claim must be an object")),
     };
     Ok(MercureClaims {
-        publish: string_list(
-            object.remove("publish"),
-            "`publish` must be an array of strings",
-        )?,
+        publish: string_list(object.remove("publish"), "`publish` must be an array of strings")?,
         subscribe: string_list(
             object.remove("subscribe"),
             "`subscribe` must be an array of strings",
@@ -535,10 +498,7 @@ fn string_list(value: Option<Value>, err: &'static str) -> Result<Option<Vec<Str
 
 /// Seconds since the Unix epoch; a clock set before 1970 reads as the epoch itself.
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -549,11 +509,7 @@ mod tests {
 
     macro_rules! fixture {
         ($file:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/jwt/",
-                $file
-            ))
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/", $file))
         };
     }
 
@@ -579,9 +535,7 @@ mod tests {
     }
 
     fn key_error(key: &str, alg: &str) -> String {
-        JwtVerifier::new(key, alg)
-            .expect_err("the key is refused")
-            .to_string()
+        JwtVerifier::new(key, alg).expect_err("the key is refused").to_string()
     }
 
     fn sign(alg: Algorithm, key: &EncodingKey, claims: &Value) -> String {
@@ -589,11 +543,7 @@ mod tests {
     }
 
     fn hs256(claims: &Value) -> String {
-        sign(
-            Algorithm::HS256,
-            &EncodingKey::from_secret(SECRET.as_bytes()),
-            claims,
-        )
+        sign(Algorithm::HS256, &EncodingKey::from_secret(SECRET.as_bytes()), claims)
     }
 
     fn rsa_key() -> EncodingKey {
@@ -605,10 +555,8 @@ mod tests {
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            let n =
+                chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
             for i in 0..=chunk.len() {
                 out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
             }
@@ -618,11 +566,7 @@ mod tests {
 
     /// Builds a token from raw header and payload JSON with the given signature segment.
     fn raw_token(header: &str, payload: &str, signature: &str) -> String {
-        format!(
-            "{}.{}.{signature}",
-            b64(header.as_bytes()),
-            b64(payload.as_bytes())
-        )
+        format!("{}.{}.{signature}", b64(header.as_bytes()), b64(payload.as_bytes()))
     }
 
     fn all_rights() -> Value {
@@ -637,9 +581,7 @@ mod tests {
     #[test]
     fn reference_conformance_token_is_accepted() {
         let token = "eyJhbGciOiJIUzI1NiJ9.eyJtZXJjdXJlIjp7InB1Ymxpc2giOlsiKiJdLCJzdWJzY3JpYmUiOlsiKiJdfX0.bVXdlWXwfw9ySx7-iV5OpUSHo34RkjUdVzDLBcc6l_g";
-        let claims = verifier(SECRET, "HS256")
-            .verify(token)
-            .expect("conformance token");
+        let claims = verifier(SECRET, "HS256").verify(token).expect("conformance token");
         assert_all_rights(&claims);
         assert_eq!(claims.payload, None);
         assert_eq!(claims.expires_at, None);
@@ -647,16 +589,10 @@ mod tests {
 
     #[test]
     fn hmac_algorithms_accept_their_tokens() {
-        for (name, alg) in [
-            ("HS256", Algorithm::HS256),
-            ("HS384", Algorithm::HS384),
-            ("HS512", Algorithm::HS512),
-        ] {
-            let token = sign(
-                alg,
-                &EncodingKey::from_secret(SECRET.as_bytes()),
-                &all_rights(),
-            );
+        for (name, alg) in
+            [("HS256", Algorithm::HS256), ("HS384", Algorithm::HS384), ("HS512", Algorithm::HS512)]
+        {
+            let token = sign(alg, &EncodingKey::from_secret(SECRET.as_bytes()), &all_rights());
             let claims = verifier(SECRET, name).verify(&token).expect(name);
             assert_all_rights(&claims);
         }
@@ -664,11 +600,8 @@ mod tests {
 
     #[test]
     fn rsa_algorithms_accept_their_tokens_with_every_key_format() {
-        let algorithms = [
-            ("RS256", Algorithm::RS256),
-            ("RS384", Algorithm::RS384),
-            ("RS512", Algorithm::RS512),
-        ];
+        let algorithms =
+            [("RS256", Algorithm::RS256), ("RS384", Algorithm::RS384), ("RS512", Algorithm::RS512)];
         for (name, alg) in algorithms {
             let token = sign(alg, &rsa_key(), &all_rights());
             for key in [RSA_PUBLIC, RSA_PUBLIC_PKCS1, RSA_CERT] {
@@ -682,35 +615,19 @@ mod tests {
     fn ecdsa_algorithms_accept_their_tokens() {
         let es256 = EncodingKey::from_ec_pem(ES256_PRIVATE.as_bytes()).expect("ES256 fixture");
         let token = sign(Algorithm::ES256, &es256, &all_rights());
-        assert_all_rights(
-            &verifier(ES256_PUBLIC, "ES256")
-                .verify(&token)
-                .expect("ES256"),
-        );
-        assert_all_rights(
-            &verifier(ES256_CERT, "ES256")
-                .verify(&token)
-                .expect("ES256 cert"),
-        );
+        assert_all_rights(&verifier(ES256_PUBLIC, "ES256").verify(&token).expect("ES256"));
+        assert_all_rights(&verifier(ES256_CERT, "ES256").verify(&token).expect("ES256 cert"));
 
         let es384 = EncodingKey::from_ec_pem(ES384_PRIVATE.as_bytes()).expect("ES384 fixture");
         let token = sign(Algorithm::ES384, &es384, &all_rights());
-        assert_all_rights(
-            &verifier(ES384_PUBLIC, "ES384")
-                .verify(&token)
-                .expect("ES384"),
-        );
+        assert_all_rights(&verifier(ES384_PUBLIC, "ES384").verify(&token).expect("ES384"));
     }
 
     #[test]
     fn eddsa_accepts_its_tokens() {
         let key = EncodingKey::from_ed_pem(ED25519_PRIVATE.as_bytes()).expect("Ed25519 fixture");
         let token = sign(Algorithm::EdDSA, &key, &all_rights());
-        assert_all_rights(
-            &verifier(ED25519_PUBLIC, "EdDSA")
-                .verify(&token)
-                .expect("EdDSA"),
-        );
+        assert_all_rights(&verifier(ED25519_PUBLIC, "EdDSA").verify(&token).expect("EdDSA"));
     }
 
     #[test]
@@ -738,67 +655,37 @@ mod tests {
     fn tampered_payload_is_a_bad_signature() {
         let token = hs256(&json!({"mercure": {"subscribe": ["a"]}}));
         let parts: Vec<&str> = token.split('.').collect();
-        let forged = format!(
-            "{}.{}.{}",
-            parts[0],
-            b64(br#"{"mercure":{"publish":["*"]}}"#),
-            parts[2]
-        );
-        assert_eq!(
-            verifier(SECRET, "HS256").verify(&forged),
-            Err(TokenError::BadSignature)
-        );
+        let forged =
+            format!("{}.{}.{}", parts[0], b64(br#"{"mercure":{"publish":["*"]}}"#), parts[2]);
+        assert_eq!(verifier(SECRET, "HS256").verify(&forged), Err(TokenError::BadSignature));
     }
 
     #[test]
     fn another_algorithm_in_the_header_is_refused() {
-        let hs384 = sign(
-            Algorithm::HS384,
-            &EncodingKey::from_secret(SECRET.as_bytes()),
-            &json!({}),
-        );
-        assert_eq!(
-            verifier(SECRET, "HS256").verify(&hs384),
-            Err(TokenError::WrongAlgorithm)
-        );
+        let hs384 =
+            sign(Algorithm::HS384, &EncodingKey::from_secret(SECRET.as_bytes()), &json!({}));
+        assert_eq!(verifier(SECRET, "HS256").verify(&hs384), Err(TokenError::WrongAlgorithm));
 
         let es256 = EncodingKey::from_ec_pem(ES256_PRIVATE.as_bytes()).expect("ES256 fixture");
         let token = sign(Algorithm::ES256, &es256, &json!({}));
-        assert_eq!(
-            verifier(RSA_PUBLIC, "RS256").verify(&token),
-            Err(TokenError::WrongAlgorithm)
-        );
+        assert_eq!(verifier(RSA_PUBLIC, "RS256").verify(&token), Err(TokenError::WrongAlgorithm));
 
         let rs384 = sign(Algorithm::RS384, &rsa_key(), &json!({}));
-        assert_eq!(
-            verifier(RSA_PUBLIC, "RS256").verify(&rs384),
-            Err(TokenError::WrongAlgorithm)
-        );
+        assert_eq!(verifier(RSA_PUBLIC, "RS256").verify(&rs384), Err(TokenError::WrongAlgorithm));
     }
 
     #[test]
     fn alg_none_is_refused() {
         let v = verifier(SECRET, "HS256");
         let payload = r#"{"mercure":{"publish":["*"]}}"#;
-        for header in [
-            r#"{"alg":"none","typ":"JWT"}"#,
-            r#"{"alg":"None"}"#,
-            r#"{"alg":"NONE"}"#,
-        ] {
+        for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"None"}"#, r#"{"alg":"NONE"}"#] {
             for signature in ["", "c2lnbmF0dXJl"] {
                 let token = raw_token(header, payload, signature);
-                assert_eq!(
-                    v.verify(&token),
-                    Err(TokenError::WrongAlgorithm),
-                    "{header}"
-                );
+                assert_eq!(v.verify(&token), Err(TokenError::WrongAlgorithm), "{header}");
             }
         }
         let hs256_header_no_signature = raw_token(r#"{"alg":"HS256"}"#, payload, "");
-        assert_eq!(
-            v.verify(&hs256_header_no_signature),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(v.verify(&hs256_header_no_signature), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -816,10 +703,7 @@ mod tests {
         let signature =
             jsonwebtoken::crypto::sign(message.as_bytes(), &public_as_secret, Algorithm::HS256)
                 .expect("HMAC signing works");
-        assert_eq!(
-            v.verify(&format!("{message}.{signature}")),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(v.verify(&format!("{message}.{signature}")), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -830,20 +714,14 @@ mod tests {
         let now = hs256(&json!({"exp": NOW}));
         assert_eq!(v.verify_at(&now, NOW), Err(TokenError::Expired));
         let next = hs256(&json!({"exp": NOW + 1}));
-        assert_eq!(
-            v.verify_at(&next, NOW).expect("valid").expires_at,
-            Some(NOW + 1)
-        );
+        assert_eq!(v.verify_at(&next, NOW).expect("valid").expires_at, Some(NOW + 1));
 
         // And against the real clock.
         let expired = hs256(&json!({"exp": unix_now() - 10}));
         assert_eq!(v.verify(&expired), Err(TokenError::Expired));
         let in_an_hour = unix_now() + 3600;
         let fresh = hs256(&json!({"exp": in_an_hour}));
-        assert_eq!(
-            v.verify(&fresh).expect("valid").expires_at,
-            Some(in_an_hour)
-        );
+        assert_eq!(v.verify(&fresh).expect("valid").expires_at, Some(in_an_hour));
     }
 
     #[test]
@@ -859,9 +737,7 @@ mod tests {
 
     #[test]
     fn token_without_exp_is_accepted() {
-        let claims = verifier(SECRET, "HS256")
-            .verify(&hs256(&all_rights()))
-            .expect("no exp");
+        let claims = verifier(SECRET, "HS256").verify(&hs256(&all_rights())).expect("no exp");
         assert_eq!(claims.expires_at, None);
         assert_all_rights(&claims);
     }
@@ -870,10 +746,7 @@ mod tests {
     fn numeric_dates_are_parsed_tolerantly() {
         let v = verifier(SECRET, "HS256");
         let float = hs256(&json!({"exp": (NOW + 10) as f64 + 0.4}));
-        assert_eq!(
-            v.verify_at(&float, NOW).expect("float exp").expires_at,
-            Some(NOW + 10)
-        );
+        assert_eq!(v.verify_at(&float, NOW).expect("float exp").expires_at, Some(NOW + 10));
         let null = hs256(&json!({"exp": null, "nbf": null}));
         assert_eq!(v.verify_at(&null, NOW).expect("null exp").expires_at, None);
         let negative_nbf = hs256(&json!({"nbf": -5}));
@@ -881,19 +754,9 @@ mod tests {
         let negative_exp = hs256(&json!({"exp": -5}));
         assert_eq!(v.verify_at(&negative_exp, NOW), Err(TokenError::Expired));
         let huge = hs256(&json!({"exp": 1e300}));
-        assert_eq!(
-            v.verify_at(&huge, NOW).expect("huge exp").expires_at,
-            Some(u64::MAX)
-        );
-        for bad in [
-            json!({"exp": "2000000000"}),
-            json!({"nbf": true}),
-            json!({"exp": [1]}),
-        ] {
-            assert!(matches!(
-                v.verify_at(&hs256(&bad), NOW),
-                Err(TokenError::InvalidClaims(_))
-            ));
+        assert_eq!(v.verify_at(&huge, NOW).expect("huge exp").expires_at, Some(u64::MAX));
+        for bad in [json!({"exp": "2000000000"}), json!({"nbf": true}), json!({"exp": [1]})] {
+            assert!(matches!(v.verify_at(&hs256(&bad), NOW), Err(TokenError::InvalidClaims(_))));
         }
     }
 
@@ -903,9 +766,7 @@ mod tests {
             "aud": "someone-else", "iss": 42, "sub": ["x"], "iat": NOW + 1000, "jti": {},
             "mercure": {"subscribe": ["a"]}
         }));
-        let claims = verifier(SECRET, "HS256")
-            .verify_at(&token, NOW)
-            .expect("ignored claims");
+        let claims = verifier(SECRET, "HS256").verify_at(&token, NOW).expect("ignored claims");
         assert_eq!(claims.subscribe, Some(vec!["a".to_owned()]));
     }
 
@@ -919,10 +780,7 @@ mod tests {
         let claims = v.verify(&token).expect("namespaced");
         assert_eq!(
             claims,
-            MercureClaims {
-                subscribe: Some(vec!["c".to_owned()]),
-                ..MercureClaims::default()
-            }
+            MercureClaims { subscribe: Some(vec!["c".to_owned()]), ..MercureClaims::default() }
         );
 
         let only_namespaced = hs256(&json!({"https://mercure.rocks/": {"publish": ["d"]}}));
@@ -930,27 +788,18 @@ mod tests {
         assert_eq!(claims.publish, Some(vec!["d".to_owned()]));
 
         let null = hs256(&json!({"mercure": {"publish": ["a"]}, "https://mercure.rocks/": null}));
-        assert_eq!(
-            v.verify(&null).expect("null namespaced").publish,
-            Some(vec!["a".to_owned()])
-        );
+        assert_eq!(v.verify(&null).expect("null namespaced").publish, Some(vec!["a".to_owned()]));
     }
 
     #[test]
     fn missing_or_null_mercure_claim_grants_nothing() {
         let v = verifier(SECRET, "HS256");
         for claims in [json!({}), json!({"mercure": null}), json!({"mercure": {}})] {
-            assert_eq!(
-                v.verify(&hs256(&claims)).expect("no rights"),
-                MercureClaims::default()
-            );
+            assert_eq!(v.verify(&hs256(&claims)).expect("no rights"), MercureClaims::default());
         }
         let nulls =
             hs256(&json!({"mercure": {"publish": null, "subscribe": null, "payload": null}}));
-        assert_eq!(
-            v.verify(&nulls).expect("null fields"),
-            MercureClaims::default()
-        );
+        assert_eq!(v.verify(&nulls).expect("null fields"), MercureClaims::default());
         let empty = hs256(&json!({"mercure": {"publish": []}}));
         assert_eq!(v.verify(&empty).expect("empty list").publish, Some(vec![]));
     }
@@ -973,10 +822,7 @@ mod tests {
         ];
         for claims in bad {
             let result = v.verify(&hs256(&claims));
-            assert!(
-                matches!(result, Err(TokenError::InvalidClaims(_))),
-                "{claims}: {result:?}"
-            );
+            assert!(matches!(result, Err(TokenError::InvalidClaims(_))), "{claims}: {result:?}");
         }
     }
 
@@ -1037,30 +883,20 @@ mod tests {
         for token in &garbage {
             let result = v.verify(token);
             assert!(
-                matches!(
-                    result,
-                    Err(TokenError::Malformed | TokenError::BadSignature)
-                ),
+                matches!(result, Err(TokenError::Malformed | TokenError::BadSignature)),
                 "{:?}: {result:?}",
                 token.get(..40)
             );
         }
         assert_eq!(v.verify(""), Err(TokenError::Malformed));
-        assert_eq!(
-            v.verify(&signed_non_object("[1,2]")),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(v.verify(&signed_non_object("[1,2]")), Err(TokenError::Malformed));
     }
 
     #[test]
     fn errors_do_not_contain_the_token() {
         let v = verifier(SECRET, "HS256");
         let token = hs256(&json!({"mercure": "secret-ish", "exp": 1}));
-        for result in [
-            v.verify(&token),
-            v.verify(&format!("{token}x")),
-            v.verify("a.b"),
-        ] {
+        for result in [v.verify(&token), v.verify(&format!("{token}x")), v.verify("a.b")] {
             let message = result.expect_err("rejected").to_string();
             for part in token.split('.') {
                 assert!(!message.contains(part), "{message}");
@@ -1091,85 +927,37 @@ mod tests {
     #[test]
     fn empty_hmac_secret_is_refused() {
         for alg in ["HS256", "HS384", "HS512"] {
-            assert_eq!(
-                key_error("", alg),
-                format!("{alg} needs a non-empty secret")
-            );
+            assert_eq!(key_error("", alg), format!("{alg} needs a non-empty secret"));
         }
     }
 
     #[test]
     fn unusable_keys_are_refused_with_a_helpful_message() {
         let not_pem = key_error("not a pem", "RS256");
-        assert!(
-            not_pem.starts_with("RS256 needs a PEM-encoded RSA public key"),
-            "{not_pem}"
-        );
+        assert!(not_pem.starts_with("RS256 needs a PEM-encoded RSA public key"), "{not_pem}");
         assert!(not_pem.contains("not PEM"), "{not_pem}");
 
         let escaped = RSA_PUBLIC.replace('\n', "\\n");
         assert!(key_error(&escaped, "RS256").contains("escaped"));
 
-        for (key, alg) in [
-            (RSA_PRIVATE, "RS256"),
-            (ES256_PRIVATE, "ES256"),
-            (ED25519_PRIVATE, "EdDSA"),
-        ] {
+        for (key, alg) in
+            [(RSA_PRIVATE, "RS256"), (ES256_PRIVATE, "ES256"), (ED25519_PRIVATE, "EdDSA")]
+        {
             let message = key_error(key, alg);
             assert!(message.contains("private key"), "{message}");
         }
 
         let cases = [
-            (
-                ES256_PUBLIC,
-                "RS256",
-                "RS256 needs a PEM-encoded RSA public key",
-            ),
-            (
-                ED25519_PUBLIC,
-                "RS512",
-                "RS512 needs a PEM-encoded RSA public key",
-            ),
-            (
-                ES256_CERT,
-                "RS256",
-                "RS256 needs a PEM-encoded RSA public key",
-            ),
-            (
-                RSA_PUBLIC,
-                "ES256",
-                "ES256 needs a PEM-encoded EC P-256 public key",
-            ),
-            (
-                RSA_CERT,
-                "ES256",
-                "ES256 needs a PEM-encoded EC P-256 public key",
-            ),
-            (
-                ES384_PUBLIC,
-                "ES256",
-                "ES256 needs a PEM-encoded EC P-256 public key",
-            ),
-            (
-                ES256_PUBLIC,
-                "ES384",
-                "ES384 needs a PEM-encoded EC P-384 public key",
-            ),
-            (
-                ES256_PUBLIC,
-                "EdDSA",
-                "EdDSA needs a PEM-encoded Ed25519 public key",
-            ),
-            (
-                RSA_PUBLIC_PKCS1,
-                "EdDSA",
-                "EdDSA needs a PEM-encoded Ed25519 public key",
-            ),
-            (
-                SECRET,
-                "ES384",
-                "ES384 needs a PEM-encoded EC P-384 public key",
-            ),
+            (ES256_PUBLIC, "RS256", "RS256 needs a PEM-encoded RSA public key"),
+            (ED25519_PUBLIC, "RS512", "RS512 needs a PEM-encoded RSA public key"),
+            (ES256_CERT, "RS256", "RS256 needs a PEM-encoded RSA public key"),
+            (RSA_PUBLIC, "ES256", "ES256 needs a PEM-encoded EC P-256 public key"),
+            (RSA_CERT, "ES256", "ES256 needs a PEM-encoded EC P-256 public key"),
+            (ES384_PUBLIC, "ES256", "ES256 needs a PEM-encoded EC P-256 public key"),
+            (ES256_PUBLIC, "ES384", "ES384 needs a PEM-encoded EC P-384 public key"),
+            (ES256_PUBLIC, "EdDSA", "EdDSA needs a PEM-encoded Ed25519 public key"),
+            (RSA_PUBLIC_PKCS1, "EdDSA", "EdDSA needs a PEM-encoded Ed25519 public key"),
+            (SECRET, "ES384", "ES384 needs a PEM-encoded EC P-384 public key"),
         ];
         for (key, alg, expected) in cases {
             let message = key_error(key, alg);
@@ -1249,10 +1037,7 @@ mod tests {
         assert_eq!(base64url_decode(b"Zg=="), None);
         assert_eq!(base64url_decode(b"+/8"), None);
         for bytes in [&b"{\"alg\":\"HS256\"}"[..], &[0, 1, 2, 254, 255][..], b"ab"] {
-            assert_eq!(
-                base64url_decode(b64(bytes).as_bytes()).as_deref(),
-                Some(bytes)
-            );
+            assert_eq!(base64url_decode(b64(bytes).as_bytes()).as_deref(), Some(bytes));
         }
     }
 }

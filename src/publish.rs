@@ -55,12 +55,7 @@ async fn read_form(
             p.split_once('=')
                 .is_some_and(|(name, value)| !name.trim().is_empty() && !value.trim().is_empty())
         };
-        if !raw
-            .split(';')
-            .skip(1)
-            .filter(|p| !p.trim().is_empty())
-            .all(valid_parameter)
-        {
+        if !raw.split(';').skip(1).filter(|p| !p.trim().is_empty()).all(valid_parameter) {
             return Err(malformed());
         }
     }
@@ -93,11 +88,7 @@ async fn read_form(
 /// Builds the update from the form fields, validating each one.
 fn parse_update(form: &Form) -> Result<Update, HubError> {
     let bad = |e: crate::update::InvalidField| HubError::BadRequest(e.to_string());
-    let topics = form
-        .all("topic")
-        .map(Topic::new)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
+    let topics = form.all("topic").map(Topic::new).collect::<Result<Vec<_>, _>>().map_err(bad)?;
     if topics.is_empty() {
         return Err(HubError::BadRequest("Missing \"topic\" parameter".into()));
     }
@@ -120,11 +111,7 @@ fn parse_update(form: &Form) -> Result<Update, HubError> {
         Some(id) => EventId::new(id).map_err(bad)?,
         None => EventId::generate(),
     };
-    let event_type = form
-        .first("type")
-        .map(EventType::new)
-        .transpose()
-        .map_err(bad)?;
+    let event_type = form.first("type").map(EventType::new).transpose().map_err(bad)?;
     Ok(Update {
         id,
         topics,
@@ -146,10 +133,7 @@ mod tests {
     #[test]
     fn reads_every_field() {
         let update = parse("topic=a&topic=b&data=x&id=i&type=t&retry=10&private=").expect("valid");
-        assert_eq!(
-            update.topics.iter().map(Topic::as_str).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
+        assert_eq!(update.topics.iter().map(Topic::as_str).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(update.id.as_str(), "i");
         assert_eq!(update.event_type.as_ref().map(EventType::as_str), Some("t"));
         assert_eq!(update.retry, Some(10));
@@ -176,10 +160,7 @@ mod tests {
             "topic=a&type=a%0D",
             "topic=a%00",
         ] {
-            assert!(
-                matches!(parse(body), Err(HubError::BadRequest(_))),
-                "{body}"
-            );
+            assert!(matches!(parse(body), Err(HubError::BadRequest(_))), "{body}");
         }
     }
 }

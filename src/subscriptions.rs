@@ -92,11 +92,7 @@ pub fn query_escape(text: &str) -> String {
 
 /// The topic (and document id) of the subscription of `subscriber` to `selector`.
 pub fn topic_of(selector: &str, subscriber: &str) -> String {
-    format!(
-        "{SUBSCRIPTIONS_PATH}/{}/{}",
-        query_escape(selector),
-        query_escape(subscriber)
-    )
+    format!("{SUBSCRIPTIONS_PATH}/{}/{}", query_escape(selector), query_escape(subscriber))
 }
 
 /// The private updates announcing that `subscription` became active or inactive: one per
@@ -135,11 +131,7 @@ fn target(path: &str) -> Option<Target> {
     }
     let segments: Vec<&str> = rest.strip_prefix('/')?.split('/').collect();
     // Segments are form-decoded, so `+` is a space, as the reference hub does.
-    let decode = |segment: &str| {
-        form::decode_component(segment)
-            .ok()
-            .filter(|s| !s.is_empty())
-    };
+    let decode = |segment: &str| form::decode_component(segment).ok().filter(|s| !s.is_empty());
     match segments.as_slice() {
         [topic] => Some(Target::Topic(decode(topic)?)),
         [topic, subscriber] => Some(Target::One(decode(topic)?, decode(subscriber)?)),
@@ -158,12 +150,8 @@ fn authorize(req: &HttpRequest, hub: &Hub) -> Result<(), HubError> {
         .subscriber
         .verify(&token)
         .map_err(|e| unauthorized(format!("invalid token: {e}")))?;
-    let allowed: Vec<TopicSelector> = claims
-        .subscribe
-        .unwrap_or_default()
-        .iter()
-        .map(|s| TopicSelector::parse(s))
-        .collect();
+    let allowed: Vec<TopicSelector> =
+        claims.subscribe.unwrap_or_default().iter().map(|s| TopicSelector::parse(s)).collect();
     if matches_any(&allowed, req.uri().path()) {
         Ok(())
     } else {
@@ -196,10 +184,7 @@ pub async fn api(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
     }
     let all = || {
         snapshot.subscriptions.iter().flat_map(|subscription| {
-            subscription
-                .selectors
-                .iter()
-                .map(move |selector| (subscription, selector))
+            subscription.selectors.iter().map(move |selector| (subscription, selector))
         })
     };
     let body = match target {
@@ -247,15 +232,12 @@ pub async fn api(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
 }
 
 fn not_found() -> HttpResponse {
-    HttpResponse::NotFound()
-        .content_type("text/plain; charset=utf-8")
-        .body("Not Found\n")
+    HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("Not Found\n")
 }
 
 /// Whether `path` is under the hub URL (where the subscriptions API and the UI live).
 pub fn is_hub_subpath(path: &str) -> bool {
-    path.strip_prefix(HUB_PATH)
-        .is_some_and(|rest| rest.starts_with('/'))
+    path.strip_prefix(HUB_PATH).is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -286,10 +268,7 @@ mod tests {
             _ => panic!("a subscription path"),
         }
         for bad in ["/", "//", "/a/b/c", "/%zz", "/a/"] {
-            assert!(
-                target(&format!("{SUBSCRIPTIONS_PATH}{bad}")).is_none(),
-                "{bad}"
-            );
+            assert!(target(&format!("{SUBSCRIPTIONS_PATH}{bad}")).is_none(), "{bad}");
         }
     }
 }

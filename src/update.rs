@@ -233,10 +233,7 @@ mod tests {
         let mut u = update("x");
         u.event_type = Some(EventType::new("ping").expect("valid type"));
         u.retry = Some(1500);
-        assert_eq!(
-            u.frame(),
-            &b"event: ping\nretry: 1500\nid: id-1\ndata: x\n\n"[..]
-        );
+        assert_eq!(u.frame(), &b"event: ping\nretry: 1500\nid: id-1\ndata: x\n\n"[..]);
     }
 
     #[test]
@@ -260,10 +257,7 @@ mod tests {
         assert!(EventId::new("a\nretry: 1").is_err());
         assert!(EventId::new("a\0").is_err());
         assert_eq!(EventId::new("#1"), Err(InvalidField::ReservedIdPrefix));
-        assert_eq!(
-            EventId::new("earliest"),
-            Err(InvalidField::ReservedIdEarliest)
-        );
+        assert_eq!(EventId::new("earliest"), Err(InvalidField::ReservedIdEarliest));
         assert!(EventType::new("x\r").is_err());
         assert!(Topic::new("https://e.com/\n").is_err());
         assert!(Topic::new("").is_ok());

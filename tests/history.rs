@@ -147,24 +147,15 @@ async fn no_gap_and_no_duplicate_between_history_and_live() {
         // Wait until the cursor's update exists, then resume from it while publishing goes on.
         let cursor_id = format!("u{cursor}");
         loop {
-            let mut resumed = Events::open(
-                &hub,
-                &format!("topic=t&lastEventID={cursor_id}"),
-                Some(&token),
-            )
-            .await;
+            let mut resumed =
+                Events::open(&hub, &format!("topic=t&lastEventID={cursor_id}"), Some(&token)).await;
             if resumed.response_headers["last-event-id"] != cursor_id.as_str() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             }
-            let expected: Vec<String> = (cursor + 1..(cursor + 40).min(TOTAL))
-                .map(|i| format!("u{i}"))
-                .collect();
-            assert_eq!(
-                ids(&mut resumed, expected.len()).await,
-                expected,
-                "after {cursor_id}"
-            );
+            let expected: Vec<String> =
+                (cursor + 1..(cursor + 40).min(TOTAL)).map(|i| format!("u{i}")).collect();
+            assert_eq!(ids(&mut resumed, expected.len()).await, expected, "after {cursor_id}");
             checked += 1;
             break;
         }

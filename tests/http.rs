@@ -33,19 +33,13 @@ fn assert_security_headers(headers: &HeaderMap, csp: &str, what: &str) {
     ];
     for (name, value) in expected {
         let all: Vec<_> = headers.get_all(name).iter().collect();
-        assert_eq!(
-            all.len(),
-            1,
-            "{what}: exactly one {name} header, got {all:?}"
-        );
+        assert_eq!(all.len(), 1, "{what}: exactly one {name} header, got {all:?}");
         assert_eq!(all[0], value, "{what}: {name}");
     }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .map(|v| v.to_str().expect("ASCII header value"))
+    headers.get(name).map(|v| v.to_str().expect("ASCII header value"))
 }
 
 /// Every value of a (possibly repeated, comma-separated) header, trimmed and lowercased.
@@ -91,10 +85,7 @@ const FORM: &str = "application/x-www-form-urlencoded";
 
 /// Seconds since the Unix epoch.
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs()
 }
 
 /// Unpadded base64url, for hand-made tokens.
@@ -102,10 +93,7 @@ fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
         let chars = chunk.len() + 1;
         for i in 0..chars {
             out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -146,33 +134,15 @@ fn garbage_authorization_headers() -> Vec<(String, HeaderValue)> {
         ("Bearer + space".to_owned(), text("Bearer ".into())),
         ("Bearer + spaces".to_owned(), text("Bearer    ".into())),
         ("Basic abc".to_owned(), text("Basic abc".into())),
-        (
-            "Basic credentials".to_owned(),
-            text("Basic dXNlcjpwYXNz".into()),
-        ),
-        (
-            "Token scheme".to_owned(),
-            text(format!("Token {}", publisher())),
-        ),
+        ("Basic credentials".to_owned(), text("Basic dXNlcjpwYXNz".into())),
+        ("Token scheme".to_owned(), text(format!("Token {}", publisher()))),
         ("Bearer a.b.c".to_owned(), text("Bearer a.b.c".into())),
         ("Bearer ...".to_owned(), text("Bearer ...".into())),
         ("Bearer two words".to_owned(), text("Bearer abc def".into())),
-        (
-            "Bearer 10 KB".to_owned(),
-            text(format!("Bearer {}", "x".repeat(10 * 1024))),
-        ),
-        (
-            "alg none".to_owned(),
-            text(format!("Bearer {}", alg_none_token())),
-        ),
-        (
-            "foreign key".to_owned(),
-            text(format!("Bearer {}", foreign_token())),
-        ),
-        (
-            "expired".to_owned(),
-            text(format!("Bearer {}", expired_token())),
-        ),
+        ("Bearer 10 KB".to_owned(), text(format!("Bearer {}", "x".repeat(10 * 1024)))),
+        ("alg none".to_owned(), text(format!("Bearer {}", alg_none_token()))),
+        ("foreign key".to_owned(), text(format!("Bearer {}", foreign_token()))),
+        ("expired".to_owned(), text(format!("Bearer {}", expired_token()))),
         ("token without signature".to_owned(), {
             let token = publisher();
             let (head, _) = token.rsplit_once('.').expect("three parts");
@@ -189,19 +159,10 @@ fn garbage_authorization_headers() -> Vec<(String, HeaderValue)> {
 /// Garbage `Cookie` header values.
 fn garbage_cookies() -> Vec<(&'static str, HeaderValue)> {
     vec![
-        (
-            "empty cookie",
-            HeaderValue::from_static("mercureAuthorization="),
-        ),
-        (
-            "percent garbage",
-            HeaderValue::from_static("mercureAuthorization=%%%"),
-        ),
+        ("empty cookie", HeaderValue::from_static("mercureAuthorization=")),
+        ("percent garbage", HeaderValue::from_static("mercureAuthorization=%%%")),
         ("no value", HeaderValue::from_static("mercureAuthorization")),
-        (
-            "semicolons",
-            HeaderValue::from_static(";;;=;mercureAuthorization=a.b.c;;"),
-        ),
+        ("semicolons", HeaderValue::from_static(";;;=;mercureAuthorization=a.b.c;;")),
         (
             "random bytes",
             HeaderValue::from_bytes(b"\x8f\xa3 =;=\xff\"\\%x\xc3(\xe2\x82 zz=\x80")
@@ -224,10 +185,7 @@ async fn assert_hub_works(hub: &TestHub) {
     let (status, id) = publish(hub, &[("topic", &topic), ("data", "still alive")]).await;
     assert_eq!(status, 200, "publish after the garbage: {id}");
     let event = events.next().await;
-    assert_eq!(
-        (event.id.as_str(), event.data.as_str()),
-        (id.as_str(), "still alive")
-    );
+    assert_eq!((event.id.as_str(), event.data.as_str()), (id.as_str(), "still alive"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -254,9 +212,7 @@ async fn security_headers_are_on_every_kind_of_response() {
         ),
         (
             "publish 401",
-            http.post(&hub.url)
-                .header("content-type", FORM)
-                .body("topic=https://example.com/sec"),
+            http.post(&hub.url).header("content-type", FORM).body("topic=https://example.com/sec"),
             401,
         ),
         (
@@ -267,33 +223,16 @@ async fn security_headers_are_on_every_kind_of_response() {
                 .body("topic=https://example.com/sec"),
             403,
         ),
-        (
-            "publish 400",
-            http.post(&hub.url).bearer_auth(publisher()).body("x"),
-            400,
-        ),
-        (
-            "subscribe 401",
-            http.get(hub_with_query(&hub, "topic=a")),
-            401,
-        ),
-        (
-            "subscribe 400",
-            http.get(hub.url.clone()).bearer_auth(subscriber()),
-            400,
-        ),
+        ("publish 400", http.post(&hub.url).bearer_auth(publisher()).body("x"), 400),
+        ("subscribe 401", http.get(hub_with_query(&hub, "topic=a")), 401),
+        ("subscribe 400", http.get(hub.url.clone()).bearer_auth(subscriber()), 400),
         (
             "HEAD subscribe",
-            http.head(hub_with_query(&hub, "topic=a"))
-                .bearer_auth(subscriber()),
+            http.head(hub_with_query(&hub, "topic=a")).bearer_auth(subscriber()),
             200,
         ),
         ("404", http.get(hub.at("/nope")), 404),
-        (
-            "404 under the hub",
-            http.get(hub.at("/.well-known/mercure/")),
-            404,
-        ),
+        ("404 under the hub", http.get(hub.at("/.well-known/mercure/")), 404),
         ("405", http.put(&hub.url), 405),
         ("405 OPTIONS", http.request(Method::OPTIONS, &hub.url), 405),
         ("healthz", http.get(hub.at("/healthz")), 200),
@@ -312,11 +251,7 @@ async fn security_headers_are_on_every_kind_of_response() {
 async fn the_ui_widens_the_content_security_policy() {
     let hub = TestHub::start(&[("MERCURE_UI", "1")]);
     let events = Events::open(&hub, "topic=a", Some(&subscriber())).await;
-    assert_security_headers(
-        &events.response_headers,
-        CSP_UI,
-        "subscribe stream with the UI",
-    );
+    assert_security_headers(&events.response_headers, CSP_UI, "subscribe stream with the UI");
     for path in ["/", "/healthz", "/nope", "/.well-known/mercure"] {
         let response = client().get(hub.at(path)).send().await.expect(path);
         assert_security_headers(response.headers(), CSP_UI, path);
@@ -332,13 +267,7 @@ async fn the_ui_widens_the_content_security_policy() {
 #[tokio::test]
 async fn other_methods_on_the_hub_url_are_405() {
     let hub = TestHub::start(&[]);
-    for method in [
-        Method::PUT,
-        Method::DELETE,
-        Method::PATCH,
-        Method::OPTIONS,
-        Method::TRACE,
-    ] {
+    for method in [Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS, Method::TRACE] {
         let response = client()
             .request(method.clone(), &hub.url)
             .bearer_auth(publisher())
@@ -358,10 +287,7 @@ async fn other_methods_on_the_hub_url_are_405() {
         .await
         .expect("OPTIONS");
     assert_eq!(response.status(), 405);
-    assert!(response
-        .headers()
-        .get("access-control-allow-origin")
-        .is_none());
+    assert!(response.headers().get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
@@ -391,10 +317,7 @@ async fn paths_other_than_the_hub_are_404_with_a_short_text_body() {
                 "{method} {path}: text body"
             );
             let body = response.text().await.expect("body");
-            assert!(
-                body.contains("Not Found") && body.len() < 100,
-                "{method} {path}: {body:?}"
-            );
+            assert!(body.contains("Not Found") && body.len() < 100, "{method} {path}: {body:?}");
         }
     }
 }
@@ -404,16 +327,10 @@ async fn the_welcome_page_names_the_hub_url() {
     let hub = TestHub::start(&[]);
     let response = client().get(hub.at("/")).send().await.expect("GET /");
     assert_eq!(response.status(), 200);
-    let content_type = header(response.headers(), "content-type")
-        .expect("content type")
-        .to_owned();
+    let content_type = header(response.headers(), "content-type").expect("content type").to_owned();
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let body = response.text().await.expect("body");
-    assert!(
-        body.contains(&hub.url),
-        "the page should name {} in {body}",
-        hub.url
-    );
+    assert!(body.contains(&hub.url), "the page should name {} in {body}", hub.url);
 }
 
 #[tokio::test]
@@ -438,11 +355,7 @@ async fn the_welcome_page_escapes_the_host_header() {
 async fn method_not_allowed_names_the_allowed_methods() {
     let hub = TestHub::start(&[]);
     for method in [Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS] {
-        let response = client()
-            .request(method.clone(), &hub.url)
-            .send()
-            .await
-            .expect("request");
+        let response = client().request(method.clone(), &hub.url).send().await.expect("request");
         assert_eq!(response.status(), 405, "{method}");
         let allow = header_items(response.headers(), "allow");
         for expected in ["get", "head", "post"] {
@@ -501,29 +414,18 @@ async fn cors_preflight_from_an_allowed_origin() {
         let response = preflight(&hub, ALLOWED_ORIGIN, method, "authorization,last-event-id").await;
         assert_eq!(response.status(), 204, "{method}");
         let headers = response.headers();
-        assert_eq!(
-            header(headers, "access-control-allow-origin"),
-            Some(ALLOWED_ORIGIN)
-        );
-        assert_eq!(
-            header(headers, "access-control-allow-credentials"),
-            Some("true")
-        );
-        assert_eq!(
-            header(headers, "access-control-allow-methods"),
-            Some(method)
-        );
+        assert_eq!(header(headers, "access-control-allow-origin"), Some(ALLOWED_ORIGIN));
+        assert_eq!(header(headers, "access-control-allow-credentials"), Some("true"));
+        assert_eq!(header(headers, "access-control-allow-methods"), Some(method));
         assert_eq!(
             header_items(headers, "access-control-allow-headers"),
             ["authorization", "last-event-id"],
             "{method}"
         );
         let vary = header_items(headers, "vary");
-        for expected in [
-            "origin",
-            "access-control-request-method",
-            "access-control-request-headers",
-        ] {
+        for expected in
+            ["origin", "access-control-request-method", "access-control-request-headers"]
+        {
             assert!(
                 vary.contains(&expected.to_owned()),
                 "{method}: Vary {vary:?} lacks {expected}"
@@ -532,39 +434,22 @@ async fn cors_preflight_from_an_allowed_origin() {
         assert_security_headers(headers, CSP, "preflight");
     }
     // Header names and the origin compare case-insensitively.
-    let response = preflight(
-        &hub,
-        "HTTPS://APP.example.com",
-        "GET",
-        "Authorization, Cache-Control",
-    )
-    .await;
+    let response =
+        preflight(&hub, "HTTPS://APP.example.com", "GET", "Authorization, Cache-Control").await;
     assert_eq!(response.status(), 204);
-    assert!(response
-        .headers()
-        .get("access-control-allow-origin")
-        .is_some());
+    assert!(response.headers().get("access-control-allow-origin").is_some());
 }
 
 #[tokio::test]
 async fn cors_preflight_from_another_origin_gets_no_allow_origin() {
     let hub = cors_hub();
-    for origin in [
-        OTHER_ORIGIN,
-        "http://app.example.com",
-        "https://app.example.com.evil.org",
-        "null",
-    ] {
+    for origin in
+        [OTHER_ORIGIN, "http://app.example.com", "https://app.example.com.evil.org", "null"]
+    {
         let response = preflight(&hub, origin, "GET", "authorization").await;
         assert_eq!(response.status(), 204, "{origin}");
-        for name in [
-            "access-control-allow-origin",
-            "access-control-allow-credentials",
-        ] {
-            assert!(
-                response.headers().get(name).is_none(),
-                "{origin}: unexpected {name}"
-            );
+        for name in ["access-control-allow-origin", "access-control-allow-credentials"] {
+            assert!(response.headers().get(name).is_none(), "{origin}: unexpected {name}");
         }
         assert!(header_items(response.headers(), "vary").contains(&"origin".to_owned()));
     }
@@ -582,11 +467,7 @@ async fn cors_preflight_asking_for_a_disallowed_header_gets_no_allow_origin() {
         "access-control-allow-headers",
         "access-control-allow-methods",
     ] {
-        assert!(
-            headers.get(name).is_none(),
-            "unexpected {name}: {:?}",
-            headers.get(name)
-        );
+        assert!(headers.get(name).is_none(), "unexpected {name}: {:?}", headers.get(name));
     }
 }
 
@@ -595,51 +476,33 @@ async fn cors_preflight_asking_for_a_disallowed_method_gets_no_allow_origin() {
     let hub = cors_hub();
     let mut leaks = Vec::new();
     for method in ["PUT", "DELETE", "get", ""] {
-        let mut request = client()
-            .request(Method::OPTIONS, &hub.url)
-            .header("origin", ALLOWED_ORIGIN);
+        let mut request =
+            client().request(Method::OPTIONS, &hub.url).header("origin", ALLOWED_ORIGIN);
         if !method.is_empty() {
             request = request.header("access-control-request-method", method);
         }
         let response = request.send().await.expect("preflight");
         assert_eq!(response.status(), 204, "{method:?}");
-        for name in [
-            "access-control-allow-origin",
-            "access-control-allow-credentials",
-        ] {
+        for name in ["access-control-allow-origin", "access-control-allow-credentials"] {
             if let Some(value) = response.headers().get(name) {
                 leaks.push(format!("method {method:?}: {name}: {value:?}"));
             }
         }
     }
-    assert!(
-        leaks.is_empty(),
-        "refused preflights carry CORS grants: {leaks:#?}"
-    );
+    assert!(leaks.is_empty(), "refused preflights carry CORS grants: {leaks:#?}");
 }
 
 /// The headers of an actual cross-origin request from an allowed origin.
 #[track_caller]
 fn assert_actual_cors(headers: &HeaderMap, origin: &str, what: &str) {
-    assert_eq!(
-        header(headers, "access-control-allow-origin"),
-        Some(origin),
-        "{what}: ACAO"
-    );
-    assert_eq!(
-        header(headers, "access-control-allow-credentials"),
-        Some("true"),
-        "{what}: ACAC"
-    );
+    assert_eq!(header(headers, "access-control-allow-origin"), Some(origin), "{what}: ACAO");
+    assert_eq!(header(headers, "access-control-allow-credentials"), Some("true"), "{what}: ACAC");
     assert!(
         header_items(headers, "access-control-expose-headers")
             .contains(&"last-event-id".to_owned()),
         "{what}: Access-Control-Expose-Headers should list Last-Event-ID"
     );
-    assert!(
-        header_items(headers, "vary").contains(&"origin".to_owned()),
-        "{what}: Vary: Origin"
-    );
+    assert!(header_items(headers, "vary").contains(&"origin".to_owned()), "{what}: Vary: Origin");
 }
 
 #[tokio::test]
@@ -692,14 +555,8 @@ async fn cors_actual_requests_from_another_origin_are_served_without_cors_header
         &[("origin", OTHER_ORIGIN)],
     )
     .await;
-    assert!(events
-        .response_headers
-        .get("access-control-allow-origin")
-        .is_none());
-    assert!(events
-        .response_headers
-        .get("access-control-allow-credentials")
-        .is_none());
+    assert!(events.response_headers.get("access-control-allow-origin").is_none());
+    assert!(events.response_headers.get("access-control-allow-credentials").is_none());
 
     let response = client()
         .post(&hub.url)
@@ -711,22 +568,12 @@ async fn cors_actual_requests_from_another_origin_are_served_without_cors_header
         .await
         .expect("publish");
     assert_eq!(response.status(), 200);
-    assert!(response
-        .headers()
-        .get("access-control-allow-origin")
-        .is_none());
+    assert!(response.headers().get("access-control-allow-origin").is_none());
     assert_eq!(events.next().await.data, "served anyway");
 
     // Without any Origin: no CORS headers either.
-    let response = client()
-        .get(hub.at("/healthz"))
-        .send()
-        .await
-        .expect("healthz");
-    assert!(response
-        .headers()
-        .get("access-control-allow-origin")
-        .is_none());
+    let response = client().get(hub.at("/healthz")).send().await.expect("healthz");
+    assert!(response.headers().get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
@@ -735,14 +582,8 @@ async fn cors_wildcard_echoes_the_origin_never_a_literal_star() {
     for origin in [ALLOWED_ORIGIN, OTHER_ORIGIN, "http://localhost:3000"] {
         let response = preflight(&hub, origin, "GET", "authorization").await;
         assert_eq!(response.status(), 204);
-        assert_eq!(
-            header(response.headers(), "access-control-allow-origin"),
-            Some(origin)
-        );
-        assert_eq!(
-            header(response.headers(), "access-control-allow-credentials"),
-            Some("true")
-        );
+        assert_eq!(header(response.headers(), "access-control-allow-origin"), Some(origin));
+        assert_eq!(header(response.headers(), "access-control-allow-credentials"), Some("true"));
 
         let events =
             Events::open_with(&hub, "topic=a", Some(&subscriber()), &[("origin", origin)]).await;
@@ -806,27 +647,15 @@ async fn garbage_subscribe_query_strings_get_4xx() {
         let token = with_token.then_some(sub.as_str());
         let status = subscribe_status(&hub, query, token).await;
         let shown: String = query.chars().take(60).collect();
-        assert_eq!(
-            status.as_u16(),
-            *expected,
-            "subscribe ?{shown} (token: {with_token})"
-        );
+        assert_eq!(status.as_u16(), *expected, "subscribe ?{shown} (token: {with_token})");
     }
     // Two valid query tokens are refused too: the hub never picks one.
     let query = format!("topic=a&authorization={sub}&authorization={sub}");
     assert_eq!(subscribe_status(&hub, &query, None).await, 401);
     // A valid query token works.
-    assert_eq!(
-        subscribe_status(&hub, &format!("topic=a&authorization={sub}"), None).await,
-        200
-    );
+    assert_eq!(subscribe_status(&hub, &format!("topic=a&authorization={sub}"), None).await, 200);
     // URI-template-looking garbage is either taken literally or refused, never a 5xx.
-    for query in [
-        "topic=%7B",
-        "topic=%7Bx",
-        "topic=%7D%7B",
-        "topic=https://e.com/%7Bid%7D%7B%7D",
-    ] {
+    for query in ["topic=%7B", "topic=%7Bx", "topic=%7D%7B", "topic=https://e.com/%7Bid%7D%7B%7D"] {
         let status = subscribe_status(&hub, query, Some(&sub)).await;
         assert!(status == 200 || status == 400, "?{query}: {status}");
     }
@@ -845,16 +674,9 @@ async fn garbage_authorization_headers_get_401() {
                 .send()
                 .await
                 .expect("subscribe");
-            assert_eq!(
-                response.status(),
-                401,
-                "subscribe with {what} on the {which}"
-            );
+            assert_eq!(response.status(), 401, "subscribe with {what} on the {which}");
             let challenge = header(response.headers(), "www-authenticate").unwrap_or_default();
-            assert!(
-                challenge.starts_with("Bearer"),
-                "{what}: WWW-Authenticate {challenge:?}"
-            );
+            assert!(challenge.starts_with("Bearer"), "{what}: WWW-Authenticate {challenge:?}");
 
             let response = client()
                 .post(&hub.url)
@@ -880,10 +702,7 @@ async fn garbage_authorization_headers_get_401() {
     }
     // A malformed header is never overridden by a valid query token.
     let response = client()
-        .get(hub_with_query(
-            &hub,
-            &format!("topic=a&authorization={}", subscriber()),
-        ))
+        .get(hub_with_query(&hub, &format!("topic=a&authorization={}", subscriber())))
         .header("authorization", "Basic abc")
         .send()
         .await
@@ -924,11 +743,7 @@ async fn garbage_cookies_get_401() {
             .send()
             .await
             .expect("subscribe");
-        assert_eq!(
-            response.status(),
-            200,
-            "subscribe with a token and cookie: {what}"
-        );
+        assert_eq!(response.status(), 200, "subscribe with a token and cookie: {what}");
     }
     // A valid cookie works (sanity check of the cookie path itself).
     let response = client()
@@ -961,10 +776,7 @@ async fn garbage_publish_bodies_get_400() {
         ("bad escape", b"topic=%zz".to_vec()),
         ("short escape", b"topic=a&data=%4".to_vec()),
         ("bad escape in a key", b"topic=a&%zz=1".to_vec()),
-        (
-            "bad escape in an unused field",
-            b"topic=a&whatever=%".to_vec(),
-        ),
+        ("bad escape in an unused field", b"topic=a&whatever=%".to_vec()),
         ("invalid UTF-8 topic", b"topic=%FF".to_vec()),
         ("invalid UTF-8 data", b"topic=a&data=%C3%28".to_vec()),
         ("overlong UTF-8", b"topic=a&data=%C0%AF".to_vec()),
@@ -978,10 +790,7 @@ async fn garbage_publish_bodies_get_400() {
         ("id with CR", b"topic=a&id=x%0D".to_vec()),
         ("id with NUL", b"topic=a&id=x%00".to_vec()),
         ("type with LF", b"topic=a&type=x%0Adata%3A%20evil".to_vec()),
-        (
-            "huge retry",
-            b"topic=a&retry=99999999999999999999999".to_vec(),
-        ),
+        ("huge retry", b"topic=a&retry=99999999999999999999999".to_vec()),
         ("negative retry", b"topic=a&retry=-1".to_vec()),
         ("signed retry", b"topic=a&retry=%2B5".to_vec()),
         ("hex retry", b"topic=a&retry=0x10".to_vec()),
@@ -997,10 +806,7 @@ async fn garbage_publish_bodies_get_400() {
     for (what, body) in cases {
         let (status, text) = publish_raw(&hub, Some(FORM), body).await;
         assert_eq!(status, 400, "{what}: {text}");
-        assert!(
-            text.len() < 300 && text.ends_with('\n'),
-            "{what}: short text body, got {text:?}"
-        );
+        assert!(text.len() < 300 && text.ends_with('\n'), "{what}: short text body, got {text:?}");
     }
     // Edge values that are fine.
     for (what, body) in [
@@ -1038,10 +844,7 @@ async fn publish_content_types() {
         (Some(""), 400),
         (Some("application/x-www-form-urlencoded-not"), 400),
         (Some("application/x-www-form-urlencoded"), 200),
-        (
-            Some("application/x-www-form-urlencoded; charset=utf-8"),
-            200,
-        ),
+        (Some("application/x-www-form-urlencoded; charset=utf-8"), 200),
         (Some("application/x-www-form-urlencoded;charset=UTF-8"), 200),
         (Some("Application/X-WWW-Form-Urlencoded"), 200),
     ] {
@@ -1065,10 +868,7 @@ async fn publish_refuses_a_malformed_form_media_type() {
             accepted.push(format!("{content_type:?} -> {status}"));
         }
     }
-    assert!(
-        accepted.is_empty(),
-        "malformed media types accepted: {accepted:?}"
-    );
+    assert!(accepted.is_empty(), "malformed media types accepted: {accepted:?}");
 }
 
 /// A publish body of exactly `size` bytes: `topic=a&data=xxx…`.
@@ -1114,13 +914,9 @@ fn chunked(body: Vec<u8>, chunk: usize) -> reqwest::Body {
 #[tokio::test]
 async fn publish_body_limit_without_content_length() {
     let hub = TestHub::start(&[("MERCURE_MAX_REQUEST_BODY_SIZE", "1KB")]);
-    for (size, chunk, expected) in [
-        (1000, 100, 200),
-        (1000, 1000, 200),
-        (1001, 100, 413),
-        (2000, 300, 413),
-        (3000, 3000, 413),
-    ] {
+    for (size, chunk, expected) in
+        [(1000, 100, 200), (1000, 1000, 200), (1001, 100, 413), (2000, 300, 413), (3000, 3000, 413)]
+    {
         let request = client()
             .post(&hub.url)
             .bearer_auth(publisher())
@@ -1128,16 +924,9 @@ async fn publish_body_limit_without_content_length() {
             .body(chunked(body_of(size), chunk))
             .build()
             .expect("request");
-        assert!(
-            request.headers().get("content-length").is_none(),
-            "streamed without a length"
-        );
+        assert!(request.headers().get("content-length").is_none(), "streamed without a length");
         let response = client().execute(request).await.expect("chunked publish");
-        assert_eq!(
-            response.status(),
-            expected,
-            "{size} bytes in chunks of {chunk}"
-        );
+        assert_eq!(response.status(), expected, "{size} bytes in chunks of {chunk}");
     }
     assert_hub_works(&hub).await;
 }
@@ -1166,11 +955,7 @@ async fn odd_last_event_id_headers_do_not_crash_the_hub() {
             .expect("subscribe");
         assert_eq!(response.status(), 200, "Last-Event-ID {value:?}");
         // Unknown ids replay all the history, and say so.
-        assert_eq!(
-            header(response.headers(), "last-event-id"),
-            Some("earliest"),
-            "{value:?}"
-        );
+        assert_eq!(header(response.headers(), "last-event-id"), Some("earliest"), "{value:?}");
     }
     // The replay of such a request really happens.
     let mut events = Events::open_with(
@@ -1189,10 +974,7 @@ async fn odd_last_event_id_headers_do_not_crash_the_hub() {
 // ---------------------------------------------------------------------------------------------
 
 async fn publish_as(hub: &TestHub, token: Option<&str>, body: &str) -> reqwest::Response {
-    let mut request = client()
-        .post(&hub.url)
-        .header("content-type", FORM)
-        .body(body.to_owned());
+    let mut request = client().post(&hub.url).header("content-type", FORM).body(body.to_owned());
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -1205,11 +987,7 @@ async fn publish_status_codes() {
     let a = "https://example.com/a";
     let b = "https://example.com/b";
     let body = |topics: &[&str]| {
-        topics
-            .iter()
-            .map(|t| format!("topic={}", urlencode(t)))
-            .collect::<Vec<_>>()
-            .join("&")
+        topics.iter().map(|t| format!("topic={}", urlencode(t))).collect::<Vec<_>>().join("&")
     };
 
     let response = publish_as(&hub, None, &body(&[a])).await;
@@ -1220,19 +998,9 @@ async fn publish_status_codes() {
     );
 
     let subscribe_only = token(json!({ "subscribe": ["*"] }));
-    assert_eq!(
-        publish_as(&hub, Some(&subscribe_only), &body(&[a]))
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(publish_as(&hub, Some(&subscribe_only), &body(&[a])).await.status(), 401);
     let no_mercure = token_with(KEY, json!({ "sub": "someone" }));
-    assert_eq!(
-        publish_as(&hub, Some(&no_mercure), &body(&[a]))
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(publish_as(&hub, Some(&no_mercure), &body(&[a])).await.status(), 401);
 
     let only_a = token(json!({ "publish": [a] }));
     let response = publish_as(&hub, Some(&only_a), &body(&[b])).await;
@@ -1241,37 +1009,18 @@ async fn publish_status_codes() {
         header(response.headers(), "www-authenticate"),
         Some("Bearer error=\"insufficient_scope\"")
     );
+    assert_eq!(publish_as(&hub, Some(&only_a), &body(&[a, b])).await.status(), 403, "alternate");
     assert_eq!(
-        publish_as(&hub, Some(&only_a), &body(&[a, b]))
-            .await
-            .status(),
-        403,
-        "alternate"
-    );
-    assert_eq!(
-        publish_as(&hub, Some(&only_a), &format!("{}&private=", body(&[b])))
-            .await
-            .status(),
+        publish_as(&hub, Some(&only_a), &format!("{}&private=", body(&[b]))).await.status(),
         403,
         "private"
     );
-    assert_eq!(
-        publish_as(&hub, Some(&only_a), &body(&[a])).await.status(),
-        200,
-        "allowed"
-    );
+    assert_eq!(publish_as(&hub, Some(&only_a), &body(&[a])).await.status(), 200, "allowed");
     let nothing = token(json!({ "publish": [] }));
-    assert_eq!(
-        publish_as(&hub, Some(&nothing), &body(&[a])).await.status(),
-        403,
-        "publish: []"
-    );
+    assert_eq!(publish_as(&hub, Some(&nothing), &body(&[a])).await.status(), 403, "publish: []");
 
     // Authorization is checked before the body.
-    assert_eq!(
-        publish_as(&hub, Some(&foreign_token()), "").await.status(),
-        401
-    );
+    assert_eq!(publish_as(&hub, Some(&foreign_token()), "").await.status(), 401);
     assert_eq!(publish_as(&hub, None, "topic=%zz").await.status(), 401);
     assert_eq!(publish_as(&hub, Some(&publisher()), "").await.status(), 400);
 }
@@ -1281,21 +1030,13 @@ async fn subscribe_status_codes() {
     let hub = TestHub::start(&[]);
     let anonymous = TestHub::start(&[("MERCURE_ANONYMOUS", "1")]);
 
-    let response = client()
-        .get(hub_with_query(&hub, "topic=a"))
-        .send()
-        .await
-        .expect("subscribe");
+    let response = client().get(hub_with_query(&hub, "topic=a")).send().await.expect("subscribe");
     assert_eq!(response.status(), 401, "no token on a non-anonymous hub");
     assert_eq!(
         header(response.headers(), "www-authenticate"),
         Some("Bearer error=\"invalid_token\"")
     );
-    assert_eq!(
-        subscribe_status(&anonymous, "topic=a", None).await,
-        200,
-        "anonymous"
-    );
+    assert_eq!(subscribe_status(&anonymous, "topic=a", None).await, 200, "anonymous");
 
     for bad in [foreign_token(), expired_token(), alg_none_token()] {
         assert_eq!(
@@ -1306,34 +1047,13 @@ async fn subscribe_status_codes() {
         assert_eq!(subscribe_status(&hub, "topic=a", Some(&bad)).await, 401);
     }
 
-    assert_eq!(
-        subscribe_status(&hub, "", Some(&subscriber())).await,
-        400,
-        "missing topic"
-    );
-    assert_eq!(
-        subscribe_status(&anonymous, "", None).await,
-        400,
-        "missing topic, anonymous"
-    );
+    assert_eq!(subscribe_status(&hub, "", Some(&subscriber())).await, 400, "missing topic");
+    assert_eq!(subscribe_status(&anonymous, "", None).await, 400, "missing topic, anonymous");
     // Authorization first: an invalid token with no topic is 401, not 400.
-    assert_eq!(
-        subscribe_status(&hub, "", Some(&foreign_token())).await,
-        401
-    );
-    assert_eq!(
-        subscribe_status(&anonymous, "", Some(&foreign_token())).await,
-        401
-    );
-    assert_eq!(
-        subscribe_status(&hub, "", None).await,
-        401,
-        "no token, no topic"
-    );
+    assert_eq!(subscribe_status(&hub, "", Some(&foreign_token())).await, 401);
+    assert_eq!(subscribe_status(&anonymous, "", Some(&foreign_token())).await, 401);
+    assert_eq!(subscribe_status(&hub, "", None).await, 401, "no token, no topic");
     // A token that allows no private topic is still a valid subscriber token.
     let no_claim = token_with(KEY, json!({ "sub": "someone" }));
-    assert_eq!(
-        subscribe_status(&hub, "topic=a", Some(&no_claim)).await,
-        200
-    );
+    assert_eq!(subscribe_status(&hub, "topic=a", Some(&no_claim)).await, 200);
 }

@@ -15,17 +15,11 @@ async fn stream_headers_and_first_bytes() {
     let events = Events::open(&hub, "topic=a", Some(&subscriber())).await;
     let h = &events.response_headers;
     assert_eq!(h["content-type"], "text/event-stream");
-    assert_eq!(
-        h["cache-control"],
-        "private, no-cache, no-store, must-revalidate, max-age=0"
-    );
+    assert_eq!(h["cache-control"], "private, no-cache, no-store, must-revalidate, max-age=0");
     assert_eq!(h["pragma"], "no-cache");
     assert_eq!(h["expire"], "0");
     assert_eq!(h["x-accel-buffering"], "no");
-    assert!(
-        h.get("last-event-id").is_none(),
-        "no cursor asked, no cursor header"
-    );
+    assert!(h.get("last-event-id").is_none(), "no cursor asked, no cursor header");
     assert_eq!(&events.raw[..2], b":\n");
 }
 
@@ -46,47 +40,24 @@ async fn head_answers_headers_only() {
 async fn exact_template_wildcard_and_alternate_topics() {
     let hub = TestHub::start(&[]);
     let token = subscriber();
-    let mut exact = Events::open(
-        &hub,
-        &topics_query(&["https://e.com/books/1"]),
-        Some(&token),
-    )
-    .await;
-    let mut template = Events::open(
-        &hub,
-        &topics_query(&["https://e.com/books/{id}"]),
-        Some(&token),
-    )
-    .await;
+    let mut exact =
+        Events::open(&hub, &topics_query(&["https://e.com/books/1"]), Some(&token)).await;
+    let mut template =
+        Events::open(&hub, &topics_query(&["https://e.com/books/{id}"]), Some(&token)).await;
     let mut any = Events::open(&hub, "topic=*", Some(&token)).await;
-    let mut other = Events::open(
-        &hub,
-        &topics_query(&["https://e.com/users/1"]),
-        Some(&token),
-    )
-    .await;
+    let mut other =
+        Events::open(&hub, &topics_query(&["https://e.com/users/1"]), Some(&token)).await;
 
     let (status, id) = publish(&hub, &[("topic", "https://e.com/books/1"), ("data", "one")]).await;
     assert_eq!(status, 200);
     for events in [&mut exact, &mut template, &mut any] {
         let event = events.next().await;
-        assert_eq!(
-            (event.id.as_str(), event.data.as_str()),
-            (id.as_str(), "one")
-        );
+        assert_eq!((event.id.as_str(), event.data.as_str()), (id.as_str(), "one"));
     }
     other.assert_silent(QUIET).await;
 
     // The canonical topic does not match, the alternate one does.
-    publish(
-        &hub,
-        &[
-            ("topic", "urn:x"),
-            ("topic", "https://e.com/users/1"),
-            ("data", "alt"),
-        ],
-    )
-    .await;
+    publish(&hub, &[("topic", "urn:x"), ("topic", "https://e.com/users/1"), ("data", "alt")]).await;
     assert_eq!(other.next().await.data, "alt");
     assert_eq!(any.next().await.data, "alt");
     exact.assert_silent(QUIET).await;
@@ -95,22 +66,10 @@ async fn exact_template_wildcard_and_alternate_topics() {
 #[tokio::test]
 async fn several_selectors_deliver_an_update_once() {
     let hub = TestHub::start(&[]);
-    let query = topics_query(&[
-        "https://e.com/a",
-        "https://e.com/{x}",
-        "*",
-        "https://e.com/a",
-    ]);
+    let query = topics_query(&["https://e.com/a", "https://e.com/{x}", "*", "https://e.com/a"]);
     let mut events = Events::open(&hub, &query, Some(&subscriber())).await;
-    publish(
-        &hub,
-        &[
-            ("topic", "https://e.com/a"),
-            ("topic", "https://e.com/b"),
-            ("data", "1"),
-        ],
-    )
-    .await;
+    publish(&hub, &[("topic", "https://e.com/a"), ("topic", "https://e.com/b"), ("data", "1")])
+        .await;
     publish(&hub, &[("topic", "https://e.com/a"), ("data", "2")]).await;
     assert_eq!(events.next().await.data, "1");
     assert_eq!(events.next().await.data, "2");
@@ -130,29 +89,10 @@ async fn private_updates_reach_only_authorized_subscribers() {
     .await;
     let mut all = Events::open(&hub, "topic=*", Some(&subscriber())).await;
 
-    publish(
-        &hub,
-        &[
-            ("topic", "https://e.com/books/1"),
-            ("data", "secret"),
-            ("private", ""),
-        ],
-    )
-    .await;
-    publish(
-        &hub,
-        &[
-            ("topic", "https://e.com/users/1"),
-            ("data", "other"),
-            ("private", "on"),
-        ],
-    )
-    .await;
-    publish(
-        &hub,
-        &[("topic", "https://e.com/users/1"), ("data", "public")],
-    )
-    .await;
+    publish(&hub, &[("topic", "https://e.com/books/1"), ("data", "secret"), ("private", "")]).await;
+    publish(&hub, &[("topic", "https://e.com/users/1"), ("data", "other"), ("private", "on")])
+        .await;
+    publish(&hub, &[("topic", "https://e.com/users/1"), ("data", "public")]).await;
 
     assert_eq!(books.next().await.data, "secret");
     assert_eq!(books.next().await.data, "public");
@@ -160,11 +100,7 @@ async fn private_updates_reach_only_authorized_subscribers() {
     assert_eq!(all.next().await.data, "other");
     assert_eq!(all.next().await.data, "public");
     for events in [&mut anonymous, &mut no_claim] {
-        assert_eq!(
-            events.next().await.data,
-            "public",
-            "private updates skipped"
-        );
+        assert_eq!(events.next().await.data, "public", "private updates skipped");
     }
 }
 
@@ -173,36 +109,14 @@ async fn private_update_selected_by_one_topic_authorized_by_another() {
     // The specification's example: subscribe to a book, be authorized through a user topic.
     let hub = TestHub::start(&[]);
     let grant = token(json!({ "subscribe": ["https://e.com/users/foo/{?topic}"] }));
-    let mut events = Events::open(
-        &hub,
-        &topics_query(&["https://e.com/books/{id}"]),
-        Some(&grant),
-    )
-    .await;
+    let mut events =
+        Events::open(&hub, &topics_query(&["https://e.com/books/{id}"]), Some(&grant)).await;
     let user_topic = "https://e.com/users/foo/?topic=https%3A%2F%2Fe.com%2Fbooks%2F1";
-    publish(
-        &hub,
-        &[
-            ("topic", "https://e.com/books/1"),
-            ("topic", user_topic),
-            ("private", ""),
-        ],
-    )
-    .await;
-    publish(
-        &hub,
-        &[
-            ("topic", "https://e.com/books/2"),
-            ("data", "not for foo"),
-            ("private", ""),
-        ],
-    )
-    .await;
-    publish(
-        &hub,
-        &[("topic", "https://e.com/books/3"), ("data", "public")],
-    )
-    .await;
+    publish(&hub, &[("topic", "https://e.com/books/1"), ("topic", user_topic), ("private", "")])
+        .await;
+    publish(&hub, &[("topic", "https://e.com/books/2"), ("data", "not for foo"), ("private", "")])
+        .await;
+    publish(&hub, &[("topic", "https://e.com/books/3"), ("data", "public")]).await;
     assert_eq!(events.next().await.data, "");
     assert_eq!(events.next().await.data, "public");
 }
@@ -240,11 +154,7 @@ async fn cookie_name_is_configurable() {
         .send()
         .await
         .expect("request");
-    assert_eq!(
-        response.status(),
-        401,
-        "the default name is not read any more"
-    );
+    assert_eq!(response.status(), 401, "the default name is not read any more");
 }
 
 #[tokio::test]
@@ -263,26 +173,9 @@ async fn mercure_rocks_claim_replaces_mercure() {
 async fn framing_on_the_wire_is_byte_exact() {
     let hub = TestHub::start(&[]);
     let mut events = Events::open(&hub, "topic=a", Some(&subscriber())).await;
-    publish(
-        &hub,
-        &[("topic", "a"), ("id", "i1"), ("data", "a\r\nb\rc\n")],
-    )
-    .await;
-    publish(
-        &hub,
-        &[
-            ("topic", "a"),
-            ("id", "i2"),
-            ("type", "ping"),
-            ("retry", "2500"),
-        ],
-    )
-    .await;
-    publish(
-        &hub,
-        &[("topic", "a"), ("id", "i3"), ("retry", "0"), ("data", "")],
-    )
-    .await;
+    publish(&hub, &[("topic", "a"), ("id", "i1"), ("data", "a\r\nb\rc\n")]).await;
+    publish(&hub, &[("topic", "a"), ("id", "i2"), ("type", "ping"), ("retry", "2500")]).await;
+    publish(&hub, &[("topic", "a"), ("id", "i3"), ("retry", "0"), ("data", "")]).await;
     events.next().await;
     events.next().await;
     let last = events.next().await;
@@ -302,21 +195,14 @@ async fn heartbeat_comments_fill_silence() {
     let mut events = Events::open(&hub, "topic=a", Some(&subscriber())).await;
     events.assert_silent(Duration::from_millis(450)).await;
     let comments = events.raw.windows(2).filter(|w| w == b":\n").count();
-    assert!(
-        comments >= 3,
-        "expected heartbeats, got {:?}",
-        String::from_utf8_lossy(&events.raw)
-    );
+    assert!(comments >= 3, "expected heartbeats, got {:?}", String::from_utf8_lossy(&events.raw));
 }
 
 #[tokio::test]
 async fn write_timeout_and_token_expiry_end_the_stream() {
     let hub = TestHub::start(&[("MERCURE_WRITE_TIMEOUT", "300ms")]);
     let mut events = Events::open(&hub, "topic=a", Some(&subscriber())).await;
-    assert!(
-        events.closed_within(Duration::from_secs(3)).await,
-        "write_timeout closes the stream"
-    );
+    assert!(events.closed_within(Duration::from_secs(3)).await, "write_timeout closes the stream");
 
     let hub = TestHub::start(&[("MERCURE_WRITE_TIMEOUT", "0s")]);
     let exp = std::time::SystemTime::now()
@@ -324,15 +210,9 @@ async fn write_timeout_and_token_expiry_end_the_stream() {
         .expect("clock after 1970")
         .as_secs()
         + 2;
-    let short = token_with(
-        KEY,
-        json!({ "exp": exp, "mercure": { "subscribe": ["*"] } }),
-    );
+    let short = token_with(KEY, json!({ "exp": exp, "mercure": { "subscribe": ["*"] } }));
     let mut events = Events::open(&hub, "topic=a", Some(&short)).await;
-    assert!(
-        events.closed_within(Duration::from_secs(5)).await,
-        "token expiry closes the stream"
-    );
+    assert!(events.closed_within(Duration::from_secs(5)).await, "token expiry closes the stream");
 }
 
 #[tokio::test]
@@ -347,10 +227,7 @@ async fn publish_answers_the_id_as_plain_text() {
         .await
         .expect("publish");
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/plain; charset=utf-8"
-    );
+    assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(response.text().await.expect("body"), "<html>");
 
     let (status, id) = publish(&hub, &[("topic", "a")]).await;
@@ -375,14 +252,8 @@ async fn cookie_publishing_checks_the_origin() {
         async move { request.send().await.expect("publish").status().as_u16() }
     };
     assert_eq!(post(vec![("origin", "https://app.example.com")]).await, 200);
-    assert_eq!(
-        post(vec![("referer", "https://app.example.com/page?x=1")]).await,
-        200
-    );
-    assert_eq!(
-        post(vec![("origin", "https://evil.example.com")]).await,
-        401
-    );
+    assert_eq!(post(vec![("referer", "https://app.example.com/page?x=1")]).await, 200);
+    assert_eq!(post(vec![("origin", "https://evil.example.com")]).await, 401);
     assert_eq!(post(vec![]).await, 401, "no Origin nor Referer");
 }
 

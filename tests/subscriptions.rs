@@ -31,10 +31,7 @@ async fn connect_and_disconnect_are_announced() {
     let subscriber = Events::open(&hub, &topics_query(&[BOOK]), Some(&member)).await;
     let arrival = watcher.next().await;
     let body = parse(&arrival);
-    let id = body["subscriber"]
-        .as_str()
-        .expect("subscriber id")
-        .to_owned();
+    let id = body["subscriber"].as_str().expect("subscriber id").to_owned();
     assert!(id.starts_with("urn:uuid:"), "{id}");
     let expected_topic = format!(
         "/.well-known/mercure/subscriptions/https%3A%2F%2Fe.com%2Fbooks%2F1/{}",
@@ -53,9 +50,7 @@ async fn connect_and_disconnect_are_announced() {
         })
     );
     // Key order and two-space indentation, as the reference hub writes them.
-    assert!(arrival
-        .data
-        .starts_with("{\n  \"@context\": \"https://mercure.rocks/\",\n  \"id\""));
+    assert!(arrival.data.starts_with("{\n  \"@context\": \"https://mercure.rocks/\",\n  \"id\""));
     assert!(arrival.id.starts_with("urn:uuid:"));
     assert_eq!(arrival.event_type, None);
 
@@ -75,10 +70,7 @@ async fn a_subscriber_sees_its_own_arrival() {
     let own = parse(&events.next().await);
     assert_eq!(own["topic"], WATCH);
     assert_eq!(own["active"], true);
-    assert!(
-        own.get("payload").is_none(),
-        "no payload claim, no payload key"
-    );
+    assert!(own.get("payload").is_none(), "no payload claim, no payload key");
 }
 
 async fn get(
@@ -109,58 +101,34 @@ async fn the_api_lists_active_subscriptions() {
     let _book = Events::open(&hub, &topics_query(&[BOOK, "a b"]), Some(&member)).await;
     let _other = Events::open(&hub, "topic=other", Some(&subscriber())).await;
 
-    let (status, body, headers) = get(
-        &hub,
-        "/.well-known/mercure/subscriptions?x=1",
-        Some(&api),
-        None,
-    )
-    .await;
+    let (status, body, headers) =
+        get(&hub, "/.well-known/mercure/subscriptions?x=1", Some(&api), None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(headers["content-type"], "application/ld+json");
     let collection: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(collection["@context"], "https://mercure.rocks/");
     assert_eq!(collection["id"], "/.well-known/mercure/subscriptions?x=1");
     assert_eq!(collection["type"], "Subscriptions");
-    let last_event_id = collection["lastEventID"]
-        .as_str()
-        .expect("lastEventID")
-        .to_owned();
-    assert!(
-        last_event_id.starts_with("urn:uuid:"),
-        "the last arrival event"
-    );
+    let last_event_id = collection["lastEventID"].as_str().expect("lastEventID").to_owned();
+    assert!(last_event_id.starts_with("urn:uuid:"), "the last arrival event");
     assert_eq!(headers["etag"], last_event_id.as_str());
     let subscriptions = collection["subscriptions"].as_array().expect("array");
     assert_eq!(subscriptions.len(), 3);
     assert!(subscriptions.iter().all(|s| s.get("@context").is_none()));
-    let book = subscriptions
-        .iter()
-        .find(|s| s["topic"] == BOOK)
-        .expect("book subscription");
+    let book = subscriptions.iter().find(|s| s["topic"] == BOOK).expect("book subscription");
     assert_eq!(book["payload"], "p");
     assert_eq!(book["active"], true);
     let subscriber_id = book["subscriber"].as_str().expect("id").to_owned();
 
     // Unchanged since: 304 with an empty body.
-    let (status, body, _) = get(
-        &hub,
-        "/.well-known/mercure/subscriptions",
-        Some(&api),
-        Some(&last_event_id),
-    )
-    .await;
+    let (status, body, _) =
+        get(&hub, "/.well-known/mercure/subscriptions", Some(&api), Some(&last_event_id)).await;
     assert_eq!((status, body.as_str()), (304, ""));
 
     // Filtered by topic; `+` decodes to a space (a `+` is outside the template's characters, so
     // this request is authorized with `*`).
-    let (status, body, _) = get(
-        &hub,
-        "/.well-known/mercure/subscriptions/a+b",
-        Some(&subscriber()),
-        None,
-    )
-    .await;
+    let (status, body, _) =
+        get(&hub, "/.well-known/mercure/subscriptions/a+b", Some(&subscriber()), None).await;
     assert_eq!(status, 200);
     let filtered: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(filtered["subscriptions"].as_array().map(Vec::len), Some(1));
@@ -178,15 +146,10 @@ async fn the_api_lists_active_subscriptions() {
     assert_eq!(one["@context"], "https://mercure.rocks/");
     assert_eq!(one["subscriber"], subscriber_id.as_str());
     assert_eq!(one["lastEventID"], last_event_id.as_str());
-    assert!(
-        body.find("\"lastEventID\"") < body.find("\"payload\""),
-        "reference key order"
-    );
+    assert!(body.find("\"lastEventID\"") < body.find("\"payload\""), "reference key order");
 
-    let unknown = format!(
-        "/.well-known/mercure/subscriptions/{}/urn%3Auuid%3Anope",
-        urlencode(BOOK)
-    );
+    let unknown =
+        format!("/.well-known/mercure/subscriptions/{}/urn%3Auuid%3Anope", urlencode(BOOK));
     assert_eq!(get(&hub, &unknown, Some(&api), None).await.0, 404);
 }
 
@@ -194,34 +157,17 @@ async fn the_api_lists_active_subscriptions() {
 async fn the_api_needs_an_allowed_token() {
     let hub = TestHub::start(&[("MERCURE_SUBSCRIPTIONS", "1"), ("MERCURE_ANONYMOUS", "1")]);
     let path = "/.well-known/mercure/subscriptions";
-    assert_eq!(
-        get(&hub, path, None, None).await.0,
-        401,
-        "anonymous hubs do not expose it"
-    );
+    assert_eq!(get(&hub, path, None, None).await.0, 401, "anonymous hubs do not expose it");
     assert_eq!(get(&hub, path, Some("garbage"), None).await.0, 401);
     let elsewhere = token(json!({ "subscribe": ["https://e.com/{x}"] }));
     assert_eq!(get(&hub, path, Some(&elsewhere), None).await.0, 403);
     let exact = token(json!({ "subscribe": [path] }));
     assert_eq!(get(&hub, path, Some(&exact), None).await.0, 200);
     // The query string is not part of what is authorized.
-    assert_eq!(
-        get(&hub, &format!("{path}?x=1"), Some(&exact), None)
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        get(&hub, &format!("{path}/t"), Some(&exact), None).await.0,
-        403
-    );
+    assert_eq!(get(&hub, &format!("{path}?x=1"), Some(&exact), None).await.0, 200);
+    assert_eq!(get(&hub, &format!("{path}/t"), Some(&exact), None).await.0, 403);
 
-    let response = client()
-        .post(hub.at(path))
-        .bearer_auth(&exact)
-        .send()
-        .await
-        .expect("post");
+    let response = client().post(hub.at(path)).bearer_auth(&exact).send().await.expect("post");
     assert_eq!(response.status(), 405);
 }
 
@@ -229,14 +175,7 @@ async fn the_api_needs_an_allowed_token() {
 async fn without_the_setting_there_is_no_api_and_no_event() {
     let hub = TestHub::start(&[]);
     assert_eq!(
-        get(
-            &hub,
-            "/.well-known/mercure/subscriptions",
-            Some(&subscriber()),
-            None
-        )
-        .await
-        .0,
+        get(&hub, "/.well-known/mercure/subscriptions", Some(&subscriber()), None).await.0,
         404
     );
     let mut watcher = Events::open(&hub, "topic=*", Some(&subscriber())).await;

@@ -52,11 +52,7 @@ impl EmbeddedStore {
             last.map_or(0, |(seq, _)| seq.value())
         };
         txn.commit().map_err(store_error)?;
-        Ok(Self {
-            db,
-            capacity,
-            last_seq: AtomicU64::new(last_seq),
-        })
+        Ok(Self { db, capacity, last_seq: AtomicU64::new(last_seq) })
     }
 }
 
@@ -71,8 +67,7 @@ impl Store for EmbeddedStore {
         let txn = self.db.begin_read().map_err(store_error)?;
         let table = txn.open_table(UPDATES).map_err(store_error)?;
         let last = table.last().map_err(store_error)?;
-        last.map(|(seq, bytes)| decode(seq.value(), bytes.value()))
-            .transpose()
+        last.map(|(seq, bytes)| decode(seq.value(), bytes.value())).transpose()
     }
 
     fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError> {
@@ -91,14 +86,11 @@ impl Store for EmbeddedStore {
             }
             if self.capacity > 0 && seq > self.capacity {
                 let cut = seq - self.capacity;
-                let removed = table
-                    .extract_from_if(..=cut, |_, _| true)
-                    .map_err(store_error)?;
+                let removed = table.extract_from_if(..=cut, |_, _| true).map_err(store_error)?;
                 for entry in removed {
                     let (old_seq, bytes) = entry.map_err(store_error)?;
                     let old: Update = serde_json::from_slice(bytes.value()).map_err(store_error)?;
-                    ids.remove(old.id.as_str(), old_seq.value())
-                        .map_err(store_error)?;
+                    ids.remove(old.id.as_str(), old_seq.value()).map_err(store_error)?;
                 }
             }
         }
@@ -111,10 +103,7 @@ impl Store for EmbeddedStore {
         let txn = self.db.begin_read().map_err(store_error)?;
         let ids = txn.open_multimap_table(IDS).map_err(store_error)?;
         let mut seqs = ids.get(id).map_err(store_error)?;
-        seqs.next()
-            .transpose()
-            .map(|first| first.map(|s| s.value()))
-            .map_err(store_error)
+        seqs.next().transpose().map(|first| first.map(|s| s.value())).map_err(store_error)
     }
 
     fn read(
@@ -161,20 +150,12 @@ mod tests {
         let path = dir.path().join("nested/history.redb");
         {
             let store = EmbeddedStore::open(&path, 3).expect("open");
-            store
-                .append(vec![update("a"), update("b"), update("a")])
-                .expect("append");
-            store
-                .append(vec![update("c"), update("p1")])
-                .expect("append");
+            store.append(vec![update("a"), update("b"), update("a")]).expect("append");
+            store.append(vec![update("c"), update("p1")]).expect("append");
         }
         let store = EmbeddedStore::open(&path, 3).expect("reopen");
         assert_eq!(store.last().expect("last").map(|d| d.seq), Some(5));
-        assert_eq!(
-            store.find("a").expect("find"),
-            Some(3),
-            "first occurrence still kept"
-        );
+        assert_eq!(store.find("a").expect("find"), Some(3), "first occurrence still kept");
         assert_eq!(store.find("b").expect("find"), None, "trimmed");
         assert_eq!(store.find("p1").expect("find"), Some(5));
         let read = store.read(0, 5, 10).expect("read");

@@ -27,18 +27,13 @@ struct History {
 impl MemoryStore {
     /// An empty store keeping at most `capacity` updates (0 = no limit).
     pub fn new(capacity: u64) -> Self {
-        Self {
-            inner: RwLock::default(),
-            capacity,
-        }
+        Self { inner: RwLock::default(), capacity }
     }
 
     fn history(&self) -> std::sync::RwLockReadGuard<'_, History> {
         // A poisoned lock means a panic while appending; the data is still consistent because
         // every mutation below completes before anything can panic, so keep serving.
-        self.inner
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -48,19 +43,12 @@ impl Store for MemoryStore {
     }
 
     fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError> {
-        let mut history = self
-            .inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut history = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut stored = Vec::with_capacity(updates.len());
         for update in updates {
             history.last_seq += 1;
             let seq = history.last_seq;
-            history
-                .ids
-                .entry(update.id.as_str().to_owned())
-                .or_insert((seq, 0))
-                .1 += 1;
+            history.ids.entry(update.id.as_str().to_owned()).or_insert((seq, 0)).1 += 1;
             let dispatched = Arc::new(Dispatched::new(seq, update));
             history.updates.push_back(dispatched.clone());
             stored.push(dispatched);
@@ -133,21 +121,14 @@ mod tests {
     fn numbers_finds_reads_and_trims() {
         let store = MemoryStore::new(3);
         let ids = ["a", "b", "a", "c", "d"];
-        store
-            .append(ids.iter().map(|id| update(id)).collect())
-            .expect("append");
+        store.append(ids.iter().map(|id| update(id)).collect()).expect("append");
         assert_eq!(store.last().expect("last").map(|d| d.seq), Some(5));
         // `a` at 1 and 3: once 1 is trimmed, the lookup finds the occurrence still in history.
         assert_eq!(store.find("a").expect("find"), Some(3));
         assert_eq!(store.find("b").expect("find"), None);
         assert_eq!(store.find("c").expect("find"), Some(4));
         let seqs = |after, up_to, limit| {
-            store
-                .read(after, up_to, limit)
-                .expect("read")
-                .iter()
-                .map(|d| d.seq)
-                .collect::<Vec<_>>()
+            store.read(after, up_to, limit).expect("read").iter().map(|d| d.seq).collect::<Vec<_>>()
         };
         assert_eq!(seqs(0, 5, 10), [3, 4, 5]);
         assert_eq!(seqs(3, 5, 10), [4, 5]);

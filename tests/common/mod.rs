@@ -46,10 +46,8 @@ impl TestHub {
     }
 
     fn start_env(env: &[(&str, &str)]) -> Self {
-        let mut env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         env.push(("MERCURE_ADDR".into(), "127.0.0.1:0".into()));
         env.push(("MERCURE_WORKERS".into(), "1".into()));
         let config = Config::from_sources(None, env).expect("valid test configuration");
@@ -71,15 +69,8 @@ impl TestHub {
                 let _ = serving.await;
             })
         });
-        is_started
-            .recv_timeout(Duration::from_secs(10))
-            .expect("hub started");
-        Self {
-            addr,
-            url: format!("http://{addr}{HUB}"),
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        is_started.recv_timeout(Duration::from_secs(10)).expect("hub started");
+        Self { addr, url: format!("http://{addr}{HUB}"), stop: Some(stop), thread: Some(thread) }
     }
 
     /// `http://addr` + `path`.
@@ -126,12 +117,8 @@ pub fn history_file() -> (tempfile::TempDir, PathBuf) {
 /// An HS256 token signed with `key` carrying `claims`.
 pub fn token_with(key: &str, claims: serde_json::Value) -> String {
     let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
-    )
-    .expect("encode token")
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()))
+        .expect("encode token")
 }
 
 /// A token with the test key and the given `mercure` claim.
@@ -191,11 +178,7 @@ pub fn urlencode(text: &str) -> String {
 
 /// A query string of `topic` parameters.
 pub fn topics_query(topics: &[&str]) -> String {
-    topics
-        .iter()
-        .map(|t| format!("topic={}", urlencode(t)))
-        .collect::<Vec<_>>()
-        .join("&")
+    topics.iter().map(|t| format!("topic={}", urlencode(t))).collect::<Vec<_>>().join("&")
 }
 
 /// One received SSE event.
@@ -244,9 +227,7 @@ impl Events {
             raw: Vec::new(),
         };
         // The hub flushes `:\n` at once: once it is here, the subscriber is registered.
-        events
-            .fill_until(|raw| raw.len() >= 2, Duration::from_secs(5))
-            .await;
+        events.fill_until(|raw| raw.len() >= 2, Duration::from_secs(5)).await;
         assert_eq!(&events.raw[..2], b":\n", "stream starts with a comment");
         events.buffer.drain(..2);
         events
@@ -294,9 +275,7 @@ impl Events {
 
     /// The next update; panics after 5 s.
     pub async fn next(&mut self) -> Event {
-        self.next_within(Duration::from_secs(5))
-            .await
-            .expect("an update within 5 s")
+        self.next_within(Duration::from_secs(5)).await.expect("an update within 5 s")
     }
 
     /// Asserts that no update arrives within `limit`.
@@ -323,10 +302,7 @@ fn parse_block(block: &str) -> Option<Event> {
     let mut event = Event::default();
     let mut data = Vec::new();
     let mut seen = false;
-    for line in block
-        .split('\n')
-        .filter(|l| !l.is_empty() && !l.starts_with(':'))
-    {
+    for line in block.split('\n').filter(|l| !l.is_empty() && !l.starts_with(':')) {
         let (field, value) = line.split_once(": ").unwrap_or((line, ""));
         seen = true;
         match field {
