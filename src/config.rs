@@ -29,6 +29,9 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(40);
 pub const DEFAULT_DISPATCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Maximum lifetime of a subscription stream (randomized to 80–100 % per connection).
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Time given to open streams to end after a shutdown signal: below the 30 s Kubernetes gives a
+/// pod by default, so the process exits on its own before it would be killed.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default file of the embedded history store.
 pub const DEFAULT_HISTORY_PATH: &str = "quicksilver.redb";
 /// Publish body limit: 1 MiB, as the reference hub's current version; larger bodies get 413.
@@ -49,51 +52,19 @@ pub const KEYS: &[(&str, &str)] = &[
     ("publisher_jwt_alg", "publisher key algorithm"),
     ("subscriber_jwt_key", "subscriber key (overrides jwt_key)"),
     ("subscriber_jwt_alg", "subscriber key algorithm"),
-    (
-        "anonymous",
-        "let subscribers without a token receive public updates",
-    ),
-    (
-        "subscriptions",
-        "publish subscription events and serve the subscriptions API",
-    ),
-    (
-        "cors_origins",
-        "origins allowed by CORS, space or comma separated, * allowed",
-    ),
-    (
-        "publish_origins",
-        "origins allowed to publish with the cookie, * allowed",
-    ),
-    (
-        "cookie_name",
-        "authorization cookie name (default mercureAuthorization)",
-    ),
-    (
-        "heartbeat",
-        "comment sent after this much silence, 0s = off (default 40s)",
-    ),
-    (
-        "dispatch_timeout",
-        "time allowed for a write to a subscriber (default 5s)",
-    ),
-    (
-        "write_timeout",
-        "maximum stream lifetime, 0s = off (default 600s)",
-    ),
+    ("anonymous", "let subscribers without a token receive public updates"),
+    ("subscriptions", "publish subscription events and serve the subscriptions API"),
+    ("cors_origins", "origins allowed by CORS, space or comma separated, * allowed"),
+    ("publish_origins", "origins allowed to publish with the cookie, * allowed"),
+    ("cookie_name", "authorization cookie name (default mercureAuthorization)"),
+    ("heartbeat", "comment sent after this much silence, 0s = off (default 40s)"),
+    ("dispatch_timeout", "time allowed for a write to a subscriber (default 5s)"),
+    ("write_timeout", "maximum stream lifetime, 0s = off (default 600s)"),
+    ("drain_timeout", "on SIGTERM, time within which open streams are ended (default 20s)"),
     ("transport", "embedded (durable history, default) or memory"),
-    (
-        "history_path",
-        "file of the embedded store (default quicksilver.redb)",
-    ),
-    (
-        "history_size",
-        "number of updates kept in history, 0 = all (default 0)",
-    ),
-    (
-        "max_request_body_size",
-        "publish body limit, e.g. 1MiB, 512KB (default 1MiB)",
-    ),
+    ("history_path", "file of the embedded store (default quicksilver.redb)"),
+    ("history_size", "number of updates kept in history, 0 = all (default 0)"),
+    ("max_request_body_size", "publish body limit, e.g. 1MiB, 512KB (default 1MiB)"),
     ("ui", "serve the debugging UI"),
     ("workers", "HTTP worker threads (default: number of CPUs)"),
 ];
@@ -125,10 +96,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { key, reason: reason.into() }
 }
 
 /// Where subscriber history lives.
@@ -184,6 +152,8 @@ pub struct Config {
     pub dispatch_timeout: Option<Duration>,
     /// Maximum stream lifetime; `None` = off.
     pub write_timeout: Option<Duration>,
+    /// After a shutdown signal, streams are ended within this time, then the process exits.
+    pub drain_timeout: Duration,
     /// History store.
     pub transport: TransportKind,
     /// File of the embedded store.
@@ -231,31 +201,19 @@ impl Config {
             .build()?
             .try_deserialize()?;
         for key in raw.keys() {
-            let origin = file
-                .map(|p| format!(" (in {})", p.display()))
-                .unwrap_or_default();
+            let origin = file.map(|p| format!(" (in {})", p.display())).unwrap_or_default();
             check_known(key, &origin)?;
         }
         Self::from_values(Values(raw))
     }
 
     fn from_values(values: Values) -> Result<Self, ConfigError> {
-        let addr = values
-            .string("addr")?
-            .unwrap_or_else(|| DEFAULT_ADDR.into());
+        let addr = values.string("addr")?.unwrap_or_else(|| DEFAULT_ADDR.into());
         let jwt_key = values.secret("jwt_key")?;
-        let jwt_alg = values
-            .string("jwt_alg")?
-            .unwrap_or_else(|| DEFAULT_JWT_ALG.into());
-        let publisher_key = values
-            .secret("publisher_jwt_key")?
-            .or_else(|| jwt_key.clone());
-        let subscriber_key = values
-            .secret("subscriber_jwt_key")?
-            .or_else(|| jwt_key.clone());
-        let publisher_alg = values
-            .string("publisher_jwt_alg")?
-            .unwrap_or_else(|| jwt_alg.clone());
+        let jwt_alg = values.string("jwt_alg")?.unwrap_or_else(|| DEFAULT_JWT_ALG.into());
+        let publisher_key = values.secret("publisher_jwt_key")?.or_else(|| jwt_key.clone());
+        let subscriber_key = values.secret("subscriber_jwt_key")?.or_else(|| jwt_key.clone());
+        let publisher_alg = values.string("publisher_jwt_alg")?.unwrap_or_else(|| jwt_alg.clone());
         let subscriber_alg = values.string("subscriber_jwt_alg")?.unwrap_or(jwt_alg);
         let anonymous = values.bool("anonymous")?.unwrap_or(false);
 
@@ -303,6 +261,9 @@ impl Config {
             heartbeat: values.duration("heartbeat", DEFAULT_HEARTBEAT)?,
             dispatch_timeout: values.duration("dispatch_timeout", DEFAULT_DISPATCH_TIMEOUT)?,
             write_timeout: values.duration("write_timeout", DEFAULT_WRITE_TIMEOUT)?,
+            drain_timeout: values
+                .duration("drain_timeout", DEFAULT_DRAIN_TIMEOUT)?
+                .unwrap_or(Duration::ZERO),
             transport: values.transport()?,
             history_path: values
                 .string("history_path")?
@@ -343,11 +304,7 @@ fn random_secret() -> String {
 
 fn parse_addr(addr: &str) -> Result<SocketAddr, ConfigError> {
     // `:8080` is how the reference hub spells "every interface".
-    let full = if addr.starts_with(':') {
-        format!("0.0.0.0{addr}")
-    } else {
-        addr.to_owned()
-    };
+    let full = if addr.starts_with(':') { format!("0.0.0.0{addr}") } else { addr.to_owned() };
     full.to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
@@ -361,11 +318,7 @@ impl Values {
     fn string(&self, key: &'static str) -> Result<Option<String>, ConfigError> {
         self.0
             .get(key)
-            .map(|v| {
-                v.clone()
-                    .into_string()
-                    .map_err(|_| invalid(key, "expected a string"))
-            })
+            .map(|v| v.clone().into_string().map_err(|_| invalid(key, "expected a string")))
             .transpose()
     }
 
@@ -381,10 +334,7 @@ impl Values {
         match value.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(Some(true)),
             "0" | "false" | "no" | "off" | "" => Ok(Some(false)),
-            _ => Err(invalid(
-                key,
-                format!("`{value}` is not a boolean (use true or false)"),
-            )),
+            _ => Err(invalid(key, format!("`{value}` is not a boolean (use true or false)"))),
         }
     }
 
@@ -434,10 +384,7 @@ impl Values {
             Some(value) => match value.clone().into_array() {
                 Ok(array) => array
                     .into_iter()
-                    .map(|v| {
-                        v.into_string()
-                            .map_err(|_| invalid(key, "expected strings"))
-                    })
+                    .map(|v| v.into_string().map_err(|_| invalid(key, "expected strings")))
                     .collect::<Result<_, _>>()?,
                 Err(_) => self.string(key)?.into_iter().collect(),
             },
@@ -451,20 +398,13 @@ impl Values {
     }
 
     fn cookie_name(&self) -> Result<String, ConfigError> {
-        let name = self
-            .string("cookie_name")?
-            .unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
+        let name = self.string("cookie_name")?.unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
         let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+            && name.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
         if valid {
             Ok(name)
         } else {
-            Err(invalid(
-                "cookie_name",
-                format!("`{name}` is not a valid cookie name"),
-            ))
+            Err(invalid("cookie_name", format!("`{name}` is not a valid cookie name")))
         }
     }
 
@@ -489,9 +429,7 @@ fn validate_origin(key: &'static str, origin: &str) -> Result<String, ConfigErro
     }
     let valid = lower.split_once("://").is_some_and(|(scheme, rest)| {
         !scheme.is_empty()
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
             && !rest.is_empty()
             && !rest.contains(['/', '?', '#', '@'])
             && rest.matches('*').count() <= 1
@@ -522,9 +460,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
         let number: f64 = rest[..number_len].parse().ok()?;
         rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let seconds_per_unit = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -543,9 +479,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 /// Parses sizes: plain bytes, or with a unit B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB.
 pub fn parse_size(text: &str) -> Option<usize> {
     let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let number: usize = text[..digits].parse().ok()?;
     let multiplier = match text[digits..].trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -565,10 +499,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -594,10 +525,7 @@ mod tests {
             ("MERCURE_ANONYMOUS", "1"),
             ("MERCURE_HEARTBEAT", "0s"),
             ("MERCURE_WRITE_TIMEOUT", "1m30s"),
-            (
-                "MERCURE_CORS_ORIGINS",
-                "https://A.example.com, http://b.test:8080",
-            ),
+            ("MERCURE_CORS_ORIGINS", "https://A.example.com, http://b.test:8080"),
             ("MERCURE_TRANSPORT", "memory"),
             ("MERCURE_URL", "ignored: read by client libraries"),
             ("PATH", "/usr/bin"),
@@ -607,10 +535,7 @@ mod tests {
         assert!(config.anonymous && config.dev_key.is_none());
         assert_eq!(config.heartbeat, None);
         assert_eq!(config.write_timeout, Some(Duration::from_secs(90)));
-        assert_eq!(
-            config.cors_origins,
-            ["https://a.example.com", "http://b.test:8080"]
-        );
+        assert_eq!(config.cors_origins, ["https://a.example.com", "http://b.test:8080"]);
         assert_eq!(config.transport, TransportKind::Memory);
     }
 
@@ -639,29 +564,14 @@ mod tests {
             (&[("MERCURE_ADDR", "nowhere")], "`addr`"),
             (&[("MERCURE_TRANSPORT", "bolt")], "`transport`"),
             (&[("MERCURE_CORS_ORIGINS", "example.com")], "`cors_origins`"),
-            (
-                &[("MERCURE_JWT_KEY", "k"), ("MERCURE_JWT_ALG", "HS999")],
-                "`publisher_jwt_key`",
-            ),
-            (
-                &[("MERCURE_SUBSCRIBER_JWT_KEY", "k")],
-                "`publisher_jwt_key`",
-            ),
-            (
-                &[("MERCURE_PUBLISHER_JWT_KEY", "k")],
-                "`subscriber_jwt_key`",
-            ),
-            (
-                &[("MERCURE_MAX_REQUEST_BODY_SIZE", "lots")],
-                "`max_request_body_size`",
-            ),
+            (&[("MERCURE_JWT_KEY", "k"), ("MERCURE_JWT_ALG", "HS999")], "`publisher_jwt_key`"),
+            (&[("MERCURE_SUBSCRIBER_JWT_KEY", "k")], "`publisher_jwt_key`"),
+            (&[("MERCURE_PUBLISHER_JWT_KEY", "k")], "`subscriber_jwt_key`"),
+            (&[("MERCURE_MAX_REQUEST_BODY_SIZE", "lots")], "`max_request_body_size`"),
         ];
         for (pairs, expected) in cases {
             let message = load(pairs).expect_err("must be refused").to_string();
-            assert!(
-                message.contains(expected),
-                "{message:?} should name {expected}"
-            );
+            assert!(message.contains(expected), "{message:?} should name {expected}");
         }
     }
 
@@ -673,19 +583,13 @@ mod tests {
         let message = Config::from_sources(Some(&path), env(&[]))
             .expect_err("typo must be refused")
             .to_string();
-        assert!(
-            message.contains("`hearbeat`") && message.contains("hub.toml"),
-            "{message}"
-        );
+        assert!(message.contains("`hearbeat`") && message.contains("hub.toml"), "{message}");
     }
 
     #[test]
     fn publisher_key_alone_serves_anonymous_hubs() {
-        let config = load(&[
-            ("MERCURE_PUBLISHER_JWT_KEY", "k"),
-            ("MERCURE_ANONYMOUS", "true"),
-        ])
-        .expect("valid configuration");
+        let config = load(&[("MERCURE_PUBLISHER_JWT_KEY", "k"), ("MERCURE_ANONYMOUS", "true")])
+            .expect("valid configuration");
         assert!(config.anonymous);
     }
 

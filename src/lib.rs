@@ -50,9 +50,6 @@ use crate::transport::{Store, Transport};
 /// The path of the hub, fixed by the protocol.
 pub const HUB_PATH: &str = "/.well-known/mercure";
 
-/// How long open streams may keep the process alive after a shutdown signal.
-const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
-
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct Hub {
@@ -82,20 +79,20 @@ impl Hub {
     fn with_store<S: Store + std::fmt::Debug>(config: Config, store: S) -> anyhow::Result<Self> {
         // The router must know the newest stored sequence before anything is published, so that
         // a replay after a restart is bounded by what was stored before it.
-        let (router, dispatcher) = router::start(store.last()?)?;
+        let (router, dispatcher) = router::start(store.last()?, config.dispatch_timeout)?;
         let transport = Arc::new(LocalTransport::start(store, dispatcher)?);
-        Ok(Self {
-            config: Arc::new(config),
-            transport,
-            router,
-        })
+        Ok(Self { config: Arc::new(config), transport, router })
     }
 }
 
 /// Starts the HTTP server on `listener`. The returned [`Server`] runs when awaited (inside an
-/// actix system) and can be stopped through its handle.
+/// actix system) and is stopped through its handle: signals are the caller's business (see
+/// [`shutdown_on_signal`]), so that a shutdown can drain streams first.
 pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
     let workers = hub.config.workers;
+    let dispatch_timeout = hub.config.dispatch_timeout;
+    // Slack past the drain time for in-flight publications to be answered.
+    let shutdown_timeout = hub.config.drain_timeout.as_secs() + 2;
     let cors_origins = Arc::new(hub.config.cors_origins.clone());
     let csp = if hub.config.ui {
         "default-src 'self' mercure.rocks cdn.jsdelivr.net"
@@ -148,10 +145,54 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
     // A client that closes its side has gone: end its stream at once (so its departure is
     // announced and its resources freed) instead of waiting for the next failed write.
     .h1_allow_half_closed(false)
-    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .on_connect(move |connection, _| {
+        // A reader that stops reading keeps its socket buffers full and its stream unpolled, so
+        // no timer of ours runs for it. TCP_USER_TIMEOUT makes the kernel abort a connection
+        // whose data stays unacknowledged (or unsent behind a zero window) for that long: the
+        // transport-level `dispatch_timeout`.
+        if let (Some(timeout), Some(stream)) =
+            (dispatch_timeout, connection.downcast_ref::<actix_web::rt::net::TcpStream>())
+        {
+            if let Err(error) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout)) {
+                tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
+            }
+        }
+    })
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout)
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// Waits for SIGTERM or SIGINT, then shuts down gracefully: stops accepting connections, ends
+/// open streams spread over `drain_timeout` (clients reconnect, through a load balancer to
+/// another node), lets in-flight publications finish, and returns so the process exits 0.
+/// Every acknowledged publication was already durably stored before its answer.
+pub async fn shutdown_on_signal(hub: Hub, server: actix_web::dev::ServerHandle) {
+    wait_for_signal().await;
+    let drain = hub.config.drain_timeout;
+    tracing::info!(?drain, "shutdown signal received: draining");
+    let _ = hub.router.drain(drain);
+    // `stop(true)` stops accepting at once and waits for open connections (the streams, which
+    // the router ends within `drain`) up to the shutdown timeout.
+    server.stop(true).await;
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut terminate), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("cannot listen for shutdown signals; falling back to Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, HubError> {
@@ -159,24 +200,18 @@ async fn method_not_allowed() -> Result<HttpResponse, HubError> {
 }
 
 async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound()
-        .content_type("text/plain; charset=utf-8")
-        .body("Not Found\n")
+    HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("Not Found\n")
 }
 
 /// Liveness: the process serves HTTP.
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body("ok\n")
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n")
 }
 
 /// Readiness: the transport accepts publications.
 async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
     if hub.transport.is_ready() {
-        HttpResponse::Ok()
-            .content_type("text/plain; charset=utf-8")
-            .body("ready\n")
+        HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready\n")
     } else {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain; charset=utf-8")
@@ -188,20 +223,15 @@ async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
 async fn welcome(req: HttpRequest) -> HttpResponse {
     let host = req.connection_info().host().to_owned();
     let hub_url = format!("{}://{host}{HUB_PATH}", req.connection_info().scheme());
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(format!(
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Quicksilver \
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Quicksilver \
          Mercure hub</title></head><body><h1>Quicksilver</h1><p>This is a \
          <a href=\"https://mercure.rocks\">Mercure</a> hub. Its URL is <code>{}</code>.</p>\
          </body></html>\n",
-            html_escape(&hub_url)
-        ))
+        html_escape(&hub_url)
+    ))
 }
 
 fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use quicksilver::config::{Config, KEYS};
-use quicksilver::{serve, Hub, HUB_PATH};
+use quicksilver::{serve, shutdown_on_signal, Hub, HUB_PATH};
 
 const USAGE: &str = "Usage: quicksilver [--config PATH]
 
@@ -57,7 +57,9 @@ fn main() -> anyhow::Result<()> {
 
     actix_web::rt::System::new().block_on(async move {
         let hub = Hub::start(config).context("cannot start the hub")?;
-        serve(listener, hub)?.await?;
+        let server = serve(listener, hub.clone())?;
+        actix_web::rt::spawn(shutdown_on_signal(hub, server.handle()));
+        server.await?;
         tracing::info!("stopped");
         Ok(())
     })

@@ -1,18 +1,23 @@
 //! The topic router: one actor that owns every live subscription and matches each update to the
 //! subscribers that should receive it.
 //!
-//! It runs on its own thread and hears from two sources: control messages (register, unregister)
-//! from subscriber connections, and updates from the transport, in sequence order. Matching uses
-//! an index so that a publish does not scan every subscriber: exact selectors in a hash map keyed
-//! by topic, `*` and URI templates in a list checked one by one. Delivery is a `try_send` into each
-//! subscriber's bounded queue: a subscriber whose queue is full is dropped (it reconnects and
-//! resumes from history), so a slow reader never slows the router or anyone else.
+//! It runs on its own thread and hears from two sources: control messages (register, unregister,
+//! snapshot, drain) from the HTTP side, and updates from the transport, in sequence order.
+//! Matching uses an index so that a publish does not scan every subscriber: exact selectors in a
+//! hash map keyed by topic, `*` and URI templates in a set checked one by one. Delivery is a
+//! `try_send` into each subscriber's bounded queue; a subscriber whose queue is full, or that has
+//! taken nothing from it for `dispatch_timeout`, is dropped (it reconnects and resumes from
+//! history). So a slow reader never slows the router or anyone else.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::subscriber::Subscription;
 use crate::update::{Dispatched, Seq};
@@ -26,6 +31,7 @@ pub type SubscriberKey = u64;
 /// What a subscriber connection receives: shared, already framed updates.
 pub type Queue = mpsc::Receiver<Arc<Dispatched>>;
 
+/// Every message the router handles, besides updates.
 enum Control {
     Register {
         key: SubscriberKey,
@@ -35,6 +41,18 @@ enum Control {
     },
     Unregister(SubscriberKey),
     Snapshot(oneshot::Sender<Snapshot>),
+    Drain(Duration),
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::Register { key, .. } => write!(f, "Register({key})"),
+            Control::Unregister(key) => write!(f, "Unregister({key})"),
+            Control::Snapshot(_) => f.write_str("Snapshot"),
+            Control::Drain(within) => write!(f, "Drain({within:?})"),
+        }
+    }
 }
 
 /// The router's view at one instant, for the subscriptions API.
@@ -46,7 +64,16 @@ pub struct Snapshot {
     pub subscriptions: Vec<Arc<Subscription>>,
 }
 
-/// The router's handle for subscriber connections. Cheap to clone.
+/// Why the router dropped a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Its queue was full: it fell too far behind.
+    QueueFull,
+    /// It took nothing from its waiting queue for `dispatch_timeout`.
+    DispatchTimeout,
+}
+
+/// The router's handle for the HTTP side. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Router {
     control: mpsc::UnboundedSender<Control>,
@@ -70,19 +97,25 @@ impl Dispatcher {
     }
 }
 
-impl std::fmt::Debug for Control {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Control::Register { key, .. } => write!(f, "Register({key})"),
-            Control::Unregister(key) => write!(f, "Unregister({key})"),
-            Control::Snapshot(_) => f.write_str("Snapshot"),
-        }
-    }
+/// A registered subscriber's end of the router.
+#[derive(Debug)]
+pub struct Registered {
+    /// Keeps the subscriber registered; dropping it unregisters.
+    pub registration: Registration,
+    /// Updates after `bound` that the subscription wants, in order.
+    pub queue: Queue,
+    /// Sequence number of the last update handed out before registration: history covers up to
+    /// it, the queue everything after.
+    pub bound: Seq,
 }
 
 /// Starts the router thread. `last` is the newest stored update: its sequence number bounds
 /// history replays correctly after a restart, and its id is the last event id until the next one.
-pub fn start(last: Option<Arc<Dispatched>>) -> std::io::Result<(Router, Dispatcher)> {
+/// A subscriber that takes nothing from its waiting queue for `dispatch_timeout` is dropped.
+pub fn start(
+    last: Option<Arc<Dispatched>>,
+    dispatch_timeout: Option<Duration>,
+) -> std::io::Result<(Router, Dispatcher)> {
     // Control messages come one or two per connection and their sender must not block (the
     // unregister is sent from `Drop`); their number is bounded by the number of connections.
     let (control, control_rx) = mpsc::unbounded_channel();
@@ -90,56 +123,48 @@ pub fn start(last: Option<Arc<Dispatched>>) -> std::io::Result<(Router, Dispatch
     let state = RouterState {
         last_seq: last.as_ref().map_or(0, |d| d.seq),
         last,
+        dispatch_timeout,
         ..RouterState::default()
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     std::thread::Builder::new()
         .name("quicksilver-router".into())
         .spawn(move || runtime.block_on(state.run(control_rx, dispatch_rx)))?;
-    Ok((
-        Router {
-            control,
-            next_key: Arc::new(AtomicU64::new(1)),
-        },
-        Dispatcher(dispatch),
-    ))
+    let router = Router { control, next_key: Arc::new(AtomicU64::new(1)) };
+    Ok((router, Dispatcher(dispatch)))
 }
 
 impl Router {
-    /// Registers a subscription. From the moment this returns, every update after the returned
-    /// sequence number that the subscription wants arrives in the queue; updates up to it must
-    /// come from history. The registration ends when the returned [`Registration`] is dropped.
+    /// Registers a subscription with a queue of `capacity` updates. From the moment this
+    /// returns, every update after [`Registered::bound`] that the subscription wants arrives in
+    /// the queue; updates up to it must come from history.
     pub async fn register(
         &self,
         subscription: Arc<Subscription>,
         capacity: usize,
-    ) -> Result<(Registration, Queue, Seq), RouterStopped> {
+    ) -> Result<Registered, RouterStopped> {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let (queue, receiver) = mpsc::channel(capacity);
+        let (sender, queue) = mpsc::channel(capacity);
         let (registered, bound) = oneshot::channel();
-        self.control
-            .send(Control::Register {
-                key,
-                subscription,
-                queue,
-                registered,
-            })
-            .map_err(|_| RouterStopped)?;
-        let registration = Registration {
-            key,
-            control: self.control.clone(),
-        };
+        let message = Control::Register { key, subscription, queue: sender, registered };
+        self.control.send(message).map_err(|_| RouterStopped)?;
+        let registration = Registration { key, control: self.control.clone() };
         let bound = bound.await.map_err(|_| RouterStopped)?;
-        Ok((registration, receiver, bound))
+        Ok(Registered { registration, queue, bound })
     }
 
     /// The registered subscriptions and the last event id, at one instant.
     pub async fn snapshot(&self) -> Result<Snapshot, RouterStopped> {
         let (reply, snapshot) = oneshot::channel();
-        self.control
-            .send(Control::Snapshot(reply))
-            .map_err(|_| RouterStopped)?;
+        self.control.send(Control::Snapshot(reply)).map_err(|_| RouterStopped)?;
         snapshot.await.map_err(|_| RouterStopped)
+    }
+
+    /// Starts draining for a shutdown: every stream, and every stream registered from now on,
+    /// is ended at a random moment within `within`, so that clients reconnect (elsewhere) spread
+    /// over that time instead of all at once.
+    pub fn drain(&self, within: Duration) -> Result<(), RouterStopped> {
+        self.control.send(Control::Drain(within)).map_err(|_| RouterStopped)
     }
 }
 
@@ -163,6 +188,26 @@ struct Entry {
     /// Sequence of the last update offered, so a subscriber matched by several selectors or
     /// topics receives an update once.
     last_offered: Seq,
+    /// Set while updates wait in the queue: the subscriber's delivery count then, and since when
+    /// it has not moved.
+    stalled: Option<(u64, Instant)>,
+}
+
+impl Entry {
+    /// Notes whether the subscriber made progress since the last delivery; true once it has
+    /// taken nothing from its waiting queue for `timeout`.
+    fn stalled_for(&mut self, now: Instant, timeout: Duration) -> bool {
+        // More than the update just sent: the connection has not caught up.
+        let waiting = self.queue.max_capacity() - self.queue.capacity() > 1;
+        let taken = self.subscription.delivered.load(Ordering::Relaxed);
+        match self.stalled {
+            Some((seen, since)) if waiting && seen == taken => now.duration_since(since) >= timeout,
+            _ => {
+                self.stalled = waiting.then_some((taken, now));
+                false
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -175,6 +220,11 @@ struct RouterState {
     exact: HashMap<String, HashSet<SubscriberKey>>,
     /// Subscribers with at least one `*` or template selector: checked on every update.
     scanned: HashSet<SubscriberKey>,
+    dispatch_timeout: Option<Duration>,
+    /// While shutting down: the time within which streams are ended.
+    draining: Option<Duration>,
+    /// Streams to end, soonest first.
+    closing: BinaryHeap<Reverse<(Instant, SubscriberKey)>>,
 }
 
 impl RouterState {
@@ -184,9 +234,11 @@ impl RouterState {
         mut updates: mpsc::Receiver<Arc<Dispatched>>,
     ) {
         loop {
+            let next_close = self.closing.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
                 Some(message) = control.recv() => self.handle(message),
                 Some(update) = updates.recv() => self.dispatch(&update),
+                () = sleep_until_some(next_close) => self.close_due(),
                 else => break,
             }
         }
@@ -194,12 +246,7 @@ impl RouterState {
 
     fn handle(&mut self, message: Control) {
         match message {
-            Control::Register {
-                key,
-                subscription,
-                queue,
-                registered,
-            } => {
+            Control::Register { key, subscription, queue, registered } => {
                 for selector in &subscription.selectors {
                     match selector.exact() {
                         Some(topic) => {
@@ -210,14 +257,11 @@ impl RouterState {
                         }
                     }
                 }
-                self.subscribers.insert(
-                    key,
-                    Entry {
-                        subscription,
-                        queue,
-                        last_offered: 0,
-                    },
-                );
+                let entry = Entry { subscription, queue, last_offered: 0, stalled: None };
+                self.subscribers.insert(key, entry);
+                if let Some(within) = self.draining {
+                    self.schedule_close(key, within);
+                }
                 // The subscriber may have gone already; its unregister message follows.
                 let _ = registered.send(self.last_seq);
             }
@@ -232,20 +276,36 @@ impl RouterState {
                         .collect(),
                 });
             }
+            Control::Drain(within) => {
+                self.draining = Some(within);
+                let keys: Vec<_> = self.subscribers.keys().copied().collect();
+                for key in keys {
+                    self.schedule_close(key, within);
+                }
+            }
+        }
+    }
+
+    fn schedule_close(&mut self, key: SubscriberKey, within: Duration) {
+        let at = Instant::now() + within.mul_f64(rand::rng().random_range(0.0..1.0));
+        self.closing.push(Reverse((at, key)));
+    }
+
+    fn close_due(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, key))) = self.closing.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.closing.pop();
+            self.remove(key);
         }
     }
 
     fn remove(&mut self, key: SubscriberKey) {
-        let Some(entry) = self.subscribers.remove(&key) else {
-            return;
-        };
+        let Some(entry) = self.subscribers.remove(&key) else { return };
         self.scanned.remove(&key);
-        for topic in entry
-            .subscription
-            .selectors
-            .iter()
-            .filter_map(|s| s.exact())
-        {
+        for topic in entry.subscription.selectors.iter().filter_map(|s| s.exact()) {
             if let Some(keys) = self.exact.get_mut(topic) {
                 keys.remove(&key);
                 if keys.is_empty() {
@@ -259,6 +319,7 @@ impl RouterState {
         self.last_seq = dispatched.seq;
         self.last = Some(dispatched.clone());
         let mut dropped = Vec::new();
+        let mut now = None;
         let exact = dispatched
             .update
             .topics
@@ -266,9 +327,7 @@ impl RouterState {
             .filter_map(|topic| self.exact.get(topic.as_str()))
             .flatten();
         for key in exact.chain(self.scanned.iter()) {
-            let Some(entry) = self.subscribers.get_mut(key) else {
-                continue;
-            };
+            let Some(entry) = self.subscribers.get_mut(key) else { continue };
             if entry.last_offered == dispatched.seq {
                 continue;
             }
@@ -276,17 +335,37 @@ impl RouterState {
             if !entry.subscription.wants(&dispatched.update) {
                 continue;
             }
-            if let Err(error) = entry.queue.try_send(dispatched.clone()) {
-                if matches!(error, mpsc::error::TrySendError::Full(_)) {
-                    tracing::info!(subscriber = key, "subscriber too slow, queue full: dropped");
+            match entry.queue.try_send(dispatched.clone()) {
+                Ok(()) => {
+                    if let Some(timeout) = self.dispatch_timeout {
+                        let now = *now.get_or_insert_with(Instant::now);
+                        if entry.stalled_for(now, timeout) {
+                            dropped.push((*key, Some(DropReason::DispatchTimeout)));
+                        }
+                    }
                 }
-                dropped.push(*key);
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped.push((*key, Some(DropReason::QueueFull)));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => dropped.push((*key, None)),
             }
         }
         // Dropping the entry closes the queue: the connection sends what it holds, then ends,
-        // and the client resumes from history with its Last-Event-ID.
-        for key in dropped {
+        // and the client resumes from history with its Last-Event-ID. A connection that reads
+        // nothing at all is cut by the kernel (TCP_USER_TIMEOUT, set in `serve`).
+        for (key, reason) in dropped {
+            if let Some(reason) = reason {
+                tracing::info!(subscriber = key, ?reason, "slow subscriber dropped");
+            }
             self.remove(key);
         }
+    }
+}
+
+/// Waits until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

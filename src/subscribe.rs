@@ -41,12 +41,7 @@ pub async fn subscribe(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResp
         return Ok(stream_headers().finish());
     }
 
-    let subscription = Arc::new(Subscription {
-        id: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
-        payload: grant.payload,
-        selectors,
-        authorized: grant.authorized,
-    });
+    let subscription = Arc::new(Subscription::new(selectors, grant.authorized, grant.payload));
     let registered = hub
         .router
         .register(subscription.clone(), QUEUE_CAPACITY)
@@ -62,9 +57,7 @@ pub async fn subscribe(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResp
             // specification asks (the reference hub v0.21.4 wrongly answered its newest id).
             Ok(None) => (Some(0), Some(EARLIEST.to_owned())),
             Err(error) => {
-                return Err(HubError::Unavailable(format!(
-                    "history unavailable: {error}"
-                )))
+                return Err(HubError::Unavailable(format!("history unavailable: {error}")))
             }
         },
     };
@@ -105,12 +98,7 @@ fn last_event_id(req: &HttpRequest, query: &Form) -> Option<String> {
         .get("last-event-id")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .filter(|id| !id.is_empty())
-        .or_else(|| {
-            query
-                .first("lastEventID")
-                .filter(|id| !id.is_empty())
-                .map(str::to_owned)
-        })
+        .or_else(|| query.first("lastEventID").filter(|id| !id.is_empty()).map(str::to_owned))
 }
 
 /// The headers of an event stream, byte for byte those of the reference hub.
@@ -138,9 +126,7 @@ fn deadline(write_timeout: Option<Duration>, expires_at: Option<u64>) -> Option<
     let now = Instant::now();
     let lifetime = write_timeout.map(|t| t.mul_f64(rand::rng().random_range(0.8..=1.0)));
     let expiry = expires_at.map(|exp| {
-        let unix_now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Duration::from_secs(exp).saturating_sub(unix_now)
     });
     let remaining = match (lifetime, expiry) {
@@ -149,4 +135,39 @@ fn deadline(write_timeout: Option<Duration>, expires_at: Option<u64>) -> Option<
     };
     // A far-future `exp` would overflow `Instant`: such a token simply sets no deadline.
     remaining.and_then(|r| now.checked_add(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unix_now() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs()
+    }
+
+    #[test]
+    fn write_timeout_deadlines_spread_over_80_to_100_percent() {
+        let lifetime = Duration::from_secs(100);
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            let before = Instant::now();
+            let at = deadline(Some(lifetime), None).expect("a deadline");
+            let left = at.duration_since(before);
+            assert!(left >= Duration::from_secs(80) && left <= lifetime, "{left:?}");
+            seen.push(left);
+        }
+        seen.sort();
+        assert!(seen[199] - seen[0] > Duration::from_secs(5), "deadlines are spread out");
+    }
+
+    #[test]
+    fn token_expiry_caps_the_deadline_even_without_write_timeout() {
+        let exp = unix_now() + 10;
+        for write_timeout in [None, Some(Duration::from_secs(600))] {
+            let at = deadline(write_timeout, Some(exp)).expect("a deadline");
+            assert!(at.duration_since(Instant::now()) <= Duration::from_secs(10));
+        }
+        assert!(deadline(None, None).is_none(), "no write timeout, no expiry: no deadline");
+        assert!(deadline(None, Some(u64::MAX)).is_none(), "far-future exp cannot overflow");
+    }
 }

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,7 +20,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
-use crate::router::{Queue, Registration};
+use crate::router::{Queue, Registered, Registration};
 use crate::subscriptions::presence_updates;
 use crate::topic_selector::{matches_any, TopicSelector};
 use crate::transport::{Transport, TransportError};
@@ -47,9 +48,27 @@ pub struct Subscription {
     /// The token's `mercure.subscribe` selectors; `None` for anonymous subscribers, who never
     /// receive private updates.
     pub authorized: Option<Vec<TopicSelector>>,
+    /// Updates the connection has taken from its queue; the router watches it to spot readers
+    /// that stopped reading.
+    pub delivered: AtomicU64,
 }
 
 impl Subscription {
+    /// A new subscription with a fresh subscriber id.
+    pub fn new(
+        selectors: Vec<TopicSelector>,
+        authorized: Option<Vec<TopicSelector>>,
+        payload: Option<serde_json::Value>,
+    ) -> Self {
+        Self {
+            id: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            payload,
+            selectors,
+            authorized,
+            delivered: AtomicU64::new(0),
+        }
+    }
+
     /// Whether this subscriber receives `update`: one of its topics matches one of the selectors
     /// and, for a private update, one of its topics (not necessarily the same one) matches one of
     /// the authorized selectors.
@@ -118,18 +137,13 @@ pub struct Departure {
 impl Departure {
     /// A departure to announce for `subscription`.
     pub fn new(transport: Arc<dyn Transport>, subscription: Arc<Subscription>) -> Self {
-        Self {
-            transport,
-            subscription,
-        }
+        Self { transport, subscription }
     }
 }
 
 impl std::fmt::Debug for Departure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Departure")
-            .field("subscriber", &self.subscription.id)
-            .finish()
+        f.debug_struct("Departure").field("subscriber", &self.subscription.id).finish()
     }
 }
 
@@ -157,15 +171,13 @@ impl SubscriberStream {
     pub fn new(
         subscription: Arc<Subscription>,
         transport: Arc<dyn Transport>,
-        (registration, queue, bound): (Registration, Queue, Seq),
+        Registered { registration, queue, bound }: Registered,
         start: StreamStart,
     ) -> Self {
         let replay = match start.replay_after {
-            Some(cursor) if cursor < bound => Replay::Running {
-                cursor,
-                page: None,
-                ready: VecDeque::new(),
-            },
+            Some(cursor) if cursor < bound => {
+                Replay::Running { cursor, page: None, ready: VecDeque::new() }
+            }
             _ => Replay::Done,
         };
         Self {
@@ -179,24 +191,15 @@ impl SubscriberStream {
             bound: bound.max(start.replay_after.unwrap_or(0)),
             replay,
             opened: false,
-            heartbeat: start
-                .heartbeat
-                .map(|every| (every, Box::pin(tokio::time::sleep(every)))),
-            deadline: start
-                .deadline
-                .map(|at| Box::pin(tokio::time::sleep_until(at))),
+            heartbeat: start.heartbeat.map(|every| (every, Box::pin(tokio::time::sleep(every)))),
+            deadline: start.deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
         }
     }
 
     /// Polls the history replay; `Ready(None)` once it is complete.
     fn poll_replay(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ()>>> {
         loop {
-            let Replay::Running {
-                cursor,
-                page,
-                ready,
-            } = &mut self.replay
-            else {
+            let Replay::Running { cursor, page, ready } = &mut self.replay else {
                 return Poll::Ready(None);
             };
             if let Some(next) = ready.pop_front() {
@@ -222,11 +225,7 @@ impl SubscriberStream {
             // An empty page means the rest of the range was trimmed meanwhile: nothing left.
             *cursor = updates.last().map_or(self.bound, |d| d.seq);
             let subscription = &self.subscription;
-            ready.extend(
-                updates
-                    .into_iter()
-                    .filter(|d| subscription.wants(&d.update)),
-            );
+            ready.extend(updates.into_iter().filter(|d| subscription.wants(&d.update)));
         }
     }
 
@@ -262,8 +261,11 @@ impl Stream for SubscriberStream {
         }
         loop {
             match this.queue.poll_recv(cx) {
-                Poll::Ready(Some(update)) if update.seq <= this.bound => continue,
                 Poll::Ready(Some(update)) => {
+                    this.subscription.delivered.fetch_add(1, Ordering::Relaxed);
+                    if update.seq <= this.bound {
+                        continue;
+                    }
                     this.reset_heartbeat();
                     return Poll::Ready(Some(Ok(update.frame.clone())));
                 }

@@ -31,11 +31,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// The binary with a cleared environment, plain logs, `dir` as working directory and `env`.
 fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BIN);
-    command
-        .env_clear()
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info");
+    command.env_clear().current_dir(dir).env("NO_COLOR", "1").env("RUST_LOG", "info");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -147,11 +143,7 @@ impl Server {
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stderr);
                 let mut raw = Vec::new();
-                while reader
-                    .read_until(b'\n', &mut raw)
-                    .map(|n| n > 0)
-                    .unwrap_or(false)
-                {
+                while reader.read_until(b'\n', &mut raw).map(|n| n > 0).unwrap_or(false) {
                     let line = strip_ansi(String::from_utf8_lossy(&raw).trim_end_matches('\n'));
                     raw.clear();
                     lines.lock().expect("lines lock").push(line.clone());
@@ -159,11 +151,7 @@ impl Server {
                 }
             });
         }
-        let mut server = Self {
-            child,
-            addr: "127.0.0.1:0".parse().expect("addr"),
-            lines,
-        };
+        let mut server = Self { child, addr: "127.0.0.1:0".parse().expect("addr"), lines };
         let deadline = Instant::now() + PATIENCE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -191,6 +179,27 @@ impl Server {
 
     fn stderr(&self) -> String {
         self.lines.lock().expect("lines lock").join("\n")
+    }
+
+    /// Sends SIGTERM, as a process manager or Kubernetes does to stop a pod.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM");
+    }
+
+    /// Waits for the process to exit by itself, within `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the hub") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within {limit:?}:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Kills the process at once (SIGKILL on Unix) and reaps it.
@@ -240,9 +249,8 @@ struct Sse {
 
 impl Sse {
     async fn open(url: &str, topic: &str, token: &str, headers: &[(&str, &str)]) -> Self {
-        let mut request = client()
-            .get(format!("{url}?topic={}", urlencode(topic)))
-            .bearer_auth(token);
+        let mut request =
+            client().get(format!("{url}?topic={}", urlencode(topic))).bearer_auth(token);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -258,10 +266,7 @@ impl Sse {
         while sse.buffer.len() < 2 {
             match tokio::time::timeout_at(deadline, sse.body.next()).await {
                 Ok(Some(Ok(chunk))) => sse.buffer.extend_from_slice(&chunk),
-                other => panic!(
-                    "no opening comment: {:?}",
-                    other.map(|o| o.map(|r| r.is_ok()))
-                ),
+                other => panic!("no opening comment: {:?}", other.map(|o| o.map(|r| r.is_ok()))),
             }
         }
         assert_eq!(&sse.buffer[..2], b":\n", "the stream starts with a comment");
@@ -280,10 +285,7 @@ impl Sse {
                 let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
                 let block = String::from_utf8_lossy(&block).into_owned();
                 let (mut id, mut data) = (None, Vec::new());
-                for line in block
-                    .lines()
-                    .filter(|l| !l.is_empty() && !l.starts_with(':'))
-                {
+                for line in block.lines().filter(|l| !l.is_empty() && !l.starts_with(':')) {
                     let (field, value) = line.split_once(": ").unwrap_or((line, ""));
                     match field {
                         "id" => id = Some(value.to_owned()),
@@ -304,9 +306,7 @@ impl Sse {
     }
 
     async fn next(&mut self) -> (String, String) {
-        self.next_within(Duration::from_secs(5))
-            .await
-            .expect("an update within 5 s")
+        self.next_within(Duration::from_secs(5)).await.expect("an update within 5 s")
     }
 }
 
@@ -323,10 +323,7 @@ fn help_lists_every_setting() {
         assert!(output.stdout.contains("Usage"), "{flag}: {}", output.stdout);
         for (key, _) in quicksilver::config::KEYS {
             assert!(
-                output
-                    .stdout
-                    .lines()
-                    .any(|line| line.split_whitespace().next() == Some(key)),
+                output.stdout.lines().any(|line| line.split_whitespace().next() == Some(key)),
                 "{flag} should list `{key}`:\n{}",
                 output.stdout
             );
@@ -342,10 +339,7 @@ fn version_prints_the_version() {
     for flag in ["--version", "-V"] {
         let output = run(dir.path(), &[flag], &[]);
         assert!(output.status.success(), "{flag}: {}", output.stderr);
-        assert_eq!(
-            output.stdout.trim(),
-            format!("quicksilver {}", env!("CARGO_PKG_VERSION"))
-        );
+        assert_eq!(output.stdout.trim(), format!("quicksilver {}", env!("CARGO_PKG_VERSION")));
     }
 }
 
@@ -356,11 +350,7 @@ fn unknown_arguments_are_refused() {
     assert!(!output.status.success());
     assert!(output.stderr.contains("--bogus"), "{}", output.stderr);
 
-    let output = run(
-        dir.path(),
-        &["--config"],
-        &[("MERCURE_ADDR", "127.0.0.1:0")],
-    );
+    let output = run(dir.path(), &["--config"], &[("MERCURE_ADDR", "127.0.0.1:0")]);
     assert!(!output.status.success());
     assert!(output.stderr.contains("--config"), "{}", output.stderr);
 }
@@ -379,11 +369,7 @@ fn assert_refused(args: &[&str], env: &[(&str, &str)], expected: &[&str]) -> Out
         env.push(("MERCURE_ADDR", "127.0.0.1:0"));
     }
     let output = run(dir.path(), args, &env);
-    assert!(
-        !output.status.success(),
-        "{env:?} should be refused; stderr:\n{}",
-        output.stderr
-    );
+    assert!(!output.status.success(), "{env:?} should be refused; stderr:\n{}", output.stderr);
     for fragment in expected {
         assert!(
             output.stderr.contains(fragment),
@@ -396,20 +382,12 @@ fn assert_refused(args: &[&str], env: &[(&str, &str)], expected: &[&str]) -> Out
 
 #[test]
 fn an_unknown_environment_variable_is_refused() {
-    assert_refused(
-        &[],
-        &[("MERCURE_HEARTBEET", "1s")],
-        &["MERCURE_HEARTBEET", "heartbeet"],
-    );
+    assert_refused(&[], &[("MERCURE_HEARTBEET", "1s")], &["MERCURE_HEARTBEET", "heartbeet"]);
 }
 
 #[test]
 fn a_bad_heartbeat_is_refused() {
-    assert_refused(
-        &[],
-        &[("MERCURE_HEARTBEAT", "soon")],
-        &["heartbeat", "soon"],
-    );
+    assert_refused(&[], &[("MERCURE_HEARTBEAT", "soon")], &["heartbeat", "soon"]);
     assert_refused(
         &[],
         &[("MERCURE_JWT_KEY", KEY), ("MERCURE_TRANSPORT", "bolt")],
@@ -421,26 +399,17 @@ fn a_bad_heartbeat_is_refused() {
 fn an_unknown_key_in_the_config_file_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("hub.toml");
-    std::fs::write(
-        &path,
-        "jwt_key = \"k\"\ntransport = \"memory\"\nhearbeat = \"15s\"\n",
-    )
-    .expect("write config");
+    std::fs::write(&path, "jwt_key = \"k\"\ntransport = \"memory\"\nhearbeat = \"15s\"\n")
+        .expect("write config");
     let path = path.to_str().expect("utf-8 path");
     assert_refused(&["--config", path], &[], &["hearbeat", path]);
 
     // The same file without the typo starts (and is killed at once).
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "jwt_key = \"k\"\ntransport = \"memory\"\n").expect("write config");
-    let server = Server::start_with_args(
-        dir.path(),
-        &["--config", good.to_str().expect("utf-8 path")],
-        &[],
-    );
-    assert!(
-        !server.stderr().contains("token:"),
-        "the file's key is used, no development key"
-    );
+    let server =
+        Server::start_with_args(dir.path(), &["--config", good.to_str().expect("utf-8 path")], &[]);
+    assert!(!server.stderr().contains("token:"), "the file's key is used, no development key");
     drop(server);
 }
 
@@ -449,16 +418,9 @@ fn a_missing_config_file_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("missing.toml");
     let path = path.to_str().expect("utf-8 path");
-    let output = assert_refused(
-        &["--config", path],
-        &[("MERCURE_JWT_KEY", KEY)],
-        &["missing.toml"],
-    );
-    assert!(
-        output.stderr.trim().len() > 10,
-        "a message: {}",
-        output.stderr
-    );
+    let output =
+        assert_refused(&["--config", path], &[("MERCURE_JWT_KEY", KEY)], &["missing.toml"]);
+    assert!(output.stderr.trim().len() > 10, "a message: {}", output.stderr);
 }
 
 #[test]
@@ -467,11 +429,7 @@ fn a_port_in_use_is_refused_naming_addr() {
     let addr = taken.local_addr().expect("local addr").to_string();
     assert_refused(
         &[],
-        &[
-            ("MERCURE_ADDR", &addr),
-            ("MERCURE_JWT_KEY", KEY),
-            ("MERCURE_TRANSPORT", "memory"),
-        ],
+        &[("MERCURE_ADDR", &addr), ("MERCURE_JWT_KEY", KEY), ("MERCURE_TRANSPORT", "memory")],
         &["addr", &addr],
     );
     drop(taken);
@@ -516,20 +474,13 @@ async fn development_mode_prints_working_tokens() {
     );
     let topic = "https://example.com/books/1";
     let mut events = Sse::open(&url, topic, &subscriber_token, &[]).await;
-    let (status, id) = publish_to(
-        &url,
-        &publisher_token,
-        &[("topic", topic), ("data", "hello")],
-    )
-    .await;
+    let (status, id) =
+        publish_to(&url, &publisher_token, &[("topic", topic), ("data", "hello")]).await;
     assert_eq!(status, 200, "publish with the printed token: {id}");
     assert_eq!(events.next().await, (id, "hello".to_owned()));
     // The default store was created in the working directory (the hub opens it after logging
     // "listening", so this is checked once an update went through).
-    assert!(
-        dir.path().join("quicksilver.redb").exists(),
-        "quicksilver.redb in the working dir"
-    );
+    assert!(dir.path().join("quicksilver.redb").exists(), "quicksilver.redb in the working dir");
 
     // The tokens are signed with a generated key, not with anything predictable.
     let (status, _) = publish_to(&url, &publisher(), &[("topic", topic)]).await;
@@ -540,33 +491,18 @@ async fn development_mode_prints_working_tokens() {
 #[tokio::test]
 async fn no_token_is_printed_when_a_key_is_set() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        dir.path(),
-        &[("MERCURE_JWT_KEY", KEY), ("MERCURE_TRANSPORT", "memory")],
-    );
+    let server =
+        Server::start(dir.path(), &[("MERCURE_JWT_KEY", KEY), ("MERCURE_TRANSPORT", "memory")]);
     // The banner would come before the "listening" line; a publish shows the key is in use.
-    let (status, _) = publish_to(
-        &server.url(),
-        &publisher(),
-        &[("topic", "https://example.com/k")],
-    )
-    .await;
+    let (status, _) =
+        publish_to(&server.url(), &publisher(), &[("topic", "https://example.com/k")]).await;
     assert_eq!(status, 200, "the configured key works");
     let stderr = server.stderr();
     for fragment in ["token:", "eyJ", "curl", "development key"] {
-        assert!(
-            !stderr.contains(fragment),
-            "unexpected {fragment:?} in:\n{stderr}"
-        );
+        assert!(!stderr.contains(fragment), "unexpected {fragment:?} in:\n{stderr}");
     }
-    assert!(
-        !stderr.contains(KEY),
-        "the key itself is never printed:\n{stderr}"
-    );
-    assert!(
-        !dir.path().join("quicksilver.redb").exists(),
-        "memory transport: no store file"
-    );
+    assert!(!stderr.contains(KEY), "the key itself is never printed:\n{stderr}");
+    assert!(!dir.path().join("quicksilver.redb").exists(), "memory transport: no store file");
     drop(server);
 }
 
@@ -579,10 +515,7 @@ async fn history_survives_a_hard_kill() {
     let dir = tempfile::tempdir().expect("temp dir");
     let history = dir.path().join("h.redb");
     let history = history.to_str().expect("utf-8 path").to_owned();
-    let env = [
-        ("MERCURE_JWT_KEY", KEY),
-        ("MERCURE_HISTORY_PATH", history.as_str()),
-    ];
+    let env = [("MERCURE_JWT_KEY", KEY), ("MERCURE_HISTORY_PATH", history.as_str())];
     let topic = "https://example.com/durable";
 
     let server = Server::start(dir.path(), &env);
@@ -597,34 +530,16 @@ async fn history_survives_a_hard_kill() {
         assert_eq!((status, body.as_str()), (200, id));
     }
     server.kill();
-    assert!(
-        Path::new(&history).exists(),
-        "the history file is where it was configured"
-    );
-    assert!(
-        !dir.path().join("quicksilver.redb").exists(),
-        "and not at the default path"
-    );
+    assert!(Path::new(&history).exists(), "the history file is where it was configured");
+    assert!(!dir.path().join("quicksilver.redb").exists(), "and not at the default path");
 
     let server = Server::start(dir.path(), &env);
-    let mut events = Sse::open(
-        &server.url(),
-        topic,
-        &subscriber(),
-        &[("last-event-id", "a")],
-    )
-    .await;
-    assert_eq!(
-        events.headers.get("last-event-id").map(|v| v.as_bytes()),
-        Some(&b"a"[..])
-    );
+    let mut events =
+        Sse::open(&server.url(), topic, &subscriber(), &[("last-event-id", "a")]).await;
+    assert_eq!(events.headers.get("last-event-id").map(|v| v.as_bytes()), Some(&b"a"[..]));
     assert_eq!(events.next().await, ("b".to_owned(), "update b".to_owned()));
     assert_eq!(events.next().await, ("c".to_owned(), "update c".to_owned()));
-    assert_eq!(
-        events.next_within(Duration::from_millis(300)).await,
-        None,
-        "nothing else"
-    );
+    assert_eq!(events.next_within(Duration::from_millis(300)).await, None, "nothing else");
 
     // The restarted hub continues live after the replay.
     let (status, _) = publish_to(
@@ -636,4 +551,70 @@ async fn history_survives_a_hard_kill() {
     assert_eq!(status, 200);
     assert_eq!(events.next().await, ("d".to_owned(), "update d".to_owned()));
     drop(server);
+}
+
+/// SIGTERM: stop accepting, end open streams within `drain_timeout`, exit 0, and lose no update
+/// that was acknowledged, even while publishers keep publishing through the signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_streams_and_keeps_every_acknowledged_update() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let history = dir.path().join("h.redb");
+    let history = history.to_str().expect("utf-8 path").to_owned();
+    let env = [
+        ("MERCURE_JWT_KEY", KEY),
+        ("MERCURE_HISTORY_PATH", history.as_str()),
+        ("MERCURE_DRAIN_TIMEOUT", "1s"),
+    ];
+    let topic = "https://example.com/drain";
+    let mut server = Server::start(dir.path(), &env);
+    let url = server.url();
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(Sse::open(&url, topic, &subscriber(), &[]).await);
+    }
+
+    let publishing = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..100_000 {
+                let id = format!("p{i}");
+                let response = client()
+                    .post(&url)
+                    .bearer_auth(publisher())
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(encode_form(&[("topic", topic), ("id", &id)]))
+                    .send()
+                    .await;
+                match response {
+                    Ok(response) if response.status() == 200 => acknowledged.push(id),
+                    _ => break,
+                }
+            }
+            acknowledged
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.terminate();
+    let status = tokio::task::block_in_place(|| server.wait_exit(PATIENCE));
+    assert!(status.success(), "exit status {status:?}\n{}", server.stderr());
+    assert!(server.stderr().contains("draining"), "{}", server.stderr());
+    assert!(std::net::TcpStream::connect(server.addr).is_err(), "no longer accepting");
+
+    // Every stream ended: after what it had, the body finishes.
+    for stream in &mut streams {
+        while stream.next_within(Duration::from_secs(5)).await.is_some() {}
+    }
+    let acknowledged = publishing.await.expect("publisher task");
+    assert!(acknowledged.len() > 10, "published through the signal: {}", acknowledged.len());
+
+    let server = Server::start(dir.path(), &env);
+    let mut replay =
+        Sse::open(&server.url(), topic, &subscriber(), &[("last-event-id", "earliest")]).await;
+    let mut stored = Vec::new();
+    while let Some((id, _)) = replay.next_within(Duration::from_millis(500)).await {
+        stored.push(id);
+    }
+    assert_eq!(&stored[..acknowledged.len()], &acknowledged[..], "acknowledged updates survive");
+    assert!(stored.len() <= acknowledged.len() + 1, "at most the one in flight was unanswered");
 }

@@ -37,19 +37,11 @@ impl<S: Store + std::fmt::Debug> LocalTransport<S> {
         let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
         let store = Arc::new(store);
         let ready = Arc::new(AtomicBool::new(true));
-        let sequencer = Sequencer {
-            store: store.clone(),
-            ready: ready.clone(),
-            router,
-        };
+        let sequencer = Sequencer { store: store.clone(), ready: ready.clone(), router };
         std::thread::Builder::new()
             .name("quicksilver-sequencer".into())
             .spawn(move || sequencer.run(queue))?;
-        Ok(Self {
-            requests,
-            store,
-            ready,
-        })
+        Ok(Self { requests, store, ready })
     }
 }
 
@@ -112,10 +104,7 @@ impl<S: Store> Sequencer<S> {
 impl<S: Store> Transport for LocalTransport<S> {
     async fn publish(&self, update: Update) -> Result<Seq, TransportError> {
         let (answer, result) = oneshot::channel();
-        self.requests
-            .send((update, answer))
-            .await
-            .map_err(|_| TransportError::Closed)?;
+        self.requests.send((update, answer)).await.map_err(|_| TransportError::Closed)?;
         result.await.map_err(|_| TransportError::Closed)?
     }
 
@@ -144,9 +133,7 @@ impl<S: Store> Transport for LocalTransport<S> {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, TransportError> + Send + 'static,
 ) -> Result<T, TransportError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| TransportError::Closed)?
+    tokio::task::spawn_blocking(work).await.map_err(|_| TransportError::Closed)?
 }
 
 #[cfg(test)]
@@ -193,7 +180,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_store_refuses_publications_and_turns_unready() {
-        let (_router, dispatcher) = crate::router::start(None).expect("router");
+        let (_router, dispatcher) = crate::router::start(None, None).expect("router");
         let transport = LocalTransport::start(FlakyStore::default(), dispatcher).expect("start");
         assert_eq!(transport.publish(update("a")).await.expect("stored"), 1);
         assert!(transport.is_ready());
@@ -204,16 +191,13 @@ mod tests {
         assert!(!transport.is_ready(), "readiness follows the store");
 
         transport.store.broken.store(false, Ordering::Release);
-        assert_eq!(
-            transport.publish(update("c")).await.expect("stored again"),
-            2
-        );
+        assert_eq!(transport.publish(update("c")).await.expect("stored again"), 2);
         assert!(transport.is_ready(), "and recovers with it");
     }
 
     #[tokio::test]
     async fn concurrent_publications_are_numbered_in_one_order() {
-        let (_router, dispatcher) = crate::router::start(None).expect("router");
+        let (_router, dispatcher) = crate::router::start(None, None).expect("router");
         let transport = LocalTransport::start(MemoryStore::new(0), dispatcher).expect("start");
         let tasks: Vec<_> = (0..200)
             .map(|i| {
