@@ -219,16 +219,20 @@ async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
     }
 }
 
-/// A small page saying what this server is.
-async fn welcome(req: HttpRequest) -> HttpResponse {
-    let host = req.connection_info().host().to_owned();
-    let hub_url = format!("{}://{host}{HUB_PATH}", req.connection_info().scheme());
+/// A small page saying what this server is, as the reference hub serves at `/`.
+async fn welcome(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
+    let info = req.connection_info();
+    let hub_url = html_escape(&format!("{}://{}{HUB_PATH}", info.scheme(), info.host()));
+    let ui = if hub.config.ui {
+        format!("<p>Debugging UI: <a href=\"{HUB_PATH}/ui/\">{HUB_PATH}/ui/</a>.</p>")
+    } else {
+        String::new()
+    };
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Quicksilver \
          Mercure hub</title></head><body><h1>Quicksilver</h1><p>This is a \
-         <a href=\"https://mercure.rocks\">Mercure</a> hub. Its URL is <code>{}</code>.</p>\
-         </body></html>\n",
-        html_escape(&hub_url)
+         <a href=\"https://mercure.rocks\">Mercure</a> hub. Subscribe and publish at \
+         <code>{hub_url}</code>.</p>{ui}</body></html>\n"
     ))
 }
 
