@@ -15,6 +15,7 @@ use config::{Environment, File, FileFormat, Value};
 use thiserror::Error;
 
 use crate::jwt::JwtVerifier;
+use crate::telemetry::LogFormat;
 
 /// Default listen address: loopback, so a development hub is not exposed by accident.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -65,7 +66,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("history_path", "file of the embedded store (default quicksilver.redb)"),
     ("history_size", "number of updates kept in history, 0 = all (default 0)"),
     ("max_request_body_size", "publish body limit, e.g. 1MiB, 512KB (default 1MiB)"),
-    ("ui", "serve the debugging UI"),
+    ("ui", "serve the debugging UI at /.well-known/mercure/ui/"),
+    ("log_format", "text (default) or json: one JSON object per log line"),
+    ("metrics_addr", "serve /metrics on this host:port instead of the hub's address"),
     ("workers", "HTTP worker threads (default: number of CPUs)"),
 ];
 
@@ -164,6 +167,10 @@ pub struct Config {
     pub max_request_body_size: usize,
     /// Debugging UI.
     pub ui: bool,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Separate listener for `/metrics`; `None` serves them on `addr`.
+    pub metrics_addr: Option<SocketAddr>,
     /// HTTP worker threads.
     pub workers: usize,
 }
@@ -249,7 +256,7 @@ impl Config {
         };
 
         Ok(Self {
-            addr: parse_addr(&addr)?,
+            addr: parse_addr("addr", &addr)?,
             publisher,
             subscriber,
             dev_key,
@@ -272,6 +279,14 @@ impl Config {
             history_size: values.unsigned("history_size")?.unwrap_or(0),
             max_request_body_size: values.size("max_request_body_size")?,
             ui: values.bool("ui")?.unwrap_or(false),
+            log_format: match values.string("log_format")? {
+                None => LogFormat::default(),
+                Some(text) => text.parse().map_err(|e| invalid("log_format", format!("{e}")))?,
+            },
+            metrics_addr: values
+                .string("metrics_addr")?
+                .map(|addr| parse_addr("metrics_addr", &addr))
+                .transpose()?,
             workers: match values.unsigned("workers")? {
                 Some(0) => return Err(invalid("workers", "must be at least 1")),
                 Some(n) => usize::try_from(n).map_err(|_| invalid("workers", "too large"))?,
@@ -302,13 +317,13 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_addr(addr: &str) -> Result<SocketAddr, ConfigError> {
+fn parse_addr(key: &'static str, addr: &str) -> Result<SocketAddr, ConfigError> {
     // `:8080` is how the reference hub spells "every interface".
     let full = if addr.starts_with(':') { format!("0.0.0.0{addr}") } else { addr.to_owned() };
     full.to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| invalid("addr", format!("`{addr}` is not a host:port address")))
+        .ok_or_else(|| invalid(key, format!("`{addr}` is not a host:port address")))
 }
 
 /// Raw values by key, with typed accessors that name the key in their errors.

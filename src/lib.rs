@@ -21,13 +21,16 @@ pub mod cors;
 pub mod error;
 pub mod form;
 pub mod jwt;
+pub mod metrics;
 pub mod publish;
 pub mod router;
 pub mod subscribe;
 pub mod subscriber;
 pub mod subscriptions;
+pub mod telemetry;
 pub mod topic_selector;
 pub mod transport;
+pub mod ui;
 pub mod update;
 
 use std::net::TcpListener;
@@ -41,6 +44,7 @@ use futures_util::FutureExt;
 
 use crate::config::{Config, TransportKind};
 use crate::error::HubError;
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::transport::embedded::EmbeddedStore;
 use crate::transport::local::LocalTransport;
@@ -59,6 +63,8 @@ pub struct Hub {
     pub transport: Arc<dyn Transport>,
     /// The topic router.
     pub router: Router,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 impl Hub {
@@ -79,9 +85,11 @@ impl Hub {
     fn with_store<S: Store + std::fmt::Debug>(config: Config, store: S) -> anyhow::Result<Self> {
         // The router must know the newest stored sequence before anything is published, so that
         // a replay after a restart is bounded by what was stored before it.
-        let (router, dispatcher) = router::start(store.last()?, config.dispatch_timeout)?;
-        let transport = Arc::new(LocalTransport::start(store, dispatcher)?);
-        Ok(Self { config: Arc::new(config), transport, router })
+        let metrics = Metrics::new();
+        let last = store.last()?;
+        let (router, dispatcher) = router::start(last, config.dispatch_timeout, metrics.clone())?;
+        let transport = Arc::new(LocalTransport::start(store, dispatcher, metrics.clone())?);
+        Ok(Self { config: Arc::new(config), transport, router, metrics })
     }
 }
 
@@ -100,15 +108,29 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
         "default-src 'self'"
     };
     let subscriptions = hub.config.subscriptions;
+    let ui = hub.config.ui;
+    // With `metrics_addr`, metrics move to their own listener (see `serve_metrics`).
+    let metrics_here = hub.config.metrics_addr.is_none();
+    let metrics = hub.metrics.clone();
     let data = web::Data::new(hub);
     let server = HttpServer::new(move || {
         let cors_origins = cors_origins.clone();
+        let metrics = metrics.clone();
         App::new()
             .app_data(data.clone())
             .wrap_fn(move |req, service| {
                 let origins = cors_origins.clone();
-                actix_web::dev::Service::call(service, req)
-                    .map(move |result| result.map(|response| cors::add_headers(&origins, response)))
+                let metrics = metrics.clone();
+                let request = RequestLog::start(&req);
+                actix_web::dev::Service::call(service, req).map(move |result| {
+                    result.map(|response| {
+                        metrics.http_response(response.status().as_u16());
+                        if let Some(request) = request {
+                            request.finish(response.status());
+                        }
+                        cors::add_headers(&origins, response)
+                    })
+                })
             })
             .wrap(
                 DefaultHeaders::new()
@@ -118,6 +140,9 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
                     .add((header::CONTENT_SECURITY_POLICY, csp)),
             )
             .configure(|cfg| {
+                if ui {
+                    ui::configure(cfg);
+                }
                 if subscriptions {
                     let api = |path: &'static str| {
                         web::resource(path)
@@ -136,6 +161,11 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
                     .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
                     .default_service(web::to(method_not_allowed)),
             )
+            .configure(|cfg| {
+                if metrics_here {
+                    cfg.route("/metrics", web::get().to(metrics_endpoint));
+                }
+            })
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/", web::get().to(welcome))
@@ -147,13 +177,14 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
     .h1_allow_half_closed(false)
     .on_connect(move |connection, _| {
         // A reader that stops reading keeps its socket buffers full and its stream unpolled, so
-        // no timer of ours runs for it. TCP_USER_TIMEOUT makes the kernel abort a connection
-        // whose data stays unacknowledged (or unsent behind a zero window) for that long: the
-        // transport-level `dispatch_timeout`.
+        // no timer of ours runs for it once the router has dropped it. TCP_USER_TIMEOUT makes
+        // the kernel abort a connection whose data stays unacknowledged (or unsent behind a zero
+        // window) for that long. Twice `dispatch_timeout`: the router's own check comes first.
         if let (Some(timeout), Some(stream)) =
             (dispatch_timeout, connection.downcast_ref::<actix_web::rt::net::TcpStream>())
         {
-            if let Err(error) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout)) {
+            let socket = socket2::SockRef::from(stream);
+            if let Err(error) = socket.set_tcp_user_timeout(Some(timeout * 2)) {
                 tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
             }
         }
@@ -201,6 +232,66 @@ async fn method_not_allowed() -> Result<HttpResponse, HubError> {
 
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("Not Found\n")
+}
+
+/// Serves the Prometheus metrics on their own listener (`metrics_addr`), with `/healthz`, so that
+/// they need not be exposed where the hub is.
+pub fn serve_metrics(listener: TcpListener, metrics: Metrics) -> std::io::Result<Server> {
+    let data = web::Data::new(metrics);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(render_metrics))
+            .route("/healthz", web::get().to(healthz))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
+}
+
+async fn metrics_endpoint(hub: web::Data<Hub>) -> HttpResponse {
+    metrics_response(&hub.metrics)
+}
+
+async fn render_metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    metrics_response(&metrics)
+}
+
+fn metrics_response(metrics: &Metrics) -> HttpResponse {
+    HttpResponse::Ok().content_type(Metrics::CONTENT_TYPE).body(metrics.render())
+}
+
+/// One request, logged at debug level when it ends, with tokens in the query string redacted.
+struct RequestLog {
+    method: actix_web::http::Method,
+    path: String,
+    query: String,
+    started: std::time::Instant,
+}
+
+impl RequestLog {
+    /// `None` (and no allocation) unless debug logging is on.
+    fn start(req: &actix_web::dev::ServiceRequest) -> Option<Self> {
+        tracing::enabled!(tracing::Level::DEBUG).then(|| Self {
+            method: req.method().clone(),
+            path: req.path().to_owned(),
+            query: telemetry::redact_query(req.query_string()).into_owned(),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    fn finish(self, status: actix_web::http::StatusCode) {
+        tracing::debug!(
+            method = %self.method,
+            path = %self.path,
+            query = %self.query,
+            status = status.as_u16(),
+            elapsed = ?self.started.elapsed(),
+            "request"
+        );
+    }
 }
 
 /// Liveness: the process serves HTTP.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use quicksilver::config::{Config, KEYS};
-use quicksilver::{serve, shutdown_on_signal, Hub, HUB_PATH};
+use quicksilver::{serve, serve_metrics, shutdown_on_signal, telemetry, Hub, HUB_PATH};
 
 const USAGE: &str = "Usage: quicksilver [--config PATH]
 
@@ -38,18 +38,23 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-
     let config = Config::load(config_path.as_deref()).context("invalid configuration")?;
+    // Kept until the end of `main`: dropping it flushes the spans still to export.
+    let _telemetry = telemetry::init(config.log_format).context("cannot set up logging")?;
     let listener = TcpListener::bind(config.addr)
         .with_context(|| format!("cannot listen on {} (setting `addr`)", config.addr))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_addr {
+        Some(metrics_addr) => {
+            let listener = TcpListener::bind(metrics_addr).with_context(|| {
+                format!("cannot listen on {metrics_addr} (setting `metrics_addr`)")
+            })?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "metrics on their own listener: http://{addr}/metrics");
+            Some(listener)
+        }
+        None => None,
+    };
     if let Some(secret) = &config.dev_key {
         print_development_banner(secret.expose(), &addr.to_string())?;
     }
@@ -57,9 +62,20 @@ fn main() -> anyhow::Result<()> {
 
     actix_web::rt::System::new().block_on(async move {
         let hub = Hub::start(config).context("cannot start the hub")?;
+        let metrics_server = match metrics_listener {
+            Some(listener) => Some(serve_metrics(listener, hub.metrics.clone())?),
+            None => None,
+        };
+        let metrics_handle = metrics_server.as_ref().map(|server| server.handle());
+        if let Some(server) = metrics_server {
+            actix_web::rt::spawn(server);
+        }
         let server = serve(listener, hub.clone())?;
         actix_web::rt::spawn(shutdown_on_signal(hub, server.handle()));
         server.await?;
+        if let Some(handle) = metrics_handle {
+            handle.stop(true).await;
+        }
         tracing::info!("stopped");
         Ok(())
     })

@@ -7,6 +7,8 @@
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use std::time::Instant;
+use tracing::Instrument;
 
 use crate::authorization::Publisher;
 use crate::error::HubError;
@@ -14,25 +16,48 @@ use crate::form::Form;
 use crate::update::{EventId, EventType, Topic, Update};
 use crate::Hub;
 
-/// The publish handler.
+/// The publish handler, traced as `mercure.publish`.
 pub async fn publish(
     req: HttpRequest,
     body: web::Payload,
     hub: web::Data<Hub>,
 ) -> Result<HttpResponse, HubError> {
+    let span = tracing::info_span!(
+        "mercure.publish",
+        mercure.topic = tracing::field::Empty,
+        mercure.topics = tracing::field::Empty,
+        mercure.update.id = tracing::field::Empty,
+        mercure.update.private = tracing::field::Empty,
+    );
+    publish_update(req, body, hub).instrument(span).await
+}
+
+async fn publish_update(
+    req: HttpRequest,
+    body: web::Payload,
+    hub: web::Data<Hub>,
+) -> Result<HttpResponse, HubError> {
+    let started = Instant::now();
     // Only the token may come from the query string; topics there are ignored, as in the
     // reference hub. An unparsable query string simply holds no token.
     let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
     let publisher = Publisher::authenticate(&req, &query, &hub.config)?;
     let form = read_form(&req, body, hub.config.max_request_body_size).await?;
     let update = parse_update(&form)?;
+    let span = tracing::Span::current();
+    span.record("mercure.topic", update.topics.first().map_or("", Topic::as_str));
+    span.record("mercure.topics", update.topics.len());
+    span.record("mercure.update.id", update.id.as_str());
+    span.record("mercure.update.private", update.private);
     publisher.check_topics(&update.topics)?;
 
     let id = update.id.clone();
     let seq = hub.transport.publish(update).await.map_err(|error| {
         tracing::error!(%error, "publish failed");
+        hub.metrics.publish_failed();
         HubError::Internal(format!("the update could not be stored: {error}"))
     })?;
+    hub.metrics.update_published(started.elapsed());
     tracing::debug!(id = %id, seq, "published");
     Ok(HttpResponse::Ok()
         // Explicit, so that an id looking like HTML is never sniffed as HTML.

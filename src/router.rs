@@ -19,6 +19,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::metrics::{DropReason, Metrics};
 use crate::subscriber::Subscription;
 use crate::update::{Dispatched, Seq};
 
@@ -64,15 +65,6 @@ pub struct Snapshot {
     pub subscriptions: Vec<Arc<Subscription>>,
 }
 
-/// Why the router dropped a subscriber.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// Its queue was full: it fell too far behind.
-    QueueFull,
-    /// It took nothing from its waiting queue for `dispatch_timeout`.
-    DispatchTimeout,
-}
-
 /// The router's handle for the HTTP side. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Router {
@@ -115,6 +107,7 @@ pub struct Registered {
 pub fn start(
     last: Option<Arc<Dispatched>>,
     dispatch_timeout: Option<Duration>,
+    metrics: Metrics,
 ) -> std::io::Result<(Router, Dispatcher)> {
     // Control messages come one or two per connection and their sender must not block (the
     // unregister is sent from `Drop`); their number is bounded by the number of connections.
@@ -124,6 +117,7 @@ pub fn start(
         last_seq: last.as_ref().map_or(0, |d| d.seq),
         last,
         dispatch_timeout,
+        metrics,
         ..RouterState::default()
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
@@ -221,6 +215,7 @@ struct RouterState {
     /// Subscribers with at least one `*` or template selector: checked on every update.
     scanned: HashSet<SubscriberKey>,
     dispatch_timeout: Option<Duration>,
+    metrics: Metrics,
     /// While shutting down: the time within which streams are ended.
     draining: Option<Duration>,
     /// Streams to end, soonest first.
@@ -318,7 +313,15 @@ impl RouterState {
     fn dispatch(&mut self, dispatched: &Arc<Dispatched>) {
         self.last_seq = dispatched.seq;
         self.last = Some(dispatched.clone());
+        let span = tracing::info_span!(
+            "mercure.dispatch",
+            mercure.update.id = %dispatched.update.id,
+            mercure.topic = dispatched.update.topics.first().map_or("", |t| t.as_str()),
+            mercure.subscribers = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let mut dropped = Vec::new();
+        let mut deliveries = 0;
         let mut now = None;
         let exact = dispatched
             .update
@@ -337,6 +340,7 @@ impl RouterState {
             }
             match entry.queue.try_send(dispatched.clone()) {
                 Ok(()) => {
+                    deliveries += 1;
                     if let Some(timeout) = self.dispatch_timeout {
                         let now = *now.get_or_insert_with(Instant::now);
                         if entry.stalled_for(now, timeout) {
@@ -353,9 +357,16 @@ impl RouterState {
         // Dropping the entry closes the queue: the connection sends what it holds, then ends,
         // and the client resumes from history with its Last-Event-ID. A connection that reads
         // nothing at all is cut by the kernel (TCP_USER_TIMEOUT, set in `serve`).
+        span.record("mercure.subscribers", deliveries);
+        self.metrics.updates_dispatched(deliveries);
         for (key, reason) in dropped {
             if let Some(reason) = reason {
-                tracing::info!(subscriber = key, ?reason, "slow subscriber dropped");
+                tracing::info!(
+                    subscriber = key,
+                    reason = reason.as_str(),
+                    "slow subscriber dropped"
+                );
+                self.metrics.subscriber_dropped(reason);
             }
             self.remove(key);
         }

@@ -13,6 +13,7 @@ use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use rand::Rng;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::authorization::SubscriberGrant;
 use crate::error::HubError;
@@ -27,6 +28,17 @@ const EARLIEST: &str = "earliest";
 
 /// The subscribe handler, for `GET` and `HEAD`.
 pub async fn subscribe(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
+    let span = tracing::info_span!(
+        "mercure.subscribe",
+        mercure.topics = tracing::field::Empty,
+        mercure.subscriber.id = tracing::field::Empty,
+        mercure.last_event_id = tracing::field::Empty,
+        mercure.anonymous = tracing::field::Empty,
+    );
+    open_stream(req, hub).instrument(span).await
+}
+
+async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
     let query = Form::parse(req.query_string().as_bytes())
         .map_err(|e| HubError::BadRequest(format!("malformed query string: {e}")))?;
     let grant = SubscriberGrant::authenticate(&req, &query, &hub.config)?;
@@ -80,7 +92,22 @@ pub async fn subscribe(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResp
         deadline: deadline(hub.config.write_timeout, grant.expires_at),
         departure,
     };
-    let stream = SubscriberStream::new(subscription, hub.transport.clone(), registered, start);
+    let span = tracing::Span::current();
+    let topics: Vec<&str> = subscription.selectors.iter().map(TopicSelector::as_str).collect();
+    span.record("mercure.topics", tracing::field::debug(&topics));
+    span.record("mercure.subscriber.id", subscription.id.as_str());
+    span.record("mercure.anonymous", subscription.authorized.is_none());
+    if let Some(cursor) = &cursor {
+        span.record("mercure.last_event_id", cursor.as_str());
+    }
+    hub.metrics.subscriber_connected();
+    let stream = SubscriberStream::new(
+        subscription,
+        hub.transport.clone(),
+        registered,
+        start,
+        hub.metrics.clone(),
+    );
     let mut response = stream_headers();
     if let Some(cursor) = cursor {
         // Ids hold no control characters (validated at publish), so this cannot fail for them;

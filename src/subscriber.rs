@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
+use crate::metrics::Metrics;
 use crate::router::{Queue, Registered, Registration};
 use crate::subscriptions::presence_updates;
 use crate::topic_selector::{matches_any, TopicSelector};
@@ -112,6 +113,14 @@ pub struct SubscriberStream {
     opened: bool,
     heartbeat: Option<(Duration, Pin<Box<Sleep>>)>,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Counted as connected while the stream lives.
+    metrics: Metrics,
+}
+
+impl Drop for SubscriberStream {
+    fn drop(&mut self) {
+        self.metrics.subscriber_disconnected();
+    }
 }
 
 /// How a new stream starts.
@@ -173,6 +182,7 @@ impl SubscriberStream {
         transport: Arc<dyn Transport>,
         Registered { registration, queue, bound }: Registered,
         start: StreamStart,
+        metrics: Metrics,
     ) -> Self {
         let replay = match start.replay_after {
             Some(cursor) if cursor < bound => {
@@ -193,6 +203,7 @@ impl SubscriberStream {
             opened: false,
             heartbeat: start.heartbeat.map(|every| (every, Box::pin(tokio::time::sleep(every)))),
             deadline: start.deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            metrics,
         }
     }
 

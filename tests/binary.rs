@@ -618,3 +618,153 @@ async fn sigterm_drains_streams_and_keeps_every_acknowledged_update() {
     assert_eq!(&stored[..acknowledged.len()], &acknowledged[..], "acknowledged updates survive");
     assert!(stored.len() <= acknowledged.len() + 1, "at most the one in flight was unanswered");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Observability
+// ---------------------------------------------------------------------------------------------
+
+/// The `addr=HOST:PORT` field of the first stderr line containing `message`.
+fn logged_addr(server: &Server, message: &str) -> SocketAddr {
+    let stderr = server.stderr();
+    let line = stderr.lines().find(|l| l.contains(message)).expect("the log line");
+    let addr = line.split("addr=").nth(1).expect("an addr field");
+    addr.split([' ', '"']).next().expect("address").parse().expect("a socket address")
+}
+
+#[tokio::test]
+async fn metrics_can_move_to_their_own_listener() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [
+        ("MERCURE_JWT_KEY", KEY),
+        ("MERCURE_TRANSPORT", "memory"),
+        ("MERCURE_METRICS_ADDR", "127.0.0.1:0"),
+    ];
+    let server = Server::start(dir.path(), &env);
+    let metrics_addr = logged_addr(&server, "metrics on their own listener");
+    let response =
+        client().get(format!("http://{metrics_addr}/metrics")).send().await.expect("metrics");
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.expect("body").contains("mercure_updates_total 0"));
+    let response = client().get(format!("http://{}/metrics", server.addr)).send().await;
+    assert_eq!(response.expect("hub").status(), 404, "not on the hub's listener any more");
+}
+
+#[tokio::test]
+async fn json_logs_and_no_token_in_any_log_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [
+        ("MERCURE_JWT_KEY", KEY),
+        ("MERCURE_TRANSPORT", "memory"),
+        ("MERCURE_LOG_FORMAT", "json"),
+        ("RUST_LOG", "debug"),
+    ];
+    let server = Server::start(dir.path(), &env);
+    let token = subscriber();
+    let url = format!("{}?topic=a&authorization={token}", server.url());
+    let response = client().get(&url).send().await.expect("subscribe");
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let (status, _) = publish_to(&server.url(), &publisher(), &[("topic", "a")]).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let stderr = server.stderr();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() > 3, "{stderr}");
+    for line in &lines {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    }
+    assert!(stderr.contains("authorization=REDACTED"), "request logged, redacted:\n{stderr}");
+    assert!(!stderr.contains(&token), "the subscriber token leaked into the logs");
+    assert!(!stderr.contains(&publisher()), "the publisher token leaked into the logs");
+}
+
+/// An OTLP/HTTP endpoint: answers 200 to every request and keeps the bodies.
+fn otlp_collector() -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind collector");
+    let addr = listener.local_addr().expect("collector addr");
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        for connection in listener.incoming().take(20).flatten() {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                connection.set_read_timeout(Some(Duration::from_secs(20))).ok();
+                let mut reader = BufReader::new(connection.try_clone().expect("clone"));
+                let mut writer = connection;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    let mut request = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        request.push_str(&line);
+                        if let Some(value) =
+                            line.to_ascii_lowercase().strip_prefix("content-length:")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let mut sink = sink.lock().expect("sink");
+                    sink.extend_from_slice(request.as_bytes());
+                    sink.extend_from_slice(&body);
+                    drop(sink);
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\n\
+                                  content-length: 0\r\n\r\n";
+                    if std::io::Write::write_all(&mut writer, answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp() {
+    let (collector, received) = otlp_collector();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let endpoint = format!("http://{collector}");
+    let env = [
+        ("MERCURE_JWT_KEY", KEY),
+        ("MERCURE_TRANSPORT", "memory"),
+        ("MERCURE_DRAIN_TIMEOUT", "0s"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+    ];
+    let mut server = Server::start(dir.path(), &env);
+    let topic = "https://example.com/traced";
+    let mut events = Sse::open(&server.url(), topic, &subscriber(), &[]).await;
+    let (status, _) = publish_to(&server.url(), &publisher(), &[("topic", topic)]).await;
+    assert_eq!(status, 200);
+    events.next().await;
+    // Exiting flushes the spans still batched.
+    server.terminate();
+    let status = tokio::task::block_in_place(|| server.wait_exit(PATIENCE));
+    assert!(status.success(), "{}", server.stderr());
+
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let body = String::from_utf8_lossy(&received.lock().expect("received")).into_owned();
+        let wanted =
+            ["POST /v1/traces", "mercure.publish", "mercure.subscribe", "mercure.dispatch"];
+        if wanted.iter().all(|w| body.contains(w)) {
+            assert!(body.contains("mercure.topic") && body.contains(topic), "attributes exported");
+            assert!(body.contains("quicksilver"), "service name");
+            break;
+        }
+        assert!(Instant::now() < deadline, "spans not exported; received:\n{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1057,3 +1057,15 @@ async fn subscribe_status_codes() {
     let no_claim = token_with(KEY, json!({ "sub": "someone" }));
     assert_eq!(subscribe_status(&hub, "topic=a", Some(&no_claim)).await, 200);
 }
+
+#[tokio::test]
+async fn the_welcome_page_links_the_ui_only_when_it_is_on() {
+    for (ui, linked) in [("1", true), ("0", false)] {
+        let hub = TestHub::start(&[("MERCURE_UI", ui)]);
+        let page = client().get(hub.at("/")).send().await.expect("welcome page");
+        let page = page.text().await.expect("body");
+        assert_eq!(page.contains("href=\"/.well-known/mercure/ui/\""), linked, "{page}");
+        let ui_page = client().get(hub.at("/.well-known/mercure/ui/")).send().await.expect("ui");
+        assert_eq!(ui_page.status(), if linked { 200 } else { 404 });
+    }
+}

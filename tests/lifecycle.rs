@@ -88,6 +88,13 @@ async fn a_stalled_reader_is_cut_off_and_nobody_else_waits() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let metrics = client().get(hub.at("/metrics")).send().await.expect("metrics");
+    let metrics = metrics.text().await.expect("metrics body");
+    assert!(
+        metrics.contains("mercure_subscribers_dropped_total{reason=\"dispatch_timeout\"} 1"),
+        "{metrics}"
+    );
+
     // And the kernel aborted its connection (TCP_USER_TIMEOUT): reading now ends in a reset,
     // not in the clean end of a stream that was merely closed.
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -30,6 +30,8 @@ pub struct EmbeddedStore {
     capacity: u64,
     /// Mirror of the newest key, loaded at open: only the sequencer appends.
     last_seq: AtomicU64,
+    /// Mirror of the oldest key (0 when empty): keys are contiguous, so the count is derived.
+    first_seq: AtomicU64,
 }
 
 impl EmbeddedStore {
@@ -45,14 +47,20 @@ impl EmbeddedStore {
         })?;
         // Create both tables up front so that read transactions never meet a missing table.
         let txn = db.begin_write().map_err(store_error)?;
-        let last_seq = {
+        let (first_seq, last_seq) = {
             txn.open_multimap_table(IDS).map_err(store_error)?;
             let updates = txn.open_table(UPDATES).map_err(store_error)?;
-            let last = updates.last().map_err(store_error)?;
-            last.map_or(0, |(seq, _)| seq.value())
+            let first = updates.first().map_err(store_error)?.map_or(0, |(seq, _)| seq.value());
+            let last = updates.last().map_err(store_error)?.map_or(0, |(seq, _)| seq.value());
+            (first, last)
         };
         txn.commit().map_err(store_error)?;
-        Ok(Self { db, capacity, last_seq: AtomicU64::new(last_seq) })
+        Ok(Self {
+            db,
+            capacity,
+            last_seq: AtomicU64::new(last_seq),
+            first_seq: AtomicU64::new(first_seq),
+        })
     }
 }
 
@@ -96,7 +104,24 @@ impl Store for EmbeddedStore {
         }
         txn.commit().map_err(store_error)?;
         self.last_seq.store(seq, Ordering::Release);
+        let first = match self.first_seq.load(Ordering::Acquire) {
+            0 => stored.first().map_or(0, |d| d.seq),
+            first => first,
+        };
+        let first = if self.capacity > 0 {
+            first.max(seq.saturating_sub(self.capacity) + 1)
+        } else {
+            first
+        };
+        self.first_seq.store(first, Ordering::Release);
         Ok(stored)
+    }
+
+    fn len(&self) -> u64 {
+        match self.first_seq.load(Ordering::Acquire) {
+            0 => 0,
+            first => self.last_seq.load(Ordering::Acquire) - first + 1,
+        }
     }
 
     fn find(&self, id: &str) -> Result<Option<Seq>, TransportError> {
@@ -155,6 +180,7 @@ mod tests {
         }
         let store = EmbeddedStore::open(&path, 3).expect("reopen");
         assert_eq!(store.last().expect("last").map(|d| d.seq), Some(5));
+        assert_eq!(store.len(), 3);
         assert_eq!(store.find("a").expect("find"), Some(3), "first occurrence still kept");
         assert_eq!(store.find("b").expect("find"), None, "trimmed");
         assert_eq!(store.find("p1").expect("find"), Some(5));

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Store, Transport, TransportError};
+use crate::metrics::Metrics;
 use crate::router::Dispatcher;
 use crate::update::{Dispatched, Seq, Update};
 
@@ -33,11 +34,12 @@ pub struct LocalTransport<S> {
 
 impl<S: Store + std::fmt::Debug> LocalTransport<S> {
     /// Starts the sequencer thread, which feeds `router`. It stops when every handle is dropped.
-    pub fn start(store: S, router: Dispatcher) -> std::io::Result<Self> {
+    pub fn start(store: S, router: Dispatcher, metrics: Metrics) -> std::io::Result<Self> {
         let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
         let store = Arc::new(store);
         let ready = Arc::new(AtomicBool::new(true));
-        let sequencer = Sequencer { store: store.clone(), ready: ready.clone(), router };
+        metrics.set_history_size(store.len());
+        let sequencer = Sequencer { store: store.clone(), ready: ready.clone(), router, metrics };
         std::thread::Builder::new()
             .name("quicksilver-sequencer".into())
             .spawn(move || sequencer.run(queue))?;
@@ -60,6 +62,7 @@ struct Sequencer<S> {
     store: Arc<S>,
     ready: Arc<AtomicBool>,
     router: Dispatcher,
+    metrics: Metrics,
 }
 
 impl<S: Store> Sequencer<S> {
@@ -77,6 +80,7 @@ impl<S: Store> Sequencer<S> {
             match self.store.append(updates) {
                 Ok(stored) => {
                     self.ready.store(true, Ordering::Release);
+                    self.metrics.set_history_size(self.store.len());
                     for (dispatched, answer) in stored.into_iter().zip(answers) {
                         let seq = dispatched.seq;
                         if self.router.blocking_dispatch(dispatched).is_err() {
@@ -159,6 +163,9 @@ mod tests {
             }
             self.inner.append(updates)
         }
+        fn len(&self) -> u64 {
+            self.inner.len()
+        }
         fn find(&self, id: &str) -> Result<Option<Seq>, TransportError> {
             self.inner.find(id)
         }
@@ -180,8 +187,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_store_refuses_publications_and_turns_unready() {
-        let (_router, dispatcher) = crate::router::start(None, None).expect("router");
-        let transport = LocalTransport::start(FlakyStore::default(), dispatcher).expect("start");
+        let (_router, dispatcher) =
+            crate::router::start(None, None, Metrics::new()).expect("router");
+        let transport = LocalTransport::start(FlakyStore::default(), dispatcher, Metrics::new())
+            .expect("start");
         assert_eq!(transport.publish(update("a")).await.expect("stored"), 1);
         assert!(transport.is_ready());
 
@@ -197,8 +206,10 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_publications_are_numbered_in_one_order() {
-        let (_router, dispatcher) = crate::router::start(None, None).expect("router");
-        let transport = LocalTransport::start(MemoryStore::new(0), dispatcher).expect("start");
+        let (_router, dispatcher) =
+            crate::router::start(None, None, Metrics::new()).expect("router");
+        let transport =
+            LocalTransport::start(MemoryStore::new(0), dispatcher, Metrics::new()).expect("start");
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let transport = transport.clone();

@@ -74,6 +74,10 @@ impl Store for MemoryStore {
         Ok(stored)
     }
 
+    fn len(&self) -> u64 {
+        self.history().updates.len() as u64
+    }
+
     fn find(&self, id: &str) -> Result<Option<Seq>, TransportError> {
         Ok(self.history().ids.get(id).map(|&(seq, _)| seq))
     }

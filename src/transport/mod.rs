@@ -61,6 +61,14 @@ pub trait Store: Send + Sync + 'static {
     /// step.
     fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError>;
 
+    /// How many updates history holds now (for the `mercure_history_updates` gauge).
+    fn len(&self) -> u64;
+
+    /// Whether history is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// See [`Transport::find`].
     fn find(&self, id: &str) -> Result<Option<Seq>, TransportError>;
 

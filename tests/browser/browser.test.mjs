@@ -1,0 +1,483 @@
+// Real-browser tests: the hub binary, headless Debian Chromium, playwright-core.
+//
+// Run through scripts/browser-test (it installs Chromium, runs `npm ci` and builds the hub), or
+// here with `node --test` once target/debug/quicksilver exists. Environment:
+//   QUICKSILVER_BIN   the hub binary (default: $CARGO_TARGET_DIR or <repo>/target, + debug/quicksilver)
+//   CHROMIUM_PATH     the browser (default /usr/bin/chromium)
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHmac, randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
+const BIN = process.env.QUICKSILVER_BIN || path.join(TARGET, 'debug', 'quicksilver');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const SCREENSHOT_DIR = path.join(ROOT, 'target', 'browser');
+const KEY = 'test-key-for-quicksilver-browser-tests';
+const HUB_PATH = '/.well-known/mercure';
+/** Upper bound of every single wait. */
+const WAIT_MS = 10_000;
+/** Flags known to work on this kind of machine (see the environment notes): without the
+ * background-networking ones, Chromium keeps trying to reach hosts a closed network refuses. */
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+// --- helpers ------------------------------------------------------------------------------------
+
+/** Hub processes started and not yet gone. */
+const children = new Set();
+
+const base64url = (data) => Buffer.from(data).toString('base64url');
+
+/** An HS256 JWT signed with the test key. */
+function jwt(claims, key = KEY) {
+  const header = base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const payload = base64url(JSON.stringify(claims));
+  const signature = createHmac('sha256', key).update(`${header}.${payload}`).digest('base64url');
+  return `${header}.${payload}.${signature}`;
+}
+
+const PUBLISHER = jwt({ mercure: { publish: ['*'] } });
+const SUBSCRIBER = jwt({ mercure: { subscribe: ['*'] } });
+
+/** A port that was free a moment ago. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts the hub binary on a free port; retries when another process took the port between
+ * the probe and the hub's bind. */
+async function startHub() {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startHubOnce();
+    } catch (error) {
+      if (attempt >= 3 || !/cannot listen/.test(error.message)) throw error;
+    }
+  }
+}
+
+/** Starts the hub binary; resolves once /healthz answers 200. */
+async function startHubOnce() {
+  const port = await freePort();
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('MERCURE_')),
+  );
+  Object.assign(env, {
+    MERCURE_ADDR: `127.0.0.1:${port}`,
+    MERCURE_JWT_KEY: KEY,
+    MERCURE_TRANSPORT: 'memory',
+    MERCURE_ANONYMOUS: '1',
+    MERCURE_UI: '1',
+    MERCURE_CORS_ORIGINS: '*',
+    MERCURE_PUBLISH_ORIGINS: '*',
+    // Subscription events and the subscriptions API, so the UI's list shows real subscriptions.
+    MERCURE_SUBSCRIPTIONS: '1',
+    MERCURE_WORKERS: '2',
+    RUST_LOG: process.env.RUST_LOG || 'warn',
+  });
+  const child = spawn(BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let log = '';
+  const keep = (chunk) => {
+    log = (log + chunk.toString()).slice(-20_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let exited = null;
+  child.on('exit', (code, signal) => {
+    children.delete(child);
+    exited = { code, signal };
+  });
+  child.on('error', (error) => {
+    exited = { error };
+  });
+
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    if (exited) {
+      throw new Error(`the hub (${BIN}) exited before it was ready: ${JSON.stringify(exited)}\n${log}`);
+    }
+    try {
+      const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      if (response.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`the hub did not answer /healthz within ${WAIT_MS} ms\n${log}`);
+    }
+    await sleep(50);
+  }
+  return {
+    url,
+    hub: `${url}${HUB_PATH}`,
+    log: () => log,
+    async stop() {
+      if (exited) return;
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await gone;
+      clearTimeout(timer);
+    },
+    kill() {
+      if (!exited) child.kill('SIGKILL');
+    },
+  };
+}
+
+/** Publishes from Node; returns { status, body }. */
+async function publish(hub, fields, token = PUBLISHER) {
+  const form = new URLSearchParams();
+  for (const [name, value] of fields) form.append(name, value);
+  const response = await fetch(hub.hub, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: form,
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  return { status: response.status, body: await response.text() };
+}
+
+/** A topic no other test uses. */
+const uniqueTopic = (name) => `https://example.com/${name}/${randomUUID()}`;
+
+/** Opens a native EventSource in the page and waits until it is open. Received messages go to
+ * `window.received`. */
+async function openEventSource(page, url) {
+  await page.evaluate(
+    ({ url, wait }) =>
+      new Promise((resolve, reject) => {
+        window.received = [];
+        window.source = new EventSource(url);
+        window.source.onmessage = (event) =>
+          window.received.push({ data: event.data, id: event.lastEventId, type: event.type });
+        window.source.onopen = () => resolve();
+        window.source.onerror = () => {
+          if (window.source.readyState === EventSource.CLOSED) reject(new Error('EventSource failed'));
+        };
+        setTimeout(() => reject(new Error('EventSource did not open in time')), wait);
+      }),
+    { url, wait: WAIT_MS },
+  );
+}
+
+function subscribeUrl(hub, topics) {
+  const url = new URL(hub.hub);
+  for (const topic of topics) url.searchParams.append('topic', topic);
+  return url.href;
+}
+
+// --- the suite ----------------------------------------------------------------------------------
+
+describe('Quicksilver in a real browser', { timeout: 50_000 }, () => {
+  let hub;
+  let browser;
+  let context;
+
+  before(async () => {
+    hub = await startHub();
+    // launch() runs Chromium with a new, empty, temporary profile (user data dir) each time.
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: WAIT_MS,
+    });
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    context.setDefaultTimeout(WAIT_MS);
+  });
+
+  after(async () => {
+    try {
+      if (browser) await browser.close();
+    } finally {
+      if (hub) await hub.stop();
+    }
+  });
+
+  /** A new page on the hub's welcome page `/`: EventSources opened there are same-origin. */
+  async function hubPage() {
+    const page = await context.newPage();
+    const response = await page.goto(`${hub.url}/`);
+    assert.equal(response.status(), 200);
+    return page;
+  }
+
+  /** A new page on the hub's UI, with console errors collected. */
+  async function uiPage() {
+    const page = await context.newPage();
+    const problems = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
+    });
+    const response = await page.goto(`${hub.url}${HUB_PATH}/ui/`);
+    assert.equal(response.status(), 200);
+    return { page, problems };
+  }
+
+  test('a native EventSource receives a published update, multi-line data intact', async () => {
+    const page = await hubPage();
+    try {
+      const topic = uniqueTopic('books');
+      await openEventSource(page, subscribeUrl(hub, [topic]));
+
+      const data = 'data for\n\n        x';
+      const first = await publish(hub, [['topic', topic], ['data', data]]);
+      assert.equal(first.status, 200, first.body);
+      const second = await publish(hub, [['topic', topic], ['data', 'second'], ['id', 'custom-id-2']]);
+      assert.equal(second.status, 200, second.body);
+
+      await page.waitForFunction(() => window.received.length >= 2, null, { timeout: WAIT_MS });
+      const received = await page.evaluate(() => window.received);
+      assert.deepEqual(received, [
+        { data, id: first.body.trim(), type: 'message' },
+        { data: 'second', id: 'custom-id-2', type: 'message' },
+      ]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('a private update does not reach an anonymous EventSource; a public one does', async () => {
+    const page = await hubPage();
+    try {
+      const topic = uniqueTopic('private');
+      await openEventSource(page, subscribeUrl(hub, [topic]));
+
+      const secret = await publish(hub, [['topic', topic], ['data', 'secret'], ['private', 'on']]);
+      assert.equal(secret.status, 200, secret.body);
+      const visible = await publish(hub, [['topic', topic], ['data', 'public']]);
+      assert.equal(visible.status, 200, visible.body);
+
+      // The public update was published after the private one, on the same topic: once it is
+      // here, the private one would have arrived before it.
+      await page.waitForFunction(() => window.received.length >= 1, null, { timeout: WAIT_MS });
+      await sleep(200);
+      const received = await page.evaluate(() => window.received);
+      assert.deepEqual(received, [{ data: 'public', id: visible.body.trim(), type: 'message' }]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('the debug UI shows an update published through its own form', async () => {
+    const { page, problems } = await uiPage();
+    try {
+      assert.equal(await page.title(), 'Quicksilver debugging UI');
+      assert.equal(await page.locator('#hub-url').textContent(), hub.hub);
+      const topic = uniqueTopic('ui');
+
+      const subscribeForm = page.getByRole('region', { name: 'Subscribe' });
+      const publishForm = page.getByRole('region', { name: 'Publish' });
+
+      await subscribeForm.getByLabel(/^Topic selectors/).fill(`${topic}\nhttps://example.com/other/{id}`);
+      await subscribeForm.getByRole('button', { name: 'Subscribe' }).click();
+      await page.locator('#connection-state[data-state="open"]').waitFor();
+      assert.equal(await subscribeForm.getByRole('button', { name: 'Unsubscribe' }).count(), 1);
+
+      await publishForm.getByRole('textbox', { name: /^Topics/ }).fill(topic);
+      await publishForm.getByLabel(/^Data/).fill('{"title": "Hello from the UI"}\nsecond line');
+      await publishForm.getByLabel('Publisher JWT').fill(PUBLISHER);
+      await publishForm.getByRole('button', { name: 'Publish' }).click();
+
+      const status = page.locator('#publish-status');
+      await status.filter({ hasText: '200' }).waitFor();
+      const id = (await page.locator('#publish-body').textContent()).trim();
+      assert.match(id, /\S/);
+
+      const event = page.locator('#events .event').filter({ hasText: 'Hello from the UI' });
+      await event.waitFor();
+      assert.equal(await event.locator('.event-id .tag-value').textContent(), id);
+      assert.equal(await event.locator('.event-type .tag-value').textContent(), 'message');
+      assert.equal(
+        await event.locator('.event-data').textContent(),
+        '{"title": "Hello from the UI"}\nsecond line',
+      );
+
+      // A typed update: the UI listens to the type it publishes with.
+      await publishForm.getByLabel(/^Data/).fill('typed update');
+      await publishForm.getByLabel(/^Type/).fill('book.updated');
+      await publishForm.getByRole('textbox', { name: 'ID (optional)' }).fill('ui-typed-1');
+      await publishForm.getByRole('button', { name: 'Publish' }).click();
+      const typed = page.locator('#events .event').filter({ hasText: 'typed update' });
+      await typed.waitFor();
+      assert.equal(await typed.locator('.event-type .tag-value').textContent(), 'book.updated');
+      assert.equal(await typed.locator('.event-id .tag-value').textContent(), 'ui-typed-1');
+      // Newest first.
+      assert.match(await page.locator('#events .event').first().textContent(), /typed update/);
+      assert.equal(await page.locator('#event-count').textContent(), '(2)');
+
+      // What a person sees after subscribing and publishing twice.
+      mkdirSync(SCREENSHOT_DIR, { recursive: true });
+      await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'ui.png'), fullPage: true });
+
+      // A refused publication shows the hub's status and error text.
+      await publishForm.getByLabel('Publisher JWT').fill(jwt({ mercure: { publish: ['*'] } }, 'wrong-key'));
+      await publishForm.getByRole('button', { name: 'Publish' }).click();
+      await status.filter({ hasText: '401' }).waitFor();
+      assert.match(await page.locator('#publish-body').textContent(), /\S/);
+
+      await subscribeForm.getByRole('button', { name: 'Unsubscribe' }).click();
+      await page.locator('#connection-state[data-state="closed"]').waitFor();
+      // The refused publication is logged by Chromium as a failed resource; nothing else may be.
+      assert.deepEqual(
+        problems.filter((p) => !/status of 401/.test(p)),
+        [],
+        'no script error and no CSP violation',
+      );
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('the subscriptions button shows a readable result or error', async (t) => {
+    const { page, problems } = await uiPage();
+    try {
+      const subscribeForm = page.getByRole('region', { name: 'Subscribe' });
+      const status = page.locator('#subscriptions-status');
+      const rows = page.locator('#subscriptions-body tr');
+      /** Clicks the button and returns the status line once the answer is shown. */
+      const list = async () => {
+        await page.getByRole('button', { name: 'List subscriptions' }).click();
+        await page.waitForFunction(
+          () =>
+            !document.getElementById('subscriptions-button').disabled &&
+            !/^Loading/.test(document.getElementById('subscriptions-status').textContent),
+          null,
+          { timeout: WAIT_MS },
+        );
+        return status.textContent();
+      };
+
+      // The real hub, with the page itself subscribed. The API may be missing (404 on a hub
+      // without it); either way the answer must be readable.
+      const topic = uniqueTopic('presence');
+      await subscribeForm.getByLabel('Subscriber JWT').fill(SUBSCRIBER);
+      await subscribeForm.getByLabel(/^Topic selectors/).fill(topic);
+      await subscribeForm.getByRole('button', { name: 'Subscribe' }).click();
+      await page.locator('#connection-state[data-state="open"]').waitFor();
+      const real = await list();
+      t.diagnostic(`the hub's own answer: ${real}`);
+      assert.match(real, /^(200 OK: \d+ active subscriptions?|Error: \d{3} .+)/, real);
+      if (real.startsWith('200')) {
+        const mine = rows.filter({ hasText: topic });
+        assert.equal(await mine.count(), 1, "the page's own subscription is listed");
+        assert.equal(await mine.locator('td').nth(3).textContent(), 'yes');
+        // Filtered by topic selector: only that subscription.
+        await page.getByLabel(/^Only for this topic selector/).fill(topic);
+        assert.match(await list(), /^200 OK: 1 active subscription\b/);
+        assert.equal(await rows.count(), 1);
+        await page.getByLabel(/^Only for this topic selector/).fill('');
+      } else if (real.startsWith('Error: 404')) {
+        assert.match(real, /subscriptions API/);
+      }
+      await subscribeForm.getByRole('button', { name: 'Unsubscribe' }).click();
+
+      // Answers the real hub may not give here are mocked: first a JSON-LD collection.
+      const answer = {
+        '@context': 'https://mercure.rocks/',
+        id: '/.well-known/mercure/subscriptions',
+        type: 'Subscriptions',
+        lastEventID: 'urn:uuid:4ad7d3a8-1b4a-4a14-9f1a-7d1c6b4bbd58',
+        subscriptions: [
+          {
+            id: '/.well-known/mercure/subscriptions/https%3A%2F%2Fexample.com%2Fa/urn%3Auuid%3A1',
+            type: 'Subscription',
+            subscriber: 'urn:uuid:1',
+            topic: 'https://example.com/a',
+            active: true,
+            payload: { user: '<b>alice</b>' },
+          },
+          {
+            id: '/.well-known/mercure/subscriptions/%2A/urn%3Auuid%3A2',
+            type: 'Subscription',
+            subscriber: 'urn:uuid:2',
+            topic: '*',
+            active: true,
+          },
+        ],
+      };
+      const API = '**/.well-known/mercure/subscriptions';
+      const mock = async (status, contentType, body) => {
+        await page.unroute(API);
+        await page.route(API, (route) => route.fulfill({ status, contentType, body }));
+      };
+      await mock(200, 'application/ld+json', JSON.stringify(answer));
+      assert.match(await list(), /^200 OK: 2 active subscriptions, lastEventID urn:uuid:4ad7/);
+      assert.equal(await rows.count(), 2);
+      assert.deepEqual(await rows.nth(0).locator('td').allTextContents(), [
+        answer.subscriptions[0].id,
+        'https://example.com/a',
+        'urn:uuid:1',
+        'yes',
+        JSON.stringify({ user: '<b>alice</b>' }, null, 2),
+      ]);
+      assert.equal(await rows.nth(1).locator('td').last().textContent(), '—');
+      assert.equal(await page.locator('#subscriptions-body b').count(), 0, 'payload shown as text');
+      mkdirSync(SCREENSHOT_DIR, { recursive: true });
+      await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'subscriptions.png'), fullPage: true });
+
+      // Errors: the status, a hint, and the hub's text.
+      await mock(404, 'text/plain', 'Not Found\n');
+      assert.match(await list(), /^Error: 404 Not Found — this hub does not serve the subscriptions API/);
+      assert.equal(await page.locator('#subscriptions-table').isVisible(), false);
+      await mock(401, 'text/plain', 'Unauthorized: invalid token\n');
+      assert.match(await list(), /^Error: 401 Unauthorized — fill the subscriber JWT/);
+      assert.equal(await page.locator('#subscriptions-text').textContent(), 'Unauthorized: invalid token');
+      assert.deepEqual(problems.filter((p) => !/status of (401|404)/.test(p)), []);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('the UI answers on its URL, redirects without the slash and 404s unknown files', async () => {
+    const plain = await fetch(`${hub.url}${HUB_PATH}/ui`, { redirect: 'manual' });
+    assert.ok([301, 308].includes(plain.status), `status ${plain.status}`);
+    assert.equal(plain.headers.get('location'), `${HUB_PATH}/ui/`);
+    for (const [file, type] of [
+      ['', 'text/html; charset=utf-8'],
+      ['app.js', 'text/javascript; charset=utf-8'],
+      ['app.css', 'text/css; charset=utf-8'],
+    ]) {
+      const response = await fetch(`${hub.url}${HUB_PATH}/ui/${file}`);
+      assert.equal(response.status, 200, file);
+      assert.equal(response.headers.get('content-type'), type, file);
+      assert.equal(response.headers.get('cache-control'), 'no-cache', file);
+      assert.match(response.headers.get('content-security-policy'), /^default-src 'self'/);
+    }
+    assert.equal((await fetch(`${hub.url}${HUB_PATH}/ui/missing.js`)).status, 404);
+  });
+});
+
+// Even if the runner dies before the `after` hook, the hub must not outlive it.
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
