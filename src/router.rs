@@ -10,7 +10,7 @@
 //! history). So a slow reader never slows the router or anyone else.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::metrics::{DropReason, Metrics};
 use crate::subscriber::Subscription;
+use crate::topic_selector::TopicSelector;
 use crate::update::{Dispatched, Seq};
 
 /// Updates waiting for the router. Past this, the transport waits (backpressure to publishers).
@@ -210,10 +211,7 @@ struct RouterState {
     /// The last update handed out, for its id.
     last: Option<Arc<Dispatched>>,
     subscribers: HashMap<SubscriberKey, Entry>,
-    /// Subscribers by exact topic selector.
-    exact: HashMap<String, HashSet<SubscriberKey>>,
-    /// Subscribers with at least one `*` or template selector: checked on every update.
-    scanned: HashSet<SubscriberKey>,
+    index: SelectorIndex,
     dispatch_timeout: Option<Duration>,
     metrics: Metrics,
     /// While shutting down: the time within which streams are ended.
@@ -243,14 +241,7 @@ impl RouterState {
         match message {
             Control::Register { key, subscription, queue, registered } => {
                 for selector in &subscription.selectors {
-                    match selector.exact() {
-                        Some(topic) => {
-                            self.exact.entry(topic.to_owned()).or_default().insert(key);
-                        }
-                        None => {
-                            self.scanned.insert(key);
-                        }
-                    }
+                    self.index.insert(key, selector);
                 }
                 let entry = Entry { subscription, queue, last_offered: 0, stalled: None };
                 self.subscribers.insert(key, entry);
@@ -299,14 +290,8 @@ impl RouterState {
 
     fn remove(&mut self, key: SubscriberKey) {
         let Some(entry) = self.subscribers.remove(&key) else { return };
-        self.scanned.remove(&key);
-        for topic in entry.subscription.selectors.iter().filter_map(|s| s.exact()) {
-            if let Some(keys) = self.exact.get_mut(topic) {
-                keys.remove(&key);
-                if keys.is_empty() {
-                    self.exact.remove(topic);
-                }
-            }
+        for selector in &entry.subscription.selectors {
+            self.index.remove(key, selector);
         }
     }
 
@@ -323,19 +308,17 @@ impl RouterState {
         let mut dropped = Vec::new();
         let mut deliveries = 0;
         let mut now = None;
-        let exact = dispatched
-            .update
-            .topics
-            .iter()
-            .filter_map(|topic| self.exact.get(topic.as_str()))
-            .flatten();
-        for key in exact.chain(self.scanned.iter()) {
+        let mut selected = Vec::new();
+        for topic in &dispatched.update.topics {
+            self.index.select(topic.as_str(), &mut selected);
+        }
+        for key in &selected {
             let Some(entry) = self.subscribers.get_mut(key) else { continue };
             if entry.last_offered == dispatched.seq {
                 continue;
             }
             entry.last_offered = dispatched.seq;
-            if !entry.subscription.wants(&dispatched.update) {
+            if !entry.subscription.may_receive(&dispatched.update) {
                 continue;
             }
             match entry.queue.try_send(dispatched.clone()) {
@@ -373,10 +356,180 @@ impl RouterState {
     }
 }
 
+/// Which subscribers each topic selects, without looking at every subscriber: exact selectors in
+/// a hash map, `*` in a set, and each distinct template once, compiled once, found through its
+/// literal prefix (a topic can only match templates whose prefix it starts with). So the cost of
+/// an update grows with the subscribers it reaches, not with those it cannot.
+#[derive(Default)]
+struct SelectorIndex {
+    exact: HashMap<String, HashSet<SubscriberKey>>,
+    any: HashSet<SubscriberKey>,
+    /// Distinct templates, by their text.
+    templates: HashMap<String, (TopicSelector, HashSet<SubscriberKey>)>,
+    /// Template texts by literal prefix.
+    by_prefix: HashMap<String, HashSet<String>>,
+    /// How many distinct prefixes have each length: the lengths to try on a topic.
+    prefix_lengths: BTreeMap<usize, usize>,
+}
+
+impl SelectorIndex {
+    fn insert(&mut self, key: SubscriberKey, selector: &TopicSelector) {
+        if selector.is_any() {
+            self.any.insert(key);
+        } else if let Some(topic) = selector.exact() {
+            self.exact.entry(topic.to_owned()).or_default().insert(key);
+        } else {
+            let raw = selector.as_str();
+            if !self.templates.contains_key(raw) {
+                let prefix = selector.literal_prefix();
+                let templates = self.by_prefix.entry(prefix.to_owned()).or_default();
+                if templates.is_empty() {
+                    *self.prefix_lengths.entry(prefix.len()).or_default() += 1;
+                }
+                templates.insert(raw.to_owned());
+                self.templates.insert(raw.to_owned(), (selector.clone(), HashSet::new()));
+            }
+            if let Some((_, keys)) = self.templates.get_mut(raw) {
+                keys.insert(key);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: SubscriberKey, selector: &TopicSelector) {
+        if selector.is_any() {
+            self.any.remove(&key);
+        } else if let Some(topic) = selector.exact() {
+            if let Some(keys) = self.exact.get_mut(topic) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.exact.remove(topic);
+                }
+            }
+        } else {
+            let raw = selector.as_str();
+            let Some((_, keys)) = self.templates.get_mut(raw) else { return };
+            keys.remove(&key);
+            if !keys.is_empty() {
+                return;
+            }
+            self.templates.remove(raw);
+            let prefix = selector.literal_prefix();
+            if let Some(templates) = self.by_prefix.get_mut(prefix) {
+                templates.remove(raw);
+                if templates.is_empty() {
+                    self.by_prefix.remove(prefix);
+                    if let Some(count) = self.prefix_lengths.get_mut(&prefix.len()) {
+                        *count -= 1;
+                        if *count == 0 {
+                            self.prefix_lengths.remove(&prefix.len());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends the subscribers `topic` selects (a subscriber may appear more than once).
+    fn select(&self, topic: &str, selected: &mut Vec<SubscriberKey>) {
+        selected.extend(&self.any);
+        if let Some(keys) = self.exact.get(topic) {
+            selected.extend(keys);
+        }
+        for &length in self.prefix_lengths.keys() {
+            if length > topic.len() {
+                break;
+            }
+            // Not a character boundary: no prefix of this length can equal the topic's start.
+            let Some(prefix) = topic.get(..length) else { continue };
+            for raw in self.by_prefix.get(prefix).into_iter().flatten() {
+                if let Some((template, keys)) = self.templates.get(raw) {
+                    if template.matches(topic) {
+                        selected.extend(keys);
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty()
+            && self.any.is_empty()
+            && self.templates.is_empty()
+            && self.by_prefix.is_empty()
+            && self.prefix_lengths.is_empty()
+    }
+}
+
 /// Waits until `at`, or forever when there is nothing to wait for.
 async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn select(index: &SelectorIndex, topic: &str) -> Vec<SubscriberKey> {
+        let mut selected = Vec::new();
+        index.select(topic, &mut selected);
+        selected.sort_unstable();
+        selected.dedup();
+        selected
+    }
+
+    #[test]
+    fn the_index_selects_like_the_matcher_and_empties_on_removal() {
+        let selectors = [
+            (1, "https://e.com/books/{id}"),
+            (2, "https://e.com/books/{id}"),
+            (3, "https://e.com/books/1"),
+            (4, "*"),
+            (5, "https://e.com/{+path}"),
+            (6, "https://e.com/users/{id}/books"),
+            (7, "{scheme}://e.com/books/1"),
+            (8, "https://e.com/b{x}"),
+        ];
+        let mut index = SelectorIndex::default();
+        for (key, raw) in selectors {
+            index.insert(key, &TopicSelector::parse(raw));
+        }
+        for topic in [
+            "https://e.com/books/1",
+            "https://e.com/books/",
+            "https://e.com/users/7/books",
+            "https://e.com/bx",
+            "http://e.com/books/1",
+            "",
+            "https://e.com",
+            "https://é.com/books/1",
+        ] {
+            let expected: Vec<SubscriberKey> = selectors
+                .iter()
+                .filter(|(_, raw)| TopicSelector::parse(raw).matches(topic))
+                .map(|(key, _)| *key)
+                .collect();
+            assert_eq!(select(&index, topic), expected, "{topic:?}");
+        }
+        for (key, raw) in selectors {
+            index.remove(key, &TopicSelector::parse(raw));
+        }
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn templates_that_cannot_match_are_not_evaluated() {
+        // 10,000 subscribers on distinct templates: a topic reaches only the one whose literal
+        // prefix it starts with, among the few prefix lengths present.
+        let mut index = SelectorIndex::default();
+        for key in 0..10_000 {
+            index.insert(key, &TopicSelector::parse(&format!("https://e.com/t/{key}/{{x}}")));
+        }
+        assert!(index.prefix_lengths.len() <= 5, "{:?}", index.prefix_lengths);
+        assert_eq!(select(&index, "https://e.com/t/4242/anything"), [4242]);
+        assert_eq!(select(&index, "https://other.com/t/4242/anything"), Vec::<u64>::new());
     }
 }

@@ -74,14 +74,18 @@ impl Subscription {
     /// and, for a private update, one of its topics (not necessarily the same one) matches one of
     /// the authorized selectors.
     pub fn wants(&self, update: &Update) -> bool {
-        let topics = || update.topics.iter().map(|t| t.as_str());
-        let selected = topics().any(|topic| matches_any(&self.selectors, topic));
-        selected
-            && (!update.private
-                || self
-                    .authorized
-                    .as_ref()
-                    .is_some_and(|allowed| topics().any(|topic| matches_any(allowed, topic))))
+        let selected = update.topics.iter().any(|t| matches_any(&self.selectors, t.as_str()));
+        selected && self.may_receive(update)
+    }
+
+    /// The authorization half of [`Self::wants`]: public updates always, private ones when a
+    /// topic matches the token's `mercure.subscribe` selectors. The router, which selects
+    /// through its index, only needs this half.
+    pub fn may_receive(&self, update: &Update) -> bool {
+        !update.private
+            || self.authorized.as_ref().is_some_and(|allowed| {
+                update.topics.iter().any(|topic| matches_any(allowed, topic.as_str()))
+            })
     }
 }
 

@@ -25,9 +25,11 @@
 //!
 //! [RFC 6570]: https://www.rfc-editor.org/rfc/rfc6570
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
+use std::sync::{LazyLock, Mutex};
 
 use regex::{Regex, RegexBuilder};
 
@@ -79,7 +81,7 @@ impl TopicSelector {
         // The reference hub does not even try to parse a selector without `{`; such a
         // template could only match itself anyway.
         if selector.contains('{') {
-            if let Some(regex) = compile_template(selector) {
+            if let Some(regex) = compiled(selector) {
                 return TopicSelector::Template { raw: selector.to_owned(), regex };
             }
         }
@@ -110,6 +112,16 @@ impl TopicSelector {
     /// True for `*`.
     pub fn is_any(&self) -> bool {
         matches!(self, TopicSelector::Any)
+    }
+
+    /// For a template, the text before its first expression. Literal text must match byte for
+    /// byte, so every topic the template matches starts with it: the router indexes templates by
+    /// this prefix. Empty for the other kinds.
+    pub fn literal_prefix(&self) -> &str {
+        match self {
+            TopicSelector::Template { raw, .. } => raw.split('{').next().unwrap_or_default(),
+            TopicSelector::Any | TopicSelector::Exact(_) => "",
+        }
     }
 
     /// `Some(literal)` when the selector can only match one exact string (not `*`, not a valid
@@ -148,6 +160,27 @@ pub fn matches_any<'a>(
     topic: &str,
 ) -> bool {
     selectors.into_iter().any(|selector| selector.matches(topic))
+}
+
+/// Compiled templates shared between subscribers: thousands of connections subscribing with the
+/// same template then cost one compilation and one compiled program (a `Regex` clone shares it).
+/// Cleared when full, which bounds its memory without bookkeeping on the hot path.
+static COMPILED: LazyLock<Mutex<HashMap<String, Option<Regex>>>> = LazyLock::new(Mutex::default);
+/// Distinct templates kept compiled.
+const COMPILED_CAPACITY: usize = 10_000;
+
+fn compiled(template: &str) -> Option<Regex> {
+    // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
+    let mut cache = COMPILED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(regex) = cache.get(template) {
+        return regex.clone();
+    }
+    let regex = compile_template(template);
+    if cache.len() >= COMPILED_CAPACITY {
+        cache.clear();
+    }
+    cache.insert(template.to_owned(), regex.clone());
+    regex
 }
 
 /// Parses `template` and compiles it, or `None` if it is not a template the reference hub
@@ -684,6 +717,7 @@ mod tests {
                 "{template:?} should be a valid template"
             );
             assert!(selector.matches(expansion), "{template:?} vs {expansion:?}");
+            assert!(expansion.starts_with(selector.literal_prefix()), "{template:?} prefix");
         }
     }
 
@@ -1306,6 +1340,7 @@ mod tests {
                     };
                 }
                 let expansion = template.build();
+                assert!(expansion.starts_with(selector.literal_prefix()), "{raw:?} prefix");
                 assert!(
                     selector.matches(&expansion),
                     "{raw:?} should match its expansion {expansion:?}"
