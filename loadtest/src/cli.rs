@@ -1,0 +1,349 @@
+//! The command line: options common to every scenario, and one subcommand per scenario.
+//!
+//! Every option documents its default here, because `--help` is the tool's manual. Common options
+//! are global: they can be written before or after the subcommand.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use jsonwebtoken::Algorithm;
+
+/// Hub URL used when `--hub` is not given: Quicksilver's default address.
+pub const DEFAULT_HUB: &str = "http://127.0.0.1:8080/.well-known/mercure";
+
+/// Measures a Mercure hub (Quicksilver, the reference hub, or any other) over HTTP.
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadtest",
+    version,
+    long_about = "Measures a Mercure hub (Quicksilver, the reference Go hub, or any other) over \
+HTTP/1.1, using only the protocol: subscriptions are GET event streams, publications are form \
+POSTs, tokens are JWTs minted from --key or given with --publisher-token/--subscriber-token.
+
+Scenarios (see `loadtest <SCENARIO> --help` for their options):
+  fanout     N subscribers on one topic, M updates: deliveries/s, delivery latency, lost and
+             duplicate deliveries, publish req/s, connect time.
+  topics     N subscribers on N distinct topics (or URI templates), M updates to random ones: the
+             same figures, checked per subscriber against exactly what was sent to its topic.
+  idle       N idle subscriptions held open: connect time, errors, and the hub's memory per
+             connection (with --hub-pid).
+  publish    P concurrent keep-alive publishers sending M requests: req/s, latency, errors.
+  reconnect  K updates in history, N subscribers that all reconnect at once with Last-Event-ID
+             from the middle: reconnect latency, time to replay, lost and duplicate updates.
+
+A progress bar is drawn on stderr when it is a terminal; the results are printed as a table on \
+stdout, and written as JSON (--json) and as an SVG or HTML latency chart (--plot) when asked. \
+The run always stops by itself within --time-limit. Only the --hub address is contacted."
+)]
+pub struct Cli {
+    /// Options shared by every scenario.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// Options shared by every scenario.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Common options (before or after the scenario)")]
+pub struct CommonArgs {
+    /// URL of the hub (http only).
+    #[arg(long, global = true, default_value = DEFAULT_HUB, value_name = "URL")]
+    pub hub: String,
+
+    /// Key used to mint tokens: the HMAC secret for HS*, a PEM private key for RS*/PS*/ES*/EdDSA.
+    /// Default: none (then tokens must be given, unless --key-file is).
+    #[arg(long, global = true, value_name = "KEY", conflicts_with = "key_file")]
+    pub key: Option<String>,
+
+    /// File holding the key used to mint tokens (same meaning as --key). Default: none.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
+    /// Algorithm of the minted tokens: HS256 HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512
+    /// ES256 ES384 EdDSA.
+    #[arg(long, global = true, default_value = "HS256", value_parser = parse_algorithm)]
+    pub alg: Algorithm,
+
+    /// Publisher token to use as is, instead of minting `{"mercure":{"publish":["*"]}}`.
+    /// Default: minted from the key.
+    #[arg(long, global = true, value_name = "JWT")]
+    pub publisher_token: Option<String>,
+
+    /// Subscriber token to use as is, instead of minting `{"mercure":{"subscribe":["*"]}}`.
+    /// Default: minted from the key.
+    #[arg(long, global = true, value_name = "JWT")]
+    pub subscriber_token: Option<String>,
+
+    /// PID of the hub process: its CPU time (/proc/PID/stat) and resident memory
+    /// (/proc/PID/status) are read before and after the run. Default: none (not measured).
+    #[arg(long, global = true, value_name = "PID")]
+    pub hub_pid: Option<u32>,
+
+    /// Spread client sockets over the source addresses 127.0.0.1 .. 127.0.0.N (each socket is bound
+    /// before connecting) so that many connections do not exhaust the ephemeral ports of one
+    /// address. Used only when the hub is on an IPv4 loopback address; 0 lets the system choose.
+    #[arg(long, global = true, default_value_t = 8, value_name = "N",
+          value_parser = clap::value_parser!(u8).range(0..=254))]
+    pub source_ips: u8,
+
+    /// Hard bound on the whole run (e.g. 90s, 5m): when it passes, everything stops and the
+    /// figures gathered so far are reported, marked as timed out.
+    #[arg(long, global = true, default_value = "120s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub time_limit: Duration,
+
+    /// Bound on each connection attempt (connect, response head and first bytes of a stream) and
+    /// on each publish request.
+    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// Subscriptions being opened at the same time (connect to first bytes), so that opening many
+    /// does not overflow the hub's accept queue. The reconnect storm ignores it on purpose.
+    #[arg(long, global = true, default_value_t = 256, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub connect_concurrency: u32,
+
+    /// Write the results as JSON to this file. Default: none.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Draw the latency distributions (percentile curves) to this file: SVG, or an HTML page
+    /// around the SVG when the name ends in .html. Default: none.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
+    /// Name of the hub being measured, carried into the table, the JSON and the plot.
+    /// Default: none.
+    #[arg(long, global = true, value_name = "TEXT")]
+    pub label: Option<String>,
+}
+
+/// One subcommand per scenario.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// N subscribers on one topic receive M updates.
+    ///
+    /// N subscribers connect to one topic; once all are connected, M updates are published to it
+    /// as fast as possible (or at --rate per second). Each update's data carries its sequence
+    /// number and its send time (nanoseconds since the Unix epoch), padded to --payload bytes.
+    ///
+    /// Measures: deliveries/s (unique deliveries / time from the first publish to the last
+    /// delivery), lost deliveries (N x acknowledged updates - unique deliveries), duplicates,
+    /// out-of-order deliveries, delivery latency (receive time - send time) p50/p90/p99/max,
+    /// publish req/s and latency, connect time (to the first bytes of the stream).
+    Fanout(FanoutArgs),
+
+    /// N subscribers on N distinct topics, M updates to random ones.
+    ///
+    /// Subscriber i subscribes to https://example.com/t/<i>, or with --templates to the URI
+    /// template https://example.com/t/<i>/{x} (updates then go to https://example.com/t/<i>/<seq>).
+    /// Each of the M updates goes to the topic of a subscriber drawn at random (--seed).
+    ///
+    /// Measures the same figures as fanout; lost, duplicate and unexpected deliveries are checked
+    /// per subscriber against exactly what was sent to its topic.
+    Topics(TopicsArgs),
+
+    /// N idle subscriptions, held open.
+    ///
+    /// Opens N subscriptions (topics https://example.com/idle/<i>, nothing is published), holds
+    /// them for --hold, then closes them.
+    ///
+    /// Measures: connect time, errors, connections the hub closed during the hold and, with
+    /// --hub-pid, the hub's RSS before, after opening, and after closing, RSS per connection
+    /// ((after - before) / N) and its CPU time.
+    Idle(IdleArgs),
+
+    /// P concurrent publishers send M requests.
+    ///
+    /// P publishers, each on its own keep-alive connection, send M publications in total to one
+    /// topic, as fast as the hub answers. Nobody subscribes.
+    ///
+    /// Measures: requests/s (successful requests / time from the first request to the last
+    /// answer), latency p50/p90/p99/max, errors by kind.
+    Publish(PublishArgs),
+
+    /// K updates in history, then N subscribers reconnect at once with Last-Event-ID.
+    ///
+    /// Publishes K updates to a topic of its own, opens N subscribers to it (they connect, then
+    /// are all dropped, as in a network cut), then all N reconnect at the same moment with
+    /// Last-Event-ID set to the id of update K/2 - 1, so each must replay the K - K/2 updates it
+    /// missed.
+    ///
+    /// Measures: reconnect latency (to the first bytes) p50/p99/max, replay time (until a
+    /// subscriber has all it missed) p50/p99/max, time until every subscriber is reconnected and
+    /// complete, lost and duplicate updates, updates outside the missed range, and responses whose
+    /// Last-Event-ID header differs from the one sent.
+    Reconnect(ReconnectArgs),
+}
+
+/// Options of `fanout`.
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// Number of subscribers.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub subscribers: u32,
+    /// Number of updates published.
+    #[arg(long, default_value_t = 1000, value_name = "M")]
+    pub updates: u64,
+    /// Publish at this many updates per second. Default: as fast as possible.
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Size of each update's data, in bytes (at least the ~40 bytes of the stamp).
+    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    pub payload: usize,
+    /// Topic the subscribers subscribe to and the updates are published to.
+    #[arg(long, default_value = "https://example.com/loadtest/fanout", value_name = "T")]
+    pub topic: String,
+    /// Concurrent publishers (keep-alive connections). With 1, updates leave in sequence order,
+    /// so out-of-order deliveries are meaningful.
+    #[arg(long, default_value_t = 1, value_name = "P",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub publishers: u32,
+    /// After the last publication is answered, how long to wait for missing deliveries.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub drain: Duration,
+}
+
+/// Options of `topics`.
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    /// Number of subscribers, each on its own topic.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub subscribers: u32,
+    /// Number of updates published, each to one subscriber's topic.
+    #[arg(long, default_value_t = 1000, value_name = "M")]
+    pub updates: u64,
+    /// Subscribe with URI templates (https://example.com/t/<i>/{x}) instead of exact topics.
+    #[arg(long)]
+    pub templates: bool,
+    /// Publish at this many updates per second. Default: as fast as possible.
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Size of each update's data, in bytes.
+    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    pub payload: usize,
+    /// Concurrent publishers (keep-alive connections).
+    #[arg(long, default_value_t = 1, value_name = "P",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub publishers: u32,
+    /// Seed of the random choice of target topics. Default: drawn at random (and reported).
+    #[arg(long, value_name = "SEED")]
+    pub seed: Option<u64>,
+    /// After the last publication is answered, how long to wait for missing deliveries.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub drain: Duration,
+}
+
+/// Options of `idle`.
+#[derive(Debug, Args)]
+pub struct IdleArgs {
+    /// Number of subscriptions to open (each its own connection and topic).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub connections: u32,
+    /// How long to hold them once all are open.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub hold: Duration,
+}
+
+/// Options of `publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Concurrent publishers, each on its own keep-alive connection.
+    #[arg(long, default_value_t = 4, value_name = "P",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub publishers: u32,
+    /// Number of publications in total.
+    #[arg(long, default_value_t = 10_000, value_name = "M")]
+    pub requests: u64,
+    /// Size of each update's data, in bytes.
+    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    pub payload: usize,
+    /// Topic the updates are published to.
+    #[arg(long, default_value = "https://example.com/loadtest/publish", value_name = "T")]
+    pub topic: String,
+}
+
+/// Options of `reconnect`.
+#[derive(Debug, Args)]
+pub struct ReconnectArgs {
+    /// Number of subscribers that reconnect together.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub subscribers: u32,
+    /// Updates published before the subscribers connect; they resume from update K/2 - 1.
+    #[arg(long, default_value_t = 200, value_name = "K",
+          value_parser = clap::value_parser!(u64).range(2..))]
+    pub history: u64,
+    /// Size of each update's data, in bytes.
+    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    pub payload: usize,
+    /// After the reconnections, how long to wait at most for the replays to complete.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub drain: Duration,
+}
+
+/// Parses a JWT algorithm name as jsonwebtoken spells it (`HS256`, `EdDSA`, ...).
+fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
+    text.parse().map_err(|_| format!("unknown algorithm {text:?}"))
+}
+
+/// Parses a positive, finite rate.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn common_options_go_after_the_subcommand_too() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "fanout",
+            "--subscribers",
+            "3",
+            "--key",
+            "k",
+            "--time-limit",
+            "5s",
+            "--alg",
+            "HS512",
+        ])
+        .expect("valid command line");
+        assert_eq!(cli.common.key.as_deref(), Some("k"));
+        assert_eq!(cli.common.time_limit, Duration::from_secs(5));
+        assert_eq!(cli.common.alg, Algorithm::HS512);
+        match cli.scenario {
+            Scenario::Fanout(args) => {
+                assert_eq!(args.subscribers, 3);
+                assert_eq!(args.updates, 1000);
+                assert_eq!(args.rate, None);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Cli::try_parse_from(["loadtest", "fanout", "--rate", "0"]).is_err());
+        assert!(Cli::try_parse_from(["loadtest", "publish", "--alg", "none"]).is_err());
+        assert!(Cli::try_parse_from(["loadtest", "reconnect", "--history", "1"]).is_err());
+    }
+}

@@ -1,0 +1,343 @@
+//! The result of a scenario: named figures, errors and process usage, shown as a table for people
+//! and as JSON for machines. The latency histograms are kept too, for the plot.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
+
+use crate::context::Ctx;
+use crate::procstat::Usage;
+use crate::stats::Summary;
+
+/// One measured value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Figure {
+    /// A count.
+    Count(u64),
+    /// A count out of an expected total.
+    OutOf {
+        /// What was counted.
+        got: u64,
+        /// What was expected.
+        of: u64,
+    },
+    /// Events per second.
+    Rate(f64),
+    /// A duration in seconds (`None`: it did not happen, e.g. never completed).
+    Seconds(Option<f64>),
+    /// A quantity of memory in KiB.
+    Kib(f64),
+    /// A latency distribution.
+    Latency(Summary),
+    /// Free text.
+    Text(String),
+}
+
+impl Figure {
+    fn to_json(&self) -> Value {
+        match self {
+            Figure::Count(count) => json!(count),
+            Figure::OutOf { got, of } => json!({ "count": got, "of": of }),
+            Figure::Rate(rate) => json!(round(*rate, 3)),
+            Figure::Seconds(seconds) => json!(seconds.map(|seconds| round(seconds, 6))),
+            Figure::Kib(kib) => json!(round(*kib, 3)),
+            Figure::Latency(summary) => json!({
+                "count": summary.count,
+                "min_ms": round(summary.min_ms, 3),
+                "mean_ms": round(summary.mean_ms, 3),
+                "p50_ms": round(summary.p50_ms, 3),
+                "p90_ms": round(summary.p90_ms, 3),
+                "p99_ms": round(summary.p99_ms, 3),
+                "p999_ms": round(summary.p999_ms, 3),
+                "max_ms": round(summary.max_ms, 3),
+            }),
+            Figure::Text(text) => json!(text),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        match self {
+            Figure::Count(count) => count.to_string(),
+            Figure::OutOf { got, of } => format!("{got} / {of}"),
+            Figure::Rate(rate) => format!("{rate:.1} /s"),
+            Figure::Seconds(Some(seconds)) => format!("{seconds:.3} s"),
+            Figure::Seconds(None) => "-".into(),
+            Figure::Kib(kib) if kib.abs() >= 1024.0 => format!("{:.1} MiB", kib / 1024.0),
+            Figure::Kib(kib) => format!("{kib:.1} KiB"),
+            Figure::Latency(summary) if summary.count == 0 => "-".into(),
+            Figure::Latency(summary) => format!(
+                "p50 {}  p90 {}  p99 {}  max {}  (n={})",
+                ms(summary.p50_ms),
+                ms(summary.p90_ms),
+                ms(summary.p99_ms),
+                ms(summary.max_ms),
+                summary.count
+            ),
+            Figure::Text(text) => text.clone(),
+        }
+    }
+}
+
+/// Milliseconds with a precision that suits their size.
+fn ms(value: f64) -> String {
+    if value < 10.0 {
+        format!("{value:.3} ms")
+    } else if value < 1000.0 {
+        format!("{value:.1} ms")
+    } else {
+        format!("{:.2} s", value / 1000.0)
+    }
+}
+
+/// Rounds to `digits` decimals, for readable JSON.
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+/// A scenario's results.
+#[derive(Debug)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// `--label`.
+    pub label: Option<String>,
+    /// Hub URL.
+    pub hub: String,
+    /// The scenario's parameters.
+    pub params: Value,
+    /// Unix time the run started, in seconds.
+    pub started_unix: u64,
+    /// Seconds the scenario took.
+    pub wall_seconds: f64,
+    /// Whether it was cut short by `--time-limit` or Ctrl-C.
+    pub timed_out: bool,
+    /// Figures, in display order: JSON key, title, value.
+    pub figures: Vec<(String, String, Figure)>,
+    /// Errors by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// The hub's CPU and memory over the scenario (`--hub-pid`).
+    pub hub_process: Option<Usage>,
+    /// This tool's CPU and memory over the scenario.
+    pub client_process: Option<Usage>,
+    /// Distributions to plot: name and histogram of microseconds.
+    pub distributions: Vec<(String, Histogram<u64>)>,
+}
+
+impl Report {
+    /// An empty report for `scenario` with its parameters.
+    pub fn new(ctx: &Ctx, scenario: &'static str, params: Value) -> Self {
+        let started_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs())
+            .saturating_sub(ctx.started.elapsed().as_secs());
+        Report {
+            scenario,
+            label: ctx.label.clone(),
+            hub: ctx.target.url.to_string(),
+            params,
+            started_unix,
+            wall_seconds: 0.0,
+            timed_out: false,
+            figures: Vec::new(),
+            errors: BTreeMap::new(),
+            hub_process: None,
+            client_process: None,
+            distributions: Vec::new(),
+        }
+    }
+
+    /// Adds a figure under JSON key `key` and table title `title`.
+    pub fn add(&mut self, key: &str, title: &str, figure: Figure) {
+        self.figures.push((key.to_owned(), title.to_owned(), figure));
+    }
+
+    /// Adds a latency figure and keeps its histogram for the plot.
+    pub fn add_latency(&mut self, key: &str, title: &str, histogram: Histogram<u64>) {
+        self.add(key, title, Figure::Latency(Summary::of(&histogram)));
+        if !histogram.is_empty() {
+            self.distributions.push((title.to_owned(), histogram));
+        }
+    }
+
+    /// The value of figure `key`, if present.
+    pub fn figure(&self, key: &str) -> Option<&Figure> {
+        self.figures.iter().find(|(name, _, _)| name == key).map(|(_, _, figure)| figure)
+    }
+
+    /// Fills in what every scenario ends with: duration, stop state, errors and process usage.
+    pub fn finish(&mut self, ctx: &Ctx, wall_seconds: f64, usage: (Option<Usage>, Option<Usage>)) {
+        self.wall_seconds = wall_seconds;
+        self.timed_out = ctx.stopped();
+        self.errors = ctx.errors.snapshot();
+        (self.hub_process, self.client_process) = usage;
+    }
+
+    /// The machine-readable form.
+    pub fn to_json(&self) -> Value {
+        let mut results = Map::new();
+        for (key, _, figure) in &self.figures {
+            results.insert(key.clone(), figure.to_json());
+        }
+        json!({
+            "tool": concat!("loadtest ", env!("CARGO_PKG_VERSION")),
+            "scenario": self.scenario,
+            "label": self.label,
+            "hub": self.hub,
+            "started_unix": self.started_unix,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "timed_out": self.timed_out,
+            "params": self.params,
+            "results": results,
+            "errors": self.errors,
+            "hub_process": self.hub_process.map(usage_json),
+            "loadtest_process": self.client_process.map(usage_json),
+        })
+    }
+
+    /// The human-readable form: a two-column table.
+    pub fn render_table(&self) -> String {
+        let mut rows: Vec<(String, String)> =
+            vec![("scenario".into(), self.scenario.into()), ("hub".into(), self.hub.clone())];
+        if let Some(label) = &self.label {
+            rows.push(("label".into(), label.clone()));
+        }
+        let params = match &self.params {
+            Value::Object(params) => params
+                .iter()
+                .map(|(key, value)| format!("{key}={}", value.to_string().trim_matches('"')))
+                .collect::<Vec<_>>()
+                .join(" "),
+            other => other.to_string(),
+        };
+        rows.push(("parameters".into(), params));
+        let mut duration = format!("{:.3} s", self.wall_seconds);
+        if self.timed_out {
+            duration.push_str("  (STOPPED by --time-limit or Ctrl-C: figures are partial)");
+        }
+        rows.push(("duration".into(), duration));
+        for (_, title, figure) in &self.figures {
+            rows.push((title.clone(), figure.to_text()));
+        }
+        if self.errors.is_empty() {
+            rows.push(("errors".into(), "none".into()));
+        }
+        for (kind, count) in &self.errors {
+            rows.push((format!("error: {kind}"), count.to_string()));
+        }
+        for (name, usage) in [("hub process", self.hub_process), ("loadtest", self.client_process)]
+        {
+            if let Some(usage) = usage {
+                rows.push((
+                    format!("{name} CPU"),
+                    format!("{:.2} s ({:.2} cores)", usage.cpu_seconds, usage.cpu_cores),
+                ));
+                rows.push((
+                    format!("{name} RSS"),
+                    format!(
+                        "{} -> {} ({} threads)",
+                        Figure::Kib(usage.rss_before_kib as f64).to_text(),
+                        Figure::Kib(usage.rss_after_kib as f64).to_text(),
+                        usage.threads
+                    ),
+                ));
+            }
+        }
+        let width = rows.iter().map(|(title, _)| title.chars().count()).max().unwrap_or(0);
+        let mut table = String::new();
+        let rule = "-".repeat(width + 40);
+        let _ = writeln!(table, "{rule}");
+        for (title, value) in rows {
+            let _ = writeln!(table, "{title:<width$}  {value}");
+        }
+        let _ = writeln!(table, "{rule}");
+        table
+    }
+}
+
+/// JSON form of a process's usage.
+fn usage_json(usage: Usage) -> Value {
+    json!({
+        "cpu_seconds": round(usage.cpu_seconds, 3),
+        "cpu_cores": round(usage.cpu_cores, 3),
+        "rss_before_kib": usage.rss_before_kib,
+        "rss_after_kib": usage.rss_after_kib,
+        "threads": usage.threads,
+    })
+}
+
+/// Reports for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A report with parameters and no figures.
+    pub(crate) fn empty_report() -> Report {
+        Report {
+            scenario: "fanout",
+            label: Some("quicksilver".into()),
+            hub: "http://127.0.0.1:8090/.well-known/mercure".into(),
+            params: json!({ "subscribers": 2, "updates": 3 }),
+            started_unix: 1,
+            wall_seconds: 1.5,
+            timed_out: false,
+            figures: Vec::new(),
+            errors: BTreeMap::from([("subscribe: HTTP 401".to_owned(), 2)]),
+            hub_process: None,
+            client_process: None,
+            distributions: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats;
+    use std::time::Duration;
+
+    fn report() -> Report {
+        let mut latency = stats::histogram();
+        for ms in 1..=100 {
+            stats::record(&mut latency, Duration::from_millis(ms));
+        }
+        let mut report = tests_support::empty_report();
+        report.add("deliveries", "deliveries", Figure::OutOf { got: 5, of: 6 });
+        report.add("deliveries_per_second", "deliveries/s", Figure::Rate(1234.5678));
+        report.add("completed_after_seconds", "completed after", Figure::Seconds(None));
+        report.add_latency("delivery_latency", "delivery latency", latency);
+        report
+    }
+
+    #[test]
+    fn json_has_every_figure() {
+        let value = report().to_json();
+        assert_eq!(value["scenario"], "fanout");
+        assert_eq!(value["label"], "quicksilver");
+        assert_eq!(value["params"]["subscribers"], 2);
+        assert_eq!(value["results"]["deliveries"], json!({ "count": 5, "of": 6 }));
+        assert_eq!(value["results"]["deliveries_per_second"], 1234.568);
+        assert_eq!(value["results"]["completed_after_seconds"], Value::Null);
+        assert_eq!(value["results"]["delivery_latency"]["count"], 100);
+        let p50 = value["results"]["delivery_latency"]["p50_ms"].as_f64().expect("a number");
+        assert!((p50 - 50.0).abs() < 0.05, "{p50}");
+        assert_eq!(value["errors"]["subscribe: HTTP 401"], 2);
+        assert_eq!(value["hub_process"], Value::Null);
+    }
+
+    #[test]
+    fn table_lists_figures_and_errors() {
+        let report = report();
+        let table = report.render_table();
+        assert!(table
+            .lines()
+            .any(|line| line.starts_with("deliveries ") && line.ends_with(" 5 / 6")));
+        assert!(table.contains("1234.6 /s"), "{table}");
+        assert!(table.contains("p50 50.0 ms"), "{table}");
+        assert!(table.contains("error: subscribe: HTTP 401"), "{table}");
+        assert_eq!(report.distributions.len(), 1);
+        assert_eq!(report.figure("deliveries"), Some(&Figure::OutOf { got: 5, of: 6 }));
+    }
+}
