@@ -196,6 +196,19 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
     Ok(server)
 }
 
+/// Binds a listening socket with a backlog fit for reconnect storms. `std::net::TcpListener::bind`
+/// uses 128: thousands of clients reconnecting at once overflow it, and each dropped SYN costs its
+/// client a one-second retransmission.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    const BACKLOG: i32 = 4096;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// Waits for SIGTERM or SIGINT, then shuts down gracefully: stops accepting connections, ends
 /// open streams spread over `drain_timeout` (clients reconnect, through a load balancer to
 /// another node), lets in-flight publications finish, and returns so the process exits 0.

@@ -1,6 +1,5 @@
 //! The `quicksilver` binary: load the configuration, set up logging, bind, serve.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -41,12 +40,12 @@ fn main() -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref()).context("invalid configuration")?;
     // Kept until the end of `main`: dropping it flushes the spans still to export.
     let _telemetry = telemetry::init(config.log_format).context("cannot set up logging")?;
-    let listener = TcpListener::bind(config.addr)
+    let listener = quicksilver::bind(config.addr)
         .with_context(|| format!("cannot listen on {} (setting `addr`)", config.addr))?;
     let addr = listener.local_addr()?;
     let metrics_listener = match config.metrics_addr {
         Some(metrics_addr) => {
-            let listener = TcpListener::bind(metrics_addr).with_context(|| {
+            let listener = quicksilver::bind(metrics_addr).with_context(|| {
                 format!("cannot listen on {metrics_addr} (setting `metrics_addr`)")
             })?;
             let addr = listener.local_addr()?;
