@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Runs the benchmark scenario set against a hub and appends a Markdown table to
+# loadtest/RESULTS.md (machine, date, command, figures). Any hub works: the command is yours.
+#
+# Usage: loadtest/bench.sh --label NAME --url HUB_URL [--key KEY] [--quick] [--only A,B]
+#                          -- HUB COMMAND...
+#
+#   loadtest/bench.sh --label quicksilver --url http://127.0.0.1:8090/.well-known/mercure -- \
+#     env MERCURE_JWT_KEY=k MERCURE_TRANSPORT=memory MERCURE_ADDR=127.0.0.1:8090 \
+#         MERCURE_WORKERS=1 RUST_LOG=warn target/release/quicksilver
+#
+# The hub is started afresh for every scenario, pinned to CPU 0; the load runs on CPU 1 (taskset),
+# so the two do not steal each other's core. The hub must accept HS256 tokens signed with KEY
+# (default `k`) and be reachable at HUB_URL. --quick runs smaller sizes (a minute in all);
+# --only runs the named scenarios (e.g. fanout-1k,publish).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+label="" url="" key="k" quick=0 only=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --label) label="$2"; shift 2 ;;
+    --url) url="$2"; shift 2 ;;
+    --key) key="$2"; shift 2 ;;
+    --quick) quick=1; shift ;;
+    --only) only=",$2,"; shift 2 ;;
+    --) shift; break ;;
+    *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
+[ -n "$label" ] && [ -n "$url" ] && [ $# -gt 0 ] || { sed -n 2,15p "$0" >&2; exit 2; }
+hub_command=("$@")
+hostport="${url#*://}"; hostport="${hostport%%/*}"
+host="${hostport%:*}"; port="${hostport##*:}"
+
+command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
+ulimit -n "$(ulimit -Hn)"
+cargo build --release --locked -p loadtest -q
+loadtest="${CARGO_TARGET_DIR:-target}/release/loadtest"
+out="$(mktemp -d)"
+trap 'stop_hub; rm -rf "$out"' EXIT
+
+hub_pid=""
+start_hub() {
+  taskset -c 0 "${hub_command[@]}" >"$out/hub.log" 2>&1 &
+  hub_pid=$!
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
+    kill -0 "$hub_pid" 2>/dev/null || { cat "$out/hub.log" >&2; echo "the hub exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "the hub did not listen on $hostport within 10 s" >&2; exit 1
+}
+stop_hub() {
+  [ -n "$hub_pid" ] || return 0
+  kill -TERM "$hub_pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$hub_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$hub_pid" 2>/dev/null || true
+  wait "$hub_pid" 2>/dev/null || true
+  hub_pid=""
+}
+
+# name | loadtest arguments
+if [ "$quick" = 1 ]; then
+  scenarios=(
+    "fanout-1k|fanout --subscribers 1000 --updates 300"
+    "fanout-1k-200ps|fanout --subscribers 1000 --updates 600 --rate 200"
+    "fanout-10k|fanout --subscribers 10000 --updates 50"
+    "templates-10k|topics --subscribers 10000 --updates 2000 --templates"
+    "idle-19k|idle --connections 19000 --hold 3s"
+    "publish|publish --publishers 8 --requests 10000"
+    "reconnect-1k|reconnect --subscribers 1000 --history 500"
+  )
+else
+  scenarios=(
+    "fanout-1k|fanout --subscribers 1000 --updates 2000"
+    "fanout-1k-200ps|fanout --subscribers 1000 --updates 2000 --rate 200"
+    "fanout-10k|fanout --subscribers 10000 --updates 200"
+    "templates-1k|topics --subscribers 1000 --updates 5000 --templates"
+    "templates-10k|topics --subscribers 10000 --updates 5000 --templates"
+    "idle-19k|idle --connections 19000 --hold 5s"
+    "publish|publish --publishers 8 --requests 40000"
+    "reconnect-1k|reconnect --subscribers 1000 --history 1000"
+  )
+fi
+
+for entry in "${scenarios[@]}"; do
+  name="${entry%%|*}"; read -r -a args <<<"${entry#*|}"
+  if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then continue; fi
+  printf '==> %s: %s\n' "$name" "${args[*]}" >&2
+  start_hub
+  taskset -c 1 "$loadtest" --hub "$url" --key "$key" --hub-pid "$hub_pid" --label "$label" \
+    --time-limit 120s "${args[@]}" --json "$out/$name.json" >"$out/$name.txt" || true
+  stop_hub
+done
+
+python3 - "$out" "$label" "$(printf '%q ' "${hub_command[@]}")" "$quick" >>loadtest/RESULTS.md <<'PY'
+import json, os, platform, subprocess, sys, time
+out, label, command, quick = sys.argv[1:5]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem = round(int(open("/proc/meminfo").readline().split()[1]) / 1048576)
+print(f"\n## {label} — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+print(f"Machine: {os.cpu_count()} × {cpu}, {mem} GiB, Linux {platform.release()}. Hub on CPU 0, "
+      f"load on CPU 1{' (quick sizes)' if quick == '1' else ''}.  ")
+print(f"Hub command: `{command.strip()}`\n")
+print("| scenario | delivered | lost / dup | deliveries/s | latency p50 / p99 / max (ms) | publish req/s | hub CPU s | hub RSS | notes |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+def f(x, digits=0):
+    return "–" if x is None else f"{x:,.{digits}f}"
+for name in sorted(os.listdir(out)):
+    if not name.endswith(".json"):
+        continue
+    d = json.load(open(os.path.join(out, name)))
+    r, hub = d["results"], d.get("hub_process") or {}
+    lat = r.get("delivery_latency") or r.get("publish_latency") or r.get("reconnect_latency") or {}
+    dl = r.get("deliveries") or r.get("replayed") or {}
+    delivered = f"{dl['count']:,}/{dl['of']:,}" if dl else "–"
+    notes = []
+    if d.get("timed_out"): notes.append("STOPPED at time limit")
+    if "hub_rss_per_connection_kib" in r:
+        notes.append(f"{r['connections_opened']['count']:,} open, {r['hub_rss_per_connection_kib']} KiB/connection")
+    if r.get("publish_failures"): notes.append(f"{r['publish_failures']} publish failures")
+    if "connect_time" in r and r["connect_time"]:
+        notes.append(f"connect p99 {r['connect_time']['p99_ms']} ms")
+    if "all_reconnected_and_complete_seconds" in r:
+        notes.append(f"all reconnected and caught up in {r['all_reconnected_and_complete_seconds']} s")
+    if "requests_ok" in r:
+        delivered = f"{r['requests_ok']['count']:,}/{r['requests_ok']['of']:,} ok"
+    rss = hub.get("rss_after_kib")
+    print(f"| {name[:-5]} | {delivered} | {f(r.get('lost'))} / {f(r.get('duplicates'))} | "
+          f"{f(r.get('deliveries_per_second'))} | {lat.get('p50_ms', '–')} / {lat.get('p99_ms', '–')} / {lat.get('max_ms', '–')} | "
+          f"{f(r.get('publish_requests_per_second') or r.get('requests_per_second'))} | {hub.get('cpu_seconds', '–')} | "
+          f"{'–' if rss is None else f'{rss/1024:.0f} MiB'} | {'; '.join(notes)} |")
+PY
+echo "appended to loadtest/RESULTS.md" >&2
