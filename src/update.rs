@@ -201,6 +201,21 @@ impl Dispatched {
 }
 
 #[cfg(test)]
+impl Update {
+    /// A public update with this id, on topic `t`, without data: for tests of the stores.
+    pub(crate) fn for_test(id: &str) -> Self {
+        Self {
+            id: EventId::new(id).expect("valid test id"),
+            topics: vec![Topic::new("t").expect("valid test topic")],
+            data: String::new(),
+            private: false,
+            event_type: None,
+            retry: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -151,7 +151,6 @@ async fn blocking<T: Send + 'static>(
 mod tests {
     use super::*;
     use crate::transport::memory::MemoryStore;
-    use crate::update::{EventId, Topic};
 
     /// A store whose disk can "fail": appends are refused while `broken` is set.
     #[derive(Debug, Default)]
@@ -181,33 +180,22 @@ mod tests {
         }
     }
 
-    fn update(id: &str) -> Update {
-        Update {
-            id: EventId::new(id).expect("valid id"),
-            topics: vec![Topic::new("t").expect("valid topic")],
-            data: String::new(),
-            private: false,
-            event_type: None,
-            retry: None,
-        }
-    }
-
     #[tokio::test]
     async fn a_failing_store_refuses_publications_and_turns_unready() {
         let (_router, dispatcher) =
             crate::router::start(None, None, Metrics::new()).expect("router");
         let transport = LocalTransport::start(FlakyStore::default(), dispatcher, Metrics::new())
             .expect("start");
-        assert_eq!(transport.publish(update("a")).await.expect("stored"), 1);
+        assert_eq!(transport.publish(Update::for_test("a")).await.expect("stored"), 1);
         assert!(transport.is_ready());
 
         transport.store.broken.store(true, Ordering::Release);
-        let error = transport.publish(update("b")).await.expect_err("refused");
+        let error = transport.publish(Update::for_test("b")).await.expect_err("refused");
         assert!(error.to_string().contains("disk full"), "{error}");
         assert!(!transport.is_ready(), "readiness follows the store");
 
         transport.store.broken.store(false, Ordering::Release);
-        assert_eq!(transport.publish(update("c")).await.expect("stored again"), 2);
+        assert_eq!(transport.publish(Update::for_test("c")).await.expect("stored again"), 2);
         assert!(transport.is_ready(), "and recovers with it");
     }
 
@@ -220,7 +208,9 @@ mod tests {
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let transport = transport.clone();
-                tokio::spawn(async move { transport.publish(update(&format!("u{i}"))).await })
+                tokio::spawn(
+                    async move { transport.publish(Update::for_test(&format!("u{i}"))).await },
+                )
             })
             .collect();
         let mut seqs = Vec::new();

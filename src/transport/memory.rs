@@ -108,24 +108,12 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::update::{EventId, Topic};
-
-    fn update(id: &str) -> Update {
-        Update {
-            id: EventId::new(id).expect("valid id"),
-            topics: vec![Topic::new("t").expect("valid topic")],
-            data: String::new(),
-            private: false,
-            event_type: None,
-            retry: None,
-        }
-    }
 
     #[test]
     fn numbers_finds_reads_and_trims() {
         let store = MemoryStore::new(3);
         let ids = ["a", "b", "a", "c", "d"];
-        store.append(ids.iter().map(|id| update(id)).collect()).expect("append");
+        store.append(ids.iter().map(|id| Update::for_test(id)).collect()).expect("append");
         assert_eq!(store.last().expect("last").map(|d| d.seq), Some(5));
         // `a` at 1 and 3: once 1 is trimmed, the lookup finds the occurrence still in history.
         assert_eq!(store.find("a").expect("find"), Some(3));
