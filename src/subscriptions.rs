@@ -22,7 +22,7 @@ use crate::form::{self, Form};
 use crate::subscriber::Subscription;
 use crate::topic_selector::{matches_any, TopicSelector};
 use crate::update::{EventId, Topic, Update};
-use crate::{Hub, HUB_PATH};
+use crate::Hub;
 
 /// JSON-LD context of subscription documents.
 const CONTEXT: &str = "https://mercure.rocks/";
@@ -233,11 +233,6 @@ pub async fn api(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
 
 fn not_found() -> HttpResponse {
     HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("Not Found\n")
-}
-
-/// Whether `path` is under the hub URL (where the subscriptions API and the UI live).
-pub fn is_hub_subpath(path: &str) -> bool {
-    path.strip_prefix(HUB_PATH).is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[cfg(test)]
