@@ -112,12 +112,14 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
     // With `metrics_addr`, metrics move to their own listener (see `serve_metrics`).
     let metrics_here = hub.config.metrics_addr.is_none();
     let metrics = hub.metrics.clone();
+    let metrics_data = web::Data::new(hub.metrics.clone());
     let data = web::Data::new(hub);
     let server = HttpServer::new(move || {
         let cors_origins = cors_origins.clone();
         let metrics = metrics.clone();
         App::new()
             .app_data(data.clone())
+            .app_data(metrics_data.clone())
             .wrap_fn(move |req, service| {
                 let origins = cors_origins.clone();
                 let metrics = metrics.clone();
@@ -163,7 +165,7 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
             )
             .configure(|cfg| {
                 if metrics_here {
-                    cfg.route("/metrics", web::get().to(metrics_endpoint));
+                    cfg.route("/metrics", web::get().to(render_metrics));
                 }
             })
             .route("/healthz", web::get().to(healthz))
@@ -264,15 +266,8 @@ pub fn serve_metrics(listener: TcpListener, metrics: Metrics) -> std::io::Result
     .run())
 }
 
-async fn metrics_endpoint(hub: web::Data<Hub>) -> HttpResponse {
-    metrics_response(&hub.metrics)
-}
-
+/// `/metrics`, on the hub's listener or on `metrics_addr`'s.
 async fn render_metrics(metrics: web::Data<Metrics>) -> HttpResponse {
-    metrics_response(&metrics)
-}
-
-fn metrics_response(metrics: &Metrics) -> HttpResponse {
     HttpResponse::Ok().content_type(Metrics::CONTENT_TYPE).body(metrics.render())
 }
 

@@ -100,7 +100,6 @@ async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespon
     if let Some(cursor) = &cursor {
         span.record("mercure.last_event_id", cursor.as_str());
     }
-    hub.metrics.subscriber_connected();
     let stream = SubscriberStream::new(
         subscription,
         hub.transport.clone(),

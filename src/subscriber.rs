@@ -117,7 +117,7 @@ pub struct SubscriberStream {
     opened: bool,
     heartbeat: Option<(Duration, Pin<Box<Sleep>>)>,
     deadline: Option<Pin<Box<Sleep>>>,
-    /// Counted as connected while the stream lives.
+    /// Counted as connected while the stream lives (from `new` to `drop`).
     metrics: Metrics,
 }
 
@@ -188,6 +188,7 @@ impl SubscriberStream {
         start: StreamStart,
         metrics: Metrics,
     ) -> Self {
+        metrics.subscriber_connected();
         let replay = match start.replay_after {
             Some(cursor) if cursor < bound => {
                 Replay::Running { cursor, page: None, ready: VecDeque::new() }

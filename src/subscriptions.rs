@@ -119,21 +119,22 @@ pub fn presence_updates(subscription: &Subscription, active: bool) -> Vec<Update
 
 /// Which document the request path asks for.
 enum Target {
-    All,
-    Topic(String),
+    /// The list, of every subscription or only those to one selector.
+    Collection(Option<String>),
+    /// One subscription: (selector, subscriber id).
     One(String, String),
 }
 
 fn target(path: &str) -> Option<Target> {
     let rest = path.strip_prefix(SUBSCRIPTIONS_PATH)?;
     if rest.is_empty() {
-        return Some(Target::All);
+        return Some(Target::Collection(None));
     }
     let segments: Vec<&str> = rest.strip_prefix('/')?.split('/').collect();
     // Segments are form-decoded, so `+` is a space, as the reference hub does.
     let decode = |segment: &str| form::decode_component(segment).ok().filter(|s| !s.is_empty());
     match segments.as_slice() {
-        [topic] => Some(Target::Topic(decode(topic)?)),
+        [topic] => Some(Target::Collection(Some(decode(topic)?))),
         [topic, subscriber] => Some(Target::One(decode(topic)?, decode(subscriber)?)),
         _ => None,
     }
@@ -188,15 +189,10 @@ pub async fn api(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
         })
     };
     let body = match target {
-        Target::All | Target::Topic(_) => {
-            let wanted = match &target {
-                Target::Topic(topic) => Some(topic.as_str()),
-                _ => None,
-            };
-            let request_uri = match req.uri().path_and_query() {
-                Some(uri) => uri.as_str(),
-                None => req.uri().path(),
-            };
+        Target::Collection(wanted) => {
+            let wanted = wanted.as_deref();
+            let request_uri =
+                req.uri().path_and_query().map_or(req.uri().path(), |uri| uri.as_str());
             let collection = Collection {
                 context: CONTEXT,
                 id: request_uri,
@@ -251,9 +247,9 @@ mod tests {
 
     #[test]
     fn parses_api_paths() {
-        assert!(matches!(target(SUBSCRIPTIONS_PATH), Some(Target::All)));
+        assert!(matches!(target(SUBSCRIPTIONS_PATH), Some(Target::Collection(None))));
         match target(&format!("{SUBSCRIPTIONS_PATH}/a+b%2Fc")) {
-            Some(Target::Topic(topic)) => assert_eq!(topic, "a b/c"),
+            Some(Target::Collection(Some(topic))) => assert_eq!(topic, "a b/c"),
             _ => panic!("a topic path"),
         }
         match target(&format!("{SUBSCRIPTIONS_PATH}/t/urn%3Auuid%3Ax")) {
