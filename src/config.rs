@@ -26,7 +26,9 @@ pub const DEFAULT_COOKIE_NAME: &str = "mercureAuthorization";
 /// Heartbeat: below the 45 s after which the Yaffle EventSource polyfill gives up, and below the
 /// 60 s idle timeout of common proxies.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(40);
-/// Time one write to one subscriber may take before that subscriber is dropped.
+/// Time a connection may accept no data while the hub has some to send before it is reset: long
+/// enough for a client on a poor mobile network, short enough that a frozen reader does not hold
+/// its buffers for long.
 pub const DEFAULT_DISPATCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Maximum lifetime of a subscription stream (randomized to 80–100 % per connection).
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -59,7 +61,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("publish_origins", "origins allowed to publish with the cookie, * allowed"),
     ("cookie_name", "authorization cookie name (default mercureAuthorization)"),
     ("heartbeat", "comment sent after this much silence, 0s = off (default 40s)"),
-    ("dispatch_timeout", "time allowed for a write to a subscriber (default 5s)"),
+    ("dispatch_timeout", "a connection accepting no data for this long is reset (default 5s)"),
     ("write_timeout", "maximum stream lifetime, 0s = off (default 600s)"),
     ("drain_timeout", "on SIGTERM, time within which open streams are ended (default 20s)"),
     ("transport", "embedded (durable history, default) or memory"),
@@ -151,7 +153,7 @@ pub struct Config {
     pub cookie_name: String,
     /// Silence after which a comment is sent; `None` = off.
     pub heartbeat: Option<Duration>,
-    /// Time allowed for one write to a subscriber; `None` = off.
+    /// Time a connection may accept no data while the hub has some to send; `None` = off.
     pub dispatch_timeout: Option<Duration>,
     /// Maximum stream lifetime; `None` = off.
     pub write_timeout: Option<Duration>,

@@ -17,6 +17,7 @@
 
 pub mod authorization;
 pub mod config;
+pub mod connection;
 pub mod cors;
 pub mod error;
 pub mod form;
@@ -36,13 +37,18 @@ pub mod update;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
+use std::time::Duration;
+
+use actix_service::ServiceFactoryExt;
+use actix_web::dev::{AppConfig, Server};
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
+use actix_web::rt::net::TcpStream;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::FutureExt;
 
 use crate::config::{Config, TransportKind};
+use crate::connection::Connection;
 use crate::error::HubError;
 use crate::metrics::Metrics;
 use crate::router::Router;
@@ -87,7 +93,7 @@ impl Hub {
         // a replay after a restart is bounded by what was stored before it.
         let metrics = Metrics::new();
         let last = store.last()?;
-        let (router, dispatcher) = router::start(last, config.dispatch_timeout, metrics.clone())?;
+        let (router, dispatcher) = router::start(last, metrics.clone())?;
         let transport = Arc::new(LocalTransport::start(store, dispatcher, metrics.clone())?);
         Ok(Self { config: Arc::new(config), transport, router, metrics })
     }
@@ -96,106 +102,153 @@ impl Hub {
 /// Starts the HTTP server on `listener`. The returned [`Server`] runs when awaited (inside an
 /// actix system) and is stopped through its handle: signals are the caller's business (see
 /// [`shutdown_on_signal`]), so that a shutdown can drain streams first.
+///
+/// The server is assembled from actix's parts rather than with `HttpServer` for one reason: every
+/// accepted connection is wrapped in a [`Connection`], which ends it when its client accepts no
+/// data for `dispatch_timeout` (`HttpServer` has no way to wrap the socket).
 pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
     let workers = hub.config.workers;
     let dispatch_timeout = hub.config.dispatch_timeout;
     // Slack past the drain time for in-flight publications to be answered.
     let shutdown_timeout = hub.config.drain_timeout.as_secs() + 2;
-    let cors_origins = Arc::new(hub.config.cors_origins.clone());
-    let csp = if hub.config.ui {
+    let local_addr = listener.local_addr()?;
+    let builder = actix_server::Server::build();
+    let shutting_down = builder.graceful_shutdown_signal();
+    let shared = AppShared::new(hub);
+    Ok(builder
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(shutdown_timeout)
+        .listen("quicksilver", listener, move || {
+            let shutting_down = shutting_down.clone();
+            let http = actix_http::HttpService::build()
+                // The defaults of actix-web's `HttpServer`.
+                .keep_alive(Duration::from_secs(5))
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                // A client that closes its side has gone: end its stream at once (so its
+                // departure is announced and its resources freed) instead of waiting for the
+                // next failed write.
+                .h1_allow_half_closed(false)
+                // Idle keep-alive connections close when a shutdown starts.
+                .graceful_shutdown_signal(move || {
+                    let signal = shutting_down.clone();
+                    async move { signal.notified().await }
+                })
+                .local_addr(local_addr)
+                .on_connect_ext(|connection: &Connection, data| {
+                    data.insert(connection.cut_off());
+                })
+                .h1(actix_service::map_config(app(&shared), |()| AppConfig::default()));
+            actix_service::fn_service(move |stream: TcpStream| {
+                let peer = stream.peer_addr().ok();
+                std::future::ready(Ok::<_, actix_http::error::DispatchError>((
+                    Connection::new(stream, dispatch_timeout),
+                    peer,
+                )))
+            })
+            .and_then(http)
+        })?
+        .run())
+}
+
+/// What every worker's application shares.
+#[derive(Clone)]
+struct AppShared {
+    hub: web::Data<Hub>,
+    metrics: web::Data<Metrics>,
+    cors_origins: Arc<Vec<String>>,
+}
+
+impl AppShared {
+    fn new(hub: Hub) -> Self {
+        Self {
+            metrics: web::Data::new(hub.metrics.clone()),
+            cors_origins: Arc::new(hub.config.cors_origins.clone()),
+            hub: web::Data::new(hub),
+        }
+    }
+}
+
+/// The hub's HTTP application: routes, middleware and shared state, built once per worker.
+fn app(
+    shared: &AppShared,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let config = &shared.hub.config;
+    let csp = if config.ui {
         "default-src 'self' mercure.rocks cdn.jsdelivr.net"
     } else {
         "default-src 'self'"
     };
-    let subscriptions = hub.config.subscriptions;
-    let ui = hub.config.ui;
+    let subscriptions = config.subscriptions;
+    let ui = config.ui;
     // With `metrics_addr`, metrics move to their own listener (see `serve_metrics`).
-    let metrics_here = hub.config.metrics_addr.is_none();
-    let metrics = hub.metrics.clone();
-    let metrics_data = web::Data::new(hub.metrics.clone());
-    let data = web::Data::new(hub);
-    let server = HttpServer::new(move || {
-        let cors_origins = cors_origins.clone();
-        let metrics = metrics.clone();
-        App::new()
-            .app_data(data.clone())
-            .app_data(metrics_data.clone())
-            .wrap_fn(move |req, service| {
-                let origins = cors_origins.clone();
-                let metrics = metrics.clone();
-                let request = RequestLog::start(&req);
-                actix_web::dev::Service::call(service, req).map(move |result| {
-                    result.map(|response| {
-                        metrics.http_response(response.status().as_u16());
-                        if let Some(request) = request {
-                            request.finish(response.status());
-                        }
-                        cors::add_headers(&origins, response)
-                    })
+    let metrics_here = config.metrics_addr.is_none();
+    let cors_origins = shared.cors_origins.clone();
+    let metrics = shared.metrics.clone();
+    App::new()
+        .app_data(shared.hub.clone())
+        .app_data(shared.metrics.clone())
+        .wrap_fn(move |req, service| {
+            let origins = cors_origins.clone();
+            let metrics = metrics.clone();
+            let request = RequestLog::start(&req);
+            actix_web::dev::Service::call(service, req).map(move |result| {
+                result.map(|response| {
+                    metrics.http_response(response.status().as_u16());
+                    if let Some(request) = request {
+                        request.finish(response.status());
+                    }
+                    cors::add_headers(&origins, response)
                 })
             })
-            .wrap(
-                DefaultHeaders::new()
-                    .add((header::X_FRAME_OPTIONS, "DENY"))
-                    .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                    .add((header::X_XSS_PROTECTION, "1; mode=block"))
-                    .add((header::CONTENT_SECURITY_POLICY, csp)),
-            )
-            .configure(|cfg| {
-                if ui {
-                    ui::configure(cfg);
-                }
-                if subscriptions {
-                    let api = |path: &'static str| {
-                        web::resource(path)
-                            .route(web::get().to(subscriptions::api))
-                            .default_service(web::to(method_not_allowed))
-                    };
-                    cfg.service(api(subscriptions::SUBSCRIPTIONS_PATH))
-                        .service(api("/.well-known/mercure/subscriptions/{rest:.*}"));
-                }
-            })
-            .service(
-                web::resource(HUB_PATH)
-                    .route(web::get().to(subscribe::subscribe))
-                    .route(web::head().to(subscribe::subscribe))
-                    .route(web::post().to(publish::publish))
-                    .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .configure(|cfg| {
-                if metrics_here {
-                    cfg.route("/metrics", web::get().to(render_metrics));
-                }
-            })
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/", web::get().to(welcome))
-            .default_service(web::to(not_found))
-    })
-    .workers(workers)
-    // A client that closes its side has gone: end its stream at once (so its departure is
-    // announced and its resources freed) instead of waiting for the next failed write.
-    .h1_allow_half_closed(false)
-    .on_connect(move |connection, _| {
-        // A reader that stops reading keeps its socket buffers full and its stream unpolled, so
-        // no timer of ours runs for it once the router has dropped it. TCP_USER_TIMEOUT makes
-        // the kernel abort a connection whose data stays unacknowledged (or unsent behind a zero
-        // window) for that long. Twice `dispatch_timeout`: the router's own check comes first.
-        if let (Some(timeout), Some(stream)) =
-            (dispatch_timeout, connection.downcast_ref::<actix_web::rt::net::TcpStream>())
-        {
-            let socket = socket2::SockRef::from(stream);
-            if let Err(error) = socket.set_tcp_user_timeout(Some(timeout * 2)) {
-                tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
+        })
+        .wrap(
+            DefaultHeaders::new()
+                .add((header::X_FRAME_OPTIONS, "DENY"))
+                .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .add((header::X_XSS_PROTECTION, "1; mode=block"))
+                .add((header::CONTENT_SECURITY_POLICY, csp)),
+        )
+        .configure(|cfg| {
+            if ui {
+                ui::configure(cfg);
             }
-        }
-    })
-    .disable_signals()
-    .shutdown_timeout(shutdown_timeout)
-    .listen(listener)?
-    .run();
-    Ok(server)
+            if subscriptions {
+                let api = |path: &'static str| {
+                    web::resource(path)
+                        .route(web::get().to(subscriptions::api))
+                        .default_service(web::to(method_not_allowed))
+                };
+                cfg.service(api(subscriptions::SUBSCRIPTIONS_PATH))
+                    .service(api("/.well-known/mercure/subscriptions/{rest:.*}"));
+            }
+        })
+        .service(
+            web::resource(HUB_PATH)
+                .route(web::get().to(subscribe::subscribe))
+                .route(web::head().to(subscribe::subscribe))
+                .route(web::post().to(publish::publish))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .configure(|cfg| {
+            if metrics_here {
+                cfg.route("/metrics", web::get().to(render_metrics));
+            }
+        })
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/", web::get().to(welcome))
+        .default_service(web::to(not_found))
 }
 
 /// Binds a listening socket with a backlog fit for reconnect storms. `std::net::TcpListener::bind`

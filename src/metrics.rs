@@ -35,7 +35,7 @@ const PUBLISH_DURATION_BUCKETS: [f64; 16] = [
 pub enum DropReason {
     /// Its bounded queue was full: it reads more slowly than updates arrive.
     QueueFull,
-    /// Writing to its connection took longer than `dispatch_timeout`.
+    /// Its connection accepted no data for `dispatch_timeout` while updates waited.
     DispatchTimeout,
 }
 

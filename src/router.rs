@@ -5,9 +5,11 @@
 //! snapshot, drain) from the HTTP side, and updates from the transport, in sequence order.
 //! Matching uses an index so that a publish does not scan every subscriber: exact selectors in a
 //! hash map keyed by topic, `*` and URI templates in a set checked one by one. Delivery is a
-//! `try_send` into each subscriber's bounded queue; a subscriber whose queue is full, or that has
-//! taken nothing from it for `dispatch_timeout`, is dropped (it reconnects and resumes from
-//! history). So a slow reader never slows the router or anyone else.
+//! `try_send` into each subscriber's bounded queue; a subscriber whose queue is full is dropped (it
+//! reconnects and resumes from history). So a slow reader never slows the router or anyone else.
+//! A subscriber that reads nothing at all is cut off under the HTTP layer (see
+//! [`crate::connection`]); its stream then unregisters with that reason, and the router counts
+//! every subscriber it loses for slowness exactly once, whichever way it went.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -41,7 +43,11 @@ enum Control {
         queue: mpsc::Sender<Arc<Dispatched>>,
         registered: oneshot::Sender<Seq>,
     },
-    Unregister(SubscriberKey),
+    /// The subscriber's stream ended; `reason` when the hub cut it off for slowness.
+    Unregister {
+        key: SubscriberKey,
+        reason: Option<DropReason>,
+    },
     Snapshot(oneshot::Sender<Snapshot>),
     Drain(Duration),
 }
@@ -50,7 +56,7 @@ impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Control::Register { key, .. } => write!(f, "Register({key})"),
-            Control::Unregister(key) => write!(f, "Unregister({key})"),
+            Control::Unregister { key, reason } => write!(f, "Unregister({key}, {reason:?})"),
             Control::Snapshot(_) => f.write_str("Snapshot"),
             Control::Drain(within) => write!(f, "Drain({within:?})"),
         }
@@ -104,10 +110,8 @@ pub struct Registered {
 
 /// Starts the router thread. `last` is the newest stored update: its sequence number bounds
 /// history replays correctly after a restart, and its id is the last event id until the next one.
-/// A subscriber that takes nothing from its waiting queue for `dispatch_timeout` is dropped.
 pub fn start(
     last: Option<Arc<Dispatched>>,
-    dispatch_timeout: Option<Duration>,
     metrics: Metrics,
 ) -> std::io::Result<(Router, Dispatcher)> {
     // Control messages come one or two per connection and their sender must not block (the
@@ -117,7 +121,6 @@ pub fn start(
     let state = RouterState {
         last_seq: last.as_ref().map_or(0, |d| d.seq),
         last,
-        dispatch_timeout,
         metrics,
         ..RouterState::default()
     };
@@ -143,7 +146,7 @@ impl Router {
         let (registered, bound) = oneshot::channel();
         let message = Control::Register { key, subscription, queue: sender, registered };
         self.control.send(message).map_err(|_| RouterStopped)?;
-        let registration = Registration { key, control: self.control.clone() };
+        let registration = Registration { key, control: self.control.clone(), reason: None };
         let bound = bound.await.map_err(|_| RouterStopped)?;
         Ok(Registered { registration, queue, bound })
     }
@@ -168,12 +171,21 @@ impl Router {
 pub struct Registration {
     key: SubscriberKey,
     control: mpsc::UnboundedSender<Control>,
+    reason: Option<DropReason>,
+}
+
+impl Registration {
+    /// Records that the hub cut this subscriber off for `reason`: the router counts it when the
+    /// registration is dropped, unless it had already dropped the subscriber itself.
+    pub fn cut_off(&mut self, reason: DropReason) {
+        self.reason = Some(reason);
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         // Fails only when the router already stopped, and then there is nothing to undo.
-        let _ = self.control.send(Control::Unregister(self.key));
+        let _ = self.control.send(Control::Unregister { key: self.key, reason: self.reason });
     }
 }
 
@@ -183,26 +195,6 @@ struct Entry {
     /// Sequence of the last update offered, so a subscriber matched by several selectors or
     /// topics receives an update once.
     last_offered: Seq,
-    /// Set while updates wait in the queue: the subscriber's delivery count then, and since when
-    /// it has not moved.
-    stalled: Option<(u64, Instant)>,
-}
-
-impl Entry {
-    /// Notes whether the subscriber made progress since the last delivery; true once it has
-    /// taken nothing from its waiting queue for `timeout`.
-    fn stalled_for(&mut self, now: Instant, timeout: Duration) -> bool {
-        // More than the update just sent: the connection has not caught up.
-        let waiting = self.queue.max_capacity() - self.queue.capacity() > 1;
-        let taken = self.subscription.delivered.load(Ordering::Relaxed);
-        match self.stalled {
-            Some((seen, since)) if waiting && seen == taken => now.duration_since(since) >= timeout,
-            _ => {
-                self.stalled = waiting.then_some((taken, now));
-                false
-            }
-        }
-    }
 }
 
 #[derive(Default)]
@@ -212,7 +204,6 @@ struct RouterState {
     last: Option<Arc<Dispatched>>,
     subscribers: HashMap<SubscriberKey, Entry>,
     index: SelectorIndex,
-    dispatch_timeout: Option<Duration>,
     metrics: Metrics,
     /// While shutting down: the time within which streams are ended.
     draining: Option<Duration>,
@@ -243,7 +234,7 @@ impl RouterState {
                 for selector in &subscription.selectors {
                     self.index.insert(key, selector);
                 }
-                let entry = Entry { subscription, queue, last_offered: 0, stalled: None };
+                let entry = Entry { subscription, queue, last_offered: 0 };
                 self.subscribers.insert(key, entry);
                 if let Some(within) = self.draining {
                     self.schedule_close(key, within);
@@ -251,7 +242,13 @@ impl RouterState {
                 // The subscriber may have gone already; its unregister message follows.
                 let _ = registered.send(self.last_seq);
             }
-            Control::Unregister(key) => self.remove(key),
+            Control::Unregister { key, reason } => {
+                if self.remove(key) {
+                    if let Some(reason) = reason {
+                        self.count_drop(key, reason);
+                    }
+                }
+            }
             Control::Snapshot(reply) => {
                 let _ = reply.send(Snapshot {
                     last_event_id: self.last.as_ref().map(|d| d.update.id.to_string()),
@@ -288,11 +285,18 @@ impl RouterState {
         }
     }
 
-    fn remove(&mut self, key: SubscriberKey) {
-        let Some(entry) = self.subscribers.remove(&key) else { return };
+    /// Forgets a subscriber; false when it was already gone.
+    fn remove(&mut self, key: SubscriberKey) -> bool {
+        let Some(entry) = self.subscribers.remove(&key) else { return false };
         for selector in &entry.subscription.selectors {
             self.index.remove(key, selector);
         }
+        true
+    }
+
+    fn count_drop(&self, key: SubscriberKey, reason: DropReason) {
+        tracing::info!(subscriber = key, reason = reason.as_str(), "slow subscriber dropped");
+        self.metrics.subscriber_dropped(reason);
     }
 
     fn dispatch(&mut self, dispatched: &Arc<Dispatched>) {
@@ -307,11 +311,8 @@ impl RouterState {
         let _entered = span.enter();
         let mut dropped = Vec::new();
         let mut deliveries = 0;
-        let mut now = None;
         let mut selected = Vec::new();
-        for topic in &dispatched.update.topics {
-            self.index.select(topic.as_str(), &mut selected);
-        }
+        self.index.select(dispatched.update.topics.iter().map(|t| t.as_str()), &mut selected);
         for key in &selected {
             let Some(entry) = self.subscribers.get_mut(key) else { continue };
             if entry.last_offered == dispatched.seq {
@@ -322,15 +323,7 @@ impl RouterState {
                 continue;
             }
             match entry.queue.try_send(dispatched.clone()) {
-                Ok(()) => {
-                    deliveries += 1;
-                    if let Some(timeout) = self.dispatch_timeout {
-                        let now = *now.get_or_insert_with(Instant::now);
-                        if entry.stalled_for(now, timeout) {
-                            dropped.push((*key, Some(DropReason::DispatchTimeout)));
-                        }
-                    }
-                }
+                Ok(()) => deliveries += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     dropped.push((*key, Some(DropReason::QueueFull)));
                 }
@@ -339,19 +332,15 @@ impl RouterState {
         }
         // Dropping the entry closes the queue: the connection sends what it holds, then ends,
         // and the client resumes from history with its Last-Event-ID. A connection that reads
-        // nothing at all is cut by the kernel (TCP_USER_TIMEOUT, set in `serve`).
+        // nothing at all is cut off under the HTTP layer (`crate::connection`).
         span.record("mercure.subscribers", deliveries);
         self.metrics.updates_dispatched(deliveries);
         for (key, reason) in dropped {
-            if let Some(reason) = reason {
-                tracing::info!(
-                    subscriber = key,
-                    reason = reason.as_str(),
-                    "slow subscriber dropped"
-                );
-                self.metrics.subscriber_dropped(reason);
+            if self.remove(key) {
+                if let Some(reason) = reason {
+                    self.count_drop(key, reason);
+                }
             }
-            self.remove(key);
         }
     }
 }
@@ -429,9 +418,21 @@ impl SelectorIndex {
         }
     }
 
-    /// Appends the subscribers `topic` selects (a subscriber may appear more than once).
-    fn select(&self, topic: &str, selected: &mut Vec<SubscriberKey>) {
+    /// Appends the subscribers that one of `topics` selects (a subscriber may appear more than
+    /// once). `*` subscribers are added once, however many topics the update has.
+    fn select<'t>(
+        &self,
+        topics: impl IntoIterator<Item = &'t str>,
+        selected: &mut Vec<SubscriberKey>,
+    ) {
         selected.extend(&self.any);
+        for topic in topics {
+            self.select_topic(topic, selected);
+        }
+    }
+
+    /// Appends the subscribers whose exact or template selector matches `topic`.
+    fn select_topic(&self, topic: &str, selected: &mut Vec<SubscriberKey>) {
         if let Some(keys) = self.exact.get(topic) {
             selected.extend(keys);
         }
@@ -475,7 +476,7 @@ mod tests {
 
     fn select(index: &SelectorIndex, topic: &str) -> Vec<SubscriberKey> {
         let mut selected = Vec::new();
-        index.select(topic, &mut selected);
+        index.select([topic], &mut selected);
         selected.sort_unstable();
         selected.dedup();
         selected
@@ -518,6 +519,64 @@ mod tests {
             index.remove(key, &TopicSelector::parse(raw));
         }
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_wildcard_subscriber_is_selected_once_however_many_topics() {
+        let mut index = SelectorIndex::default();
+        index.insert(1, &TopicSelector::parse("*"));
+        let topics: Vec<String> = (0..1000).map(|i| format!("https://e.com/{i}")).collect();
+        let mut selected = Vec::new();
+        index.select(topics.iter().map(String::as_str), &mut selected);
+        assert_eq!(selected, [1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_subscriber_cut_off_for_slowness_is_counted_once() {
+        use crate::subscriber::Subscription;
+        use crate::update::Update;
+
+        let metrics = Metrics::new();
+        let (router, dispatcher) = start(None, metrics.clone()).expect("router");
+        let everything =
+            || Arc::new(Subscription::new(vec![TopicSelector::parse("*")], None, None));
+        let count = |reason: &str| {
+            let line = format!("mercure_subscribers_dropped_total{{reason=\"{reason}\"}} ");
+            let text = metrics.render();
+            let value = text.lines().find_map(|l| l.strip_prefix(line.as_str()).map(str::to_owned));
+            value.expect("the counter is rendered")
+        };
+
+        // Cut off under the HTTP layer: counted when its stream unregisters.
+        let mut cut = router.register(everything(), 10).await.expect("registered");
+        cut.registration.cut_off(DropReason::DispatchTimeout);
+        drop(cut);
+
+        // Queue full: the router drops it and counts it; its stream ending afterwards, even
+        // marked as cut off, is not counted a second time.
+        let mut full = router.register(everything(), 1).await.expect("registered");
+        let feed = dispatcher.clone();
+        tokio::task::spawn_blocking(move || {
+            for seq in 1..=2 {
+                let update = Update::for_test(&format!("u{seq}"));
+                feed.blocking_dispatch(Arc::new(Dispatched::new(seq, update))).expect("router");
+            }
+        })
+        .await
+        .expect("dispatched");
+        // Not reading meanwhile: the second update finds the queue full.
+        while !full.queue.is_closed() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(full.queue.recv().await.map(|d| d.seq), Some(1));
+        assert!(full.queue.recv().await.is_none(), "dropped when the second did not fit");
+        full.registration.cut_off(DropReason::DispatchTimeout);
+        drop(full);
+
+        // Control messages are handled in order: once this answers, both unregistrations are in.
+        assert!(router.snapshot().await.expect("snapshot").subscriptions.is_empty());
+        assert_eq!(count("dispatch_timeout"), "1");
+        assert_eq!(count("queue_full"), "1");
     }
 
     #[test]

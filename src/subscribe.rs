@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::authorization::SubscriberGrant;
+use crate::connection::CutOff;
 use crate::error::HubError;
 use crate::form::Form;
 use crate::subscriber::{Departure, StreamStart, SubscriberStream, Subscription, QUEUE_CAPACITY};
@@ -91,6 +92,7 @@ async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespon
         heartbeat: hub.config.heartbeat,
         deadline: deadline(hub.config.write_timeout, grant.expires_at),
         departure,
+        cut_off: req.conn_data::<CutOff>().cloned(),
     };
     let span = tracing::Span::current();
     let topics: Vec<&str> = subscription.selectors.iter().map(TopicSelector::as_str).collect();

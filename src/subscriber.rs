@@ -11,7 +11,6 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,7 +19,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
-use crate::metrics::Metrics;
+use crate::connection::CutOff;
+use crate::metrics::{DropReason, Metrics};
 use crate::router::{Queue, Registered, Registration};
 use crate::subscriptions::presence_updates;
 use crate::topic_selector::{matches_any, TopicSelector};
@@ -49,9 +49,6 @@ pub struct Subscription {
     /// The token's `mercure.subscribe` selectors; `None` for anonymous subscribers, who never
     /// receive private updates.
     pub authorized: Option<Vec<TopicSelector>>,
-    /// Updates the connection has taken from its queue; the router watches it to spot readers
-    /// that stopped reading.
-    pub delivered: AtomicU64,
 }
 
 impl Subscription {
@@ -61,13 +58,7 @@ impl Subscription {
         authorized: Option<Vec<TopicSelector>>,
         payload: Option<serde_json::Value>,
     ) -> Self {
-        Self {
-            id: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
-            payload,
-            selectors,
-            authorized,
-            delivered: AtomicU64::new(0),
-        }
+        Self { id: format!("urn:uuid:{}", uuid::Uuid::new_v4()), payload, selectors, authorized }
     }
 
     /// Whether this subscriber receives `update`: one of its topics matches one of the selectors
@@ -108,7 +99,9 @@ pub struct SubscriberStream {
     transport: Arc<dyn Transport>,
     queue: Queue,
     /// Keeps the subscriber registered while the stream lives.
-    _registration: Registration,
+    registration: Registration,
+    /// Raised by the connection when it ends itself because the client stopped reading.
+    cut_off: Option<CutOff>,
     /// Dropped after the registration, so the departure is announced once it is effective.
     _departure: Option<Departure>,
     /// Live updates up to this sequence number were covered by history (or skipped): not resent.
@@ -124,6 +117,9 @@ pub struct SubscriberStream {
 impl Drop for SubscriberStream {
     fn drop(&mut self) {
         self.metrics.subscriber_disconnected();
+        if self.cut_off.as_ref().is_some_and(CutOff::is_set) {
+            self.registration.cut_off(DropReason::DispatchTimeout);
+        }
     }
 }
 
@@ -138,6 +134,8 @@ pub struct StreamStart {
     pub deadline: Option<Instant>,
     /// Announces the end of the subscription when the stream is dropped.
     pub departure: Option<Departure>,
+    /// The connection's flag for "ended because the client stopped reading", when it has one.
+    pub cut_off: Option<CutOff>,
 }
 
 /// Publishes a subscription's `active: false` events when dropped, that is when its connection
@@ -199,7 +197,8 @@ impl SubscriberStream {
             subscription,
             transport,
             queue,
-            _registration: registration,
+            registration,
+            cut_off: start.cut_off,
             _departure: start.departure,
             // A cursor found *after* the bound (published while we registered) means the client
             // already has everything up to it, live updates included.
@@ -278,7 +277,6 @@ impl Stream for SubscriberStream {
         loop {
             match this.queue.poll_recv(cx) {
                 Poll::Ready(Some(update)) => {
-                    this.subscription.delivered.fetch_add(1, Ordering::Relaxed);
                     if update.seq <= this.bound {
                         continue;
                     }

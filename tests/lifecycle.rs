@@ -83,10 +83,6 @@ async fn a_stalled_reader_is_cut_off_and_nobody_else_waits() {
         let event = healthy.next().await;
         assert_eq!(event.id, format!("u{i}"), "the healthy subscriber gets everything, in order");
         latencies.push(sent.elapsed());
-        if i % 50 == 49 {
-            // Give the stall detection time to see no progress for the dispatch timeout.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
     baseline.sort();
     latencies.sort();
@@ -99,8 +95,10 @@ async fn a_stalled_reader_is_cut_off_and_nobody_else_waits() {
         latencies[latencies.len() - 1]
     );
 
-    // The router dropped the stalled subscriber: only the healthy one is listed.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // The stalled subscriber was cut off: only the healthy one is listed. Its connection ends
+    // `dispatch_timeout` after its socket last accepted data, whatever the speed of this build,
+    // so wait generously rather than for a fixed time.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while listed().await != 1 {
         assert!(Instant::now() < deadline, "the stalled subscriber is still registered");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -113,11 +111,10 @@ async fn a_stalled_reader_is_cut_off_and_nobody_else_waits() {
         "{metrics}"
     );
 
-    // And the kernel aborted its connection (TCP_USER_TIMEOUT): reading now ends in a reset,
-    // not in the clean end of a stream that was merely closed.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // And the hub reset its connection, discarding what it could not send: reading now ends in
+    // a reset, not in the clean end of a stream that was merely closed.
     let mut buffer = vec![0u8; 1 << 16];
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             match stalled.read(&mut buffer).await {
                 Ok(0) => return "eof",

@@ -182,8 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_store_refuses_publications_and_turns_unready() {
-        let (_router, dispatcher) =
-            crate::router::start(None, None, Metrics::new()).expect("router");
+        let (_router, dispatcher) = crate::router::start(None, Metrics::new()).expect("router");
         let transport = LocalTransport::start(FlakyStore::default(), dispatcher, Metrics::new())
             .expect("start");
         assert_eq!(transport.publish(Update::for_test("a")).await.expect("stored"), 1);
@@ -201,8 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_publications_are_numbered_in_one_order() {
-        let (_router, dispatcher) =
-            crate::router::start(None, None, Metrics::new()).expect("router");
+        let (_router, dispatcher) = crate::router::start(None, Metrics::new()).expect("router");
         let transport =
             LocalTransport::start(MemoryStore::new(0), dispatcher, Metrics::new()).expect("start");
         let tasks: Vec<_> = (0..200)

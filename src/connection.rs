@@ -1,0 +1,215 @@
+//! One client connection: the TCP stream under the HTTP server, watched for a client that stops
+//! reading.
+//!
+//! A subscriber that stops reading (a frozen tab, a proxy that buffers, an attacker) fills its
+//! socket buffers; from then on the HTTP layer cannot write, so it stops polling that stream, and
+//! no timer of the stream itself can run. The check therefore lives here, under the HTTP layer:
+//! when the socket has refused every byte for `dispatch_timeout` while the hub had something to
+//! send, [`Connection`] fails the write. The HTTP layer then drops the connection, which ends the
+//! subscriber's stream (its client resumes from history when it comes back), and the socket is
+//! reset rather than closed, so the kernel frees its buffered data at once.
+//!
+//! This is the one mechanism that ends a connection for not reading; the router's own check is
+//! the queue of updates waiting for a subscriber (`queue_full`). The connection marks itself
+//! [`CutOff`] so that the subscriber's stream, when dropped, tells the router why it ended, and
+//! the router counts it once under `dispatch_timeout`.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::rt::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Set on a connection the hub ended because its client accepted nothing for `dispatch_timeout`.
+/// Cheap to clone; handlers find it in the request's connection data.
+#[derive(Debug, Clone, Default)]
+pub struct CutOff(Arc<AtomicBool>);
+
+impl CutOff {
+    /// Whether the connection was ended for not reading.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// How a transport is aborted when its client stopped reading.
+pub trait Abort {
+    /// Makes the coming close discard unsent data and reset the connection.
+    fn abort(&self);
+}
+
+impl Abort for TcpStream {
+    fn abort(&self) {
+        // A linger time of zero turns the close into a reset: the kernel drops the unsent data
+        // (up to megabytes per stalled client) instead of trying to deliver it for minutes.
+        if let Err(error) = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO)) {
+            tracing::debug!(%error, "cannot set SO_LINGER on a stalled connection");
+        }
+    }
+}
+
+/// A client connection whose writes may not stall for longer than a timeout.
+#[derive(Debug)]
+pub struct Connection<T = TcpStream> {
+    io: T,
+    /// `dispatch_timeout`; `None` never cuts a connection off.
+    timeout: Option<Duration>,
+    /// Runs while writes are refused; allocated on the first stall, re-armed on later ones.
+    stall: Option<Pin<Box<Sleep>>>,
+    stalled: bool,
+    cut_off: CutOff,
+}
+
+impl<T: AsyncRead + AsyncWrite + Abort + Unpin> Connection<T> {
+    /// Wraps an accepted connection.
+    pub fn new(io: T, timeout: Option<Duration>) -> Self {
+        Self { io, timeout, stall: None, stalled: false, cut_off: CutOff::default() }
+    }
+
+    /// The flag this connection raises when it ends itself for not reading.
+    pub fn cut_off(&self) -> CutOff {
+        self.cut_off.clone()
+    }
+
+    /// Follows one write attempt: progress clears the stall; a refusal starts (or continues)
+    /// it, and once it has lasted the timeout the write fails.
+    fn watch(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match result {
+            Poll::Ready(Ok(written)) => {
+                self.stalled = false;
+                Poll::Ready(Ok(written))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => {
+                let Some(timeout) = self.timeout else { return Poll::Pending };
+                let deadline = Instant::now() + timeout;
+                let stall =
+                    self.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !self.stalled {
+                    self.stalled = true;
+                    stall.as_mut().reset(deadline);
+                }
+                // Polling the timer registers this task to be woken when it fires: the HTTP
+                // layer then tries to write again and meets the error below.
+                if stall.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.cut_off.set();
+                self.io.abort();
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client accepted no data for dispatch_timeout",
+                )))
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Abort + Unpin> AsyncRead for Connection<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Abort + Unpin> AsyncWrite for Connection<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    impl Abort for DuplexStream {
+        fn abort(&self) {}
+    }
+
+    /// Writes until the peer's buffer is full, returning how much was accepted.
+    async fn fill(connection: &mut Connection<DuplexStream>) -> usize {
+        let mut written = 0;
+        while let Some(result) = connection.write(&[0u8; 256]).now_or_never() {
+            written += result.expect("the peer has room");
+        }
+        written
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_reads_nothing_is_cut_off_after_the_timeout() {
+        let (server, mut client) = tokio::io::duplex(1024);
+        let mut connection = Connection::new(server, Some(Duration::from_secs(5)));
+        let cut_off = connection.cut_off();
+        assert_eq!(fill(&mut connection).await, 1024);
+        // Refused for less than the timeout: still waiting, not cut.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(connection.write(b"x").now_or_never().is_none());
+        assert!(!cut_off.is_set());
+        // The client reads a little: progress restarts the clock.
+        let mut buffer = [0u8; 100];
+        client.read_exact(&mut buffer).await.expect("read");
+        fill(&mut connection).await;
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(connection.write(b"x").now_or_never().is_none(), "4 s since the last progress");
+        assert!(!cut_off.is_set());
+        // Five seconds without accepting a byte: the write fails and the flag is up.
+        let error = connection.write(b"x").await.expect_err("cut off");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(cut_off.is_set());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_timeout_a_stalled_connection_waits() {
+        let (server, _client) = tokio::io::duplex(64);
+        let mut connection = Connection::new(server, None);
+        fill(&mut connection).await;
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(connection.write(b"x").now_or_never().is_none());
+        assert!(!connection.cut_off().is_set());
+    }
+}
