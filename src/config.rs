@@ -39,6 +39,10 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_HISTORY_PATH: &str = "quicksilver.redb";
 /// Publish body limit: 1 MiB, as the reference hub's current version; larger bodies get 413.
 pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 1024 * 1024;
+/// Memory all history replays may hold at once: 64 pages of 1 MiB. Far more than a reconnect
+/// storm of small updates needs (subscribers replaying from the same place share pages), and
+/// little next to what the connections themselves take.
+pub const DEFAULT_REPLAY_MEMORY: usize = 64 * 1024 * 1024;
 /// Prefix of the environment variables read as configuration.
 pub const ENV_PREFIX: &str = "MERCURE_";
 
@@ -68,6 +72,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("history_path", "file of the embedded store (default quicksilver.redb)"),
     ("history_size", "number of updates kept in history, 0 = all (default 0)"),
     ("max_request_body_size", "publish body limit, e.g. 1MiB, 512KB (default 1MiB)"),
+    ("replay_memory", "memory all history replays may hold at once (default 64MiB)"),
     ("ui", "serve the debugging UI at /.well-known/mercure/ui/"),
     ("log_format", "text (default) or json: one JSON object per log line"),
     ("metrics_addr", "serve /metrics on this host:port instead of the hub's address"),
@@ -167,6 +172,8 @@ pub struct Config {
     pub history_size: u64,
     /// Publish body limit in bytes.
     pub max_request_body_size: usize,
+    /// Bytes of history pages all replays may hold at once; past it, replays wait.
+    pub replay_memory: usize,
     /// Debugging UI.
     pub ui: bool,
     /// Log line format.
@@ -279,7 +286,9 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_HISTORY_PATH.into())
                 .into(),
             history_size: values.unsigned("history_size")?.unwrap_or(0),
-            max_request_body_size: values.size("max_request_body_size")?,
+            max_request_body_size: values
+                .size("max_request_body_size", DEFAULT_MAX_REQUEST_BODY_SIZE)?,
+            replay_memory: values.size("replay_memory", DEFAULT_REPLAY_MEMORY)?,
             ui: values.bool("ui")?.unwrap_or(false),
             log_format: match values.string("log_format")? {
                 None => LogFormat::default(),
@@ -383,9 +392,9 @@ impl Values {
         Ok(Some(duration).filter(|d| !d.is_zero()))
     }
 
-    fn size(&self, key: &'static str) -> Result<usize, ConfigError> {
+    fn size(&self, key: &'static str, default: usize) -> Result<usize, ConfigError> {
         match self.string(key)? {
-            None => Ok(DEFAULT_MAX_REQUEST_BODY_SIZE),
+            None => Ok(default),
             Some(value) => parse_size(&value).filter(|&n| n > 0).ok_or_else(|| {
                 invalid(
                     key,

@@ -94,7 +94,12 @@ impl Hub {
         let metrics = Metrics::new();
         let last = store.last()?;
         let (router, dispatcher) = router::start(last, metrics.clone())?;
-        let transport = Arc::new(LocalTransport::start(store, dispatcher, metrics.clone())?);
+        let transport = Arc::new(LocalTransport::start(
+            store,
+            dispatcher,
+            metrics.clone(),
+            config.replay_memory,
+        )?);
         Ok(Self { config: Arc::new(config), transport, router, metrics })
     }
 }

@@ -251,7 +251,7 @@ impl RouterState {
             }
             Control::Snapshot(reply) => {
                 let _ = reply.send(Snapshot {
-                    last_event_id: self.last.as_ref().map(|d| d.update.id.to_string()),
+                    last_event_id: self.last.as_ref().map(|d| d.id.to_string()),
                     subscriptions: self
                         .subscribers
                         .values()
@@ -304,22 +304,22 @@ impl RouterState {
         self.last = Some(dispatched.clone());
         let span = tracing::info_span!(
             "mercure.dispatch",
-            mercure.update.id = %dispatched.update.id,
-            mercure.topic = dispatched.update.topics.first().map_or("", |t| t.as_str()),
+            mercure.update.id = %dispatched.id,
+            mercure.topic = dispatched.topics.first().map_or("", |t| t.as_str()),
             mercure.subscribers = tracing::field::Empty,
         );
         let _entered = span.enter();
         let mut dropped = Vec::new();
         let mut deliveries = 0;
         let mut selected = Vec::new();
-        self.index.select(dispatched.update.topics.iter().map(|t| t.as_str()), &mut selected);
+        self.index.select(dispatched.topics.iter().map(|t| t.as_str()), &mut selected);
         for key in &selected {
             let Some(entry) = self.subscribers.get_mut(key) else { continue };
             if entry.last_offered == dispatched.seq {
                 continue;
             }
             entry.last_offered = dispatched.seq;
-            if !entry.subscription.may_receive(&dispatched.update) {
+            if !entry.subscription.may_receive(dispatched) {
                 continue;
             }
             match entry.queue.try_send(dispatched.clone()) {

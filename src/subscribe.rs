@@ -65,7 +65,7 @@ async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespon
         None => (None, None),
         Some(EARLIEST) => (Some(0), Some(EARLIEST.to_owned())),
         Some(id) => match hub.transport.find(id).await {
-            Ok(Some(seq)) => (Some(seq), Some(id.to_owned())),
+            Ok(Some(found)) => (Some(found.seq), Some(id.to_owned())),
             // Unknown (or trimmed) id: replay all the history we have, and say so, as the
             // specification asks (the reference hub v0.21.4 wrongly answered its newest id).
             Ok(None) => (Some(0), Some(EARLIEST.to_owned())),

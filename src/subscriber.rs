@@ -7,7 +7,6 @@
 //! and backpressure is natural: when the client stops reading, nothing is polled, the bounded queue
 //! fills and the router drops the subscriber.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -24,16 +23,14 @@ use crate::metrics::{DropReason, Metrics};
 use crate::router::{Queue, Registered, Registration};
 use crate::subscriptions::presence_updates;
 use crate::topic_selector::{matches_any, TopicSelector};
+use crate::transport::pages::Page;
 use crate::transport::{Transport, TransportError};
-use crate::update::{Dispatched, Seq, Update};
+use crate::update::{Dispatched, Seq};
 
 /// Updates a subscriber may have waiting before it counts as too slow and is dropped; the same
 /// figure as the reference hub. The queue holds pointers to shared frames, so this bounds memory
 /// per subscriber to a few kilobytes of pointers plus the frames themselves.
 pub const QUEUE_CAPACITY: usize = 1000;
-/// Updates read from history at a time during a replay: a replay of the whole history streams
-/// page by page instead of overflowing the queue (pitfall 6 of the reference hub).
-const REPLAY_PAGE: usize = 256;
 /// The SSE comment line: sent first (so `EventSource.onopen` fires at once) and as heartbeat.
 const COMMENT: &[u8] = b":\n";
 
@@ -64,7 +61,7 @@ impl Subscription {
     /// Whether this subscriber receives `update`: one of its topics matches one of the selectors
     /// and, for a private update, one of its topics (not necessarily the same one) matches one of
     /// the authorized selectors.
-    pub fn wants(&self, update: &Update) -> bool {
+    pub fn wants(&self, update: &Dispatched) -> bool {
         let selected = update.topics.iter().any(|t| matches_any(&self.selectors, t.as_str()));
         selected && self.may_receive(update)
     }
@@ -72,7 +69,7 @@ impl Subscription {
     /// The authorization half of [`Self::wants`]: public updates always, private ones when a
     /// topic matches the token's `mercure.subscribe` selectors. The router, which selects
     /// through its index, only needs this half.
-    pub fn may_receive(&self, update: &Update) -> bool {
+    pub fn may_receive(&self, update: &Dispatched) -> bool {
         !update.private
             || self.authorized.as_ref().is_some_and(|allowed| {
                 update.topics.iter().any(|topic| matches_any(allowed, topic.as_str()))
@@ -80,15 +77,17 @@ impl Subscription {
     }
 }
 
-type Page = Pin<Box<dyn Future<Output = Result<Vec<Arc<Dispatched>>, TransportError>>>>;
+type PageRequest = Pin<Box<dyn Future<Output = Result<Page, TransportError>>>>;
 
 /// Where the replay of history stands.
 enum Replay {
-    /// Replaying: everything with `cursor < seq <= bound` still has to be read.
+    /// Replaying: everything with `cursor < seq <= bound` still has to be sent. One page is held
+    /// at a time, and released before the next one is requested.
     Running {
         cursor: Seq,
-        page: Option<Page>,
-        ready: VecDeque<Arc<Dispatched>>,
+        request: Option<PageRequest>,
+        /// The page being sent and the index of its next update.
+        page: Option<(Page, usize)>,
     },
     Done,
 }
@@ -188,9 +187,7 @@ impl SubscriberStream {
     ) -> Self {
         metrics.subscriber_connected();
         let replay = match start.replay_after {
-            Some(cursor) if cursor < bound => {
-                Replay::Running { cursor, page: None, ready: VecDeque::new() }
-            }
+            Some(cursor) if cursor < bound => Replay::Running { cursor, request: None, page: None },
             _ => Replay::Done,
         };
         Self {
@@ -213,34 +210,52 @@ impl SubscriberStream {
 
     /// Polls the history replay; `Ready(None)` once it is complete.
     fn poll_replay(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ()>>> {
+        let bound = self.bound;
         loop {
-            let Replay::Running { cursor, page, ready } = &mut self.replay else {
+            let Replay::Running { cursor, request, page } = &mut self.replay else {
                 return Poll::Ready(None);
             };
-            if let Some(next) = ready.pop_front() {
-                return Poll::Ready(Some(Ok(next.frame.clone())));
+            if let Some((current, next)) = page {
+                while let Some(update) = current.updates().get(*next) {
+                    *next += 1;
+                    if update.seq <= *cursor {
+                        continue;
+                    }
+                    if update.seq > bound {
+                        self.replay = Replay::Done;
+                        return Poll::Ready(None);
+                    }
+                    *cursor = update.seq;
+                    if self.subscription.wants(update) {
+                        return Poll::Ready(Some(Ok(update.frame.clone())));
+                    }
+                }
+                *cursor = (*cursor).max(current.through());
+                *page = None;
             }
-            if *cursor >= self.bound {
+            if *cursor >= bound {
                 self.replay = Replay::Done;
                 return Poll::Ready(None);
             }
-            let fetch = page.get_or_insert_with(|| {
-                let (transport, after, up_to) = (self.transport.clone(), *cursor, self.bound);
-                Box::pin(async move { transport.read(after, up_to, REPLAY_PAGE).await })
+            let fetch = request.get_or_insert_with(|| {
+                let (transport, after) = (self.transport.clone(), *cursor);
+                Box::pin(async move { transport.read(after, bound).await })
             });
-            let updates = match fetch.as_mut().poll(cx) {
+            let next = match fetch.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(error)) => {
                     tracing::error!(%error, "history replay failed; closing the stream");
                     return Poll::Ready(Some(Err(())));
                 }
-                Poll::Ready(Ok(updates)) => updates,
+                Poll::Ready(Ok(next)) => next,
             };
-            *page = None;
-            // An empty page means the rest of the range was trimmed meanwhile: nothing left.
-            *cursor = updates.last().map_or(self.bound, |d| d.seq);
-            let subscription = &self.subscription;
-            ready.extend(updates.into_iter().filter(|d| subscription.wants(&d.update)));
+            *request = None;
+            if next.updates().is_empty() && next.through() <= *cursor {
+                // Nothing is stored after the cursor: the rest of the range was trimmed.
+                self.replay = Replay::Done;
+                return Poll::Ready(None);
+            }
+            *page = Some((next, 0));
         }
     }
 

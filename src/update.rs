@@ -180,23 +180,38 @@ fn lines(data: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// An update as the hub carries it after storing it: its position in history and its frame,
-/// built once and shared by every receiver.
+/// An update as the hub carries it after storing it: its position in history, what matching and
+/// authorization need, and its frame, built once and shared by every receiver. The data lives
+/// only inside the frame, so an update held in history, in a replay page or in subscriber queues
+/// costs its size once.
 #[derive(Debug)]
 pub struct Dispatched {
     /// Position in the hub's history.
     pub seq: Seq,
-    /// The update itself, for matching and authorization.
-    pub update: Update,
+    /// The update id.
+    pub id: EventId,
+    /// The canonical topic first, then the alternate topics.
+    pub topics: Vec<Topic>,
+    /// Whether only authorized subscribers receive it.
+    pub private: bool,
     /// The SSE bytes of the update.
     pub frame: Bytes,
 }
 
 impl Dispatched {
-    /// Wraps a stored update and frames it.
+    /// Frames a stored update, keeping only what routing needs beside the frame.
     pub fn new(seq: Seq, update: Update) -> Self {
         let frame = update.frame();
-        Self { seq, update, frame }
+        let Update { id, topics, private, .. } = update;
+        Self { seq, id, topics, private, frame }
+    }
+
+    /// The memory this update holds, approximately: its frame, its id and topics, and the fixed
+    /// part. What replay pages count against their budget.
+    pub fn size(&self) -> usize {
+        const FIXED: usize = std::mem::size_of::<Dispatched>() + 32;
+        let topics: usize = self.topics.iter().map(|t| t.as_str().len() + 24).sum();
+        FIXED + self.frame.len() + self.id.as_str().len() + topics
     }
 }
 

@@ -768,3 +768,81 @@ async fn spans_are_exported_over_otlp() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attacks on memory
+// ---------------------------------------------------------------------------------------------
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS line");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_that_are_not_read_hold_bounded_memory() {
+    // The attack: 30 MB of history, then anonymous subscribers asking for all of it with an
+    // unknown Last-Event-ID and reading nothing. Each used to hold up to 256 updates twice (the
+    // update and its frame): 20 of them took the hub from 48 MB to about 1 GB. Now they share one
+    // byte-bounded page, and each holds at most what its connection buffers.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [
+        ("MERCURE_JWT_KEY", KEY),
+        ("MERCURE_ANONYMOUS", "1"),
+        // Keep the stalled readers connected for the whole measurement.
+        ("MERCURE_DISPATCH_TIMEOUT", "0s"),
+        ("MERCURE_WORKERS", "2"),
+    ];
+    let server = Server::start(dir.path(), &env);
+    let data = "x".repeat(100_000);
+    for i in 0..300 {
+        let id = format!("u{i}");
+        let (status, _) = publish_to(
+            &server.url(),
+            &publisher(),
+            &[("topic", "t"), ("id", &id), ("data", &data)],
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let pid = server.child.id();
+    let before = rss(pid);
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let query = "topic=*&lastEventID=nope";
+        stalled.push(common::stalled_reader(server.addr, query, None, &[]).await);
+    }
+    // Growth is sampled for a while: the old behaviour reached its peak within a second of the
+    // connections, whatever the speed of the build.
+    let mut peak = before;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss(pid));
+    }
+    let grown = peak.saturating_sub(before);
+    eprintln!(
+        "20 stalled replays of 300 updates of 100 kB: RSS {} MiB -> peak {} MiB (+{} MiB)",
+        before >> 20,
+        peak >> 20,
+        grown >> 20
+    );
+    assert!(grown < 150 << 20, "stalled replays grew the hub by {} MiB", grown >> 20);
+
+    // Meanwhile a subscriber that reads gets the whole history, then live updates.
+    let mut reader =
+        Sse::open(&server.url(), "t", &subscriber(), &[("Last-Event-ID", "earliest")]).await;
+    for i in 0..300 {
+        let (id, _) = reader.next_within(Duration::from_secs(60)).await.expect("replayed");
+        assert_eq!(id, format!("u{i}"));
+    }
+    let (status, _) =
+        publish_to(&server.url(), &publisher(), &[("topic", "t"), ("id", "live")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(reader.next().await.0, "live");
+    drop(stalled);
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::pages::{self, Chunk};
 use super::{Store, TransportError};
 use crate::update::{Dispatched, Seq, Update};
 
@@ -124,32 +125,38 @@ impl Store for EmbeddedStore {
         }
     }
 
-    fn find(&self, id: &str) -> Result<Option<Seq>, TransportError> {
+    fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError> {
         let txn = self.db.begin_read().map_err(store_error)?;
         let ids = txn.open_multimap_table(IDS).map_err(store_error)?;
         let mut seqs = ids.get(id).map_err(store_error)?;
-        seqs.next().transpose().map(|first| first.map(|s| s.value())).map_err(store_error)
+        let Some(seq) = seqs.next().transpose().map_err(store_error)? else { return Ok(None) };
+        let table = txn.open_table(UPDATES).map_err(store_error)?;
+        let bytes = table.get(seq.value()).map_err(store_error)?;
+        bytes.map(|bytes| decode(seq.value(), bytes.value())).transpose()
     }
 
-    fn read(
-        &self,
-        after: Seq,
-        up_to: Seq,
-        limit: usize,
-    ) -> Result<Vec<Arc<Dispatched>>, TransportError> {
-        if after >= up_to {
-            return Ok(Vec::new());
+    fn read(&self, after: Seq, max_bytes: usize) -> Result<Chunk, TransportError> {
+        // Everything up to `newest` is committed before the atomic is updated, so the read
+        // transaction below sees all of it.
+        let newest = self.last_seq.load(Ordering::Acquire);
+        if after >= newest {
+            return Ok(Chunk { updates: Vec::new(), through: newest });
         }
         let txn = self.db.begin_read().map_err(store_error)?;
         let table = txn.open_table(UPDATES).map_err(store_error)?;
-        let range = table.range(after + 1..=up_to).map_err(store_error)?;
-        range
-            .take(limit)
-            .map(|entry| {
-                let (seq, bytes) = entry.map_err(store_error)?;
-                decode(seq.value(), bytes.value())
-            })
-            .collect()
+        let range = table.range(after + 1..=newest).map_err(store_error)?;
+        let mut failure = None;
+        let updates = range.map_while(|entry| {
+            let decoded = entry
+                .map_err(store_error)
+                .and_then(|(seq, bytes)| decode(seq.value(), bytes.value()));
+            decoded.map_err(|error| failure = Some(error)).ok()
+        });
+        let chunk = pages::fill(updates, max_bytes, newest);
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(chunk),
+        }
     }
 }
 
@@ -181,14 +188,19 @@ mod tests {
         let store = EmbeddedStore::open(&path, 3).expect("reopen");
         assert_eq!(store.last().expect("last").map(|d| d.seq), Some(5));
         assert_eq!(store.len(), 3);
-        assert_eq!(store.find("a").expect("find"), Some(3), "first occurrence still kept");
-        assert_eq!(store.find("b").expect("find"), None, "trimmed");
-        assert_eq!(store.find("p1").expect("find"), Some(5));
-        let read = store.read(0, 5, 10).expect("read");
-        assert_eq!(read.iter().map(|d| d.seq).collect::<Vec<_>>(), [3, 4, 5]);
-        assert_eq!(read[2].update, update("p1"), "round-trips every field");
-        assert_eq!(read[2].frame, update("p1").frame());
-        assert_eq!(store.read(3, 4, 10).expect("read").len(), 1);
-        assert!(store.read(5, 5, 10).expect("read").is_empty());
+        let found = |id| store.find(id).expect("find").map(|d| d.seq);
+        assert_eq!(found("a"), Some(3), "first occurrence still kept");
+        assert_eq!(found("b"), None, "trimmed");
+        assert_eq!(found("p1"), Some(5));
+        let read = store.read(0, usize::MAX).expect("read");
+        assert_eq!(read.updates.iter().map(|d| d.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(read.through, 5);
+        let p1 = update("p1");
+        let last = &read.updates[2];
+        assert_eq!((&last.id, &last.topics, last.private), (&p1.id, &p1.topics, true));
+        assert_eq!(last.frame, p1.frame(), "round-trips every field");
+        let one = store.read(3, 1).expect("read");
+        assert_eq!((one.updates.len(), one.through), (1, 4), "byte bound, but never empty");
+        assert!(store.read(5, usize::MAX).expect("read").updates.is_empty());
     }
 }

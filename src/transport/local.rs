@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::pages::{Page, ReplayPages};
 use super::{Store, Transport, TransportError};
 use crate::metrics::Metrics;
 use crate::router::Dispatcher;
@@ -30,11 +31,21 @@ pub struct LocalTransport<S> {
     requests: mpsc::Sender<Request>,
     store: Arc<S>,
     ready: Arc<AtomicBool>,
+    /// Replay pages being read, and the memory budget they share.
+    pages: Arc<ReplayPages>,
+    /// Store reads running at once (see [`CONCURRENT_READS`]).
+    reads: Arc<Semaphore>,
 }
 
 impl<S: Store + std::fmt::Debug> LocalTransport<S> {
     /// Starts the sequencer thread, which feeds `router`. It stops when every handle is dropped.
-    pub fn start(store: S, router: Dispatcher, metrics: Metrics) -> std::io::Result<Self> {
+    /// Replays share `replay_memory` bytes of pages.
+    pub fn start(
+        store: S,
+        router: Dispatcher,
+        metrics: Metrics,
+        replay_memory: usize,
+    ) -> std::io::Result<Self> {
         let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
         let store = Arc::new(store);
         let ready = Arc::new(AtomicBool::new(true));
@@ -43,17 +54,40 @@ impl<S: Store + std::fmt::Debug> LocalTransport<S> {
         std::thread::Builder::new()
             .name("quicksilver-sequencer".into())
             .spawn(move || sequencer.run(queue))?;
-        Ok(Self { requests, store, ready })
+        Ok(Self {
+            requests,
+            store,
+            ready,
+            pages: Arc::new(ReplayPages::new(replay_memory)),
+            reads: Arc::new(Semaphore::new(CONCURRENT_READS)),
+        })
     }
 }
 
-// Not derived: a derive would require `S: Clone`, but only the `Arc` is cloned.
+impl<S: Store> LocalTransport<S> {
+    /// Runs a store read off the HTTP worker threads (a disk read must not stall other
+    /// connections), at most [`CONCURRENT_READS`] at once.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&S) -> Result<T, TransportError> + Send + 'static,
+    ) -> Result<T, TransportError> {
+        let _permit = self.reads.acquire().await.map_err(|_| TransportError::Closed)?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|_| TransportError::Closed)?
+    }
+}
+
+// Not derived: a derive would require `S: Clone`, but only the `Arc`s are cloned.
 impl<S> Clone for LocalTransport<S> {
     fn clone(&self) -> Self {
         Self {
             requests: self.requests.clone(),
             store: self.store.clone(),
             ready: self.ready.clone(),
+            pages: self.pages.clone(),
+            reads: self.reads.clone(),
         }
     }
 }
@@ -112,20 +146,14 @@ impl<S: Store> Transport for LocalTransport<S> {
         result.await.map_err(|_| TransportError::Closed)?
     }
 
-    async fn find(&self, id: &str) -> Result<Option<Seq>, TransportError> {
-        let store = self.store.clone();
+    async fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError> {
         let id = id.to_owned();
-        blocking(move || store.find(&id)).await
+        self.blocking(move |store| store.find(&id)).await
     }
 
-    async fn read(
-        &self,
-        after: Seq,
-        up_to: Seq,
-        limit: usize,
-    ) -> Result<Vec<Arc<Dispatched>>, TransportError> {
-        let store = self.store.clone();
-        blocking(move || store.read(after, up_to, limit)).await
+    async fn read(&self, after: Seq, bound: Seq) -> Result<Page, TransportError> {
+        let load = |max_bytes| self.blocking(move |store| store.read(after, max_bytes));
+        self.pages.page(after, bound, load).await
     }
 
     fn is_ready(&self) -> bool {
@@ -137,20 +165,12 @@ impl<S: Store> Transport for LocalTransport<S> {
 /// same moment; without a bound each read would take a thread of its own (seen: 6 → 124 threads
 /// for 1,000 reconnections), for no gain on 2–8 cores.
 const CONCURRENT_READS: usize = 8;
-static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_READS);
-
-/// Runs store reads off the HTTP worker threads: a disk read must not stall other connections.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, TransportError> + Send + 'static,
-) -> Result<T, TransportError> {
-    let _permit = READS.acquire().await.map_err(|_| TransportError::Closed)?;
-    tokio::task::spawn_blocking(work).await.map_err(|_| TransportError::Closed)?
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::transport::memory::MemoryStore;
+    use crate::transport::pages::{Chunk, PAGE_BYTES};
 
     /// A store whose disk can "fail": appends are refused while `broken` is set.
     #[derive(Debug, Default)]
@@ -172,19 +192,20 @@ mod tests {
         fn len(&self) -> u64 {
             self.inner.len()
         }
-        fn find(&self, id: &str) -> Result<Option<Seq>, TransportError> {
+        fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError> {
             self.inner.find(id)
         }
-        fn read(&self, a: Seq, b: Seq, n: usize) -> Result<Vec<Arc<Dispatched>>, TransportError> {
-            self.inner.read(a, b, n)
+        fn read(&self, after: Seq, max_bytes: usize) -> Result<Chunk, TransportError> {
+            self.inner.read(after, max_bytes)
         }
     }
 
     #[tokio::test]
     async fn a_failing_store_refuses_publications_and_turns_unready() {
         let (_router, dispatcher) = crate::router::start(None, Metrics::new()).expect("router");
-        let transport = LocalTransport::start(FlakyStore::default(), dispatcher, Metrics::new())
-            .expect("start");
+        let transport =
+            LocalTransport::start(FlakyStore::default(), dispatcher, Metrics::new(), PAGE_BYTES)
+                .expect("start");
         assert_eq!(transport.publish(Update::for_test("a")).await.expect("stored"), 1);
         assert!(transport.is_ready());
 
@@ -202,7 +223,8 @@ mod tests {
     async fn concurrent_publications_are_numbered_in_one_order() {
         let (_router, dispatcher) = crate::router::start(None, Metrics::new()).expect("router");
         let transport =
-            LocalTransport::start(MemoryStore::new(0), dispatcher, Metrics::new()).expect("start");
+            LocalTransport::start(MemoryStore::new(0), dispatcher, Metrics::new(), PAGE_BYTES)
+                .expect("start");
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let transport = transport.clone();

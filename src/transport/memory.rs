@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
+use super::pages::{self, Chunk};
 use super::{Store, TransportError};
 use crate::update::{Dispatched, Seq, Update};
 
@@ -57,14 +58,14 @@ impl Store for MemoryStore {
             let Some(old) = history.updates.pop_front() else {
                 break;
             };
-            let id = old.update.id.as_str();
+            let id = old.id.as_str();
             match history.ids.get(id).copied() {
                 Some((_, 1)) => {
                     history.ids.remove(id);
                 }
                 Some((_, count)) => {
                     // A repeated id (rare): the next occurrence becomes the first one.
-                    let next = history.updates.iter().find(|d| d.update.id.as_str() == id);
+                    let next = history.updates.iter().find(|d| d.id.as_str() == id);
                     let next = next.map_or(0, |d| d.seq);
                     history.ids.insert(id.to_owned(), (next, count - 1));
                 }
@@ -78,30 +79,28 @@ impl Store for MemoryStore {
         self.history().updates.len() as u64
     }
 
-    fn find(&self, id: &str) -> Result<Option<Seq>, TransportError> {
-        Ok(self.history().ids.get(id).map(|&(seq, _)| seq))
+    fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError> {
+        let history = self.history();
+        let Some(&(seq, _)) = history.ids.get(id) else { return Ok(None) };
+        Ok(history.at(seq).cloned())
     }
 
-    fn read(
-        &self,
-        after: Seq,
-        up_to: Seq,
-        limit: usize,
-    ) -> Result<Vec<Arc<Dispatched>>, TransportError> {
+    fn read(&self, after: Seq, max_bytes: usize) -> Result<Chunk, TransportError> {
         let history = self.history();
         let Some(first) = history.updates.front().map(|d| d.seq) else {
-            return Ok(Vec::new());
+            return Ok(Chunk { updates: Vec::new(), through: history.last_seq });
         };
         // Sequence numbers are contiguous in the ring, so the start is an index computation.
         let start = usize::try_from((after + 1).saturating_sub(first)).unwrap_or(usize::MAX);
-        Ok(history
-            .updates
-            .iter()
-            .skip(start)
-            .take_while(|d| d.seq <= up_to)
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(pages::fill(history.updates.iter().skip(start).cloned(), max_bytes, history.last_seq))
+    }
+}
+
+impl History {
+    /// The update numbered `seq`, if still in the ring.
+    fn at(&self, seq: Seq) -> Option<&Arc<Dispatched>> {
+        let first = self.updates.front()?.seq;
+        self.updates.get(usize::try_from(seq.checked_sub(first)?).ok()?)
     }
 }
 
@@ -116,16 +115,17 @@ mod tests {
         store.append(ids.iter().map(|id| Update::for_test(id)).collect()).expect("append");
         assert_eq!(store.last().expect("last").map(|d| d.seq), Some(5));
         // `a` at 1 and 3: once 1 is trimmed, the lookup finds the occurrence still in history.
-        assert_eq!(store.find("a").expect("find"), Some(3));
-        assert_eq!(store.find("b").expect("find"), None);
-        assert_eq!(store.find("c").expect("find"), Some(4));
-        let seqs = |after, up_to, limit| {
-            store.read(after, up_to, limit).expect("read").iter().map(|d| d.seq).collect::<Vec<_>>()
+        let found = |id| store.find(id).expect("find").map(|d| d.seq);
+        assert_eq!(found("a"), Some(3));
+        assert_eq!(found("b"), None);
+        assert_eq!(found("c"), Some(4));
+        let seqs = |after, max_bytes| {
+            let chunk = store.read(after, max_bytes).expect("read");
+            (chunk.updates.iter().map(|d| d.seq).collect::<Vec<_>>(), chunk.through)
         };
-        assert_eq!(seqs(0, 5, 10), [3, 4, 5]);
-        assert_eq!(seqs(3, 5, 10), [4, 5]);
-        assert_eq!(seqs(3, 4, 10), [4]);
-        assert_eq!(seqs(2, 5, 1), [3]);
-        assert_eq!(seqs(5, 5, 10), Vec::<Seq>::new());
+        assert_eq!(seqs(0, usize::MAX), (vec![3, 4, 5], 5));
+        assert_eq!(seqs(3, usize::MAX), (vec![4, 5], 5));
+        assert_eq!(seqs(2, 1), (vec![3], 3), "at least one update, even past the byte bound");
+        assert_eq!(seqs(5, usize::MAX), (vec![], 5));
     }
 }

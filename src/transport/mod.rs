@@ -9,6 +9,7 @@
 pub mod embedded;
 pub mod local;
 pub mod memory;
+pub mod pages;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::update::{Dispatched, Seq, Update};
+use pages::{Chunk, Page};
 
 /// Why a transport operation failed.
 #[derive(Debug, Clone, Error)]
@@ -35,16 +37,13 @@ pub trait Transport: Send + Sync + 'static {
     /// number and hands it to the router. Resolves once that is done, with the sequence number.
     async fn publish(&self, update: Update) -> Result<Seq, TransportError>;
 
-    /// The sequence number of the first stored update whose id is `id`, if it is still in history.
-    async fn find(&self, id: &str) -> Result<Option<Seq>, TransportError>;
+    /// The first stored update whose id is `id`, if it is still in history.
+    async fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError>;
 
-    /// Up to `limit` stored updates with `after < seq <= up_to`, in order.
-    async fn read(
-        &self,
-        after: Seq,
-        up_to: Seq,
-        limit: usize,
-    ) -> Result<Vec<Arc<Dispatched>>, TransportError>;
+    /// The page of history that follows `after`, for a replay that goes up to `bound`: at least
+    /// one update when any is stored after `after`, at most about [`pages::PAGE_BYTES`], shared
+    /// with the replays reading the same page. Its reader continues after [`Page::through`].
+    async fn read(&self, after: Seq, bound: Seq) -> Result<Page, TransportError>;
 
     /// Whether the transport currently accepts publications (readiness probe).
     fn is_ready(&self) -> bool;
@@ -70,13 +69,9 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// See [`Transport::find`].
-    fn find(&self, id: &str) -> Result<Option<Seq>, TransportError>;
+    fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError>;
 
-    /// See [`Transport::read`].
-    fn read(
-        &self,
-        after: Seq,
-        up_to: Seq,
-        limit: usize,
-    ) -> Result<Vec<Arc<Dispatched>>, TransportError>;
+    /// The updates after `after`, in order, up to about `max_bytes` (at least one when any is
+    /// stored after `after`); see [`Chunk::through`].
+    fn read(&self, after: Seq, max_bytes: usize) -> Result<Chunk, TransportError>;
 }

@@ -316,3 +316,38 @@ fn parse_block(block: &str) -> Option<Event> {
     event.data = data.join("\n");
     seen.then_some(event)
 }
+
+/// Opens a raw subscription to the hub at `addr` with `query`, reads the response head and the
+/// opening comment, and then stops reading. Its receive buffer is small, so that the hub's side
+/// fills quickly: a client that stopped reading (a frozen tab, or an attacker).
+pub async fn stalled_reader(
+    addr: SocketAddr,
+    query: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small receive buffer");
+    socket.connect(&addr.into()).expect("connect");
+    socket.set_nonblocking(true).expect("non-blocking");
+    let mut stream = tokio::net::TcpStream::from_std(socket.into()).expect("tokio stream");
+    let mut request = format!("GET {HUB}?{query} HTTP/1.1\r\nHost: {addr}\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send request");
+    let mut head = Vec::new();
+    while !head.ends_with(b":\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.expect("response head");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    stream
+}
