@@ -93,7 +93,33 @@ pub enum ConfigError {
         /// What is wrong and what is expected.
         reason: String,
     },
-    /// The configuration file could not be read or is not valid TOML.
+    /// The configuration file could not be read.
+    #[error("cannot read the configuration file {path}: {reason}")]
+    Read {
+        /// The file, as given.
+        path: String,
+        /// Why, from the operating system.
+        reason: std::io::Error,
+    },
+    /// The configuration file is not valid TOML. The offending line is never shown: it may hold
+    /// a key (`jwt_key = "s3cret` without its closing quote).
+    #[error(
+        "{path}: invalid TOML at line {line}, column {column}{setting}: {message} (the line is \
+         not shown, as it may hold a secret)"
+    )]
+    Syntax {
+        /// The file, as given.
+        path: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column (in characters) of the error.
+        column: usize,
+        /// ` (setting `jwt_key`)` when the line assigns a known setting, else empty.
+        setting: String,
+        /// The parser's description of the problem, which names grammar, not input.
+        message: String,
+    },
+    /// The layered sources could not be merged.
     #[error("cannot read the configuration: {0}")]
     Source(#[from] config::ConfigError),
 }
@@ -201,7 +227,10 @@ impl Config {
         }
         let mut builder = config::Config::builder();
         if let Some(path) = file {
-            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+            // Read and checked here rather than by the `config` crate, whose TOML errors quote
+            // the offending line, secret included.
+            let text = read_toml(path)?;
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
         }
         let raw: HashMap<String, Value> = builder
             .add_source(Environment::with_prefix("MERCURE").source(Some(env_values)))
@@ -294,6 +323,57 @@ impl Config {
             },
         })
     }
+}
+
+/// Reads the configuration file and checks its TOML syntax, reporting an error by position and
+/// setting name only.
+fn read_toml(path: &Path) -> Result<String, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|reason| ConfigError::Read { path: shown.clone(), reason })?;
+    let Err(error) = toml::de::DeTable::parse(&text) else {
+        return Ok(text);
+    };
+    let start = error.span().map_or(0, |span| span.start);
+    let before = text.get(..start).unwrap_or(&text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    // The setting assigned on the error line or, for an unterminated multi-line string whose
+    // error is reported where the file ends, the last one assigned above it.
+    let setting = match assigned_setting(line) {
+        Some(key) => format!(" (setting `{key}`)"),
+        None => before[..line_start]
+            .lines()
+            .rev()
+            .find_map(assigned_setting)
+            .map(|key| format!(" (after setting `{key}`)"))
+            .unwrap_or_default(),
+    };
+    // toml's messages describe the grammar ("string values must be quoted"); should one ever
+    // quote the input, it is dropped rather than risk printing a secret.
+    let value = line.split_once('=').map_or(line, |(_, value)| value);
+    let value = value.trim().trim_matches(['"', '\'']);
+    let message = error.message().trim();
+    let message = if value.len() >= 3 && message.contains(value) {
+        "syntax error".to_owned()
+    } else {
+        message.to_owned()
+    };
+    Err(ConfigError::Syntax {
+        path: shown,
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        setting,
+        message,
+    })
+}
+
+/// The known setting that `line` assigns (`key = …`), if any: only names from [`KEYS`] are ever
+/// returned, so nothing else of the line can be printed through it.
+fn assigned_setting(line: &str) -> Option<&'static str> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches(['"', '\'']);
+    KEYS.iter().map(|(known, _)| *known).find(|known| *known == key)
 }
 
 fn check_known(key: &str, origin: &str) -> Result<(), ConfigError> {
@@ -599,6 +679,62 @@ mod tests {
             .expect_err("typo must be refused")
             .to_string();
         assert!(message.contains("`hearbeat`") && message.contains("hub.toml"), "{message}");
+    }
+
+    #[test]
+    fn toml_syntax_errors_name_the_line_and_setting_but_never_show_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hub.toml");
+        let cases = [
+            ("transport = \"memory\"\njwt_key = \"s3cret-value\n", 2, "`jwt_key`"),
+            (
+                "transport = \"memory\"\npublisher_jwt_key = s3cret-value\n",
+                2,
+                "`publisher_jwt_key`",
+            ),
+            ("subscriber_jwt_key = 's3cret-value\nanonymous = true\n", 1, "`subscriber_jwt_key`"),
+            // Reported where the file ends, after the setting whose string never closes.
+            ("jwt_key = \"\"\"s3cret-value\n", 2, "after setting `jwt_key`"),
+            ("jwt_key = \"s3cret-value\" extra\n", 1, "`jwt_key`"),
+        ];
+        for (text, line, setting) in cases {
+            std::fs::write(&path, text).expect("write config");
+            let message = Config::from_sources(Some(&path), env(&[]))
+                .expect_err("invalid TOML must be refused")
+                .to_string();
+            assert!(!message.contains("s3cret"), "{text:?} leaked: {message}");
+            assert!(message.contains(&format!("line {line},")), "{text:?}: {message}");
+            assert!(message.contains(setting), "{text:?}: {message}");
+            assert!(message.contains("hub.toml"), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn invalid_secrets_are_never_echoed() {
+        let secret = "s3cret-value";
+        let cases: &[&[(&str, &str)]] = &[
+            &[("MERCURE_JWT_KEY", secret), ("MERCURE_JWT_ALG", "RS256")],
+            &[("MERCURE_JWT_KEY", secret), ("MERCURE_JWT_ALG", "ES256")],
+            &[("MERCURE_JWT_KEY", secret), ("MERCURE_JWT_ALG", "EdDSA")],
+            &[("MERCURE_PUBLISHER_JWT_KEY", secret), ("MERCURE_PUBLISHER_JWT_ALG", "RS256")],
+            &[
+                ("MERCURE_JWT_KEY", "k"),
+                ("MERCURE_SUBSCRIBER_JWT_KEY", secret),
+                ("MERCURE_SUBSCRIBER_JWT_ALG", "RS512"),
+            ],
+            &[("MERCURE_SUBSCRIBER_JWT_KEY", secret)],
+            &[("MERCURE_PUBLISHER_JWT_KEY", secret)],
+        ];
+        for pairs in cases {
+            let message = load(pairs).expect_err("must be refused").to_string();
+            assert!(!message.contains(secret), "{pairs:?} leaked: {message}");
+            assert!(message.contains("jwt_key`"), "{pairs:?} should name the key: {message}");
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, "jwt_key = [\"s3cret-value\"]\n").expect("write config");
+        let message = Config::from_sources(Some(&path), env(&[])).expect_err("refused").to_string();
+        assert!(!message.contains(secret) && message.contains("`jwt_key`"), "{message}");
     }
 
     #[test]
