@@ -102,11 +102,9 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
     // Slack past the drain time for in-flight publications to be answered.
     let shutdown_timeout = hub.config.drain_timeout.as_secs() + 2;
     let cors_origins = Arc::new(hub.config.cors_origins.clone());
-    let csp = if hub.config.ui {
-        "default-src 'self' mercure.rocks cdn.jsdelivr.net"
-    } else {
-        "default-src 'self'"
-    };
+    // The UI loads only its own files, so one policy fits every response: nothing from other
+    // origins, no plugins, no `<base>` rewriting, no framing (the CSP form of X-Frame-Options).
+    let csp = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
     let subscriptions = hub.config.subscriptions;
     let ui = hub.config.ui;
     // With `metrics_addr`, metrics move to their own listener (see `serve_metrics`).
@@ -138,7 +136,8 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
                 DefaultHeaders::new()
                     .add((header::X_FRAME_OPTIONS, "DENY"))
                     .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                    .add((header::X_XSS_PROTECTION, "1; mode=block"))
+                    // `0`: the old filter is gone from browsers and could be abused where left.
+                    .add((header::X_XSS_PROTECTION, "0"))
                     .add((header::CONTENT_SECURITY_POLICY, csp)),
             )
             .configure(|cfg| {
