@@ -37,6 +37,22 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_HISTORY_PATH: &str = "quicksilver.redb";
 /// Publish body limit: 1 MiB, as the reference hub's current version; larger bodies get 413.
 pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 1024 * 1024;
+/// Topics (canonical and alternate) of one update: 1,000, as the reference hub's current version,
+/// so no client of it breaks. Each topic costs a match against every subscriber, and without a cap
+/// one 1 MiB publish could carry 80,000 of them.
+pub const DEFAULT_MAX_TOPICS_PER_UPDATE: usize = 1000;
+/// `key=value` pairs in one publish body or query string. A publish needs at most
+/// `max_topics_per_update` topics plus five other fields, and a subscription at most a few hundred
+/// parameters; 4,096 leaves four times that room while a 1 MiB body of `a&a&…` would otherwise
+/// decode into 500,000 pairs (about 40 MB more resident memory per such request, measured).
+pub const DEFAULT_MAX_FORM_FIELDS: usize = 4096;
+/// Fields of a publish form besides its topics (`data`, `id`, `type`, `retry`, `private`):
+/// `max_form_fields` must leave room for them above `max_topics_per_update`.
+const OTHER_PUBLISH_FIELDS: usize = 5;
+/// Time allowed to receive a publish body once its headers are in. A publisher that trickles its
+/// body (slowloris) would otherwise hold its connection and buffer forever. 30 s carries a full
+/// 1 MiB body at 300 kbit/s; publishers are usually servers on fast links sending a few KB.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Prefix of the environment variables read as configuration.
 pub const ENV_PREFIX: &str = "MERCURE_";
 
@@ -66,6 +82,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("history_path", "file of the embedded store (default quicksilver.redb)"),
     ("history_size", "number of updates kept in history, 0 = all (default 0)"),
     ("max_request_body_size", "publish body limit, e.g. 1MiB, 512KB (default 1MiB)"),
+    ("max_topics_per_update", "topics of one update, canonical and alternate (default 1000)"),
+    ("max_form_fields", "key=value pairs of a publish body or query string (default 4096)"),
+    ("body_read_timeout", "time allowed to receive a publish body, 0s = off (default 30s)"),
     ("ui", "serve the debugging UI at /.well-known/mercure/ui/"),
     ("log_format", "text (default) or json: one JSON object per log line"),
     ("metrics_addr", "serve /metrics on this host:port instead of the hub's address"),
@@ -191,6 +210,12 @@ pub struct Config {
     pub history_size: u64,
     /// Publish body limit in bytes.
     pub max_request_body_size: usize,
+    /// Topics of one update; more get 413.
+    pub max_topics_per_update: usize,
+    /// `key=value` pairs of a publish body (more get 413) or a query string (400).
+    pub max_form_fields: usize,
+    /// Time allowed to receive a publish body (408 after it); `None` = off.
+    pub body_read_timeout: Option<Duration>,
     /// Debugging UI.
     pub ui: bool,
     /// Log line format.
@@ -284,6 +309,20 @@ impl Config {
             }
         };
 
+        let max_topics_per_update =
+            values.count("max_topics_per_update", DEFAULT_MAX_TOPICS_PER_UPDATE)?;
+        let max_form_fields = values.count("max_form_fields", DEFAULT_MAX_FORM_FIELDS)?;
+        if max_form_fields < max_topics_per_update.saturating_add(OTHER_PUBLISH_FIELDS) {
+            return Err(invalid(
+                "max_form_fields",
+                format!(
+                    "{max_form_fields} leaves no room for the {max_topics_per_update} topics of \
+                     max_topics_per_update and the other publish fields: set it to at least {}",
+                    max_topics_per_update.saturating_add(OTHER_PUBLISH_FIELDS)
+                ),
+            ));
+        }
+
         Ok(Self {
             addr: parse_addr("addr", &addr)?,
             publisher,
@@ -307,6 +346,9 @@ impl Config {
                 .into(),
             history_size: values.unsigned("history_size")?.unwrap_or(0),
             max_request_body_size: values.size("max_request_body_size")?,
+            max_topics_per_update,
+            max_form_fields,
+            body_read_timeout: values.duration("body_read_timeout", DEFAULT_BODY_READ_TIMEOUT)?,
             ui: values.bool("ui")?.unwrap_or(false),
             log_format: match values.string("log_format")? {
                 None => LogFormat::default(),
@@ -442,6 +484,15 @@ impl Values {
             .parse()
             .map(Some)
             .map_err(|_| invalid(key, format!("`{value}` is not a non-negative integer")))
+    }
+
+    /// A count that must be at least 1, with its default.
+    fn count(&self, key: &'static str, default: usize) -> Result<usize, ConfigError> {
+        match self.unsigned(key)? {
+            None => Ok(default),
+            Some(0) => Err(invalid(key, "must be at least 1")),
+            Some(n) => usize::try_from(n).map_err(|_| invalid(key, "too large")),
+        }
     }
 
     fn duration(
@@ -735,6 +786,33 @@ mod tests {
         std::fs::write(&path, "jwt_key = [\"s3cret-value\"]\n").expect("write config");
         let message = Config::from_sources(Some(&path), env(&[])).expect_err("refused").to_string();
         assert!(!message.contains(secret) && message.contains("`jwt_key`"), "{message}");
+    }
+
+    #[test]
+    fn request_limits() {
+        let config = load(&[]).expect("defaults are valid");
+        assert_eq!(config.max_topics_per_update, DEFAULT_MAX_TOPICS_PER_UPDATE);
+        assert_eq!(config.max_form_fields, DEFAULT_MAX_FORM_FIELDS);
+        assert_eq!(config.body_read_timeout, Some(DEFAULT_BODY_READ_TIMEOUT));
+        let config = load(&[
+            ("MERCURE_MAX_TOPICS_PER_UPDATE", "10"),
+            ("MERCURE_MAX_FORM_FIELDS", "15"),
+            ("MERCURE_BODY_READ_TIMEOUT", "0s"),
+        ])
+        .expect("valid limits");
+        assert_eq!((config.max_topics_per_update, config.max_form_fields), (10, 15));
+        assert_eq!(config.body_read_timeout, None);
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("MERCURE_MAX_TOPICS_PER_UPDATE", "0")], "`max_topics_per_update`"),
+            (&[("MERCURE_MAX_TOPICS_PER_UPDATE", "many")], "`max_topics_per_update`"),
+            (&[("MERCURE_MAX_FORM_FIELDS", "0")], "`max_form_fields`"),
+            (&[("MERCURE_MAX_TOPICS_PER_UPDATE", "5000")], "`max_form_fields`"),
+            (&[("MERCURE_BODY_READ_TIMEOUT", "soon")], "`body_read_timeout`"),
+        ];
+        for (pairs, expected) in cases {
+            let message = load(pairs).expect_err("must be refused").to_string();
+            assert!(message.contains(expected), "{message:?} should name {expected}");
+        }
     }
 
     #[test]

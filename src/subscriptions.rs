@@ -142,7 +142,8 @@ fn target(path: &str) -> Option<Target> {
 
 /// Checks the subscriber token against the request path (not the query string).
 fn authorize(req: &HttpRequest, hub: &Hub) -> Result<(), HubError> {
-    let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
+    let query =
+        Form::parse(req.query_string().as_bytes(), hub.config.max_form_fields).unwrap_or_default();
     let (token, _) = find_token(req, &query, &hub.config.cookie_name)?.ok_or_else(|| {
         unauthorized("the subscriptions API needs a subscriber token (Authorization: Bearer)")
     })?;
