@@ -43,6 +43,22 @@ pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 1024 * 1024;
 /// storm of small updates needs (subscribers replaying from the same place share pages), and
 /// little next to what the connections themselves take.
 pub const DEFAULT_REPLAY_MEMORY: usize = 64 * 1024 * 1024;
+/// Topics (canonical and alternate) of one update: 1,000, as the reference hub's current version,
+/// so no client of it breaks. Each topic costs a match against every subscriber, and without a cap
+/// one 1 MiB publish could carry 80,000 of them.
+pub const DEFAULT_MAX_TOPICS_PER_UPDATE: usize = 1000;
+/// `key=value` pairs in one publish body or query string. A publish needs at most
+/// `max_topics_per_update` topics plus five other fields, and a subscription at most a few hundred
+/// parameters; 4,096 leaves four times that room while a 1 MiB body of `a&a&…` would otherwise
+/// decode into 500,000 pairs (about 40 MB more resident memory per such request, measured).
+pub const DEFAULT_MAX_FORM_FIELDS: usize = 4096;
+/// Fields of a publish form besides its topics (`data`, `id`, `type`, `retry`, `private`):
+/// `max_form_fields` must leave room for them above `max_topics_per_update`.
+const OTHER_PUBLISH_FIELDS: usize = 5;
+/// Time allowed to receive a publish body once its headers are in. A publisher that trickles its
+/// body (slowloris) would otherwise hold its connection and buffer forever. 30 s carries a full
+/// 1 MiB body at 300 kbit/s; publishers are usually servers on fast links sending a few KB.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Prefix of the environment variables read as configuration.
 pub const ENV_PREFIX: &str = "MERCURE_";
 
@@ -73,6 +89,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("history_size", "number of updates kept in history, 0 = all (default 0)"),
     ("max_request_body_size", "publish body limit, e.g. 1MiB, 512KB (default 1MiB)"),
     ("replay_memory", "memory all history replays may hold at once (default 64MiB)"),
+    ("max_topics_per_update", "topics of one update, canonical and alternate (default 1000)"),
+    ("max_form_fields", "key=value pairs of a publish body or query string (default 4096)"),
+    ("body_read_timeout", "time allowed to receive a publish body, 0s = off (default 30s)"),
     ("ui", "serve the debugging UI at /.well-known/mercure/ui/"),
     ("log_format", "text (default) or json: one JSON object per log line"),
     ("metrics_addr", "serve /metrics on this host:port instead of the hub's address"),
@@ -100,7 +119,33 @@ pub enum ConfigError {
         /// What is wrong and what is expected.
         reason: String,
     },
-    /// The configuration file could not be read or is not valid TOML.
+    /// The configuration file could not be read.
+    #[error("cannot read the configuration file {path}: {reason}")]
+    Read {
+        /// The file, as given.
+        path: String,
+        /// Why, from the operating system.
+        reason: std::io::Error,
+    },
+    /// The configuration file is not valid TOML. The offending line is never shown: it may hold
+    /// a key (`jwt_key = "s3cret` without its closing quote).
+    #[error(
+        "{path}: invalid TOML at line {line}, column {column}{setting}: {message} (the line is \
+         not shown, as it may hold a secret)"
+    )]
+    Syntax {
+        /// The file, as given.
+        path: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column (in characters) of the error.
+        column: usize,
+        /// ` (setting `jwt_key`)` when the line assigns a known setting, else empty.
+        setting: String,
+        /// The parser's description of the problem, which names grammar, not input.
+        message: String,
+    },
+    /// The layered sources could not be merged.
     #[error("cannot read the configuration: {0}")]
     Source(#[from] config::ConfigError),
 }
@@ -174,6 +219,12 @@ pub struct Config {
     pub max_request_body_size: usize,
     /// Bytes of history pages all replays may hold at once; past it, replays wait.
     pub replay_memory: usize,
+    /// Topics of one update; more get 413.
+    pub max_topics_per_update: usize,
+    /// `key=value` pairs of a publish body (more get 413) or a query string (400).
+    pub max_form_fields: usize,
+    /// Time allowed to receive a publish body (408 after it); `None` = off.
+    pub body_read_timeout: Option<Duration>,
     /// Debugging UI.
     pub ui: bool,
     /// Log line format.
@@ -210,7 +261,10 @@ impl Config {
         }
         let mut builder = config::Config::builder();
         if let Some(path) = file {
-            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+            // Read and checked here rather than by the `config` crate, whose TOML errors quote
+            // the offending line, secret included.
+            let text = read_toml(path)?;
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
         }
         let raw: HashMap<String, Value> = builder
             .add_source(Environment::with_prefix("MERCURE").source(Some(env_values)))
@@ -264,6 +318,20 @@ impl Config {
             }
         };
 
+        let max_topics_per_update =
+            values.count("max_topics_per_update", DEFAULT_MAX_TOPICS_PER_UPDATE)?;
+        let max_form_fields = values.count("max_form_fields", DEFAULT_MAX_FORM_FIELDS)?;
+        if max_form_fields < max_topics_per_update.saturating_add(OTHER_PUBLISH_FIELDS) {
+            return Err(invalid(
+                "max_form_fields",
+                format!(
+                    "{max_form_fields} leaves no room for the {max_topics_per_update} topics of \
+                     max_topics_per_update and the other publish fields: set it to at least {}",
+                    max_topics_per_update.saturating_add(OTHER_PUBLISH_FIELDS)
+                ),
+            ));
+        }
+
         Ok(Self {
             addr: parse_addr("addr", &addr)?,
             publisher,
@@ -289,6 +357,9 @@ impl Config {
             max_request_body_size: values
                 .size("max_request_body_size", DEFAULT_MAX_REQUEST_BODY_SIZE)?,
             replay_memory: values.size("replay_memory", DEFAULT_REPLAY_MEMORY)?,
+            max_topics_per_update,
+            max_form_fields,
+            body_read_timeout: values.duration("body_read_timeout", DEFAULT_BODY_READ_TIMEOUT)?,
             ui: values.bool("ui")?.unwrap_or(false),
             log_format: match values.string("log_format")? {
                 None => LogFormat::default(),
@@ -305,6 +376,57 @@ impl Config {
             },
         })
     }
+}
+
+/// Reads the configuration file and checks its TOML syntax, reporting an error by position and
+/// setting name only.
+fn read_toml(path: &Path) -> Result<String, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|reason| ConfigError::Read { path: shown.clone(), reason })?;
+    let Err(error) = toml::de::DeTable::parse(&text) else {
+        return Ok(text);
+    };
+    let start = error.span().map_or(0, |span| span.start);
+    let before = text.get(..start).unwrap_or(&text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    // The setting assigned on the error line or, for an unterminated multi-line string whose
+    // error is reported where the file ends, the last one assigned above it.
+    let setting = match assigned_setting(line) {
+        Some(key) => format!(" (setting `{key}`)"),
+        None => before[..line_start]
+            .lines()
+            .rev()
+            .find_map(assigned_setting)
+            .map(|key| format!(" (after setting `{key}`)"))
+            .unwrap_or_default(),
+    };
+    // toml's messages describe the grammar ("string values must be quoted"); should one ever
+    // quote the input, it is dropped rather than risk printing a secret.
+    let value = line.split_once('=').map_or(line, |(_, value)| value);
+    let value = value.trim().trim_matches(['"', '\'']);
+    let message = error.message().trim();
+    let message = if value.len() >= 3 && message.contains(value) {
+        "syntax error".to_owned()
+    } else {
+        message.to_owned()
+    };
+    Err(ConfigError::Syntax {
+        path: shown,
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        setting,
+        message,
+    })
+}
+
+/// The known setting that `line` assigns (`key = …`), if any: only names from [`KEYS`] are ever
+/// returned, so nothing else of the line can be printed through it.
+fn assigned_setting(line: &str) -> Option<&'static str> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches(['"', '\'']);
+    KEYS.iter().map(|(known, _)| *known).find(|known| *known == key)
 }
 
 fn check_known(key: &str, origin: &str) -> Result<(), ConfigError> {
@@ -373,6 +495,15 @@ impl Values {
             .parse()
             .map(Some)
             .map_err(|_| invalid(key, format!("`{value}` is not a non-negative integer")))
+    }
+
+    /// A count that must be at least 1, with its default.
+    fn count(&self, key: &'static str, default: usize) -> Result<usize, ConfigError> {
+        match self.unsigned(key)? {
+            None => Ok(default),
+            Some(0) => Err(invalid(key, "must be at least 1")),
+            Some(n) => usize::try_from(n).map_err(|_| invalid(key, "too large")),
+        }
     }
 
     fn duration(
@@ -610,6 +741,89 @@ mod tests {
             .expect_err("typo must be refused")
             .to_string();
         assert!(message.contains("`hearbeat`") && message.contains("hub.toml"), "{message}");
+    }
+
+    #[test]
+    fn toml_syntax_errors_name_the_line_and_setting_but_never_show_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hub.toml");
+        let cases = [
+            ("transport = \"memory\"\njwt_key = \"s3cret-value\n", 2, "`jwt_key`"),
+            (
+                "transport = \"memory\"\npublisher_jwt_key = s3cret-value\n",
+                2,
+                "`publisher_jwt_key`",
+            ),
+            ("subscriber_jwt_key = 's3cret-value\nanonymous = true\n", 1, "`subscriber_jwt_key`"),
+            // Reported where the file ends, after the setting whose string never closes.
+            ("jwt_key = \"\"\"s3cret-value\n", 2, "after setting `jwt_key`"),
+            ("jwt_key = \"s3cret-value\" extra\n", 1, "`jwt_key`"),
+        ];
+        for (text, line, setting) in cases {
+            std::fs::write(&path, text).expect("write config");
+            let message = Config::from_sources(Some(&path), env(&[]))
+                .expect_err("invalid TOML must be refused")
+                .to_string();
+            assert!(!message.contains("s3cret"), "{text:?} leaked: {message}");
+            assert!(message.contains(&format!("line {line},")), "{text:?}: {message}");
+            assert!(message.contains(setting), "{text:?}: {message}");
+            assert!(message.contains("hub.toml"), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn invalid_secrets_are_never_echoed() {
+        let secret = "s3cret-value";
+        let cases: &[&[(&str, &str)]] = &[
+            &[("MERCURE_JWT_KEY", secret), ("MERCURE_JWT_ALG", "RS256")],
+            &[("MERCURE_JWT_KEY", secret), ("MERCURE_JWT_ALG", "ES256")],
+            &[("MERCURE_JWT_KEY", secret), ("MERCURE_JWT_ALG", "EdDSA")],
+            &[("MERCURE_PUBLISHER_JWT_KEY", secret), ("MERCURE_PUBLISHER_JWT_ALG", "RS256")],
+            &[
+                ("MERCURE_JWT_KEY", "k"),
+                ("MERCURE_SUBSCRIBER_JWT_KEY", secret),
+                ("MERCURE_SUBSCRIBER_JWT_ALG", "RS512"),
+            ],
+            &[("MERCURE_SUBSCRIBER_JWT_KEY", secret)],
+            &[("MERCURE_PUBLISHER_JWT_KEY", secret)],
+        ];
+        for pairs in cases {
+            let message = load(pairs).expect_err("must be refused").to_string();
+            assert!(!message.contains(secret), "{pairs:?} leaked: {message}");
+            assert!(message.contains("jwt_key`"), "{pairs:?} should name the key: {message}");
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, "jwt_key = [\"s3cret-value\"]\n").expect("write config");
+        let message = Config::from_sources(Some(&path), env(&[])).expect_err("refused").to_string();
+        assert!(!message.contains(secret) && message.contains("`jwt_key`"), "{message}");
+    }
+
+    #[test]
+    fn request_limits() {
+        let config = load(&[]).expect("defaults are valid");
+        assert_eq!(config.max_topics_per_update, DEFAULT_MAX_TOPICS_PER_UPDATE);
+        assert_eq!(config.max_form_fields, DEFAULT_MAX_FORM_FIELDS);
+        assert_eq!(config.body_read_timeout, Some(DEFAULT_BODY_READ_TIMEOUT));
+        let config = load(&[
+            ("MERCURE_MAX_TOPICS_PER_UPDATE", "10"),
+            ("MERCURE_MAX_FORM_FIELDS", "15"),
+            ("MERCURE_BODY_READ_TIMEOUT", "0s"),
+        ])
+        .expect("valid limits");
+        assert_eq!((config.max_topics_per_update, config.max_form_fields), (10, 15));
+        assert_eq!(config.body_read_timeout, None);
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("MERCURE_MAX_TOPICS_PER_UPDATE", "0")], "`max_topics_per_update`"),
+            (&[("MERCURE_MAX_TOPICS_PER_UPDATE", "many")], "`max_topics_per_update`"),
+            (&[("MERCURE_MAX_FORM_FIELDS", "0")], "`max_form_fields`"),
+            (&[("MERCURE_MAX_TOPICS_PER_UPDATE", "5000")], "`max_form_fields`"),
+            (&[("MERCURE_BODY_READ_TIMEOUT", "soon")], "`body_read_timeout`"),
+        ];
+        for (pairs, expected) in cases {
+            let message = load(pairs).expect_err("must be refused").to_string();
+            assert!(message.contains(expected), "{message:?} should name {expected}");
+        }
     }
 
     #[test]

@@ -23,6 +23,16 @@ pub enum HubError {
     /// A publish body above `max_request_body_size` (413).
     #[error("Payload Too Large: the body exceeds the {0}-byte limit (max_request_body_size)")]
     PayloadTooLarge(usize),
+    /// A publish body within the byte limit but over another content limit, such as
+    /// `max_topics_per_update` or `max_form_fields` (413); the message names the setting.
+    #[error("Payload Too Large: {0}")]
+    ContentTooLarge(String),
+    /// The body did not arrive within `body_read_timeout` (408); the connection is closed.
+    #[error(
+        "Request Timeout: the body was not received within {0:?} (body_read_timeout); send it \
+         without pauses"
+    )]
+    RequestTimeout(std::time::Duration),
     /// The path exists but not for this method (405).
     #[error("Method Not Allowed")]
     MethodNotAllowed,
@@ -40,7 +50,8 @@ impl ResponseError for HubError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge(_) | Self::ContentTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -67,6 +78,10 @@ impl ResponseError for HubError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"insufficient_scope\""),
                 ));
+            }
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            Self::RequestTimeout(_) => {
+                response.force_close();
             }
             _ => {}
         }

@@ -3,6 +3,8 @@
 //! Mercure needs two things common decoders get wrong: a key with an empty value must survive
 //! (`private=` makes an update private), and malformed input must be refused rather than guessed
 //! at, so a publisher learns about a broken client instead of silently publishing mangled data.
+//! Every parse is bounded by a number of pairs (`max_form_fields`): the count is checked before a
+//! pair is decoded, so an oversized form costs no more than the limit in allocations.
 
 use thiserror::Error;
 
@@ -15,6 +17,9 @@ pub enum FormError {
     /// The decoded bytes of a key or value are not UTF-8.
     #[error("the form is not valid UTF-8 once percent-decoded")]
     NotUtf8,
+    /// More `key=value` pairs than allowed.
+    #[error("more than {0} fields (limit set by max_form_fields)")]
+    TooManyFields(usize),
 }
 
 /// Decoded `key=value` pairs in their original order (keys may repeat).
@@ -23,12 +28,16 @@ pub struct Form(Vec<(String, String)>);
 
 impl Form {
     /// Decodes `input`: pairs separated by `&`, `+` meaning a space, `%XX` escapes. A pair without
-    /// `=` is a key with an empty value; empty pairs (`a&&b`) are skipped.
-    pub fn parse(input: &[u8]) -> Result<Self, FormError> {
+    /// `=` is a key with an empty value; empty pairs (`a&&b`) are skipped and not counted. More
+    /// than `max_fields` pairs is an error.
+    pub fn parse(input: &[u8], max_fields: usize) -> Result<Self, FormError> {
         let mut pairs = Vec::new();
         let mut offset = 0;
         for pair in input.split(|&b| b == b'&') {
             if !pair.is_empty() {
+                if pairs.len() == max_fields {
+                    return Err(FormError::TooManyFields(max_fields));
+                }
                 let (key, value) = match pair.iter().position(|&b| b == b'=') {
                     Some(eq) => (&pair[..eq], &pair[eq + 1..]),
                     None => (pair, &pair[pair.len()..]),
@@ -93,9 +102,13 @@ fn hex_value(digit: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
+    fn parse(input: &[u8]) -> Result<Form, FormError> {
+        Form::parse(input, 100)
+    }
+
     #[test]
     fn keeps_empty_values_and_order() {
-        let form = Form::parse(b"topic=a&private=&topic=b&flag").expect("valid form");
+        let form = parse(b"topic=a&private=&topic=b&flag").expect("valid form");
         assert_eq!(form.all("topic").collect::<Vec<_>>(), ["a", "b"]);
         assert!(form.contains("private"));
         assert_eq!(form.first("private"), Some(""));
@@ -105,24 +118,34 @@ mod tests {
 
     #[test]
     fn decodes_plus_and_escapes() {
-        let form = Form::parse(b"data=a+b%0D%0Ac%3D%26&k%2Bx=%C3%A9").expect("valid form");
+        let form = parse(b"data=a+b%0D%0Ac%3D%26&k%2Bx=%C3%A9").expect("valid form");
         assert_eq!(form.first("data"), Some("a b\r\nc=&"));
         assert_eq!(form.first("k+x"), Some("é"));
     }
 
     #[test]
     fn skips_empty_pairs() {
-        let form = Form::parse(b"&&a=1&&").expect("valid form");
+        let form = parse(b"&&a=1&&").expect("valid form");
         assert_eq!(form.first("a"), Some("1"));
-        assert_eq!(Form::parse(b"").expect("empty form"), Form::default());
+        assert_eq!(parse(b"").expect("empty form"), Form::default());
+    }
+
+    #[test]
+    fn counts_pairs_against_the_limit() {
+        assert_eq!(Form::parse(b"a&b&&c", 3).expect("three pairs").0.len(), 3);
+        assert_eq!(Form::parse(b"a&b&c&d", 3), Err(FormError::TooManyFields(3)));
+        // Checked before decoding, so a malformed pair past the limit is not even looked at.
+        assert_eq!(Form::parse(b"a&b&%zz", 2), Err(FormError::TooManyFields(2)));
+        let message = FormError::TooManyFields(3).to_string();
+        assert!(message.contains("max_form_fields"), "{message}");
     }
 
     #[test]
     fn refuses_bad_escapes_and_invalid_utf8() {
-        assert_eq!(Form::parse(b"a=%"), Err(FormError::BadEscape(2)));
-        assert_eq!(Form::parse(b"a=%4"), Err(FormError::BadEscape(2)));
-        assert_eq!(Form::parse(b"x=1&a=%zz"), Err(FormError::BadEscape(6)));
-        assert_eq!(Form::parse(b"a=%FF"), Err(FormError::NotUtf8));
-        assert_eq!(Form::parse(b"a=\xff"), Err(FormError::NotUtf8));
+        assert_eq!(parse(b"a=%"), Err(FormError::BadEscape(2)));
+        assert_eq!(parse(b"a=%4"), Err(FormError::BadEscape(2)));
+        assert_eq!(parse(b"x=1&a=%zz"), Err(FormError::BadEscape(6)));
+        assert_eq!(parse(b"a=%FF"), Err(FormError::NotUtf8));
+        assert_eq!(parse(b"a=\xff"), Err(FormError::NotUtf8));
     }
 }

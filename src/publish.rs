@@ -3,16 +3,22 @@
 //! Checks run in the reference hub's order (authentication, body, fields, topic rights) with the
 //! status codes of the specification where the reference differs: 403 for a topic the token may
 //! not publish to, 413 for a body over the limit, 400 for an id or type that could corrupt streams.
+//!
+//! Every publish is bounded before it costs anything: its body by `max_request_body_size` bytes,
+//! `max_form_fields` pairs and `body_read_timeout` (408, so a trickling publisher cannot hold its
+//! connection open), its topics by `max_topics_per_update` (413, as draft-08 of the specification
+//! says for too many topics; the reference hub's current version answers 400 there).
 
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use crate::authorization::Publisher;
+use crate::config::Config;
 use crate::error::HubError;
-use crate::form::Form;
+use crate::form::{Form, FormError};
 use crate::update::{EventId, EventType, Topic, Update};
 use crate::Hub;
 
@@ -38,12 +44,19 @@ async fn publish_update(
     hub: web::Data<Hub>,
 ) -> Result<HttpResponse, HubError> {
     let started = Instant::now();
+    let config = &hub.config;
     // Only the token may come from the query string; topics there are ignored, as in the
-    // reference hub. An unparsable query string simply holds no token.
-    let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
-    let publisher = Publisher::authenticate(&req, &query, &hub.config)?;
-    let form = read_form(&req, body, hub.config.max_request_body_size).await?;
-    let update = parse_update(&form)?;
+    // reference hub. An unparsable query string simply holds no token, but one over the field
+    // limit is refused so that the client learns which limit it hit.
+    let query = match Form::parse(req.query_string().as_bytes(), config.max_form_fields) {
+        Err(error @ FormError::TooManyFields(_)) => {
+            return Err(HubError::BadRequest(format!("query string: {error}")))
+        }
+        parsed => parsed.unwrap_or_default(),
+    };
+    let publisher = Publisher::authenticate(&req, &query, config)?;
+    let form = read_form(&req, body, config).await?;
+    let update = parse_update(&form, config.max_topics_per_update)?;
     let span = tracing::Span::current();
     span.record("mercure.topic", update.topics.first().map_or("", Topic::as_str));
     span.record("mercure.topics", update.topics.len());
@@ -65,11 +78,11 @@ async fn publish_update(
         .body(id.to_string()))
 }
 
-/// Reads and decodes a form body of at most `limit` bytes.
+/// Reads and decodes a form body within the configured limits: bytes, fields and read time.
 async fn read_form(
     req: &HttpRequest,
-    mut body: web::Payload,
-    limit: usize,
+    body: web::Payload,
+    config: &Config,
 ) -> Result<Form, HubError> {
     let malformed = || HubError::BadRequest("malformed Content-Type header".into());
     let mime = req.mime_type().map_err(|_| malformed())?;
@@ -90,6 +103,7 @@ async fn read_form(
             mime.map_or_else(|| "untyped".to_owned(), |m| m.essence_str().to_owned())
         )));
     }
+    let limit = config.max_request_body_size;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -98,6 +112,34 @@ async fn read_form(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(HubError::PayloadTooLarge(limit));
     }
+    let bytes = match config.body_read_timeout {
+        None => read_body(body, limit).await?,
+        Some(timeout) => read_body_within(body, limit, timeout).await?,
+    };
+    Form::parse(&bytes, config.max_form_fields).map_err(|error| match error {
+        FormError::TooManyFields(limit) => HubError::ContentTooLarge(format!(
+            "the form has more than {limit} fields (max_form_fields); send fewer fields or \
+             raise the setting"
+        )),
+        error => HubError::BadRequest(format!("malformed form body: {error}")),
+    })
+}
+
+/// [`read_body`], abandoned with 408 after `timeout`. The clock starts when the handler does,
+/// once the headers are in, and covers the whole body rather than each chunk: a publisher
+/// sending one byte every few seconds must not keep its connection forever.
+async fn read_body_within(
+    body: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<bytes::BytesMut, HubError> {
+    tokio::time::timeout(timeout, read_body(body, limit))
+        .await
+        .map_err(|_| HubError::RequestTimeout(timeout))?
+}
+
+/// Reads a body of at most `limit` bytes.
+async fn read_body(mut body: web::Payload, limit: usize) -> Result<bytes::BytesMut, HubError> {
     let mut bytes = bytes::BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk =
@@ -107,12 +149,19 @@ async fn read_form(
         }
         bytes.extend_from_slice(&chunk);
     }
-    Form::parse(&bytes).map_err(|e| HubError::BadRequest(format!("malformed form body: {e}")))
+    Ok(bytes)
 }
 
 /// Builds the update from the form fields, validating each one.
-fn parse_update(form: &Form) -> Result<Update, HubError> {
+fn parse_update(form: &Form, max_topics: usize) -> Result<Update, HubError> {
     let bad = |e: crate::update::InvalidField| HubError::BadRequest(e.to_string());
+    // Counted before any topic is validated or copied.
+    if form.all("topic").nth(max_topics).is_some() {
+        return Err(HubError::ContentTooLarge(format!(
+            "more than {max_topics} topics in one update (max_topics_per_update); publish the \
+             update in several parts or raise the setting"
+        )));
+    }
     let topics = form.all("topic").map(Topic::new).collect::<Result<Vec<_>, _>>().map_err(bad)?;
     if topics.is_empty() {
         return Err(HubError::BadRequest("Missing \"topic\" parameter".into()));
@@ -152,7 +201,7 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<Update, HubError> {
-        parse_update(&Form::parse(body.as_bytes()).expect("valid form"))
+        parse_update(&Form::parse(body.as_bytes(), 100).expect("valid form"), 3)
     }
 
     #[test]
@@ -186,6 +235,17 @@ mod tests {
             "topic=a%00",
         ] {
             assert!(matches!(parse(body), Err(HubError::BadRequest(_))), "{body}");
+        }
+    }
+
+    #[test]
+    fn counts_topics_against_the_limit() {
+        assert_eq!(parse("topic=a&topic=b&topic=c").expect("three topics").topics.len(), 3);
+        match parse("topic=a&topic=b&topic=c&topic=d") {
+            Err(HubError::ContentTooLarge(message)) => {
+                assert!(message.contains("max_topics_per_update"), "{message}")
+            }
+            other => panic!("expected 413, got {other:?}"),
         }
     }
 }

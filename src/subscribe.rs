@@ -40,7 +40,7 @@ pub async fn subscribe(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResp
 }
 
 async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
-    let query = Form::parse(req.query_string().as_bytes())
+    let query = Form::parse(req.query_string().as_bytes(), hub.config.max_form_fields)
         .map_err(|e| HubError::BadRequest(format!("malformed query string: {e}")))?;
     let grant = SubscriberGrant::authenticate(&req, &query, &hub.config)?;
     let selectors: Vec<TopicSelector> = query.all("topic").map(TopicSelector::parse).collect();

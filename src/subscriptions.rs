@@ -12,7 +12,7 @@
 //! not allowed (the reference hub answers 401 for both and matches the query string too).
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -142,7 +142,8 @@ fn target(path: &str) -> Option<Target> {
 
 /// Checks the subscriber token against the request path (not the query string).
 fn authorize(req: &HttpRequest, hub: &Hub) -> Result<(), HubError> {
-    let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
+    let query =
+        Form::parse(req.query_string().as_bytes(), hub.config.max_form_fields).unwrap_or_default();
     let (token, _) = find_token(req, &query, &hub.config.cookie_name)?.ok_or_else(|| {
         unauthorized("the subscriptions API needs a subscriber token (Authorization: Bearer)")
     })?;
@@ -163,8 +164,19 @@ fn authorize(req: &HttpRequest, hub: &Hub) -> Result<(), HubError> {
     }
 }
 
-/// `GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`.
-pub async fn api(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
+/// `GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`. Every answer, errors and
+/// 304 included, is `Cache-Control: private, no-store`: it describes who is connected, which no
+/// shared cache may keep and no browser should write to disk.
+pub async fn api(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
+    let mut response = respond(req, hub).await.unwrap_or_else(|error| error.error_response());
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    response
+}
+
+/// The answer of [`api`], before its caching headers.
+async fn respond(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
     let Some(target) = target(req.uri().path()) else {
         return Ok(not_found());
     };

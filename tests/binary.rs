@@ -424,6 +424,46 @@ fn a_missing_config_file_is_refused() {
 }
 
 #[test]
+fn a_config_error_never_prints_a_secret() {
+    const SECRET: &str = "s3cret-publisher-key";
+    let dir = tempfile::tempdir().expect("temp dir");
+    // (file content, fragments stderr must contain: the line and the setting)
+    let cases = [
+        (format!("transport = \"memory\"\njwt_key = \"{SECRET}\n"), ["line 2", "`jwt_key`"]),
+        (
+            format!("transport = \"memory\"\npublisher_jwt_key = {SECRET}\n"),
+            ["line 2", "`publisher_jwt_key`"],
+        ),
+        (
+            format!("subscriber_jwt_key = '{SECRET}\nanonymous = true\n"),
+            ["line 1", "`subscriber_jwt_key`"],
+        ),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("hub{i}.toml"));
+        std::fs::write(&path, text).expect("write config");
+        let path = path.to_str().expect("utf-8 path");
+        let output = assert_refused(&["--config", path], &[], &[expected[0], expected[1], path]);
+        assert!(
+            !output.stderr.contains("s3cret"),
+            "{text:?} leaked the secret:\n{}",
+            output.stderr
+        );
+    }
+    // A secret that is valid TOML but not a valid key for its algorithm is not echoed either.
+    let output = assert_refused(
+        &[],
+        &[
+            ("MERCURE_PUBLISHER_JWT_KEY", SECRET),
+            ("MERCURE_PUBLISHER_JWT_ALG", "RS256"),
+            ("MERCURE_ANONYMOUS", "1"),
+        ],
+        &["publisher_jwt_key"],
+    );
+    assert!(!output.stderr.contains("s3cret"), "leaked the secret:\n{}", output.stderr);
+}
+
+#[test]
 fn a_port_in_use_is_refused_naming_addr() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
     let addr = taken.local_addr().expect("local addr").to_string();

@@ -13,8 +13,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-const CSP: &str = "default-src 'self'";
-const CSP_UI: &str = "default-src 'self' mercure.rocks cdn.jsdelivr.net";
+const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 const ALLOWED_ORIGIN: &str = "https://app.example.com";
 const OTHER_ORIGIN: &str = "https://evil.example.org";
 
@@ -28,7 +27,7 @@ fn assert_security_headers(headers: &HeaderMap, csp: &str, what: &str) {
     let expected = [
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
-        ("x-xss-protection", "1; mode=block"),
+        ("x-xss-protection", "0"),
         ("content-security-policy", csp),
     ];
     for (name, value) in expected {
@@ -248,13 +247,14 @@ async fn security_headers_are_on_every_kind_of_response() {
 }
 
 #[tokio::test]
-async fn the_ui_widens_the_content_security_policy() {
+async fn the_ui_keeps_the_same_content_security_policy() {
+    // The UI loads only its own files: turning it on widens nothing.
     let hub = TestHub::start(&[("MERCURE_UI", "1")]);
     let events = Events::open(&hub, "topic=a", Some(&subscriber())).await;
-    assert_security_headers(&events.response_headers, CSP_UI, "subscribe stream with the UI");
-    for path in ["/", "/healthz", "/nope", "/.well-known/mercure"] {
+    assert_security_headers(&events.response_headers, CSP, "subscribe stream with the UI");
+    for path in ["/", "/healthz", "/nope", "/.well-known/mercure", "/.well-known/mercure/ui/"] {
         let response = client().get(hub.at(path)).send().await.expect(path);
-        assert_security_headers(response.headers(), CSP_UI, path);
+        assert_security_headers(response.headers(), CSP, path);
     }
     let (status, _) = publish(&hub, &[("topic", "a")]).await;
     assert_eq!(status, 200);
@@ -577,17 +577,19 @@ async fn cors_actual_requests_from_another_origin_are_served_without_cors_header
 }
 
 #[tokio::test]
-async fn cors_wildcard_echoes_the_origin_never_a_literal_star() {
+async fn cors_wildcard_answers_a_literal_star_without_credentials() {
+    // With `*`, any origin may read, but never with the visitor's cookies: echoing the origin with
+    // credentials would let every site read private updates (tests/cors.rs performs that attack).
     let hub = TestHub::start(&[("MERCURE_CORS_ORIGINS", "*")]);
-    for origin in [ALLOWED_ORIGIN, OTHER_ORIGIN, "http://localhost:3000"] {
+    for origin in [ALLOWED_ORIGIN, OTHER_ORIGIN, "http://localhost:3000", "null"] {
         let response = preflight(&hub, origin, "GET", "authorization").await;
         assert_eq!(response.status(), 204);
-        assert_eq!(header(response.headers(), "access-control-allow-origin"), Some(origin));
-        assert_eq!(header(response.headers(), "access-control-allow-credentials"), Some("true"));
+        assert_eq!(header(response.headers(), "access-control-allow-origin"), Some("*"));
+        assert!(response.headers().get("access-control-allow-credentials").is_none(), "{origin}");
 
         let events =
             Events::open_with(&hub, "topic=a", Some(&subscriber()), &[("origin", origin)]).await;
-        assert_actual_cors(&events.response_headers, origin, "subscribe with *");
+        assert_anonymous_cors(&events.response_headers, "subscribe with *");
 
         let response = client()
             .post(&hub.url)
@@ -599,8 +601,20 @@ async fn cors_wildcard_echoes_the_origin_never_a_literal_star() {
             .await
             .expect("publish");
         assert_eq!(response.status(), 200);
-        assert_actual_cors(response.headers(), origin, "publish with *");
+        assert_anonymous_cors(response.headers(), "publish with *");
     }
+}
+
+/// The headers of an actual cross-origin request allowed through `*`: no credentials.
+#[track_caller]
+fn assert_anonymous_cors(headers: &HeaderMap, what: &str) {
+    assert_eq!(header(headers, "access-control-allow-origin"), Some("*"), "{what}: ACAO");
+    assert!(headers.get("access-control-allow-credentials").is_none(), "{what}: ACAC");
+    assert!(
+        header_items(headers, "access-control-expose-headers")
+            .contains(&"last-event-id".to_owned()),
+        "{what}: Access-Control-Expose-Headers should list Last-Event-ID"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
