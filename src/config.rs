@@ -37,6 +37,20 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_HISTORY_PATH: &str = "quicksilver.redb";
 /// Publish body limit: 1 MiB, as the reference hub's current version; larger bodies get 413.
 pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 1024 * 1024;
+/// Topic selectors in one subscription: 100, the limit of the reference hub's current version,
+/// so that no client written for it is refused.
+pub const DEFAULT_MAX_TOPICS_PER_SUBSCRIPTION: usize = 100;
+/// Bytes in one topic selector: 4096, the limit of the reference hub's draft-08 topic matcher.
+/// Real selectors are URLs of a few hundred bytes.
+pub const DEFAULT_MAX_SELECTOR_LENGTH: usize = 4096;
+/// Variables in one URI template, all its expressions together. Real templates use 1 to 5
+/// (`https://example.com/books/{id}{?page,sort}` has 3); each variable costs about 600 bytes of
+/// compiled regex, so 32 keeps a template's variables under about 20 KB.
+pub const DEFAULT_MAX_TEMPLATE_VARIABLES: usize = 32;
+/// Bytes the cache of compiled templates may hold: 16 MiB, about 3,000 typical templates (5 KB
+/// each compiled) or 60 of the largest the default limits admit. It only serves templates
+/// reused across connections; a miss costs a compilation of a fraction of a millisecond.
+pub const DEFAULT_SELECTOR_CACHE_SIZE: usize = 16 << 20;
 /// Prefix of the environment variables read as configuration.
 pub const ENV_PREFIX: &str = "MERCURE_";
 
@@ -66,6 +80,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("history_path", "file of the embedded store (default quicksilver.redb)"),
     ("history_size", "number of updates kept in history, 0 = all (default 0)"),
     ("max_request_body_size", "publish body limit, e.g. 1MiB, 512KB (default 1MiB)"),
+    ("max_topics_per_subscription", "most topic selectors in one subscription (default 100)"),
+    ("max_selector_length", "most bytes in one subscriber topic selector (default 4096)"),
+    ("max_template_variables", "most variables in one subscriber URI template (default 32)"),
+    ("selector_cache_size", "memory for compiled URI templates, e.g. 16MiB (default 16MiB)"),
     ("ui", "serve the debugging UI at /.well-known/mercure/ui/"),
     ("log_format", "text (default) or json: one JSON object per log line"),
     ("metrics_addr", "serve /metrics on this host:port instead of the hub's address"),
@@ -165,6 +183,14 @@ pub struct Config {
     pub history_size: u64,
     /// Publish body limit in bytes.
     pub max_request_body_size: usize,
+    /// Most `topic` parameters in one subscription.
+    pub max_topics_per_subscription: usize,
+    /// Most bytes in one topic selector of a subscription.
+    pub max_selector_length: usize,
+    /// Most variables in one URI template of a subscription, all expressions together.
+    pub max_template_variables: usize,
+    /// Bytes the process-wide cache of compiled URI templates may hold (an estimate).
+    pub selector_cache_size: usize,
     /// Debugging UI.
     pub ui: bool,
     /// Log line format.
@@ -277,7 +303,15 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_HISTORY_PATH.into())
                 .into(),
             history_size: values.unsigned("history_size")?.unwrap_or(0),
-            max_request_body_size: values.size("max_request_body_size")?,
+            max_request_body_size: values
+                .size("max_request_body_size", DEFAULT_MAX_REQUEST_BODY_SIZE)?,
+            max_topics_per_subscription: values
+                .limit("max_topics_per_subscription", DEFAULT_MAX_TOPICS_PER_SUBSCRIPTION)?,
+            max_selector_length: values
+                .limit("max_selector_length", DEFAULT_MAX_SELECTOR_LENGTH)?,
+            max_template_variables: values
+                .limit("max_template_variables", DEFAULT_MAX_TEMPLATE_VARIABLES)?,
+            selector_cache_size: values.size("selector_cache_size", DEFAULT_SELECTOR_CACHE_SIZE)?,
             ui: values.bool("ui")?.unwrap_or(false),
             log_format: match values.string("log_format")? {
                 None => LogFormat::default(),
@@ -381,9 +415,19 @@ impl Values {
         Ok(Some(duration).filter(|d| !d.is_zero()))
     }
 
-    fn size(&self, key: &'static str) -> Result<usize, ConfigError> {
+    /// A count of at least 1, or `default` when unset.
+    fn limit(&self, key: &'static str, default: usize) -> Result<usize, ConfigError> {
+        match self.unsigned(key)? {
+            None => Ok(default),
+            Some(0) => Err(invalid(key, "must be at least 1")),
+            Some(n) => usize::try_from(n).map_err(|_| invalid(key, "too large")),
+        }
+    }
+
+    /// A size above 0 (see [`parse_size`]), or `default` when unset.
+    fn size(&self, key: &'static str, default: usize) -> Result<usize, ConfigError> {
         match self.string(key)? {
-            None => Ok(DEFAULT_MAX_REQUEST_BODY_SIZE),
+            None => Ok(default),
             Some(value) => parse_size(&value).filter(|&n| n > 0).ok_or_else(|| {
                 invalid(
                     key,
@@ -530,6 +574,25 @@ mod tests {
         assert_eq!(config.transport, TransportKind::Embedded);
         assert_eq!(config.cookie_name, DEFAULT_COOKIE_NAME);
         assert_eq!(config.max_request_body_size, 1 << 20);
+        assert_eq!(config.max_topics_per_subscription, 100);
+        assert_eq!(config.max_selector_length, 4096);
+        assert_eq!(config.max_template_variables, 32);
+        assert_eq!(config.selector_cache_size, 16 << 20);
+    }
+
+    #[test]
+    fn selector_limits() {
+        let config = load(&[
+            ("MERCURE_MAX_TOPICS_PER_SUBSCRIPTION", "10"),
+            ("MERCURE_MAX_SELECTOR_LENGTH", "2048"),
+            ("MERCURE_MAX_TEMPLATE_VARIABLES", "8"),
+            ("MERCURE_SELECTOR_CACHE_SIZE", "4MiB"),
+        ])
+        .expect("valid configuration");
+        assert_eq!(config.max_topics_per_subscription, 10);
+        assert_eq!(config.max_selector_length, 2048);
+        assert_eq!(config.max_template_variables, 8);
+        assert_eq!(config.selector_cache_size, 4 << 20);
     }
 
     #[test]
@@ -583,6 +646,10 @@ mod tests {
             (&[("MERCURE_SUBSCRIBER_JWT_KEY", "k")], "`publisher_jwt_key`"),
             (&[("MERCURE_PUBLISHER_JWT_KEY", "k")], "`subscriber_jwt_key`"),
             (&[("MERCURE_MAX_REQUEST_BODY_SIZE", "lots")], "`max_request_body_size`"),
+            (&[("MERCURE_MAX_TOPICS_PER_SUBSCRIPTION", "0")], "`max_topics_per_subscription`"),
+            (&[("MERCURE_MAX_SELECTOR_LENGTH", "-1")], "`max_selector_length`"),
+            (&[("MERCURE_MAX_TEMPLATE_VARIABLES", "many")], "`max_template_variables`"),
+            (&[("MERCURE_SELECTOR_CACHE_SIZE", "0")], "`selector_cache_size`"),
         ];
         for (pairs, expected) in cases {
             let message = load(pairs).expect_err("must be refused").to_string();
