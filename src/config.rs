@@ -59,6 +59,20 @@ const OTHER_PUBLISH_FIELDS: usize = 5;
 /// body (slowloris) would otherwise hold its connection and buffer forever. 30 s carries a full
 /// 1 MiB body at 300 kbit/s; publishers are usually servers on fast links sending a few KB.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Topic selectors in one subscription: 100, the limit of the reference hub's current version,
+/// so that no client written for it is refused.
+pub const DEFAULT_MAX_TOPICS_PER_SUBSCRIPTION: usize = 100;
+/// Bytes in one topic selector: 4096, the limit of the reference hub's draft-08 topic matcher.
+/// Real selectors are URLs of a few hundred bytes.
+pub const DEFAULT_MAX_SELECTOR_LENGTH: usize = 4096;
+/// Variables in one URI template, all its expressions together. Real templates use 1 to 5
+/// (`https://example.com/books/{id}{?page,sort}` has 3); each variable costs about 600 bytes of
+/// compiled regex, so 32 keeps a template's variables under about 20 KB.
+pub const DEFAULT_MAX_TEMPLATE_VARIABLES: usize = 32;
+/// Bytes the cache of compiled templates may hold: 16 MiB, about 3,000 typical templates (5 KB
+/// each compiled) or 60 of the largest the default limits admit. It only serves templates
+/// reused across connections; a miss costs a compilation of a fraction of a millisecond.
+pub const DEFAULT_SELECTOR_CACHE_SIZE: usize = 16 << 20;
 /// Prefix of the environment variables read as configuration.
 pub const ENV_PREFIX: &str = "MERCURE_";
 
@@ -92,6 +106,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("max_topics_per_update", "topics of one update, canonical and alternate (default 1000)"),
     ("max_form_fields", "key=value pairs of a publish body or query string (default 4096)"),
     ("body_read_timeout", "time allowed to receive a publish body, 0s = off (default 30s)"),
+    ("max_topics_per_subscription", "most topic selectors in one subscription (default 100)"),
+    ("max_selector_length", "most bytes in one subscriber topic selector (default 4096)"),
+    ("max_template_variables", "most variables in one subscriber URI template (default 32)"),
+    ("selector_cache_size", "memory for compiled URI templates, e.g. 16MiB (default 16MiB)"),
     ("ui", "serve the debugging UI at /.well-known/mercure/ui/"),
     ("log_format", "text (default) or json: one JSON object per log line"),
     ("metrics_addr", "serve /metrics on this host:port instead of the hub's address"),
@@ -225,6 +243,14 @@ pub struct Config {
     pub max_form_fields: usize,
     /// Time allowed to receive a publish body (408 after it); `None` = off.
     pub body_read_timeout: Option<Duration>,
+    /// Most `topic` parameters in one subscription.
+    pub max_topics_per_subscription: usize,
+    /// Most bytes in one topic selector of a subscription.
+    pub max_selector_length: usize,
+    /// Most variables in one URI template of a subscription, all expressions together.
+    pub max_template_variables: usize,
+    /// Bytes the process-wide cache of compiled URI templates may hold (an estimate).
+    pub selector_cache_size: usize,
     /// Debugging UI.
     pub ui: bool,
     /// Log line format.
@@ -360,6 +386,13 @@ impl Config {
             max_topics_per_update,
             max_form_fields,
             body_read_timeout: values.duration("body_read_timeout", DEFAULT_BODY_READ_TIMEOUT)?,
+            max_topics_per_subscription: values
+                .limit("max_topics_per_subscription", DEFAULT_MAX_TOPICS_PER_SUBSCRIPTION)?,
+            max_selector_length: values
+                .limit("max_selector_length", DEFAULT_MAX_SELECTOR_LENGTH)?,
+            max_template_variables: values
+                .limit("max_template_variables", DEFAULT_MAX_TEMPLATE_VARIABLES)?,
+            selector_cache_size: values.size("selector_cache_size", DEFAULT_SELECTOR_CACHE_SIZE)?,
             ui: values.bool("ui")?.unwrap_or(false),
             log_format: match values.string("log_format")? {
                 None => LogFormat::default(),
@@ -523,6 +556,16 @@ impl Values {
         Ok(Some(duration).filter(|d| !d.is_zero()))
     }
 
+    /// A count of at least 1, or `default` when unset.
+    fn limit(&self, key: &'static str, default: usize) -> Result<usize, ConfigError> {
+        match self.unsigned(key)? {
+            None => Ok(default),
+            Some(0) => Err(invalid(key, "must be at least 1")),
+            Some(n) => usize::try_from(n).map_err(|_| invalid(key, "too large")),
+        }
+    }
+
+    /// A size above 0 (see [`parse_size`]), or `default` when unset.
     fn size(&self, key: &'static str, default: usize) -> Result<usize, ConfigError> {
         match self.string(key)? {
             None => Ok(default),
@@ -672,6 +715,25 @@ mod tests {
         assert_eq!(config.transport, TransportKind::Embedded);
         assert_eq!(config.cookie_name, DEFAULT_COOKIE_NAME);
         assert_eq!(config.max_request_body_size, 1 << 20);
+        assert_eq!(config.max_topics_per_subscription, 100);
+        assert_eq!(config.max_selector_length, 4096);
+        assert_eq!(config.max_template_variables, 32);
+        assert_eq!(config.selector_cache_size, 16 << 20);
+    }
+
+    #[test]
+    fn selector_limits() {
+        let config = load(&[
+            ("MERCURE_MAX_TOPICS_PER_SUBSCRIPTION", "10"),
+            ("MERCURE_MAX_SELECTOR_LENGTH", "2048"),
+            ("MERCURE_MAX_TEMPLATE_VARIABLES", "8"),
+            ("MERCURE_SELECTOR_CACHE_SIZE", "4MiB"),
+        ])
+        .expect("valid configuration");
+        assert_eq!(config.max_topics_per_subscription, 10);
+        assert_eq!(config.max_selector_length, 2048);
+        assert_eq!(config.max_template_variables, 8);
+        assert_eq!(config.selector_cache_size, 4 << 20);
     }
 
     #[test]
@@ -725,6 +787,10 @@ mod tests {
             (&[("MERCURE_SUBSCRIBER_JWT_KEY", "k")], "`publisher_jwt_key`"),
             (&[("MERCURE_PUBLISHER_JWT_KEY", "k")], "`subscriber_jwt_key`"),
             (&[("MERCURE_MAX_REQUEST_BODY_SIZE", "lots")], "`max_request_body_size`"),
+            (&[("MERCURE_MAX_TOPICS_PER_SUBSCRIPTION", "0")], "`max_topics_per_subscription`"),
+            (&[("MERCURE_MAX_SELECTOR_LENGTH", "-1")], "`max_selector_length`"),
+            (&[("MERCURE_MAX_TEMPLATE_VARIABLES", "many")], "`max_template_variables`"),
+            (&[("MERCURE_SELECTOR_CACHE_SIZE", "0")], "`selector_cache_size`"),
         ];
         for (pairs, expected) in cases {
             let message = load(pairs).expect_err("must be refused").to_string();

@@ -21,7 +21,7 @@ use crate::error::HubError;
 use crate::form::Form;
 use crate::subscriber::{Departure, StreamStart, SubscriberStream, Subscription, QUEUE_CAPACITY};
 use crate::subscriptions::presence_updates;
-use crate::topic_selector::TopicSelector;
+use crate::topic_selector::{parse_subscription, SelectorLimits, TopicSelector};
 use crate::Hub;
 
 /// The `Last-Event-ID` value meaning "from the beginning of history".
@@ -43,7 +43,10 @@ async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespon
     let query = Form::parse(req.query_string().as_bytes(), hub.config.max_form_fields)
         .map_err(|e| HubError::BadRequest(format!("malformed query string: {e}")))?;
     let grant = SubscriberGrant::authenticate(&req, &query, &hub.config)?;
-    let selectors: Vec<TopicSelector> = query.all("topic").map(TopicSelector::parse).collect();
+    // Anyone may send these: limited before anything is compiled (see `SelectorLimits`).
+    let topics: Vec<&str> = query.all("topic").collect();
+    let selectors = parse_subscription(&topics, &SelectorLimits::from(&*hub.config))
+        .map_err(|e| HubError::BadRequest(e.to_string()))?;
     if selectors.is_empty() {
         return Err(HubError::BadRequest("Missing \"topic\" parameter.".into()));
     }

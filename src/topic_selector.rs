@@ -20,8 +20,20 @@
 //!   operator, bad prefix length, a character not allowed in a template...) is compared
 //!   exactly, as the reference hub does.
 //!
-//! Selectors are compiled once by [`TopicSelector::parse`] into a [`regex::Regex`], whose
-//! matching time is linear in the topic's length whatever the selector.
+//! Selectors are compiled once into a [`regex::Regex`], whose matching time is linear in the
+//! topic's length whatever the selector. Compiling costs time and memory in proportion to the
+//! template (about 50 bytes per literal byte and 600 per variable), so there are two entry
+//! points:
+//!
+//! * [`TopicSelector::parse`] for selectors the application signed (JWT claims): no limit but
+//!   [`TRUSTED_REGEX_SIZE_LIMIT`], as before;
+//! * [`parse_subscription`] for the `topic` parameters of a subscription, which anyone may send:
+//!   it enforces [`SelectorLimits`] (topics per subscription, bytes per selector, variables per
+//!   template, all from the configuration) *before* compiling, and refuses a template that
+//!   compiles to more than [`REGEX_SIZE_LIMIT`].
+//!
+//! Both share one process-wide cache of compiled templates, bounded in (estimated) bytes; see
+//! [`set_cache_size`]. Templates are compiled outside its lock.
 //!
 //! [RFC 6570]: https://www.rfc-editor.org/rfc/rfc6570
 
@@ -29,17 +41,28 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use regex::{Regex, RegexBuilder};
+use thiserror::Error;
 
-/// Most bytes the compiled program of one selector may take.
+use crate::config::{Config, DEFAULT_SELECTOR_CACHE_SIZE};
+
+/// Most bytes the compiled program of one subscriber's selector may take, as the regex crate
+/// counts them (its NFA; the whole compiled regex is about 1.5 times that).
 ///
-/// Selectors come from subscribers, so one could send a huge one to eat the hub's memory;
-/// past this limit the selector is treated as an exact string instead. Real selectors, URLs of
-/// a few hundred bytes, need a few kilobytes; the limit still admits literals of about 30 KB
-/// and the largest expression Go accepts (1001 variables, see [`MAX_REPEAT`]).
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// What the default limits admit needs far less: a 4,096-byte selector (`max_selector_length`)
+/// with 32 variables (`max_template_variables`) compiles to about 145 KB, each literal byte
+/// costing about 32 and each variable about 520. The limit leaves room for an operator who
+/// raises either setting a little; beyond it the subscription is refused with a 400, since a
+/// silent exact comparison would never match what the subscriber meant.
+pub const REGEX_SIZE_LIMIT: usize = 256 << 10;
+
+/// Most bytes the compiled program of a selector signed by the application (a JWT claim) may
+/// take. The application is trusted, so this keeps the limit these selectors always had; past
+/// it the selector is compared exactly. It admits literals of about 30 KB and the largest
+/// expression Go accepts (1001 variables, see `MAX_REPEAT`).
+pub const TRUSTED_REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Most bytes the lazy DFA cache of one selector may grow to (the regex crate falls back to a
 /// slower, cache-free engine past it, so this bounds memory without changing results).
@@ -73,7 +96,11 @@ pub enum TopicSelector {
 }
 
 impl TopicSelector {
-    /// Parses a selector. Never fails: an invalid template becomes an exact selector.
+    /// Parses a selector the application signed (a JWT claim). Never fails: an invalid
+    /// template, or one that compiles to more than [`TRUSTED_REGEX_SIZE_LIMIT`], becomes an
+    /// exact selector.
+    ///
+    /// Selectors from a subscriber's query go through [`parse_subscription`] instead.
     pub fn parse(selector: &str) -> TopicSelector {
         if selector == "*" {
             return TopicSelector::Any;
@@ -81,11 +108,50 @@ impl TopicSelector {
         // The reference hub does not even try to parse a selector without `{`; such a
         // template could only match itself anyway.
         if selector.contains('{') {
-            if let Some(regex) = compiled(selector) {
+            if let Compiled::Template { regex, .. } = compiled(selector, Trust::Signed) {
                 return TopicSelector::Template { raw: selector.to_owned(), regex };
             }
         }
         TopicSelector::Exact(selector.to_owned())
+    }
+
+    /// Parses a selector sent by a subscriber, within `limits`.
+    ///
+    /// Matches exactly like [`TopicSelector::parse`] (an invalid template is still compared
+    /// exactly, as the reference hub does), but a selector over `max_length` bytes, a template
+    /// with more than `max_variables` variables, or one that compiles to more than
+    /// [`REGEX_SIZE_LIMIT`] is refused. The first two are checked before anything is compiled.
+    pub fn parse_limited(
+        selector: &str,
+        limits: &SelectorLimits,
+    ) -> Result<TopicSelector, SelectorError> {
+        if selector.len() > limits.max_length {
+            return Err(SelectorError::TooLong { length: selector.len(), max: limits.max_length });
+        }
+        if selector == "*" {
+            return Ok(TopicSelector::Any);
+        }
+        let Some(parts) = selector.contains('{').then(|| parse_template(selector)).flatten() else {
+            return Ok(TopicSelector::Exact(selector.to_owned()));
+        };
+        let variables = variable_count(&parts);
+        if variables > limits.max_variables {
+            return Err(SelectorError::TooManyVariables {
+                count: variables,
+                max: limits.max_variables,
+            });
+        }
+        match compiled(selector, Trust::Subscriber) {
+            Compiled::Template { regex, trusted_only: false } => {
+                Ok(TopicSelector::Template { raw: selector.to_owned(), regex })
+            }
+            Compiled::NotTemplate => Ok(TopicSelector::Exact(selector.to_owned())),
+            Compiled::Template { trusted_only: true, .. }
+            | Compiled::OverSubscriberLimit
+            | Compiled::OverTrustedLimit => {
+                Err(SelectorError::TooLarge { limit: REGEX_SIZE_LIMIT })
+            }
+        }
     }
 
     /// The selector as the subscriber wrote it.
@@ -162,37 +228,369 @@ pub fn matches_any<'a>(
     selectors.into_iter().any(|selector| selector.matches(topic))
 }
 
-/// Compiled templates shared between subscribers: thousands of connections subscribing with the
-/// same template then cost one compilation and one compiled program (a `Regex` clone shares it).
-/// Cleared when full, which bounds its memory without bookkeeping on the hot path.
-static COMPILED: LazyLock<Mutex<HashMap<String, Option<Regex>>>> = LazyLock::new(Mutex::default);
-/// Distinct templates kept compiled.
-const COMPILED_CAPACITY: usize = 10_000;
-
-fn compiled(template: &str) -> Option<Regex> {
-    // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
-    let mut cache = COMPILED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(regex) = cache.get(template) {
-        return regex.clone();
-    }
-    let regex = compile_template(template);
-    if cache.len() >= COMPILED_CAPACITY {
-        cache.clear();
-    }
-    cache.insert(template.to_owned(), regex.clone());
-    regex
+/// Limits on the topic selectors of one subscription, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectorLimits {
+    /// Most `topic` parameters in one subscription (`max_topics_per_subscription`).
+    pub max_topics: usize,
+    /// Most bytes in one selector (`max_selector_length`).
+    pub max_length: usize,
+    /// Most variables in one template, all its expressions together
+    /// (`max_template_variables`).
+    pub max_variables: usize,
+    /// Bytes the process-wide cache of compiled templates may hold (`selector_cache_size`).
+    pub cache_size: usize,
 }
 
-/// Parses `template` and compiles it, or `None` if it is not a template the reference hub
-/// would use as one.
-fn compile_template(template: &str) -> Option<Regex> {
-    let parts = parse_template(template)?;
-    let pattern = template_pattern(&parts)?;
-    RegexBuilder::new(&pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
-        .build()
-        .ok()
+impl From<&Config> for SelectorLimits {
+    fn from(config: &Config) -> Self {
+        Self {
+            max_topics: config.max_topics_per_subscription,
+            max_length: config.max_selector_length,
+            max_variables: config.max_template_variables,
+            cache_size: config.selector_cache_size,
+        }
+    }
+}
+
+/// Why a subscription's selectors were refused. Each message names the setting and says what
+/// to do, and is meant for the subscriber (it becomes a 400 body).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SelectorError {
+    /// More `topic` parameters than `max_topics_per_subscription`.
+    #[error(
+        "too many topic selectors: {count}, the limit is {max} per subscription \
+         (max_topics_per_subscription); subscribe with fewer topic parameters, for example \
+         with one URI template covering several topics"
+    )]
+    TooManyTopics {
+        /// Topic parameters in the request.
+        count: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A selector longer than `max_selector_length`.
+    #[error(
+        "a topic selector is {length} bytes long, the limit is {max} bytes \
+         (max_selector_length); use a shorter selector"
+    )]
+    TooLong {
+        /// Bytes in the selector.
+        length: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A template with more variables than `max_template_variables`.
+    #[error(
+        "a topic selector has {count} URI template variables, the limit is {max} per selector \
+         (max_template_variables); use a template with fewer variables"
+    )]
+    TooManyVariables {
+        /// Variables in all the template's expressions.
+        count: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A template whose compiled form would exceed [`REGEX_SIZE_LIMIT`].
+    #[error(
+        "a topic selector compiles to more than {limit} bytes, the hub's limit for one URI \
+         template, which the configured max_selector_length and max_template_variables \
+         exceed; use a shorter template with fewer variables"
+    )]
+    TooLarge {
+        /// [`REGEX_SIZE_LIMIT`].
+        limit: usize,
+    },
+}
+
+/// Parses the `topic` parameters of a subscription within `limits`: the count first, then
+/// each selector (see [`TopicSelector::parse_limited`]). Also applies `limits.cache_size` to
+/// the cache of compiled templates (see [`set_cache_size`]).
+pub fn parse_subscription(
+    topics: &[&str],
+    limits: &SelectorLimits,
+) -> Result<Vec<TopicSelector>, SelectorError> {
+    if topics.len() > limits.max_topics {
+        return Err(SelectorError::TooManyTopics { count: topics.len(), max: limits.max_topics });
+    }
+    set_cache_size(limits.cache_size);
+    topics.iter().map(|topic| TopicSelector::parse_limited(topic, limits)).collect()
+}
+
+/// Sets the bytes the process-wide cache of compiled templates may hold, evicting at once if
+/// it holds more. The cache starts at the default `selector_cache_size`; the hub applies its
+/// configured value on every subscription ([`parse_subscription`]), a cheap no-op when
+/// unchanged. One hub runs per process, so there is one value in practice.
+pub fn set_cache_size(bytes: usize) {
+    CACHE.set_budget(bytes);
+}
+
+/// Estimated bytes held by the cache of compiled templates; never more than the size set with
+/// [`set_cache_size`].
+pub fn cache_bytes() -> usize {
+    CACHE.bytes()
+}
+
+/// Who wrote a selector, which decides the size limit its compilation gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// Signed by the application (a JWT claim): [`TRUSTED_REGEX_SIZE_LIMIT`].
+    Signed,
+    /// Sent by a subscriber: [`REGEX_SIZE_LIMIT`].
+    Subscriber,
+}
+
+/// What compiling a selector gave, as cached. Templates are first compiled within
+/// [`REGEX_SIZE_LIMIT`] and, only for a signed selector that exceeds it, again within
+/// [`TRUSTED_REGEX_SIZE_LIMIT`], so one cache entry serves both kinds of callers.
+#[derive(Debug, Clone)]
+enum Compiled {
+    /// Not a template the reference hub would use as one: compared exactly.
+    NotTemplate,
+    /// A compiled template; `trusted_only` when it exceeds [`REGEX_SIZE_LIMIT`].
+    Template {
+        /// Anchored at both ends.
+        regex: Regex,
+        /// Compiled within [`TRUSTED_REGEX_SIZE_LIMIT`] only: refused for subscribers.
+        trusted_only: bool,
+    },
+    /// Exceeds [`REGEX_SIZE_LIMIT`]; not tried with the trusted limit yet.
+    OverSubscriberLimit,
+    /// Exceeds [`TRUSTED_REGEX_SIZE_LIMIT`] too.
+    OverTrustedLimit,
+}
+
+/// Compiled templates shared by the whole process: thousands of connections subscribing with
+/// the same template cost one compilation and one compiled program (a `Regex` clone shares it).
+static CACHE: LazyLock<TemplateCache> =
+    LazyLock::new(|| TemplateCache::new(DEFAULT_SELECTOR_CACHE_SIZE));
+
+/// Looks `template` up in the cache, compiling it on a miss.
+///
+/// The lock is only held to look up and to insert, never while compiling, so that publishers
+/// and subscribers with cached selectors do not wait behind a compilation. Two requests
+/// compiling the same new template at once both compile it; the second insertion replaces
+/// the first, which is harmless.
+fn compiled(template: &str, trust: Trust) -> Compiled {
+    match CACHE.get(template) {
+        // A signed selector may use the larger limit, which was not tried yet.
+        Some(Compiled::OverSubscriberLimit) if trust == Trust::Signed => {}
+        Some(hit) => return hit,
+        None => {}
+    }
+    let (compiled, bytes) = compile(template, trust);
+    CACHE.insert(template, compiled.clone(), bytes);
+    compiled
+}
+
+/// Parses and compiles `template`, returning the result and an estimate of the heap bytes it
+/// holds (see [`estimated_size`]).
+fn compile(template: &str, trust: Trust) -> (Compiled, usize) {
+    let Some(parts) = parse_template(template) else {
+        return (Compiled::NotTemplate, 0);
+    };
+    let Some(pattern) = template_pattern(&parts) else {
+        return (Compiled::NotTemplate, 0);
+    };
+    let compiled = match build(&pattern, REGEX_SIZE_LIMIT) {
+        Ok(regex) => Compiled::Template { regex, trusted_only: false },
+        Err(regex::Error::CompiledTooBig(_)) if trust == Trust::Signed => {
+            match build(&pattern, TRUSTED_REGEX_SIZE_LIMIT) {
+                Ok(regex) => Compiled::Template { regex, trusted_only: true },
+                Err(regex::Error::CompiledTooBig(_)) => Compiled::OverTrustedLimit,
+                Err(_) => Compiled::NotTemplate,
+            }
+        }
+        Err(regex::Error::CompiledTooBig(_)) => Compiled::OverSubscriberLimit,
+        // Our patterns are always valid syntax; should one not be, the selector stays usable
+        // as an exact string.
+        Err(_) => Compiled::NotTemplate,
+    };
+    let bytes = match compiled {
+        Compiled::Template { .. } => estimated_size(&parts, &pattern),
+        _ => 0,
+    };
+    (compiled, bytes)
+}
+
+fn build(pattern: &str, size_limit: usize) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern).size_limit(size_limit).dfa_size_limit(REGEX_DFA_SIZE_LIMIT).build()
+}
+
+/// Heap bytes of a compiled template's regex, estimated from its parts.
+const COMPILED_BASE_BYTES: usize = 5 << 10;
+/// Heap bytes per byte of literal text (one NFA state forward, one backward, and more).
+const COMPILED_BYTES_PER_LITERAL_BYTE: usize = 64;
+/// Heap bytes per value sub-pattern (a character class repeated, with its alternation).
+const COMPILED_BYTES_PER_VALUE: usize = 768;
+
+/// An upper estimate of the heap bytes the regex compiled from `parts` holds: its forward
+/// and reverse NFAs, one-pass DFA, prefilter and pattern, as the regex engine's own
+/// `memory_usage()` reports them, with headroom (from 10 % for large templates to twice for
+/// the smallest) for what the allocator adds. Matching caches are
+/// not counted: they belong to each clone, and the cached copy is never matched against.
+///
+/// The cost is linear in the literal bytes and in the value sub-patterns (one per variable
+/// of an expression, or two for an exploded one, since `*` replaces the counted repetition);
+/// the constants were measured, and a test checks them against the engine.
+fn estimated_size(parts: &[Part<'_>], pattern: &str) -> usize {
+    let (literal_bytes, values) =
+        parts.iter().fold((0usize, 0usize), |(literal, values), part| match part {
+            Part::Literal(text) => (literal + text.len(), values),
+            Part::Expression(expression) => (literal, values + expression.value_patterns()),
+        });
+    COMPILED_BASE_BYTES
+        .saturating_add(literal_bytes.saturating_mul(COMPILED_BYTES_PER_LITERAL_BYTE))
+        .saturating_add(values.saturating_mul(COMPILED_BYTES_PER_VALUE))
+        .saturating_add(pattern.len())
+}
+
+/// Variables in all the expressions of a template: `{a,b}{/c}` has 3.
+fn variable_count(parts: &[Part<'_>]) -> usize {
+    parts
+        .iter()
+        .map(|part| match part {
+            Part::Literal(_) => 0,
+            Part::Expression(expression) => expression.var_count,
+        })
+        .sum()
+}
+
+/// What one cache entry costs besides its compiled regex: the hash table slot (twice, for the
+/// table's spare capacity) and the key's allocation. A test checks it against the types.
+const CACHE_ENTRY_OVERHEAD: usize = 192;
+
+/// A cache of compiled templates bounded by their estimated bytes.
+///
+/// Two generations, each allowed half the budget: entries go into the young one; when it is
+/// full it becomes the old one, and the previous old one is dropped whole. A hit in the old
+/// generation moves the entry back to the young one, so a template looked up between two
+/// rotations survives, while a burst of one-off templates (an attack, or a deployment changing
+/// every URL) only pushes out what nobody looked up since the previous rotation. This approximates
+/// LRU with O(1) work per operation and no bookkeeping on a young hit, which is the hot path
+/// (every publish and subscribe parses the selectors of its token).
+struct TemplateCache {
+    state: Mutex<Generations>,
+}
+
+/// The cache's state, under its lock. Invariant: each generation holds at most `budget / 2`
+/// estimated bytes, so both together at most `budget`.
+struct Generations {
+    budget: usize,
+    young: Generation,
+    old: Generation,
+}
+
+/// Entries and their estimated bytes.
+#[derive(Default)]
+struct Generation {
+    entries: HashMap<Box<str>, Entry>,
+    bytes: usize,
+}
+
+/// One cached compilation and its estimated cost.
+struct Entry {
+    compiled: Compiled,
+    bytes: usize,
+}
+
+impl Generation {
+    fn insert(&mut self, key: Box<str>, entry: Entry) {
+        self.bytes += entry.bytes;
+        if let Some(previous) = self.entries.insert(key, entry) {
+            self.bytes -= previous.bytes;
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        self.bytes -= entry.bytes;
+        Some(entry)
+    }
+}
+
+impl Generations {
+    /// Inserts into the young generation, rotating first if it would exceed its half. Returns
+    /// what was evicted, for the caller to drop after releasing the lock. An entry larger than
+    /// a generation is not cached at all.
+    #[must_use]
+    fn put(&mut self, key: Box<str>, entry: Entry) -> Option<Generation> {
+        let half = self.budget / 2;
+        // Two requests may have compiled the same template: keep one copy.
+        self.old.remove(&key);
+        self.young.remove(&key);
+        if entry.bytes > half {
+            return None;
+        }
+        let evicted = (self.young.bytes + entry.bytes > half)
+            .then(|| std::mem::replace(&mut self.old, std::mem::take(&mut self.young)));
+        self.young.insert(key, entry);
+        evicted
+    }
+}
+
+impl TemplateCache {
+    fn new(budget: usize) -> Self {
+        let state =
+            Generations { budget, young: Generation::default(), old: Generation::default() };
+        Self { state: Mutex::new(state) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Generations> {
+        // A poisoned lock only means a panic elsewhere while holding it; the maps are still
+        // valid (their byte counts at worst a little off until the next rotation).
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached result for `key`, if any.
+    fn get(&self, key: &str) -> Option<Compiled> {
+        let (found, evicted) = {
+            let mut state = self.lock();
+            if let Some(entry) = state.young.entries.get(key) {
+                return Some(entry.compiled.clone());
+            }
+            let entry = state.old.remove(key)?;
+            let found = entry.compiled.clone();
+            (found, state.put(key.into(), entry))
+        };
+        // Freeing a generation's regexes takes a while: not under the lock.
+        drop(evicted);
+        Some(found)
+    }
+
+    /// Caches `compiled`, which holds an estimated `bytes` besides the entry itself.
+    fn insert(&self, key: &str, compiled: Compiled, bytes: usize) {
+        let entry = Entry { compiled, bytes: bytes + key.len() + CACHE_ENTRY_OVERHEAD };
+        let evicted = self.lock().put(key.into(), entry);
+        drop(evicted);
+    }
+
+    /// Changes the budget, evicting whatever no longer fits.
+    fn set_budget(&self, budget: usize) {
+        let evicted = {
+            let mut state = self.lock();
+            if state.budget == budget {
+                return;
+            }
+            state.budget = budget;
+            let half = budget / 2;
+            let mut evicted = Vec::new();
+            if state.young.bytes > half {
+                evicted.push(std::mem::take(&mut state.young));
+            }
+            if state.old.bytes > half {
+                evicted.push(std::mem::take(&mut state.old));
+            }
+            evicted
+        };
+        drop(evicted);
+    }
+
+    /// Estimated bytes held.
+    fn bytes(&self) -> usize {
+        let state = self.lock();
+        state.young.bytes + state.old.bytes
+    }
 }
 
 /// An expression operator (RFC 6570 §2.2), the character right after `{`.
@@ -279,6 +677,22 @@ struct Expression {
     first_explodes: bool,
     /// Whether any variable has the explode modifier.
     any_explodes: bool,
+}
+
+impl Expression {
+    /// Value sub-patterns in this expression's regex (see [`push_expression`]): the first
+    /// value, then the separated ones, counted out unless an explode turns them into a `*`.
+    fn value_patterns(&self) -> usize {
+        if self.var_count > 1 || self.first_explodes {
+            if self.any_explodes {
+                2
+            } else {
+                self.var_count
+            }
+        } else {
+            1
+        }
+    }
 }
 
 /// A piece of a parsed template.
@@ -1346,6 +1760,313 @@ mod tests {
                     "{raw:?} should match its expansion {expansion:?}"
                 );
             }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Limits on subscribers' selectors, and the cache of compiled templates.
+    // -----------------------------------------------------------------------------------------
+
+    /// The defaults of the configuration.
+    const DEFAULTS: SelectorLimits = SelectorLimits {
+        max_topics: 100,
+        max_length: 4096,
+        max_variables: 32,
+        cache_size: DEFAULT_SELECTOR_CACHE_SIZE,
+    };
+
+    /// `{op v0,v1,...}` with `n` variables.
+    fn expression(operator: &str, n: usize) -> String {
+        let names: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
+        format!("{{{operator}{}}}", names.join(","))
+    }
+
+    /// The costliest templates the default limits admit, one per shape: a long literal, many
+    /// variables in one expression, many expressions, literals between expressions, multi-byte
+    /// characters. `tag` makes them distinct.
+    fn largest_admitted(tag: usize) -> Vec<String> {
+        let pad = |text: String, filler: &str| {
+            let mut text = format!("https://e.com/{tag}/{text}");
+            while text.len() + filler.len() <= 4096 {
+                text.push_str(filler);
+            }
+            text
+        };
+        vec![
+            pad(expression("+", 32), "a"),
+            pad(expression("/", 32), "%41"),
+            pad((0..32).map(|i| format!("{{#v{i}}}")).collect(), "é"),
+            format!(
+                "https://e.com/{tag}/{}",
+                (0..32).map(|i| format!("{}{{?v{i}}}", "😀".repeat(30))).collect::<String>()
+            ),
+        ]
+    }
+
+    #[test]
+    fn subscriber_selectors_within_the_limits_parse_as_before() {
+        let rows = [
+            "*",
+            "",
+            "https://e.com/books/1",
+            "https://e.com/books/{id}",
+            "https://e.com/books/{id}/reviews{/rid}{?page,sort}",
+            "/.well-known/mercure/subscriptions{/topic}{/subscriber}",
+            "https://example.com/hub?topic=faulty{iri",
+            "{x,,y}",
+            "{var:3}",
+            "{/l*,p:4}",
+        ];
+        let topics =
+            ["", "https://e.com/books/1", "https://e.com/books/", "/x/y", "value", "{x,,y}"];
+        for raw in rows {
+            let trusted = TopicSelector::parse(raw);
+            let limited = TopicSelector::parse_limited(raw, &DEFAULTS).expect("within the limits");
+            assert_eq!(limited, trusted);
+            assert_eq!(limited.exact(), trusted.exact(), "{raw:?}");
+            for topic in topics.iter().chain([&raw]) {
+                assert_eq!(limited.matches(topic), trusted.matches(topic), "{raw:?} vs {topic:?}");
+            }
+        }
+        // Random selectors, valid and invalid templates alike.
+        let pieces = ["{", "}", "{a}", "{/b,c}", "{?d*}", "%41", ",", "x", "/", "é", ":3", "{+e}"];
+        let mut rng = Rng(7);
+        for _ in 0..2000 {
+            let selector: String = (0..rng.below(10)).map(|_| rng.pick(&pieces)).collect();
+            let topic: String = (0..rng.below(10)).map(|_| rng.pick(&pieces)).collect();
+            let limited = TopicSelector::parse_limited(&selector, &DEFAULTS).expect("small");
+            let trusted = TopicSelector::parse(&selector);
+            assert_eq!(limited.exact(), trusted.exact(), "{selector:?}");
+            assert_eq!(limited.matches(&topic), trusted.matches(&topic), "{selector:?} {topic:?}");
+        }
+    }
+
+    #[test]
+    fn selector_length_limit() {
+        let limits = SelectorLimits { max_length: 40, ..DEFAULTS };
+        let at_limit = format!("https://e.com/{}{{id}}", "a".repeat(40 - 18));
+        assert_eq!(at_limit.len(), 40);
+        assert!(TopicSelector::parse_limited(&at_limit, &limits).is_ok());
+        let over = format!("{at_limit}b");
+        assert_eq!(
+            TopicSelector::parse_limited(&over, &limits),
+            Err(SelectorError::TooLong { length: 41, max: 40 })
+        );
+        // Exact selectors and invalid templates too: the limit is on what is read.
+        for raw in ["a".repeat(41), format!("{}{{", "a".repeat(40))] {
+            assert!(matches!(
+                TopicSelector::parse_limited(&raw, &limits),
+                Err(SelectorError::TooLong { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn template_variable_limit_counts_every_expression() {
+        let limits = SelectorLimits { max_variables: 4, ..DEFAULTS };
+        for raw in ["{a,b,c,d}", "{a}{b}{c}{d}", "/x{/a,b*}{?c,d}", "{a:3,b}{+c,d}"] {
+            let selector = TopicSelector::parse_limited(raw, &limits).expect("4 variables");
+            assert!(matches!(selector, TopicSelector::Template { .. }), "{raw:?}");
+        }
+        for raw in ["{a,b,c,d,e}", "{a}{b}{c}{d}{e}", "/x{/a,b*}{?c,d}{#e}", "{a*,b*,c*,d*,e*}"] {
+            assert_eq!(
+                TopicSelector::parse_limited(raw, &limits),
+                Err(SelectorError::TooManyVariables { count: 5, max: 4 }),
+                "{raw:?}"
+            );
+        }
+        // Not a template: compared exactly, as the reference hub does; nothing to compile.
+        let invalid = "{a,b,c,d,e,f";
+        assert_eq!(
+            TopicSelector::parse_limited(invalid, &limits).expect("exact").exact(),
+            Some(invalid)
+        );
+
+        // The review's attack: 1,001 variables in ~2 KB.
+        let attack = format!("{{/{}}}", vec!["a"; 1001].join(","));
+        assert!(attack.len() < DEFAULTS.max_length);
+        assert_eq!(
+            TopicSelector::parse_limited(&attack, &DEFAULTS),
+            Err(SelectorError::TooManyVariables { count: 1001, max: 32 })
+        );
+    }
+
+    #[test]
+    fn topic_count_limit() {
+        let limits = SelectorLimits { max_topics: 3, ..DEFAULTS };
+        let parsed = parse_subscription(&["a", "{b}", "*"], &limits).expect("3 topics");
+        assert_eq!(parsed.len(), 3);
+        assert!(parsed[2].is_any());
+        assert_eq!(
+            parse_subscription(&["a", "b", "c", "d"], &limits),
+            Err(SelectorError::TooManyTopics { count: 4, max: 3 })
+        );
+        let too_long = "x".repeat(5000);
+        assert!(matches!(
+            parse_subscription(&["a", &too_long], &limits),
+            Err(SelectorError::TooLong { length: 5000, .. })
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases = [
+            (SelectorError::TooManyTopics { count: 101, max: 100 }, "max_topics_per_subscription"),
+            (SelectorError::TooLong { length: 5000, max: 4096 }, "max_selector_length"),
+            (SelectorError::TooManyVariables { count: 33, max: 32 }, "max_template_variables"),
+            (SelectorError::TooLarge { limit: REGEX_SIZE_LIMIT }, "max_template_variables"),
+        ];
+        for (error, setting) in cases {
+            let message = error.to_string();
+            assert!(message.contains(setting), "{message:?} should name {setting}");
+        }
+    }
+
+    #[test]
+    fn the_default_limits_never_reach_the_compiled_size_limit() {
+        for raw in largest_admitted(0) {
+            assert!(raw.len() <= 4096, "{}", raw.len());
+            let selector = TopicSelector::parse_limited(&raw, &DEFAULTS).expect("admitted");
+            assert!(matches!(selector, TopicSelector::Template { .. }), "{raw:?}");
+            assert!(selector.matches(&raw));
+        }
+    }
+
+    #[test]
+    fn compiled_size_limit_refuses_subscribers_but_not_signed_selectors() {
+        // Only reachable with raised limits: 400 variables compile to about 200 KB of NFA...
+        let raised = SelectorLimits { max_length: 1 << 20, max_variables: 2000, ..DEFAULTS };
+        let fits = |tag: &str| format!("/{tag}{}", expression("/", 400));
+        // ...and 1000 to about 500 KB: over REGEX_SIZE_LIMIT, under TRUSTED_REGEX_SIZE_LIMIT.
+        let too_large = |tag: &str| format!("/{tag}{}", expression("/", 1000));
+        let refused = Err(SelectorError::TooLarge { limit: REGEX_SIZE_LIMIT });
+
+        assert!(TopicSelector::parse_limited(&fits("a"), &raised).is_ok());
+        // Whichever kind of caller compiles (and caches) it first.
+        assert_eq!(TopicSelector::parse_limited(&too_large("b"), &raised), refused);
+        assert!(matches!(TopicSelector::parse(&too_large("b")), TopicSelector::Template { .. }));
+        assert_eq!(TopicSelector::parse_limited(&too_large("b"), &raised), refused);
+        assert!(matches!(TopicSelector::parse(&too_large("c")), TopicSelector::Template { .. }));
+        assert_eq!(TopicSelector::parse_limited(&too_large("c"), &raised), refused);
+
+        // Beyond the trusted limit a signed selector is compared exactly, as before.
+        let huge = format!("https://e.com/{}/{{id}}", "a".repeat(40_000));
+        assert_eq!(TopicSelector::parse(&huge).exact(), Some(huge.as_str()));
+        let raised = SelectorLimits { max_length: 1 << 20, ..DEFAULTS };
+        assert_eq!(TopicSelector::parse_limited(&huge, &raised), refused);
+    }
+
+    /// The estimate against the engine's own accounting (`regex` wraps this `meta::Regex`,
+    /// built the same way): never below it, and not wildly above.
+    #[test]
+    fn compiled_size_estimate_bounds_the_engine_memory() {
+        use regex_automata::meta;
+        let mut templates: Vec<String> = vec![
+            "{x}".into(),
+            "https://example.com/books/{id}".into(),
+            "https://example.com/books/{id}/reviews{/rid}{?page,sort}".into(),
+            "/.well-known/mercure/subscriptions{/topic}{/subscriber}".into(),
+            format!("{{/{}}}", vec!["a"; 1001].join(",")),
+            format!("{{/{}*}}", vec!["a"; 100].join(",")),
+            format!("{{a*{}}}", ",b".repeat(40)),
+        ];
+        for operator in ["", "+", "#", ".", "/", ";", "?", "&"] {
+            for n in [1, 2, 3, 8, 32, 128] {
+                templates.push(expression(operator, n));
+                templates.push((0..n).map(|i| format!("{{{operator}v{i}}}")).collect());
+            }
+        }
+        templates.extend(largest_admitted(0));
+        for template in &templates {
+            let parts = parse_template(template).expect("valid template");
+            let pattern = template_pattern(&parts).expect("compilable");
+            let regex = meta::Builder::new()
+                .configure(
+                    meta::Config::new()
+                        .match_kind(regex_automata::MatchKind::LeftmostFirst)
+                        .utf8_empty(true)
+                        .nfa_size_limit(Some(TRUSTED_REGEX_SIZE_LIMIT))
+                        .onepass_size_limit(Some(TRUSTED_REGEX_SIZE_LIMIT))
+                        .hybrid_cache_capacity(REGEX_DFA_SIZE_LIMIT),
+                )
+                .build(&pattern)
+                .expect("compiles");
+            let actual = regex.memory_usage() + pattern.len();
+            let estimate = estimated_size(&parts, &pattern);
+            assert!(estimate >= actual, "{template:?}: estimate {estimate} < {actual}");
+            assert!(estimate <= 3 * actual, "{template:?}: estimate {estimate} > 3 x {actual}");
+        }
+    }
+
+    /// A stand-in compiled result of `bytes` estimated bytes.
+    fn insert(cache: &TemplateCache, key: &str, bytes: usize) {
+        cache.insert(key, Compiled::NotTemplate, bytes - key.len() - CACHE_ENTRY_OVERHEAD);
+    }
+
+    #[test]
+    fn cache_is_bounded_by_bytes() {
+        let cache = TemplateCache::new(100_000);
+        for i in 0..994 {
+            insert(&cache, &format!("k{i:04}"), 7_000);
+            assert!(cache.bytes() <= 100_000, "after {i}: {}", cache.bytes());
+        }
+        // Each generation holds 7 entries of 7,000 bytes within its 50,000: the 14 newest.
+        assert_eq!(cache.bytes(), 14 * 7_000);
+        assert!(cache.get("k0979").is_none() && cache.get("k0000").is_none());
+        assert!(cache.get("k0993").is_some() && cache.get("k0987").is_some());
+        // In the old generation: found, and moved to a new young one.
+        assert!(cache.get("k0980").is_some());
+        assert!(cache.get("k0980").is_some() && cache.get("k0993").is_some());
+        assert_eq!(cache.bytes(), 8 * 7_000);
+
+        // Larger than a generation: not cached, nothing evicted.
+        insert(&cache, "big", 50_001);
+        assert!(cache.get("big").is_none());
+        assert_eq!(cache.bytes(), 8 * 7_000);
+
+        // Inserting a key twice (two compilations of one template) counts it once.
+        insert(&cache, "k0999", 7_000);
+        insert(&cache, "k0999", 7_000);
+        assert_eq!(cache.bytes(), 9 * 7_000);
+
+        // A smaller budget evicts at once.
+        cache.set_budget(30_000);
+        assert!(cache.bytes() <= 30_000);
+        cache.set_budget(0);
+        assert_eq!(cache.bytes(), 0);
+        insert(&cache, "k", 1_000);
+        assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn cache_keeps_templates_in_use() {
+        let cache = TemplateCache::new(100_000);
+        insert(&cache, "hot", 1_000);
+        for i in 0..1000 {
+            insert(&cache, &format!("one-off {i}"), 5_000);
+            // Each lookup in the old generation moves the entry back to the young one.
+            assert!(cache.get("hot").is_some(), "evicted after {i}");
+            assert!(cache.bytes() <= 100_000);
+        }
+    }
+
+    #[test]
+    fn cache_entry_overhead_covers_the_table() {
+        let slot = std::mem::size_of::<(Box<str>, Entry)>() + 1;
+        // The table keeps up to one free slot per used one; the key's heap block has a header.
+        assert!(2 * slot + 16 <= CACHE_ENTRY_OVERHEAD, "{slot}");
+    }
+
+    /// The review's attack, repeated on the process-wide cache: distinct templates at the
+    /// largest size the limits admit leave at most the budget behind.
+    #[test]
+    fn global_cache_stays_within_its_budget() {
+        set_cache_size(DEFAULTS.cache_size);
+        for tag in 0..40 {
+            let topics = largest_admitted(1000 + tag);
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            parse_subscription(&topics, &DEFAULTS).expect("admitted");
+            assert!(cache_bytes() <= DEFAULTS.cache_size, "{}", cache_bytes());
         }
     }
 }
