@@ -93,7 +93,7 @@ impl Hub {
         // a replay after a restart is bounded by what was stored before it.
         let metrics = Metrics::new();
         let last = store.last()?;
-        let (router, dispatcher) = router::start(last, metrics.clone())?;
+        let (router, dispatcher) = router::start(last.map_or(0, |d| d.seq), metrics.clone())?;
         let transport = Arc::new(LocalTransport::start(
             store,
             dispatcher,

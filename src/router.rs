@@ -12,7 +12,7 @@
 //! every subscriber it loses for slowness exactly once, whichever way it went.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::metrics::{DropReason, Metrics};
 use crate::subscriber::Subscription;
+use crate::subscriptions::is_subscription_topic;
 use crate::topic_selector::TopicSelector;
 use crate::update::{Dispatched, Seq};
 
@@ -63,11 +64,15 @@ impl std::fmt::Debug for Control {
     }
 }
 
+/// Subscription events the router remembers for the subscriptions API's cursor.
+const RECENT_PRESENCE: usize = 1024;
+
 /// The router's view at one instant, for the subscriptions API.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// Id of the last update handed out (subscription events included); `None` before any.
-    pub last_event_id: Option<String>,
+    /// The most recent subscription events (arrivals and departures), oldest first: the API
+    /// derives each caller's cursor from those it may read.
+    pub presence: Vec<Arc<Dispatched>>,
     /// Every registered subscription.
     pub subscriptions: Vec<Arc<Subscription>>,
 }
@@ -108,22 +113,14 @@ pub struct Registered {
     pub bound: Seq,
 }
 
-/// Starts the router thread. `last` is the newest stored update: its sequence number bounds
-/// history replays correctly after a restart, and its id is the last event id until the next one.
-pub fn start(
-    last: Option<Arc<Dispatched>>,
-    metrics: Metrics,
-) -> std::io::Result<(Router, Dispatcher)> {
+/// Starts the router thread. `last_seq` is the sequence number of the newest stored update: it
+/// bounds history replays correctly after a restart.
+pub fn start(last_seq: Seq, metrics: Metrics) -> std::io::Result<(Router, Dispatcher)> {
     // Control messages come one or two per connection and their sender must not block (the
     // unregister is sent from `Drop`); their number is bounded by the number of connections.
     let (control, control_rx) = mpsc::unbounded_channel();
     let (dispatch, dispatch_rx) = mpsc::channel(DISPATCH_QUEUE_CAPACITY);
-    let state = RouterState {
-        last_seq: last.as_ref().map_or(0, |d| d.seq),
-        last,
-        metrics,
-        ..RouterState::default()
-    };
+    let state = RouterState { last_seq, metrics, ..RouterState::default() };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     std::thread::Builder::new()
         .name("quicksilver-router".into())
@@ -200,8 +197,8 @@ struct Entry {
 #[derive(Default)]
 struct RouterState {
     last_seq: Seq,
-    /// The last update handed out, for its id.
-    last: Option<Arc<Dispatched>>,
+    /// The most recent subscription events, oldest first, at most [`RECENT_PRESENCE`].
+    presence: VecDeque<Arc<Dispatched>>,
     subscribers: HashMap<SubscriberKey, Entry>,
     index: SelectorIndex,
     metrics: Metrics,
@@ -251,7 +248,7 @@ impl RouterState {
             }
             Control::Snapshot(reply) => {
                 let _ = reply.send(Snapshot {
-                    last_event_id: self.last.as_ref().map(|d| d.id.to_string()),
+                    presence: self.presence.iter().cloned().collect(),
                     subscriptions: self
                         .subscribers
                         .values()
@@ -301,7 +298,14 @@ impl RouterState {
 
     fn dispatch(&mut self, dispatched: &Arc<Dispatched>) {
         self.last_seq = dispatched.seq;
-        self.last = Some(dispatched.clone());
+        if dispatched.private
+            && dispatched.topics.first().is_some_and(|t| is_subscription_topic(t.as_str()))
+        {
+            if self.presence.len() == RECENT_PRESENCE {
+                self.presence.pop_front();
+            }
+            self.presence.push_back(dispatched.clone());
+        }
         let span = tracing::info_span!(
             "mercure.dispatch",
             mercure.update.id = %dispatched.id,
@@ -537,7 +541,7 @@ mod tests {
         use crate::update::Update;
 
         let metrics = Metrics::new();
-        let (router, dispatcher) = start(None, metrics.clone()).expect("router");
+        let (router, dispatcher) = start(0, metrics.clone()).expect("router");
         let everything =
             || Arc::new(Subscription::new(vec![TopicSelector::parse("*")], None, None));
         let count = |reason: &str| {

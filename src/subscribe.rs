@@ -68,10 +68,14 @@ async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespon
         None => (None, None),
         Some(EARLIEST) => (Some(0), Some(EARLIEST.to_owned())),
         Some(id) => match hub.transport.find(id).await {
-            Ok(Some(found)) => (Some(found.seq), Some(id.to_owned())),
+            Ok(Some(found)) if subscription.may_receive(&found) => {
+                (Some(found.seq), Some(id.to_owned()))
+            }
             // Unknown (or trimmed) id: replay all the history we have, and say so, as the
             // specification asks (the reference hub v0.21.4 wrongly answered its newest id).
-            Ok(None) => (Some(0), Some(EARLIEST.to_owned())),
+            // The id of an update this subscriber may not read is answered the same way, so
+            // that the answer does not reveal that such an update exists.
+            Ok(_) => (Some(0), Some(EARLIEST.to_owned())),
             Err(error) => {
                 return Err(HubError::Unavailable(format!("history unavailable: {error}")))
             }
@@ -81,11 +85,11 @@ async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespon
     // Announced once registered (so the subscriber can see its own arrival) and once every
     // fallible step is behind us, so that an arrival is always followed by a departure.
     let departure = if hub.config.subscriptions {
-        for update in presence_updates(&subscription, true) {
-            hub.transport.publish(update).await.map_err(|error| {
-                HubError::Unavailable(format!("cannot announce the subscription: {error}"))
-            })?;
-        }
+        // One write for all the selectors of the subscription.
+        let arrivals = presence_updates(&subscription, true);
+        hub.transport.publish_all(arrivals).await.map_err(|error| {
+            HubError::Unavailable(format!("cannot announce the subscription: {error}"))
+        })?;
         Some(Departure::new(hub.transport.clone(), subscription.clone()))
     } else {
         None

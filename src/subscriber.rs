@@ -165,10 +165,8 @@ impl Drop for Departure {
         // there is nobody left to tell.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                for update in updates {
-                    if let Err(error) = transport.publish(update).await {
-                        tracing::warn!(%error, "cannot announce the end of a subscription");
-                    }
+                if let Err(error) = transport.publish_all(updates).await {
+                    tracing::warn!(%error, "cannot announce the end of a subscription");
                 }
             });
         }

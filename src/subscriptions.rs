@@ -90,6 +90,11 @@ pub fn query_escape(text: &str) -> String {
     out
 }
 
+/// Whether `topic` is one of the hub's subscription event topics.
+pub fn is_subscription_topic(topic: &str) -> bool {
+    topic.strip_prefix(SUBSCRIPTIONS_PATH).is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// The topic (and document id) of the subscription of `subscriber` to `selector`.
 pub fn topic_of(selector: &str, subscriber: &str) -> String {
     format!("{SUBSCRIPTIONS_PATH}/{}/{}", query_escape(selector), query_escape(subscriber))
@@ -140,8 +145,9 @@ fn target(path: &str) -> Option<Target> {
     }
 }
 
-/// Checks the subscriber token against the request path (not the query string).
-fn authorize(req: &HttpRequest, hub: &Hub) -> Result<(), HubError> {
+/// Checks the subscriber token against the request path (not the query string), and returns
+/// the token's `mercure.subscribe` selectors.
+fn authorize(req: &HttpRequest, hub: &Hub) -> Result<Vec<TopicSelector>, HubError> {
     let query =
         Form::parse(req.query_string().as_bytes(), hub.config.max_form_fields).unwrap_or_default();
     let (token, _) = find_token(req, &query, &hub.config.cookie_name)?.ok_or_else(|| {
@@ -155,7 +161,7 @@ fn authorize(req: &HttpRequest, hub: &Hub) -> Result<(), HubError> {
     let allowed: Vec<TopicSelector> =
         claims.subscribe.unwrap_or_default().iter().map(|s| TopicSelector::parse(s)).collect();
     if matches_any(&allowed, req.uri().path()) {
-        Ok(())
+        Ok(allowed)
     } else {
         Err(HubError::Forbidden(format!(
             "the token's mercure.subscribe claim does not allow {}",
@@ -180,13 +186,22 @@ async fn respond(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
     let Some(target) = target(req.uri().path()) else {
         return Ok(not_found());
     };
-    authorize(&req, &hub)?;
+    let allowed = authorize(&req, &hub)?;
     let snapshot = hub
         .router
         .snapshot()
         .await
         .map_err(|_| HubError::Unavailable("the hub is shutting down".into()))?;
-    let last_event_id = snapshot.last_event_id.as_deref().unwrap_or("earliest");
+    // The cursor (ETag and `lastEventID`) is the last subscription event this caller may read:
+    // it changes exactly when the subscriptions it may see change, a subscription to presence
+    // topics resumes from it without a gap, and it never reveals the id of an update the
+    // caller may not see (an unrelated private update, say).
+    let last_event_id = snapshot
+        .presence
+        .iter()
+        .rev()
+        .find(|event| event.topics.iter().any(|topic| matches_any(&allowed, topic.as_str())))
+        .map_or("earliest", |event| event.id.as_str());
     // The reference hub's entity tag is the raw last event id, unquoted; clients send it back.
     let not_modified = req
         .headers()

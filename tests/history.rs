@@ -177,3 +177,29 @@ async fn a_long_replay_streams_beyond_the_queue_capacity() {
         assert_eq!(events.next().await.id, format!("r{i}"));
     }
 }
+
+#[tokio::test]
+async fn the_cursor_of_an_update_the_subscriber_may_not_read_is_not_revealed() {
+    // The attack: an anonymous subscriber sent the id of a private update as Last-Event-ID and
+    // got it back in the response header (an unknown id gets `earliest`): it learnt that the
+    // update exists. Now both are answered alike.
+    let hub = TestHub::start(&[("MERCURE_ANONYMOUS", "1")]);
+    let topic = "https://e.com/private";
+    publish(&hub, &[("topic", topic), ("id", "secret-1"), ("private", "on")]).await;
+    publish(&hub, &[("topic", topic), ("id", "public-1")]).await;
+    let cursor = |events: &Events| {
+        events.response_headers.get("last-event-id").map(|v| v.to_str().expect("ascii").to_owned())
+    };
+    let query = topics_query(&[topic]);
+    for id in ["secret-1", "never-published"] {
+        let events = Events::open_with(&hub, &query, None, &[("Last-Event-ID", id)]).await;
+        assert_eq!(cursor(&events).as_deref(), Some("earliest"), "{id}");
+    }
+    let allowed = token(serde_json::json!({ "subscribe": [topic] }));
+    let mut events =
+        Events::open_with(&hub, &query, Some(&allowed), &[("Last-Event-ID", "secret-1")]).await;
+    assert_eq!(cursor(&events).as_deref(), Some("secret-1"), "a subscriber that may read it");
+    assert_eq!(events.next().await.id, "public-1");
+    let public = Events::open_with(&hub, &query, None, &[("Last-Event-ID", "public-1")]).await;
+    assert_eq!(cursor(&public).as_deref(), Some("public-1"), "public updates are anyone's");
+}

@@ -204,3 +204,108 @@ async fn history_replays_subscription_events_like_any_update() {
     }
     assert_eq!(seen, [true, false]);
 }
+
+#[tokio::test]
+async fn the_api_cursor_is_the_last_subscription_event_the_caller_may_read() {
+    // The attack: the cursor used to be the id of the last update of any kind, so a caller of
+    // the API learnt the id of a private update on a topic it may not read.
+    let hub = TestHub::start(&[("MERCURE_SUBSCRIPTIONS", "1")]);
+    let mut watcher = Events::open(&hub, &topics_query(&[WATCH]), Some(&watcher_token())).await;
+    let own_arrival = watcher.next().await.id;
+    let book = Events::open(&hub, &topics_query(&[BOOK]), Some(&subscriber())).await;
+    let book_arrival = watcher.next().await.id;
+    let (status, _) =
+        publish(&hub, &[("topic", "https://e.com/secret"), ("id", "secret-1"), ("private", "on")])
+            .await;
+    assert_eq!(status, 200);
+
+    let path = "/.well-known/mercure/subscriptions";
+    let (status, body, headers) = get(&hub, path, Some(&watcher_token()), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("secret-1"), "{body}");
+    assert_eq!(headers["etag"], book_arrival.as_str(), "the last subscription event");
+    let collection: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(collection["lastEventID"], book_arrival.as_str());
+
+    // A caller allowed to see only the watcher's own subscriptions gets the last event of those.
+    let escaped_watch = urlencode(WATCH);
+    let narrow = token(json!({ "subscribe": [
+        format!("/.well-known/mercure/subscriptions/{escaped_watch}{{/subscriber}}"),
+    ] }));
+    let path = format!("/.well-known/mercure/subscriptions/{escaped_watch}");
+    let (status, body, headers) = get(&hub, &path, Some(&narrow), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["etag"], own_arrival.as_str());
+
+    // The cursor follows subscription changes: a departure changes it, an update does not.
+    let (status, _, _) = get(
+        &hub,
+        "/.well-known/mercure/subscriptions",
+        Some(&watcher_token()),
+        Some(&book_arrival),
+    )
+    .await;
+    assert_eq!(status, 304);
+    drop(book);
+    let departure = watcher.next().await.id;
+    let (status, _, headers) = get(
+        &hub,
+        "/.well-known/mercure/subscriptions",
+        Some(&watcher_token()),
+        Some(&book_arrival),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["etag"], departure.as_str());
+}
+
+#[tokio::test]
+async fn presence_of_a_large_subscription_is_written_at_once_and_capped() {
+    // The attack: one anonymous request with 5,000 topics made the hub commit 5,000 arrival
+    // events one by one before answering, and 5,000 more departures. Now a subscription has at
+    // most `max_topics_per_subscription` selectors, announced in one write.
+    let hub = TestHub::start(&[("MERCURE_SUBSCRIPTIONS", "1"), ("MERCURE_ANONYMOUS", "1")]);
+    // Short topics, so that 5,000 of them fit in a request line.
+    let many: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let refused = |topics: &[&str]| {
+        let url = format!("{}?{}", hub.url, topics_query(topics));
+        async move {
+            let response = client().get(url).send().await.expect("subscribe request");
+            (response.status().as_u16(), response.text().await.expect("body"))
+        }
+    };
+    let (status, body) = refused(&many).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("max_form_fields"), "{body}");
+    let (status, body) = refused(&many[..4000]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("max_topics_per_subscription"), "{body}");
+    let history = || async {
+        let metrics = client().get(hub.at("/metrics")).send().await.expect("metrics");
+        let text = metrics.text().await.expect("metrics body");
+        text.lines()
+            .find_map(|line| line.strip_prefix("mercure_history_updates "))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .expect("history gauge")
+    };
+    assert_eq!(history().await, 0, "a refused subscription writes nothing");
+
+    // The largest subscription allowed: its 100 arrivals are stored together and reach a
+    // watcher in order, with nothing between them.
+    let mut watcher = Events::open(&hub, &topics_query(&[WATCH]), Some(&watcher_token())).await;
+    watcher.next().await;
+    let largest = Events::open(&hub, &topics_query(&many[..100]), None).await;
+    for topic in &many[..100] {
+        assert_eq!(parse(&watcher.next().await)["topic"], *topic);
+    }
+    assert_eq!(history().await, 101);
+    drop(largest);
+    for topic in &many[..100] {
+        let departure = parse(&watcher.next().await);
+        assert_eq!(
+            (departure["topic"].as_str(), departure["active"].as_bool()),
+            (Some(*topic), Some(false))
+        );
+    }
+}

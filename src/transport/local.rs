@@ -20,10 +20,12 @@ use crate::update::{Dispatched, Seq, Update};
 
 /// Publications waiting for the sequencer. Past this, publishers wait (backpressure).
 const QUEUE_CAPACITY: usize = 4096;
-/// Largest batch written in one transaction; bounds the latency added to the first publisher.
+/// Updates past which the sequencer stops taking more requests into one transaction; bounds the
+/// latency added to the first publisher.
 const MAX_BATCH: usize = 512;
 
-type Request = (Update, oneshot::Sender<Result<Seq, TransportError>>);
+/// Updates stored together, in one transaction, and the answer: the last one's sequence number.
+type Request = (Vec<Update>, oneshot::Sender<Result<Seq, TransportError>>);
 
 /// A [`Transport`] over a local [`Store`].
 #[derive(Debug)]
@@ -101,29 +103,43 @@ struct Sequencer<S> {
 
 impl<S: Store> Sequencer<S> {
     fn run(self, mut queue: mpsc::Receiver<Request>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut batch: Vec<Request> = Vec::new();
         while let Some(first) = queue.blocking_recv() {
+            let mut size = first.0.len();
             batch.push(first);
-            while batch.len() < MAX_BATCH {
+            while size < MAX_BATCH {
                 match queue.try_recv() {
-                    Ok(request) => batch.push(request),
+                    Ok(request) => {
+                        size += request.0.len();
+                        batch.push(request);
+                    }
                     Err(_) => break,
                 }
             }
-            let (updates, answers): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+            let mut counts = Vec::with_capacity(batch.len());
+            let mut answers = Vec::with_capacity(batch.len());
+            let mut updates = Vec::with_capacity(size);
+            for (request, answer) in batch.drain(..) {
+                counts.push(request.len());
+                answers.push(answer);
+                updates.extend(request);
+            }
             match self.store.append(updates) {
                 Ok(stored) => {
                     self.ready.store(true, Ordering::Release);
                     self.metrics.set_history_size(self.store.len());
-                    for (dispatched, answer) in stored.into_iter().zip(answers) {
-                        let seq = dispatched.seq;
-                        if self.router.blocking_dispatch(dispatched).is_err() {
+                    let mut stored = stored.into_iter();
+                    for (count, answer) in counts.into_iter().zip(answers) {
+                        let mut result = Err(TransportError::Closed);
+                        for dispatched in stored.by_ref().take(count) {
+                            let seq = dispatched.seq;
                             // The router only stops when the hub shuts down.
-                            let _ = answer.send(Err(TransportError::Closed));
-                            continue;
+                            if self.router.blocking_dispatch(dispatched).is_ok() {
+                                result = Ok(seq);
+                            }
                         }
-                        // The publisher may have given up (client gone); the update stands.
-                        let _ = answer.send(Ok(seq));
+                        // The publisher may have given up (client gone); the updates stand.
+                        let _ = answer.send(result);
                     }
                 }
                 Err(error) => {
@@ -140,9 +156,9 @@ impl<S: Store> Sequencer<S> {
 
 #[async_trait]
 impl<S: Store> Transport for LocalTransport<S> {
-    async fn publish(&self, update: Update) -> Result<Seq, TransportError> {
+    async fn publish_all(&self, updates: Vec<Update>) -> Result<Seq, TransportError> {
         let (answer, result) = oneshot::channel();
-        self.requests.send((update, answer)).await.map_err(|_| TransportError::Closed)?;
+        self.requests.send((updates, answer)).await.map_err(|_| TransportError::Closed)?;
         result.await.map_err(|_| TransportError::Closed)?
     }
 
@@ -202,7 +218,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_store_refuses_publications_and_turns_unready() {
-        let (_router, dispatcher) = crate::router::start(None, Metrics::new()).expect("router");
+        let (_router, dispatcher) = crate::router::start(0, Metrics::new()).expect("router");
         let transport =
             LocalTransport::start(FlakyStore::default(), dispatcher, Metrics::new(), PAGE_BYTES)
                 .expect("start");
@@ -221,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_publications_are_numbered_in_one_order() {
-        let (_router, dispatcher) = crate::router::start(None, Metrics::new()).expect("router");
+        let (_router, dispatcher) = crate::router::start(0, Metrics::new()).expect("router");
         let transport =
             LocalTransport::start(MemoryStore::new(0), dispatcher, Metrics::new(), PAGE_BYTES)
                 .expect("start");

@@ -35,7 +35,13 @@ pub enum TransportError {
 pub trait Transport: Send + Sync + 'static {
     /// Stores `update` durably (as far as the transport is durable), gives it the next sequence
     /// number and hands it to the router. Resolves once that is done, with the sequence number.
-    async fn publish(&self, update: Update) -> Result<Seq, TransportError>;
+    async fn publish(&self, update: Update) -> Result<Seq, TransportError> {
+        self.publish_all(vec![update]).await
+    }
+
+    /// Publishes `updates` together, in this order and in one durable write, with nothing else
+    /// between them; resolves with the last one's sequence number. `updates` must not be empty.
+    async fn publish_all(&self, updates: Vec<Update>) -> Result<Seq, TransportError>;
 
     /// The first stored update whose id is `id`, if it is still in history.
     async fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError>;
