@@ -148,8 +148,8 @@ fn target(path: &str) -> Option<Target> {
 /// Checks the subscriber token against the request path (not the query string), and returns
 /// the token's `mercure.subscribe` selectors.
 fn authorize(req: &HttpRequest, hub: &Hub) -> Result<Vec<TopicSelector>, HubError> {
-    let query =
-        Form::parse(req.query_string().as_bytes(), hub.config.max_form_fields).unwrap_or_default();
+    let query = Form::parse(req.query_string().as_bytes(), hub.config.max_form_fields)
+        .map_err(|e| HubError::BadRequest(format!("malformed query string: {e}")))?;
     let (token, _) = find_token(req, &query, &hub.config.cookie_name)?.ok_or_else(|| {
         unauthorized("the subscriptions API needs a subscriber token (Authorization: Bearer)")
     })?;

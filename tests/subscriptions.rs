@@ -309,3 +309,14 @@ async fn presence_of_a_large_subscription_is_written_at_once_and_capped() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_api_refuses_a_query_over_the_field_limit_naming_it() {
+    let hub = TestHub::start(&[("MERCURE_SUBSCRIPTIONS", "1")]);
+    let query = vec!["a=1"; 5000].join("&");
+    let path = format!("/.well-known/mercure/subscriptions?{query}");
+    let (status, body, headers) = get(&hub, &path, Some(&watcher_token()), None).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("max_form_fields"), "{body}");
+    assert_eq!(headers["cache-control"], "private, no-store");
+}
