@@ -4,8 +4,10 @@
 //! The actor is the response body itself ([`SubscriberStream`]): it owns the subscriber's state
 //! (its queue from the router, its replay cursor, its heartbeat and deadline timers) and is driven
 //! by the HTTP connection polling it. That costs no extra task and no extra channel per connection,
-//! and backpressure is natural: when the client stops reading, nothing is polled, the bounded queue
-//! fills and the router drops the subscriber.
+//! and backpressure is natural: when the client stops reading, nothing is polled and the bounded
+//! queue fills. Either the router drops the subscriber when its queue is full, or the connection
+//! (see [`crate::connection`]) ends itself after `dispatch_timeout` without progress; the stream
+//! then tells the router why, so that the subscriber is counted once as cut off.
 
 use std::convert::Infallible;
 use std::future::Future;
