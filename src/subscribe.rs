@@ -22,6 +22,7 @@ use crate::form::Form;
 use crate::subscriber::{Departure, StreamStart, SubscriberStream, Subscription, QUEUE_CAPACITY};
 use crate::subscriptions::presence_updates;
 use crate::topic_selector::{parse_subscription, SelectorLimits, TopicSelector};
+use crate::transport::recent::Keep;
 use crate::Hub;
 
 /// The `Last-Event-ID` value meaning "from the beginning of history".
@@ -87,7 +88,7 @@ async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespon
     let departure = if hub.config.subscriptions {
         // One write for all the selectors of the subscription.
         let arrivals = presence_updates(&subscription, true);
-        hub.transport.publish_all(arrivals).await.map_err(|error| {
+        hub.transport.publish_all(arrivals, Keep::Recent).await.map_err(|error| {
             HubError::Unavailable(format!("cannot announce the subscription: {error}"))
         })?;
         Some(Departure::new(hub.transport.clone(), subscription.clone()))

@@ -26,6 +26,7 @@ use crate::router::{Queue, Registered, Registration};
 use crate::subscriptions::presence_updates;
 use crate::topic_selector::{matches_any, TopicSelector};
 use crate::transport::pages::Page;
+use crate::transport::recent::Keep;
 use crate::transport::{Transport, TransportError};
 use crate::update::{Dispatched, Seq};
 
@@ -167,7 +168,7 @@ impl Drop for Departure {
         // there is nobody left to tell.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(error) = transport.publish_all(updates).await {
+                if let Err(error) = transport.publish_all(updates, Keep::Recent).await {
                     tracing::warn!(%error, "cannot announce the end of a subscription");
                 }
             });

@@ -320,3 +320,52 @@ async fn the_api_refuses_a_query_over_the_field_limit_naming_it() {
     assert!(body.contains("max_form_fields"), "{body}");
     assert_eq!(headers["cache-control"], "private, no-store");
 }
+
+#[tokio::test]
+async fn subscription_events_stay_out_of_durable_history() {
+    // The attack left 10,000 permanent records per request, never trimmed with the default
+    // `history_size = 0`. Subscription events are now kept in memory, the most recent ones only:
+    // a restart (which ends every subscription anyway) finds none of them in the file.
+    let (_dir, path) = history_file();
+    let settings = [("MERCURE_SUBSCRIPTIONS", "1"), ("MERCURE_ANONYMOUS", "1")];
+    let history = |hub: &TestHub| {
+        let url = hub.at("/metrics");
+        async move {
+            let text = client().get(url).send().await.expect("metrics").text().await.expect("body");
+            text.lines()
+                .find_map(|line| line.strip_prefix("mercure_history_updates "))
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .expect("history gauge")
+        }
+    };
+    {
+        let hub = TestHub::start_embedded(&path, &settings);
+        let topics: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let mut watcher = Events::open(&hub, &topics_query(&[WATCH]), Some(&watcher_token())).await;
+        watcher.next().await;
+        let large = Events::open(&hub, &topics_query(&topics), None).await;
+        drop(large);
+        for _ in 0..200 {
+            watcher.next().await;
+        }
+        let (status, _) = publish(&hub, &[("topic", BOOK), ("id", "kept")]).await;
+        assert_eq!(status, 200);
+        assert_eq!(history(&hub).await, 202, "201 recent subscription events and one update");
+        // Still replayed like any update while recent.
+        let mut replay = Events::open_with(
+            &hub,
+            &topics_query(&[WATCH, BOOK]),
+            Some(&watcher_token()),
+            &[("Last-Event-ID", "earliest")],
+        )
+        .await;
+        let mut ids = Vec::new();
+        for _ in 0..202 {
+            ids.push(replay.next().await.id);
+        }
+        assert_eq!(ids.last().map(String::as_str), Some("kept"));
+    }
+    let hub = TestHub::start_embedded(&path, &settings);
+    assert_eq!(history(&hub).await, 1, "only the update was written to the file");
+}

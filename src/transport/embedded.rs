@@ -8,11 +8,15 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
 
 use super::pages::{self, Chunk};
+use super::recent::{self, Keep, Recent};
 use super::{Store, TransportError};
 use crate::update::{Dispatched, Seq, Update};
 
@@ -29,13 +33,22 @@ pub struct EmbeddedStore {
     db: Database,
     /// Updates kept; 0 keeps all.
     capacity: u64,
-    /// Mirror of the newest key, loaded at open: only the sequencer appends.
+    /// The newest sequence number given, stored or ephemeral; at open, the newest key. Only the
+    /// sequencer appends.
     last_seq: AtomicU64,
-    /// Mirror of the oldest key (0 when empty): keys are contiguous, so the count is derived.
-    first_seq: AtomicU64,
+    /// Updates in the file (keys skip the numbers given to ephemeral updates, so this is
+    /// counted, not derived from the first and last keys).
+    count: AtomicU64,
+    /// Recent ephemeral updates, in memory only.
+    recent: Mutex<Recent>,
 }
 
 impl EmbeddedStore {
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        // Every change to it completes before anything can panic: a poisoned lock is usable.
+        self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Opens (or creates) the database at `path`, creating missing parent directories.
     pub fn open(path: &Path, capacity: u64) -> Result<Self, TransportError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -48,19 +61,20 @@ impl EmbeddedStore {
         })?;
         // Create both tables up front so that read transactions never meet a missing table.
         let txn = db.begin_write().map_err(store_error)?;
-        let (first_seq, last_seq) = {
+        let (count, last_seq) = {
             txn.open_multimap_table(IDS).map_err(store_error)?;
             let updates = txn.open_table(UPDATES).map_err(store_error)?;
-            let first = updates.first().map_err(store_error)?.map_or(0, |(seq, _)| seq.value());
+            let count = updates.len().map_err(store_error)?;
             let last = updates.last().map_err(store_error)?.map_or(0, |(seq, _)| seq.value());
-            (first, last)
+            (count, last)
         };
         txn.commit().map_err(store_error)?;
         Ok(Self {
             db,
             capacity,
             last_seq: AtomicU64::new(last_seq),
-            first_seq: AtomicU64::new(first_seq),
+            count: AtomicU64::new(count),
+            recent: Mutex::default(),
         })
     }
 }
@@ -79,57 +93,72 @@ impl Store for EmbeddedStore {
         last.map(|(seq, bytes)| decode(seq.value(), bytes.value())).transpose()
     }
 
-    fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError> {
-        let mut seq = self.last_seq.load(Ordering::Acquire);
+    fn append(&self, updates: Vec<(Update, Keep)>) -> Result<Vec<Arc<Dispatched>>, TransportError> {
+        let before = self.last_seq.load(Ordering::Acquire);
+        let mut seq = before;
+        let mut count = self.count.load(Ordering::Acquire);
         let mut stored = Vec::with_capacity(updates.len());
-        let txn = self.db.begin_write().map_err(store_error)?;
-        {
-            let mut table = txn.open_table(UPDATES).map_err(store_error)?;
-            let mut ids = txn.open_multimap_table(IDS).map_err(store_error)?;
-            for update in updates {
-                seq += 1;
-                let bytes = serde_json::to_vec(&update).map_err(store_error)?;
-                table.insert(seq, bytes.as_slice()).map_err(store_error)?;
-                ids.insert(update.id.as_str(), seq).map_err(store_error)?;
-                stored.push(Arc::new(Dispatched::new(seq, update)));
-            }
-            if self.capacity > 0 && seq > self.capacity {
-                let cut = seq - self.capacity;
-                let removed = table.extract_from_if(..=cut, |_, _| true).map_err(store_error)?;
-                for entry in removed {
-                    let (old_seq, bytes) = entry.map_err(store_error)?;
-                    let old: Update = serde_json::from_slice(bytes.value()).map_err(store_error)?;
-                    ids.remove(old.id.as_str(), old_seq.value()).map_err(store_error)?;
+        let mut recent = self.recent();
+        let written = (|| {
+            let txn = self.db.begin_write().map_err(store_error)?;
+            {
+                let mut table = txn.open_table(UPDATES).map_err(store_error)?;
+                let mut ids = txn.open_multimap_table(IDS).map_err(store_error)?;
+                for (update, keep) in updates {
+                    seq += 1;
+                    if keep == Keep::History {
+                        let bytes = serde_json::to_vec(&update).map_err(store_error)?;
+                        table.insert(seq, bytes.as_slice()).map_err(store_error)?;
+                        ids.insert(update.id.as_str(), seq).map_err(store_error)?;
+                        count += 1;
+                    }
+                    let dispatched = Arc::new(Dispatched::new(seq, update));
+                    if keep == Keep::Recent {
+                        // Before the commit, so that a reader who sees this number finds it.
+                        recent.push(dispatched.clone());
+                    }
+                    stored.push(dispatched);
+                }
+                if self.capacity > 0 && count > self.capacity {
+                    let excess = usize::try_from(count - self.capacity).unwrap_or(usize::MAX);
+                    let cut = table.iter().map_err(store_error)?.nth(excess - 1);
+                    let cut = cut.transpose().map_err(store_error)?.map(|(key, _)| key.value());
+                    if let Some(cut) = cut {
+                        let removed =
+                            table.extract_from_if(..=cut, |_, _| true).map_err(store_error)?;
+                        for entry in removed {
+                            let (old_seq, bytes) = entry.map_err(store_error)?;
+                            let old: Update =
+                                serde_json::from_slice(bytes.value()).map_err(store_error)?;
+                            ids.remove(old.id.as_str(), old_seq.value()).map_err(store_error)?;
+                            count -= 1;
+                        }
+                    }
                 }
             }
+            txn.commit().map_err(store_error)
+        })();
+        if let Err(error) = written {
+            // The numbers are given again to the next updates.
+            recent.truncate_after(before);
+            return Err(error);
         }
-        txn.commit().map_err(store_error)?;
+        self.count.store(count, Ordering::Release);
         self.last_seq.store(seq, Ordering::Release);
-        let first = match self.first_seq.load(Ordering::Acquire) {
-            0 => stored.first().map_or(0, |d| d.seq),
-            first => first,
-        };
-        let first = if self.capacity > 0 {
-            first.max(seq.saturating_sub(self.capacity) + 1)
-        } else {
-            first
-        };
-        self.first_seq.store(first, Ordering::Release);
         Ok(stored)
     }
 
     fn len(&self) -> u64 {
-        match self.first_seq.load(Ordering::Acquire) {
-            0 => 0,
-            first => self.last_seq.load(Ordering::Acquire) - first + 1,
-        }
+        self.count.load(Ordering::Acquire) + self.recent().len() as u64
     }
 
     fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError> {
         let txn = self.db.begin_read().map_err(store_error)?;
         let ids = txn.open_multimap_table(IDS).map_err(store_error)?;
         let mut seqs = ids.get(id).map_err(store_error)?;
-        let Some(seq) = seqs.next().transpose().map_err(store_error)? else { return Ok(None) };
+        let Some(seq) = seqs.next().transpose().map_err(store_error)? else {
+            return Ok(self.recent().find(id));
+        };
         let table = txn.open_table(UPDATES).map_err(store_error)?;
         let bytes = table.get(seq.value()).map_err(store_error)?;
         bytes.map(|bytes| decode(seq.value(), bytes.value())).transpose()
@@ -152,7 +181,9 @@ impl Store for EmbeddedStore {
                 .and_then(|(seq, bytes)| decode(seq.value(), bytes.value()));
             decoded.map_err(|error| failure = Some(error)).ok()
         });
-        let chunk = pages::fill(updates, max_bytes, newest);
+        // Ephemeral updates numbered up to `newest` were kept before their batch was committed.
+        let recent: Vec<_> = self.recent().range(after, newest).collect();
+        let chunk = pages::fill(recent::merge(updates, recent.into_iter()), max_bytes, newest);
         match failure {
             Some(error) => Err(error),
             None => Ok(chunk),
@@ -176,14 +207,50 @@ mod tests {
         }
     }
 
+    fn kept(updates: Vec<Update>) -> Vec<(Update, Keep)> {
+        updates.into_iter().map(|u| (u, Keep::History)).collect()
+    }
+
+    #[test]
+    fn ephemeral_updates_are_numbered_and_read_but_never_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("history.redb");
+        {
+            let store = EmbeddedStore::open(&path, 2).expect("open");
+            let batch = vec![
+                (update("a"), Keep::History),
+                (update("e1"), Keep::Recent),
+                (update("b"), Keep::History),
+                (update("e2"), Keep::Recent),
+                (update("c"), Keep::History),
+            ];
+            let seqs: Vec<Seq> =
+                store.append(batch).expect("append").iter().map(|d| d.seq).collect();
+            assert_eq!(seqs, [1, 2, 3, 4, 5]);
+            assert_eq!(store.len(), 4, "two kept in the file (history_size 2), two recent");
+            let read = store.read(0, usize::MAX).expect("read");
+            let ids: Vec<&str> = read.updates.iter().map(|d| d.id.as_str()).collect();
+            assert_eq!(ids, ["e1", "b", "e2", "c"], "merged in order; `a` trimmed");
+            assert_eq!(store.find("e2").expect("find").map(|d| d.seq), Some(4));
+            assert_eq!(store.find("b").expect("find").map(|d| d.seq), Some(3));
+        }
+        let store = EmbeddedStore::open(&path, 2).expect("reopen");
+        assert_eq!(store.len(), 2, "ephemeral updates are gone after a restart");
+        assert!(store.find("e2").expect("find").is_none());
+        let seqs = store.append(kept(vec![update("d")])).expect("append");
+        assert_eq!(seqs[0].seq, 6, "numbering continues after the newest key");
+        let read = store.read(0, usize::MAX).expect("read");
+        assert_eq!(read.updates.iter().map(|d| d.seq).collect::<Vec<_>>(), [5, 6]);
+    }
+
     #[test]
     fn survives_reopening_and_trims() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("nested/history.redb");
         {
             let store = EmbeddedStore::open(&path, 3).expect("open");
-            store.append(vec![update("a"), update("b"), update("a")]).expect("append");
-            store.append(vec![update("c"), update("p1")]).expect("append");
+            store.append(kept(vec![update("a"), update("b"), update("a")])).expect("append");
+            store.append(kept(vec![update("c"), update("p1")])).expect("append");
         }
         let store = EmbeddedStore::open(&path, 3).expect("reopen");
         assert_eq!(store.last().expect("last").map(|d| d.seq), Some(5));

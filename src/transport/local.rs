@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::pages::{Page, ReplayPages};
+use super::recent::Keep;
 use super::{Store, Transport, TransportError};
 use crate::metrics::Metrics;
 use crate::router::Dispatcher;
@@ -24,8 +25,9 @@ const QUEUE_CAPACITY: usize = 4096;
 /// latency added to the first publisher.
 const MAX_BATCH: usize = 512;
 
-/// Updates stored together, in one transaction, and the answer: the last one's sequence number.
-type Request = (Vec<Update>, oneshot::Sender<Result<Seq, TransportError>>);
+/// Updates stored together, in one transaction, how they are kept, and the answer: the last
+/// one's sequence number.
+type Request = (Vec<Update>, Keep, oneshot::Sender<Result<Seq, TransportError>>);
 
 /// A [`Transport`] over a local [`Store`].
 #[derive(Debug)]
@@ -119,10 +121,10 @@ impl<S: Store> Sequencer<S> {
             let mut counts = Vec::with_capacity(batch.len());
             let mut answers = Vec::with_capacity(batch.len());
             let mut updates = Vec::with_capacity(size);
-            for (request, answer) in batch.drain(..) {
+            for (request, keep, answer) in batch.drain(..) {
                 counts.push(request.len());
                 answers.push(answer);
-                updates.extend(request);
+                updates.extend(request.into_iter().map(|update| (update, keep)));
             }
             match self.store.append(updates) {
                 Ok(stored) => {
@@ -156,9 +158,9 @@ impl<S: Store> Sequencer<S> {
 
 #[async_trait]
 impl<S: Store> Transport for LocalTransport<S> {
-    async fn publish_all(&self, updates: Vec<Update>) -> Result<Seq, TransportError> {
+    async fn publish_all(&self, updates: Vec<Update>, keep: Keep) -> Result<Seq, TransportError> {
         let (answer, result) = oneshot::channel();
-        self.requests.send((updates, answer)).await.map_err(|_| TransportError::Closed)?;
+        self.requests.send((updates, keep, answer)).await.map_err(|_| TransportError::Closed)?;
         result.await.map_err(|_| TransportError::Closed)?
     }
 
@@ -199,7 +201,10 @@ mod tests {
         fn last(&self) -> Result<Option<Arc<Dispatched>>, TransportError> {
             self.inner.last()
         }
-        fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError> {
+        fn append(
+            &self,
+            updates: Vec<(Update, Keep)>,
+        ) -> Result<Vec<Arc<Dispatched>>, TransportError> {
             if self.broken.load(Ordering::Acquire) {
                 return Err(TransportError::Store("disk full".into()));
             }

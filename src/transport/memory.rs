@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use super::pages::{self, Chunk};
+use super::recent::{self, Keep, Recent};
 use super::{Store, TransportError};
 use crate::update::{Dispatched, Seq, Update};
 
@@ -19,7 +20,10 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct History {
     last_seq: Seq,
+    /// Updates kept in history, in sequence order (numbers given to ephemeral ones are missing).
     updates: VecDeque<Arc<Dispatched>>,
+    /// Recent ephemeral updates.
+    recent: Recent,
     /// For each id in history: its first sequence number and how many updates carry it. Ids are
     /// publisher-chosen and may repeat; a lookup finds the first occurrence, as the reference hub.
     ids: HashMap<String, (Seq, u32)>,
@@ -43,15 +47,21 @@ impl Store for MemoryStore {
         Ok(self.history().updates.back().cloned())
     }
 
-    fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError> {
+    fn append(&self, updates: Vec<(Update, Keep)>) -> Result<Vec<Arc<Dispatched>>, TransportError> {
         let mut history = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut stored = Vec::with_capacity(updates.len());
-        for update in updates {
+        for (update, keep) in updates {
             history.last_seq += 1;
             let seq = history.last_seq;
-            history.ids.entry(update.id.as_str().to_owned()).or_insert((seq, 0)).1 += 1;
             let dispatched = Arc::new(Dispatched::new(seq, update));
-            history.updates.push_back(dispatched.clone());
+            match keep {
+                Keep::Recent => history.recent.push(dispatched.clone()),
+                Keep::History => {
+                    let id = dispatched.id.as_str().to_owned();
+                    history.ids.entry(id).or_insert((seq, 0)).1 += 1;
+                    history.updates.push_back(dispatched.clone());
+                }
+            }
             stored.push(dispatched);
         }
         while self.capacity > 0 && history.updates.len() as u64 > self.capacity {
@@ -76,31 +86,30 @@ impl Store for MemoryStore {
     }
 
     fn len(&self) -> u64 {
-        self.history().updates.len() as u64
+        let history = self.history();
+        (history.updates.len() + history.recent.len()) as u64
     }
 
     fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError> {
         let history = self.history();
-        let Some(&(seq, _)) = history.ids.get(id) else { return Ok(None) };
+        let Some(&(seq, _)) = history.ids.get(id) else { return Ok(history.recent.find(id)) };
         Ok(history.at(seq).cloned())
     }
 
     fn read(&self, after: Seq, max_bytes: usize) -> Result<Chunk, TransportError> {
         let history = self.history();
-        let Some(first) = history.updates.front().map(|d| d.seq) else {
-            return Ok(Chunk { updates: Vec::new(), through: history.last_seq });
-        };
-        // Sequence numbers are contiguous in the ring, so the start is an index computation.
-        let start = usize::try_from((after + 1).saturating_sub(first)).unwrap_or(usize::MAX);
-        Ok(pages::fill(history.updates.iter().skip(start).cloned(), max_bytes, history.last_seq))
+        let start = history.updates.partition_point(|d| d.seq <= after);
+        let kept = history.updates.range(start..).cloned();
+        let recent = history.recent.range(after, history.last_seq);
+        Ok(pages::fill(recent::merge(kept, recent), max_bytes, history.last_seq))
     }
 }
 
 impl History {
-    /// The update numbered `seq`, if still in the ring.
+    /// The update numbered `seq`, if still in history.
     fn at(&self, seq: Seq) -> Option<&Arc<Dispatched>> {
-        let first = self.updates.front()?.seq;
-        self.updates.get(usize::try_from(seq.checked_sub(first)?).ok()?)
+        let index = self.updates.binary_search_by_key(&seq, |d| d.seq).ok()?;
+        self.updates.get(index)
     }
 }
 
@@ -112,7 +121,8 @@ mod tests {
     fn numbers_finds_reads_and_trims() {
         let store = MemoryStore::new(3);
         let ids = ["a", "b", "a", "c", "d"];
-        store.append(ids.iter().map(|id| Update::for_test(id)).collect()).expect("append");
+        let updates = ids.iter().map(|id| (Update::for_test(id), Keep::History)).collect();
+        store.append(updates).expect("append");
         assert_eq!(store.last().expect("last").map(|d| d.seq), Some(5));
         // `a` at 1 and 3: once 1 is trimmed, the lookup finds the occurrence still in history.
         let found = |id| store.find(id).expect("find").map(|d| d.seq);

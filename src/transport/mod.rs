@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod local;
 pub mod memory;
 pub mod pages;
+pub mod recent;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use thiserror::Error;
 
 use crate::update::{Dispatched, Seq, Update};
 use pages::{Chunk, Page};
+use recent::Keep;
 
 /// Why a transport operation failed.
 #[derive(Debug, Clone, Error)]
@@ -36,12 +38,13 @@ pub trait Transport: Send + Sync + 'static {
     /// Stores `update` durably (as far as the transport is durable), gives it the next sequence
     /// number and hands it to the router. Resolves once that is done, with the sequence number.
     async fn publish(&self, update: Update) -> Result<Seq, TransportError> {
-        self.publish_all(vec![update]).await
+        self.publish_all(vec![update], Keep::History).await
     }
 
-    /// Publishes `updates` together, in this order and in one durable write, with nothing else
-    /// between them; resolves with the last one's sequence number. `updates` must not be empty.
-    async fn publish_all(&self, updates: Vec<Update>) -> Result<Seq, TransportError>;
+    /// Publishes `updates` together, in this order and in one write, with nothing else between
+    /// them, kept as `keep` says; resolves with the last one's sequence number. `updates` must
+    /// not be empty.
+    async fn publish_all(&self, updates: Vec<Update>, keep: Keep) -> Result<Seq, TransportError>;
 
     /// The first stored update whose id is `id`, if it is still in history.
     async fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError>;
@@ -62,11 +65,13 @@ pub trait Store: Send + Sync + 'static {
     /// bounds replays by its sequence number and reports its id as the last event id.
     fn last(&self) -> Result<Option<Arc<Dispatched>>, TransportError>;
 
-    /// Appends `updates` in order, numbering them after the newest stored one, in one atomic
-    /// step.
-    fn append(&self, updates: Vec<Update>) -> Result<Vec<Arc<Dispatched>>, TransportError>;
+    /// Appends `updates` in order, numbering them after the newest one, in one atomic step.
+    /// Those to keep [`Keep::Recent`] are numbered like the others but kept in memory only,
+    /// the last [`recent::RECENT_EPHEMERAL`] of them.
+    fn append(&self, updates: Vec<(Update, Keep)>) -> Result<Vec<Arc<Dispatched>>, TransportError>;
 
-    /// How many updates history holds now (for the `mercure_history_updates` gauge).
+    /// How many updates history holds now, recent ephemeral ones included (for the
+    /// `mercure_history_updates` gauge).
     fn len(&self) -> u64;
 
     /// Whether history is empty.
