@@ -813,17 +813,6 @@ async fn spans_are_exported_over_otlp() {
 // Attacks on memory
 // ---------------------------------------------------------------------------------------------
 
-/// Resident memory of a process, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS line");
-    kib * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_that_are_not_read_hold_bounded_memory() {
     // The attack: 30 MB of history, then anonymous subscribers asking for all of it with an
@@ -851,7 +840,7 @@ async fn replays_that_are_not_read_hold_bounded_memory() {
         assert_eq!(status, 200);
     }
     let pid = server.child.id();
-    let before = rss(pid);
+    let before = common::process_rss(pid);
     let mut stalled = Vec::new();
     for _ in 0..20 {
         let query = "topic=*&lastEventID=nope";
@@ -862,7 +851,7 @@ async fn replays_that_are_not_read_hold_bounded_memory() {
     let mut peak = before;
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        peak = peak.max(rss(pid));
+        peak = peak.max(common::process_rss(pid));
     }
     let grown = peak.saturating_sub(before);
     eprintln!(

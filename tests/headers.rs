@@ -19,15 +19,8 @@ async fn get(
     token: Option<&str>,
     etag: Option<&str>,
 ) -> (u16, HeaderMap) {
-    let mut request = client().get(hub.at(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(etag) = etag {
-        request = request.header("if-none-match", etag);
-    }
-    let response = request.send().await.expect("api request");
-    (response.status().as_u16(), response.headers().clone())
+    let (status, _, headers) = get_with(hub, path, token, etag).await;
+    (status, headers)
 }
 
 #[track_caller]

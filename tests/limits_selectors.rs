@@ -353,14 +353,7 @@ impl Binary {
 
     /// Resident memory in bytes.
     fn rss(&self) -> usize {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/PID/status");
-        let kib = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-            .expect("VmRSS in /proc/PID/status");
-        kib * 1024
+        usize::try_from(common::process_rss(self.child.id())).unwrap_or(usize::MAX)
     }
 }
 

@@ -79,17 +79,7 @@ async fn get(
     token: Option<&str>,
     etag: Option<&str>,
 ) -> (u16, String, reqwest::header::HeaderMap) {
-    let mut request = client().get(hub.at(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(etag) = etag {
-        request = request.header("if-none-match", etag);
-    }
-    let response = request.send().await.expect("api request");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, response.text().await.expect("body"), headers)
+    get_with(hub, path, token, etag).await
 }
 
 #[tokio::test]
@@ -281,14 +271,7 @@ async fn presence_of_a_large_subscription_is_written_at_once_and_capped() {
     let (status, body) = refused(&many[..4000]).await;
     assert_eq!(status, 400);
     assert!(body.contains("max_topics_per_subscription"), "{body}");
-    let history = || async {
-        let metrics = client().get(hub.at("/metrics")).send().await.expect("metrics");
-        let text = metrics.text().await.expect("metrics body");
-        text.lines()
-            .find_map(|line| line.strip_prefix("mercure_history_updates "))
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .expect("history gauge")
-    };
+    let history = || history_updates(&hub);
     assert_eq!(history().await, 0, "a refused subscription writes nothing");
 
     // The largest subscription allowed: its 100 arrivals are stored together and reach a
@@ -328,16 +311,6 @@ async fn subscription_events_stay_out_of_durable_history() {
     // a restart (which ends every subscription anyway) finds none of them in the file.
     let (_dir, path) = history_file();
     let settings = [("MERCURE_SUBSCRIPTIONS", "1"), ("MERCURE_ANONYMOUS", "1")];
-    let history = |hub: &TestHub| {
-        let url = hub.at("/metrics");
-        async move {
-            let text = client().get(url).send().await.expect("metrics").text().await.expect("body");
-            text.lines()
-                .find_map(|line| line.strip_prefix("mercure_history_updates "))
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .expect("history gauge")
-        }
-    };
     {
         let hub = TestHub::start_embedded(&path, &settings);
         let topics: Vec<String> = (0..100).map(|i| i.to_string()).collect();
@@ -351,7 +324,11 @@ async fn subscription_events_stay_out_of_durable_history() {
         }
         let (status, _) = publish(&hub, &[("topic", BOOK), ("id", "kept")]).await;
         assert_eq!(status, 200);
-        assert_eq!(history(&hub).await, 202, "201 recent subscription events and one update");
+        assert_eq!(
+            history_updates(&hub).await,
+            202,
+            "201 recent subscription events and one update"
+        );
         // Still replayed like any update while recent.
         let mut replay = Events::open_with(
             &hub,
@@ -367,5 +344,5 @@ async fn subscription_events_stay_out_of_durable_history() {
         assert_eq!(ids.last().map(String::as_str), Some("kept"));
     }
     let hub = TestHub::start_embedded(&path, &settings);
-    assert_eq!(history(&hub).await, 1, "only the update was written to the file");
+    assert_eq!(history_updates(&hub).await, 1, "only the update was written to the file");
 }

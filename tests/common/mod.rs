@@ -351,3 +351,44 @@ pub async fn stalled_reader(
     assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
     stream
 }
+
+/// Resident memory of process `pid`, in bytes (Linux: `/proc/PID/status`).
+pub fn process_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS line");
+    kib * 1024
+}
+
+/// `GET path` with an optional bearer token and `If-None-Match`: status, body and headers.
+pub async fn get_with(
+    hub: &TestHub,
+    path: &str,
+    token: Option<&str>,
+    etag: Option<&str>,
+) -> (u16, String, reqwest::header::HeaderMap) {
+    let mut request = client().get(hub.at(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(etag) = etag {
+        request = request.header("if-none-match", etag);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, response.text().await.expect("body"), headers)
+}
+
+/// The `mercure_history_updates` gauge of a hub.
+pub async fn history_updates(hub: &TestHub) -> u64 {
+    let response = client().get(hub.at("/metrics")).send().await.expect("metrics");
+    let text = response.text().await.expect("metrics body");
+    text.lines()
+        .find_map(|line| line.strip_prefix("mercure_history_updates "))
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .expect("history gauge")
+}
