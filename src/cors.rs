@@ -95,7 +95,7 @@ fn insert_grant(headers: &mut HeaderMap, grant: Grant) {
 pub async fn preflight(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
     let origins = &hub.config.cors_origins;
     if origins.is_empty() {
-        return Err(HubError::MethodNotAllowed);
+        return Err(HubError::MethodNotAllowed(crate::HUB_METHODS));
     }
     let headers = req.headers();
     let method = headers

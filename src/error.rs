@@ -33,9 +33,12 @@ pub enum HubError {
          without pauses"
     )]
     RequestTimeout(std::time::Duration),
-    /// The path exists but not for this method (405).
+    /// The path exists but not for this method (405); the methods it accepts, for `Allow`.
     #[error("Method Not Allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
+    /// Nothing at this path (404).
+    #[error("Not Found")]
+    NotFound,
     /// The transport cannot accept the request right now (503).
     #[error("Service Unavailable: {0}")]
     Unavailable(String),
@@ -52,7 +55,8 @@ impl ResponseError for HubError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) | Self::ContentTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -70,8 +74,8 @@ impl ResponseError for HubError {
                 ));
             }
             // RFC 9110: a 405 lists the methods the resource accepts.
-            Self::MethodNotAllowed => {
-                response.insert_header((header::ALLOW, "GET, HEAD, POST"));
+            Self::MethodNotAllowed(allowed) => {
+                response.insert_header((header::ALLOW, *allowed));
             }
             Self::Forbidden(_) => {
                 response.insert_header((

@@ -59,6 +59,8 @@ use crate::transport::{Store, Transport};
 
 /// The path of the hub, fixed by the protocol.
 pub const HUB_PATH: &str = "/.well-known/mercure";
+/// The methods the hub's URL accepts (`Allow` of its 405 answers).
+pub const HUB_METHODS: &str = "GET, HEAD, POST";
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -230,7 +232,7 @@ fn app(
                 let api = |path: &'static str| {
                     web::resource(path)
                         .route(web::get().to(subscriptions::api))
-                        .default_service(web::to(method_not_allowed))
+                        .default_service(web::to(subscriptions::method_not_allowed))
                 };
                 cfg.service(api(subscriptions::SUBSCRIPTIONS_PATH))
                     .service(api("/.well-known/mercure/subscriptions/{rest:.*}"));
@@ -299,11 +301,11 @@ async fn wait_for_signal() {
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, HubError> {
-    Err(HubError::MethodNotAllowed)
+    Err(HubError::MethodNotAllowed(HUB_METHODS))
 }
 
-async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("Not Found\n")
+async fn not_found() -> Result<HttpResponse, HubError> {
+    Err(HubError::NotFound)
 }
 
 /// Serves the Prometheus metrics on their own listener (`metrics_addr`), with `/healthz`, so that

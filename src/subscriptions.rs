@@ -26,6 +26,8 @@ use crate::Hub;
 
 /// JSON-LD context of subscription documents.
 const CONTEXT: &str = "https://mercure.rocks/";
+/// `Cache-Control` of every answer of the API: it says who is connected.
+const NO_STORE: &str = "private, no-store";
 /// Path of the subscriptions API and prefix of subscription event topics.
 pub const SUBSCRIPTIONS_PATH: &str = "/.well-known/mercure/subscriptions";
 
@@ -175,16 +177,14 @@ fn authorize(req: &HttpRequest, hub: &Hub) -> Result<Vec<TopicSelector>, HubErro
 /// shared cache may keep and no browser should write to disk.
 pub async fn api(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
     let mut response = respond(req, hub).await.unwrap_or_else(|error| error.error_response());
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
     response
 }
 
 /// The answer of [`api`], before its caching headers.
 async fn respond(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
     let Some(target) = target(req.uri().path()) else {
-        return Ok(not_found());
+        return Err(HubError::NotFound);
     };
     let allowed = authorize(&req, &hub)?;
     let snapshot = hub
@@ -237,7 +237,7 @@ async fn respond(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
                 subscription.id == subscriber && selector.as_str() == topic
             });
             let Some((subscription, selector)) = found else {
-                return Ok(not_found());
+                return Err(HubError::NotFound);
             };
             let mut document = Document::new(subscription, selector, true);
             document.context = Some(CONTEXT);
@@ -254,8 +254,11 @@ async fn respond(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
         .body(body))
 }
 
-fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("Not Found\n")
+/// Any method but `GET` on the API: 405, `Allow: GET`.
+pub async fn method_not_allowed() -> HttpResponse {
+    let mut response = HubError::MethodNotAllowed("GET").error_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+    response
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 //! upgrade of the hub.
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+
+use crate::error::HubError;
 
 /// The path of the UI, without its trailing slash.
 pub const UI_PATH: &str = "/.well-known/mercure/ui";
@@ -64,17 +66,12 @@ async fn asset(file: web::Path<String>) -> HttpResponse {
                 .insert_header((header::CACHE_CONTROL, "no-cache"))
                 .body(*body)
         }
-        None => {
-            HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("Not Found\n")
-        }
+        None => HubError::NotFound.error_response(),
     }
 }
 
 async fn method_not_allowed() -> HttpResponse {
-    HttpResponse::MethodNotAllowed()
-        .insert_header((header::ALLOW, "GET, HEAD"))
-        .content_type("text/plain; charset=utf-8")
-        .body("Method Not Allowed\n")
+    HubError::MethodNotAllowed("GET, HEAD").error_response()
 }
 
 #[cfg(test)]

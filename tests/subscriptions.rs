@@ -159,6 +159,12 @@ async fn the_api_needs_an_allowed_token() {
 
     let response = client().post(hub.at(path)).bearer_auth(&exact).send().await.expect("post");
     assert_eq!(response.status(), 405);
+    // It serves GET only, and says so (it used to claim GET, HEAD and POST).
+    assert_eq!(response.headers()["allow"], "GET");
+    assert_eq!(response.headers()["cache-control"], "private, no-store");
+    let response = client().delete(hub.at(&format!("{path}/t"))).send().await.expect("delete");
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET");
 }
 
 #[tokio::test]
