@@ -91,6 +91,8 @@ impl Hub {
     }
 
     fn with_store<S: Store + std::fmt::Debug>(config: Config, store: S) -> anyhow::Result<Self> {
+        // Once here rather than on every subscription: the cache is process-wide.
+        topic_selector::set_cache_size(config.selector_cache_size);
         // The router must know the newest stored sequence before anything is published, so that
         // a replay after a restart is bounded by what was stored before it.
         let metrics = Metrics::new();

@@ -176,7 +176,11 @@ fn authorize(req: &HttpRequest, hub: &Hub) -> Result<Vec<TopicSelector>, HubErro
 /// 304 included, is `Cache-Control: private, no-store`: it describes who is connected, which no
 /// shared cache may keep and no browser should write to disk.
 pub async fn api(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
-    let mut response = respond(req, hub).await.unwrap_or_else(|error| error.error_response());
+    not_stored(respond(req, hub).await.unwrap_or_else(|error| error.error_response()))
+}
+
+/// Marks an answer of the API as never to be cached.
+fn not_stored(mut response: HttpResponse) -> HttpResponse {
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
     response
 }
@@ -256,9 +260,7 @@ async fn respond(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
 
 /// Any method but `GET` on the API: 405, `Allow: GET`.
 pub async fn method_not_allowed() -> HttpResponse {
-    let mut response = HubError::MethodNotAllowed("GET").error_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
-    response
+    not_stored(HubError::MethodNotAllowed("GET").error_response())
 }
 
 #[cfg(test)]

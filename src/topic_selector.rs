@@ -238,8 +238,6 @@ pub struct SelectorLimits {
     /// Most variables in one template, all its expressions together
     /// (`max_template_variables`).
     pub max_variables: usize,
-    /// Bytes the process-wide cache of compiled templates may hold (`selector_cache_size`).
-    pub cache_size: usize,
 }
 
 impl From<&Config> for SelectorLimits {
@@ -248,7 +246,6 @@ impl From<&Config> for SelectorLimits {
             max_topics: config.max_topics_per_subscription,
             max_length: config.max_selector_length,
             max_variables: config.max_template_variables,
-            cache_size: config.selector_cache_size,
         }
     }
 }
@@ -304,8 +301,7 @@ pub enum SelectorError {
 }
 
 /// Parses the `topic` parameters of a subscription within `limits`: the count first, then
-/// each selector (see [`TopicSelector::parse_limited`]). Also applies `limits.cache_size` to
-/// the cache of compiled templates (see [`set_cache_size`]).
+/// each selector (see [`TopicSelector::parse_limited`]).
 pub fn parse_subscription(
     topics: &[&str],
     limits: &SelectorLimits,
@@ -313,14 +309,13 @@ pub fn parse_subscription(
     if topics.len() > limits.max_topics {
         return Err(SelectorError::TooManyTopics { count: topics.len(), max: limits.max_topics });
     }
-    set_cache_size(limits.cache_size);
     topics.iter().map(|topic| TopicSelector::parse_limited(topic, limits)).collect()
 }
 
 /// Sets the bytes the process-wide cache of compiled templates may hold, evicting at once if
 /// it holds more. The cache starts at the default `selector_cache_size`; the hub applies its
-/// configured value on every subscription ([`parse_subscription`]), a cheap no-op when
-/// unchanged. One hub runs per process, so there is one value in practice.
+/// configured value once, when it starts. One hub runs per process, so there is one value in
+/// practice.
 pub fn set_cache_size(bytes: usize) {
     CACHE.set_budget(bytes);
 }
@@ -1768,12 +1763,8 @@ mod tests {
     // -----------------------------------------------------------------------------------------
 
     /// The defaults of the configuration.
-    const DEFAULTS: SelectorLimits = SelectorLimits {
-        max_topics: 100,
-        max_length: 4096,
-        max_variables: 32,
-        cache_size: DEFAULT_SELECTOR_CACHE_SIZE,
-    };
+    const DEFAULTS: SelectorLimits =
+        SelectorLimits { max_topics: 100, max_length: 4096, max_variables: 32 };
 
     /// `{op v0,v1,...}` with `n` variables.
     fn expression(operator: &str, n: usize) -> String {
@@ -2061,12 +2052,12 @@ mod tests {
     /// largest size the limits admit leave at most the budget behind.
     #[test]
     fn global_cache_stays_within_its_budget() {
-        set_cache_size(DEFAULTS.cache_size);
+        set_cache_size(DEFAULT_SELECTOR_CACHE_SIZE);
         for tag in 0..40 {
             let topics = largest_admitted(1000 + tag);
             let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
             parse_subscription(&topics, &DEFAULTS).expect("admitted");
-            assert!(cache_bytes() <= DEFAULTS.cache_size, "{}", cache_bytes());
+            assert!(cache_bytes() <= DEFAULT_SELECTOR_CACHE_SIZE, "{}", cache_bytes());
         }
     }
 }
