@@ -16,6 +16,8 @@ use thiserror::Error;
 
 use crate::jwt::JwtVerifier;
 use crate::telemetry::LogFormat;
+use crate::topic_selector::SelectorLimits;
+pub use crate::topic_selector::DEFAULT_SELECTOR_CACHE_SIZE;
 
 /// Default listen address: loopback, so a development hub is not exposed by accident.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -69,10 +71,6 @@ pub const DEFAULT_MAX_SELECTOR_LENGTH: usize = 4096;
 /// (`https://example.com/books/{id}{?page,sort}` has 3); each variable costs about 600 bytes of
 /// compiled regex, so 32 keeps a template's variables under about 20 KB.
 pub const DEFAULT_MAX_TEMPLATE_VARIABLES: usize = 32;
-/// Bytes the cache of compiled templates may hold: 16 MiB, about 3,000 typical templates (5 KB
-/// each compiled) or 60 of the largest the default limits admit. It only serves templates
-/// reused across connections; a miss costs a compilation of a fraction of a millisecond.
-pub const DEFAULT_SELECTOR_CACHE_SIZE: usize = 16 << 20;
 /// Prefix of the environment variables read as configuration.
 pub const ENV_PREFIX: &str = "MERCURE_";
 
@@ -692,6 +690,16 @@ pub fn parse_size(text: &str) -> Option<usize> {
         _ => return None,
     };
     number.checked_mul(multiplier)
+}
+
+impl From<&Config> for SelectorLimits {
+    fn from(config: &Config) -> Self {
+        Self {
+            max_topics: config.max_topics_per_subscription,
+            max_length: config.max_selector_length,
+            max_variables: config.max_template_variables,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The hub's HTTP errors: one enum, mapped to a status code in exactly one place.
+//! The hub's HTTP errors: one enum, mapped to a status code in exactly one place, with the
+//! conversions from the errors of the layers below (the transport's kinds, a stopped router).
 //!
 //! Bodies are short `text/plain` sentences that tell the client what to fix. They never contain a
 //! token or key material.
@@ -7,6 +8,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use thiserror::Error;
+
+use crate::transport::feed::RouterStopped;
+use crate::transport::{TransportError, RETRY_AFTER_CLOSED};
 
 /// An error answered to an HTTP client.
 #[derive(Debug, Error)]
@@ -39,10 +43,11 @@ pub enum HubError {
     /// Nothing at this path (404).
     #[error("Not Found")]
     NotFound,
-    /// The transport cannot accept the request right now (503).
-    #[error("Service Unavailable: {0}")]
-    Unavailable(String),
-    /// The transport failed (500).
+    /// The hub cannot serve the request right now but expects to soon (503); `Retry-After`
+    /// says when, in whole seconds (at least one).
+    #[error("Service Unavailable: {0}; retry later")]
+    Unavailable(String, std::time::Duration),
+    /// The hub failed: a store failure, a bug (500).
     #[error("Internal Server Error: {0}")]
     Internal(String),
 }
@@ -57,7 +62,7 @@ impl ResponseError for HubError {
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,6 +88,10 @@ impl ResponseError for HubError {
                     HeaderValue::from_static("Bearer error=\"insufficient_scope\""),
                 ));
             }
+            Self::Unavailable(_, retry_after) => {
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0);
+                response.insert_header((header::RETRY_AFTER, format!("{seconds}")));
+            }
             // The rest of the body may still be on its way: the connection cannot be reused.
             Self::RequestTimeout(_) => {
                 response.force_close();
@@ -90,5 +99,51 @@ impl ResponseError for HubError {
             _ => {}
         }
         response.body(format!("{self}\n"))
+    }
+}
+
+impl From<TransportError> for HubError {
+    fn from(error: TransportError) -> Self {
+        match error {
+            TransportError::Unavailable { reason, retry_after } => {
+                Self::Unavailable(reason, retry_after)
+            }
+            error @ TransportError::TooLarge { .. } => Self::ContentTooLarge(format!(
+                "{error}; publish a smaller update (max_request_body_size)"
+            )),
+            error @ TransportError::Store(_) => Self::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<RouterStopped> for HubError {
+    fn from(_: RouterStopped) -> Self {
+        Self::Unavailable("the hub is shutting down".into(), RETRY_AFTER_CLOSED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn transport_errors_map_to_their_status_codes() {
+        let unavailable = HubError::from(TransportError::Unavailable {
+            reason: "the cluster is out of reach".into(),
+            retry_after: Duration::from_millis(2500),
+        });
+        let response = unavailable.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).expect("Retry-After"),
+            "3",
+            "rounded up"
+        );
+        let too_large = HubError::from(TransportError::TooLarge { size: 2, limit: 1 });
+        assert_eq!(too_large.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
+        let store = HubError::from(TransportError::Store("disk full".into()));
+        assert_eq!(store.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(store.to_string().contains("disk full"), "{store}");
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Publishers send their update to the sequencer through a bounded queue and wait for its answer.
 //! The sequencer takes everything queued (group commit: one durable write for a whole batch, so
-//! many concurrent publishers cost one fsync), numbers the batch, then hands each update to the
+//! many concurrent publishers cost one fsync), numbers the batch, then feeds each update to the
 //! router in sequence order before answering. So the router sees exactly the stored order, and an
-//! acknowledged update is both durable and on its way to subscribers.
+//! acknowledged update is both durable and on its way to subscribers (more than the "durably
+//! ordered" that [`Transport::publish`] promises).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,11 +13,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::feed::{Feed, NewFeed};
 use super::pages::{Page, ReplayPages};
 use super::recent::Keep;
 use super::{Store, Transport, TransportError};
 use crate::metrics::Metrics;
-use crate::router::Dispatcher;
 use crate::update::{Dispatched, Seq, Update};
 
 /// Publications waiting for the sequencer. Past this, publishers wait (backpressure).
@@ -42,14 +43,17 @@ pub struct LocalTransport<S> {
 }
 
 impl<S: Store + std::fmt::Debug> LocalTransport<S> {
-    /// Starts the sequencer thread, which feeds `router`. It stops when every handle is dropped.
-    /// Replays share `replay_memory` bytes of pages.
+    /// Starts the sequencer thread, which feeds the router through `feed` after telling it where
+    /// `store`'s history ends. It stops when every handle is dropped. Replays share
+    /// `replay_memory` bytes of pages.
     pub fn start(
         store: S,
-        router: Dispatcher,
+        feed: NewFeed,
         metrics: Metrics,
         replay_memory: usize,
-    ) -> std::io::Result<Self> {
+    ) -> Result<Self, TransportError> {
+        let last = store.last()?.map_or(0, |newest| newest.seq);
+        let router = feed.start(last);
         let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
         let store = Arc::new(store);
         let ready = Arc::new(AtomicBool::new(true));
@@ -57,7 +61,10 @@ impl<S: Store + std::fmt::Debug> LocalTransport<S> {
         let sequencer = Sequencer { store: store.clone(), ready: ready.clone(), router, metrics };
         std::thread::Builder::new()
             .name("quicksilver-sequencer".into())
-            .spawn(move || sequencer.run(queue))?;
+            .spawn(move || sequencer.run(queue))
+            .map_err(|e| {
+                TransportError::Store(format!("cannot start the sequencer thread: {e}"))
+            })?;
         Ok(Self {
             requests,
             store,
@@ -75,11 +82,11 @@ impl<S: Store> LocalTransport<S> {
         &self,
         work: impl FnOnce(&S) -> Result<T, TransportError> + Send + 'static,
     ) -> Result<T, TransportError> {
-        let _permit = self.reads.acquire().await.map_err(|_| TransportError::Closed)?;
+        let _permit = self.reads.acquire().await.map_err(|_| TransportError::closed())?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || work(&store))
             .await
-            .map_err(|_| TransportError::Closed)?
+            .map_err(|_| TransportError::closed())?
     }
 }
 
@@ -99,7 +106,7 @@ impl<S> Clone for LocalTransport<S> {
 struct Sequencer<S> {
     store: Arc<S>,
     ready: Arc<AtomicBool>,
-    router: Dispatcher,
+    router: Feed,
     metrics: Metrics,
 }
 
@@ -132,16 +139,15 @@ impl<S: Store> Sequencer<S> {
                     self.metrics.set_history_size(self.store.len());
                     let mut stored = stored.into_iter();
                     for (count, answer) in counts.into_iter().zip(answers) {
-                        let mut result = Err(TransportError::Closed);
+                        let mut last = 0;
                         for dispatched in stored.by_ref().take(count) {
-                            let seq = dispatched.seq;
-                            // The router only stops when the hub shuts down.
-                            if self.router.blocking_dispatch(dispatched).is_ok() {
-                                result = Ok(seq);
-                            }
+                            last = dispatched.seq;
+                            // Fails only once the router has stopped (the hub is shutting down):
+                            // the update is stored all the same, and replayed on resumption.
+                            let _ = self.router.blocking_send(dispatched);
                         }
                         // The publisher may have given up (client gone); the updates stand.
-                        let _ = answer.send(result);
+                        let _ = answer.send(Ok(last));
                     }
                 }
                 Err(error) => {
@@ -160,8 +166,9 @@ impl<S: Store> Sequencer<S> {
 impl<S: Store> Transport for LocalTransport<S> {
     async fn publish_all(&self, updates: Vec<Update>, keep: Keep) -> Result<Seq, TransportError> {
         let (answer, result) = oneshot::channel();
-        self.requests.send((updates, keep, answer)).await.map_err(|_| TransportError::Closed)?;
-        result.await.map_err(|_| TransportError::Closed)?
+        let request = (updates, keep, answer);
+        self.requests.send(request).await.map_err(|_| TransportError::closed())?;
+        result.await.map_err(|_| TransportError::closed())?
     }
 
     async fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError> {
@@ -187,6 +194,7 @@ const CONCURRENT_READS: usize = 8;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::feed::{self, FeedReceiver};
     use crate::transport::memory::MemoryStore;
     use crate::transport::pages::{Chunk, PAGE_BYTES};
 
@@ -221,17 +229,22 @@ mod tests {
         }
     }
 
+    /// A transport over `store` and the router's end of its feed.
+    fn start<S: Store + std::fmt::Debug>(store: S) -> (LocalTransport<S>, FeedReceiver) {
+        let (feed, received) = feed::channel();
+        let transport = LocalTransport::start(store, feed, Metrics::new(), PAGE_BYTES);
+        (transport.expect("start"), received)
+    }
+
     #[tokio::test]
     async fn a_failing_store_refuses_publications_and_turns_unready() {
-        let (_router, dispatcher) = crate::router::start(0, Metrics::new()).expect("router");
-        let transport =
-            LocalTransport::start(FlakyStore::default(), dispatcher, Metrics::new(), PAGE_BYTES)
-                .expect("start");
+        let (transport, _received) = start(FlakyStore::default());
         assert_eq!(transport.publish(Update::for_test("a")).await.expect("stored"), 1);
         assert!(transport.is_ready());
 
         transport.store.broken.store(true, Ordering::Release);
         let error = transport.publish(Update::for_test("b")).await.expect_err("refused");
+        assert!(matches!(error, TransportError::Store(_)), "{error:?}");
         assert!(error.to_string().contains("disk full"), "{error}");
         assert!(!transport.is_ready(), "readiness follows the store");
 
@@ -241,11 +254,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn concurrent_publications_are_numbered_in_one_order() {
-        let (_router, dispatcher) = crate::router::start(0, Metrics::new()).expect("router");
-        let transport =
-            LocalTransport::start(MemoryStore::new(0), dispatcher, Metrics::new(), PAGE_BYTES)
-                .expect("start");
+    async fn the_feed_starts_where_history_ends_and_follows_the_stored_order() {
+        let store = MemoryStore::new(0);
+        store.append(vec![(Update::for_test("old"), Keep::History)]).expect("stored");
+        let (transport, mut received) = start(store);
+        assert_eq!(received.started().await, Some(1), "the newest stored update");
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let transport = transport.clone();
@@ -259,6 +272,17 @@ mod tests {
             seqs.push(task.await.expect("task").expect("published"));
         }
         seqs.sort_unstable();
-        assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+        assert_eq!(seqs, (2..=201).collect::<Vec<_>>(), "one order, no gap");
+        for seq in 2..=201 {
+            assert_eq!(received.recv().await.map(|d| d.seq), Some(seq), "fed in that order");
+        }
+    }
+
+    #[tokio::test]
+    async fn publications_stored_after_the_router_stopped_are_still_acknowledged() {
+        let (transport, received) = start(MemoryStore::new(0));
+        drop(received);
+        assert_eq!(transport.publish(Update::for_test("a")).await.expect("durable"), 1);
+        assert_eq!(transport.find("a").await.expect("read").map(|d| d.seq), Some(1));
     }
 }

@@ -1,12 +1,18 @@
-//! Transports: where updates are stored, numbered, and fed to the topic router.
+//! Transports: where updates are numbered, stored, and fed to the topic router.
 //!
-//! A transport gives every update its place in one total order (its [`Seq`]), hands updates to the
-//! router in that order, and serves history to subscribers that resume with `Last-Event-ID`. The
-//! single-node transports share one sequencer ([`local::LocalTransport`]) over a [`Store`]:
+//! A transport gives every update its place in one total order (its [`Seq`]), sends updates to
+//! the router in that order through the [`feed`] it was built from, and serves history to
+//! subscribers that resume with `Last-Event-ID`. The transport knows nothing of the router but
+//! its feed, nor of HTTP: its errors say what kind of failure happened ([`TransportError`]), and
+//! `crate::error` decides what a client is told.
+//!
+//! The single-node transports share one sequencer ([`local::LocalTransport`]) over a [`Store`]:
 //! [`embedded`] (a redb file, durable, the default) and [`memory`] (volatile). A clustered
-//! transport (NATS JetStream) implements [`Transport`] directly, its stream being the order.
+//! transport implements [`Transport`] directly, its replicated log being the order.
 
 pub mod embedded;
+mod error;
+pub mod feed;
 pub mod local;
 pub mod memory;
 pub mod pages;
@@ -15,28 +21,19 @@ pub mod recent;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use thiserror::Error;
 
 use crate::update::{Dispatched, Seq, Update};
+pub use error::{TransportError, RETRY_AFTER_CLOSED};
 use pages::{Chunk, Page};
 use recent::Keep;
-
-/// Why a transport operation failed.
-#[derive(Debug, Clone, Error)]
-pub enum TransportError {
-    /// The store refused or failed the operation (disk full, I/O error, corrupted file...).
-    #[error("history store failure: {0}")]
-    Store(String),
-    /// The transport has shut down or its writer died.
-    #[error("the transport is not running")]
-    Closed,
-}
 
 /// The operations the hub needs from a transport.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
-    /// Stores `update` durably (as far as the transport is durable), gives it the next sequence
-    /// number and hands it to the router. Resolves once that is done, with the sequence number.
+    /// Gives `update` the next sequence number and stores it (durably, as far as the transport
+    /// is durable). Resolves with its sequence number once the update is *durably ordered*: no
+    /// later failure can lose it or change its place. Delivery to subscribers follows through
+    /// the feed; it may not have happened yet when this resolves.
     async fn publish(&self, update: Update) -> Result<Seq, TransportError> {
         self.publish_all(vec![update], Keep::History).await
     }
@@ -49,9 +46,11 @@ pub trait Transport: Send + Sync + 'static {
     /// The first stored update whose id is `id`, if it is still in history.
     async fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError>;
 
-    /// The page of history that follows `after`, for a replay that goes up to `bound`: at least
-    /// one update when any is stored after `after`, at most about [`pages::PAGE_BYTES`], shared
-    /// with the replays reading the same page. Its reader continues after [`Page::through`].
+    /// The page of history that follows `after`, for a replay that goes up to `bound`, at most
+    /// about [`pages::PAGE_BYTES`] and shared with the replays reading the same page. Its reader
+    /// continues after [`Page::through`]. A page is never empty while an update is stored in
+    /// `after..=bound`: an empty page means that nothing is (it was trimmed, or never existed),
+    /// and the replay is over.
     async fn read(&self, after: Seq, bound: Seq) -> Result<Page, TransportError>;
 
     /// Whether the transport currently accepts publications (readiness probe).

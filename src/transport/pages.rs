@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
-use super::TransportError;
+use super::error::TransportError;
 use crate::update::{Dispatched, Seq};
 
 /// Most bytes of updates one page holds (a single larger update makes a page alone).
@@ -147,7 +147,7 @@ impl ReplayPages {
                     .clone()
                     .acquire_many_owned(self.per_page)
                     .await
-                    .map_err(|_| TransportError::Closed)?;
+                    .map_err(|_| TransportError::closed())?;
                 let chunk = load(PAGE_BYTES).await?;
                 // Keep what the page holds and return the rest at once. A single update larger
                 // than a page keeps one page's worth: the excess is bounded by the publish limit.

@@ -2,14 +2,16 @@
 //! subscribers that should receive it.
 //!
 //! It runs on its own thread and hears from two sources: control messages (register, unregister,
-//! snapshot, drain) from the HTTP side, and updates from the transport, in sequence order.
+//! snapshot, drain) from the HTTP side through its [`Router`] handle, and updates from the
+//! transport, in sequence order, through the transport's [`feed`](crate::transport::feed). It
+//! serves nothing before the transport has said where its history ends.
 //! Matching uses an index so that a publish does not scan every subscriber: exact selectors in a
 //! hash map keyed by topic, `*` and URI templates in a set checked one by one. Delivery is a
 //! `try_send` into each subscriber's bounded queue; a subscriber whose queue is full is dropped (it
 //! reconnects and resumes from history). So a slow reader never slows the router or anyone else.
-//! A subscriber that reads nothing at all is cut off under the HTTP layer (see
-//! [`crate::connection`]); its stream then unregisters with that reason, and the router counts
-//! every subscriber it loses for slowness exactly once, whichever way it went.
+//! A subscriber that reads nothing at all is cut off under the HTTP layer (the connection watches
+//! its own writes); its stream then unregisters with that reason, and the router counts every
+//! subscriber it loses for slowness exactly once, whichever way it went.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -21,14 +23,13 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::presence;
 use crate::metrics::{DropReason, Metrics};
-use crate::subscriber::Subscription;
-use crate::subscriptions::is_subscription_topic;
+use crate::subscription::Subscription;
 use crate::topic_selector::TopicSelector;
+use crate::transport::feed::FeedReceiver;
+pub use crate::transport::feed::RouterStopped;
 use crate::update::{Dispatched, Seq};
-
-/// Updates waiting for the router. Past this, the transport waits (backpressure to publishers).
-const DISPATCH_QUEUE_CAPACITY: usize = 1024;
 
 /// Identifies a subscriber connection inside this process.
 pub type SubscriberKey = u64;
@@ -36,7 +37,7 @@ pub type SubscriberKey = u64;
 /// What a subscriber connection receives: shared, already framed updates.
 pub type Queue = mpsc::Receiver<Arc<Dispatched>>;
 
-/// Every message the router handles, besides updates.
+/// Every message the router's handle sends it (updates come through the feed).
 enum Control {
     Register {
         key: SubscriberKey,
@@ -84,23 +85,6 @@ pub struct Router {
     next_key: Arc<AtomicU64>,
 }
 
-/// The router's handle for the transport: the one way updates enter it.
-#[derive(Debug, Clone)]
-pub struct Dispatcher(mpsc::Sender<Arc<Dispatched>>);
-
-/// The router has stopped (the hub is shutting down).
-#[derive(Debug, thiserror::Error)]
-#[error("the router has stopped")]
-pub struct RouterStopped;
-
-impl Dispatcher {
-    /// Hands an update to the router, waiting while its queue is full. For the transport's
-    /// thread, never for async code.
-    pub fn blocking_dispatch(&self, update: Arc<Dispatched>) -> Result<(), RouterStopped> {
-        self.0.blocking_send(update).map_err(|_| RouterStopped)
-    }
-}
-
 /// A registered subscriber's end of the router.
 #[derive(Debug)]
 pub struct Registered {
@@ -113,20 +97,40 @@ pub struct Registered {
     pub bound: Seq,
 }
 
-/// Starts the router thread. `last_seq` is the sequence number of the newest stored update: it
-/// bounds history replays correctly after a restart.
-pub fn start(last_seq: Seq, metrics: Metrics) -> std::io::Result<(Router, Dispatcher)> {
-    // Control messages come one or two per connection and their sender must not block (the
-    // unregister is sent from `Drop`); their number is bounded by the number of connections.
-    let (control, control_rx) = mpsc::unbounded_channel();
-    let (dispatch, dispatch_rx) = mpsc::channel(DISPATCH_QUEUE_CAPACITY);
-    let state = RouterState { last_seq, metrics, ..RouterState::default() };
+/// Starts the router on a thread of its own, fed by `feed`. It stops when its handles and the
+/// transport's end of the feed are all dropped.
+pub fn start(feed: FeedReceiver, metrics: Metrics) -> std::io::Result<Router> {
+    let (router, actor) = new(feed, metrics);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     std::thread::Builder::new()
         .name("quicksilver-router".into())
-        .spawn(move || runtime.block_on(state.run(control_rx, dispatch_rx)))?;
-    let router = Router { control, next_key: Arc::new(AtomicU64::new(1)) };
-    Ok((router, Dispatcher(dispatch)))
+        .spawn(move || runtime.block_on(actor))?;
+    Ok(router)
+}
+
+/// The router as a task of the current runtime, whose clock tests may pause.
+#[cfg(test)]
+pub(crate) fn spawn(feed: FeedReceiver, metrics: Metrics) -> Router {
+    let (router, actor) = new(feed, metrics);
+    tokio::spawn(actor);
+    router
+}
+
+/// A router's handle and the actor to run.
+fn new(
+    mut feed: FeedReceiver,
+    metrics: Metrics,
+) -> (Router, impl std::future::Future<Output = ()> + Send) {
+    // Control messages come one or two per connection and their sender must not block (the
+    // unregister is sent from `Drop`); their number is bounded by the number of connections.
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let actor = async move {
+        // Registrations wait meanwhile: each is answered with the last sequence number seen.
+        let Some(last_seq) = feed.started().await else { return };
+        let state = RouterState { last_seq, metrics, ..RouterState::default() };
+        state.run(control_rx, feed).await;
+    };
+    (Router { control, next_key: Arc::new(AtomicU64::new(1)) }, actor)
 }
 
 impl Router {
@@ -209,16 +213,12 @@ struct RouterState {
 }
 
 impl RouterState {
-    async fn run(
-        mut self,
-        mut control: mpsc::UnboundedReceiver<Control>,
-        mut updates: mpsc::Receiver<Arc<Dispatched>>,
-    ) {
+    async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>, mut feed: FeedReceiver) {
         loop {
             let next_close = self.closing.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
                 Some(message) = control.recv() => self.handle(message),
-                Some(update) = updates.recv() => self.dispatch(&update),
+                Some(update) = feed.recv() => self.dispatch(&update),
                 () = sleep_until_some(next_close) => self.close_due(),
                 else => break,
             }
@@ -298,9 +298,7 @@ impl RouterState {
 
     fn dispatch(&mut self, dispatched: &Arc<Dispatched>) {
         self.last_seq = dispatched.seq;
-        if dispatched.private
-            && dispatched.topics.first().is_some_and(|t| is_subscription_topic(t.as_str()))
-        {
+        if presence::is_event(dispatched) {
             if self.presence.len() == RECENT_PRESENCE {
                 self.presence.pop_front();
             }
@@ -336,7 +334,7 @@ impl RouterState {
         }
         // Dropping the entry closes the queue: the connection sends what it holds, then ends,
         // and the client resumes from history with its Last-Event-ID. A connection that reads
-        // nothing at all is cut off under the HTTP layer (`crate::connection`).
+        // nothing at all is cut off under the HTTP layer.
         span.record("mercure.subscribers", deliveries);
         self.metrics.updates_dispatched(deliveries);
         for (key, reason) in dropped {
@@ -477,6 +475,8 @@ async fn sleep_until_some(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::feed::{self, Feed};
+    use crate::update::{Topic, Update};
 
     fn select(index: &SelectorIndex, topic: &str) -> Vec<SubscriberKey> {
         let mut selected = Vec::new();
@@ -535,52 +535,152 @@ mod tests {
         assert_eq!(selected, [1]);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_subscriber_cut_off_for_slowness_is_counted_once() {
-        use crate::subscriber::Subscription;
-        use crate::update::Update;
+    /// A router task on the test's runtime, already told that history ends at `last_seq`.
+    fn router_at(last_seq: Seq, metrics: &Metrics) -> (Router, Feed) {
+        let (feed, received) = feed::channel();
+        (spawn(received, metrics.clone()), feed.start(last_seq))
+    }
 
-        let metrics = Metrics::new();
-        let (router, dispatcher) = start(0, metrics.clone()).expect("router");
-        let everything =
-            || Arc::new(Subscription::new(vec![TopicSelector::parse("*")], None, None));
-        let count = |reason: &str| {
-            let line = format!("mercure_subscribers_dropped_total{{reason=\"{reason}\"}} ");
-            let text = metrics.render();
-            let value = text.lines().find_map(|l| l.strip_prefix(line.as_str()).map(str::to_owned));
-            value.expect("the counter is rendered")
-        };
+    fn subscription(selectors: &[&str], authorized: Option<&[&str]>) -> Arc<Subscription> {
+        let parse = |raw: &[&str]| raw.iter().map(|s| TopicSelector::parse(s)).collect();
+        Arc::new(Subscription::new(parse(selectors), authorized.map(parse), None))
+    }
 
-        // Cut off under the HTTP layer: counted when its stream unregisters.
-        let mut cut = router.register(everything(), 10).await.expect("registered");
-        cut.registration.cut_off(DropReason::DispatchTimeout);
-        drop(cut);
+    fn update(seq: Seq, topic: &str, private: bool) -> Arc<Dispatched> {
+        let mut update = Update::for_test(&format!("u{seq}"));
+        update.topics = vec![Topic::new(topic.to_owned()).expect("valid topic")];
+        update.private = private;
+        Arc::new(Dispatched::new(seq, update))
+    }
 
-        // Queue full: the router drops it and counts it; its stream ending afterwards, even
-        // marked as cut off, is not counted a second time.
-        let mut full = router.register(everything(), 1).await.expect("registered");
-        let feed = dispatcher.clone();
-        tokio::task::spawn_blocking(move || {
-            for seq in 1..=2 {
-                let update = Update::for_test(&format!("u{seq}"));
-                feed.blocking_dispatch(Arc::new(Dispatched::new(seq, update))).expect("router");
+    fn count(metrics: &Metrics, reason: &str) -> String {
+        let line = format!("mercure_subscribers_dropped_total{{reason=\"{reason}\"}} ");
+        let text = metrics.render();
+        let value = text.lines().find_map(|l| l.strip_prefix(line.as_str()).map(str::to_owned));
+        value.expect("the counter is rendered")
+    }
+
+    #[tokio::test]
+    async fn registration_waits_for_the_transport_and_is_bounded_by_its_history() {
+        let (feed, received) = feed::channel();
+        let router = spawn(received, Metrics::new());
+        let registering = tokio::spawn({
+            let router = router.clone();
+            async move { router.register(subscription(&["*"], None), 10).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!registering.is_finished(), "nothing is served before the transport starts");
+        let feed = feed.start(7);
+        let mut first = registering.await.expect("task").expect("registered");
+        assert_eq!(first.bound, 7);
+        feed.send(update(8, "a", false)).await.expect("fed");
+        // Updates and control messages come on two channels: once the first subscriber has the
+        // update, the router has seen it.
+        assert_eq!(first.queue.recv().await.map(|d| d.seq), Some(8));
+        let later = router.register(subscription(&["*"], None), 10).await.expect("registered");
+        assert_eq!(later.bound, 8, "the bound follows what was fed");
+    }
+
+    #[tokio::test]
+    async fn updates_reach_the_subscribers_that_select_them_and_may_read_them() {
+        let (router, feed) = router_at(0, &Metrics::new());
+        let register = |subscription| router.register(subscription, 10);
+        let mut books = register(subscription(&["/books/{id}"], None)).await.expect("registered");
+        let mut both = register(subscription(&["/books/1", "*"], None)).await.expect("registered");
+        let authorized = subscription(&["*"], Some(&["/books/{id}"]));
+        let mut private = register(authorized).await.expect("registered");
+        feed.send(update(1, "/books/1", false)).await.expect("fed");
+        feed.send(update(2, "/users/1", false)).await.expect("fed");
+        feed.send(update(3, "/books/2", true)).await.expect("fed");
+        feed.send(update(4, "/books/3", false)).await.expect("fed");
+        // Every subscriber receives this last one: what each got before it is all it gets.
+        feed.send(update(5, "/books/5", false)).await.expect("fed");
+        async fn received(registered: &mut Registered) -> Vec<Seq> {
+            let mut seqs = Vec::new();
+            while let Some(update) = registered.queue.recv().await {
+                seqs.push(update.seq);
+                if update.seq == 5 {
+                    break;
+                }
             }
-        })
-        .await
-        .expect("dispatched");
-        // Not reading meanwhile: the second update finds the queue full.
-        while !full.queue.is_closed() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            seqs
         }
-        assert_eq!(full.queue.recv().await.map(|d| d.seq), Some(1));
-        assert!(full.queue.recv().await.is_none(), "dropped when the second did not fit");
+        assert_eq!(received(&mut books).await, [1, 4, 5]);
+        let got = received(&mut both).await;
+        assert_eq!(got, [1, 2, 4, 5], "once each, however many selectors match; not private ones");
+        let got = received(&mut private).await;
+        assert_eq!(got, [1, 2, 3, 4, 5], "private ones when the token allows one of their topics");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_the_subscriber_and_counts_it_once() {
+        let metrics = Metrics::new();
+        let (router, feed) = router_at(0, &metrics);
+        let mut full = router.register(subscription(&["*"], None), 1).await.expect("registered");
+        for seq in 1..=3 {
+            feed.send(update(seq, "a", false)).await.expect("fed");
+        }
+        // Not reading meanwhile: the second update finds the queue full, the third no one.
+        assert_eq!(full.queue.recv().await.map(|d| d.seq), Some(1), "what it held is sent");
+        assert!(full.queue.recv().await.is_none(), "then its stream ends");
+        assert!(router.snapshot().await.expect("snapshot").subscriptions.is_empty());
+        // Its stream ending afterwards, even marked as cut off, is not counted a second time.
         full.registration.cut_off(DropReason::DispatchTimeout);
         drop(full);
+        router.snapshot().await.expect("snapshot");
+        assert_eq!(count(&metrics, "queue_full"), "1");
+        assert_eq!(count(&metrics, "dispatch_timeout"), "0");
+    }
 
-        // Control messages are handled in order: once this answers, both unregistrations are in.
+    #[tokio::test]
+    async fn a_stalled_reader_cut_off_by_its_connection_is_counted_once() {
+        let metrics = Metrics::new();
+        let (router, _feed) = router_at(0, &metrics);
+        let mut cut = router.register(subscription(&["*"], None), 10).await.expect("registered");
+        cut.registration.cut_off(DropReason::DispatchTimeout);
+        drop(cut);
+        let gone = router.register(subscription(&["*"], None), 10).await.expect("registered");
+        drop(gone);
         assert!(router.snapshot().await.expect("snapshot").subscriptions.is_empty());
-        assert_eq!(count("dispatch_timeout"), "1");
-        assert_eq!(count("queue_full"), "1");
+        assert_eq!(count(&metrics, "dispatch_timeout"), "1", "a plain departure is not counted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_ends_every_stream_within_its_time_spread_over_it() {
+        let (router, _feed) = router_at(0, &Metrics::new());
+        let mut queues = Vec::new();
+        for _ in 0..50 {
+            queues.push(router.register(subscription(&["*"], None), 10).await.expect("registered"));
+        }
+        router.drain(Duration::from_secs(100)).expect("draining");
+        let late = router.register(subscription(&["*"], None), 10).await.expect("registered");
+        queues.push(late);
+        let ended = |queues: &[Registered]| queues.iter().filter(|r| r.queue.is_closed()).count();
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        let halfway = ended(&queues);
+        // Each ends at a uniformly random moment: none or all of 51 by halfway is ~2^-50.
+        assert!(halfway > 0 && halfway < 51, "spread over the drain time: {halfway} by halfway");
+        tokio::time::sleep(Duration::from_secs(51)).await;
+        assert_eq!(ended(&queues), 51, "every stream, including one opened while draining");
+    }
+
+    #[tokio::test]
+    async fn subscription_events_are_remembered_for_the_api_cursor() {
+        let (router, feed) = router_at(0, &Metrics::new());
+        let watcher = subscription(&["*"], Some(&["*"]));
+        let mut watching = router.register(watcher, 10).await.expect("registered");
+        let watched = Subscription::new(vec![TopicSelector::parse("/a")], None, None);
+        let mut seq = 0;
+        for event in presence::updates(&watched, true).into_iter().chain([Update::for_test("x")]) {
+            seq += 1;
+            feed.send(Arc::new(Dispatched::new(seq, event))).await.expect("fed");
+        }
+        for seq in 1..=2 {
+            assert_eq!(watching.queue.recv().await.map(|d| d.seq), Some(seq), "seen by the router");
+        }
+        let snapshot = router.snapshot().await.expect("snapshot");
+        let remembered: Vec<Seq> = snapshot.presence.iter().map(|d| d.seq).collect();
+        assert_eq!(remembered, [1], "the arrival, not the ordinary update");
     }
 
     #[test]

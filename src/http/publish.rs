@@ -15,12 +15,12 @@ use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-use crate::authorization::Publisher;
+use super::authorization::Publisher;
 use crate::config::Config;
 use crate::error::HubError;
 use crate::form::{Form, FormError};
+use crate::hub::Hub;
 use crate::update::{EventId, EventType, Topic, Update};
-use crate::Hub;
 
 /// The publish handler, traced as `mercure.publish`.
 pub async fn publish(
@@ -68,7 +68,7 @@ async fn publish_update(
     let seq = hub.transport.publish(update).await.map_err(|error| {
         tracing::error!(%error, "publish failed");
         hub.metrics.publish_failed();
-        HubError::Internal(format!("the update could not be stored: {error}"))
+        HubError::from(error)
     })?;
     hub.metrics.update_published(started.elapsed());
     tracing::debug!(id = %id, seq, "published");

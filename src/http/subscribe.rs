@@ -15,15 +15,14 @@ use rand::Rng;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::authorization::SubscriberGrant;
-use crate::connection::CutOff;
+use super::authorization::SubscriberGrant;
 use crate::error::HubError;
 use crate::form::Form;
-use crate::subscriber::{Departure, StreamStart, SubscriberStream, Subscription, QUEUE_CAPACITY};
-use crate::subscriptions::presence_updates;
+use crate::hub::presence;
+use crate::hub::subscriber::{CutOff, StreamStart, SubscriberStream, QUEUE_CAPACITY};
+use crate::hub::Hub;
+use crate::subscription::Subscription;
 use crate::topic_selector::{parse_subscription, SelectorLimits, TopicSelector};
-use crate::transport::recent::Keep;
-use crate::Hub;
 
 /// The `Last-Event-ID` value meaning "from the beginning of history".
 const EARLIEST: &str = "earliest";
@@ -59,11 +58,7 @@ async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespon
     }
 
     let subscription = Arc::new(Subscription::new(selectors, grant.authorized, grant.payload));
-    let registered = hub
-        .router
-        .register(subscription.clone(), QUEUE_CAPACITY)
-        .await
-        .map_err(|_| HubError::Unavailable("the hub is shutting down".into()))?;
+    let registered = hub.router.register(subscription.clone(), QUEUE_CAPACITY).await?;
 
     let (replay_after, cursor) = match last_event_id.as_deref() {
         None => (None, None),
@@ -77,21 +72,14 @@ async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespon
             // The id of an update this subscriber may not read is answered the same way, so
             // that the answer does not reveal that such an update exists.
             Ok(_) => (Some(0), Some(EARLIEST.to_owned())),
-            Err(error) => {
-                return Err(HubError::Unavailable(format!("history unavailable: {error}")))
-            }
+            Err(error) => return Err(error.into()),
         },
     };
 
     // Announced once registered (so the subscriber can see its own arrival) and once every
     // fallible step is behind us, so that an arrival is always followed by a departure.
     let departure = if hub.config.subscriptions {
-        // One write for all the selectors of the subscription.
-        let arrivals = presence_updates(&subscription, true);
-        hub.transport.publish_all(arrivals, Keep::Recent).await.map_err(|error| {
-            HubError::Unavailable(format!("cannot announce the subscription: {error}"))
-        })?;
-        Some(Departure::new(hub.transport.clone(), subscription.clone()))
+        Some(presence::arrive(hub.transport.clone(), subscription.clone()).await?)
     } else {
         None
     };

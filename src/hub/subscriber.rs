@@ -1,17 +1,19 @@
-//! A subscriber connection: what it asked for, what it may see, and the actor that turns its
-//! history and live updates into the bytes of its event stream.
+//! A subscriber connection: the actor that turns its history and live updates into the bytes of
+//! its event stream.
 //!
 //! The actor is the response body itself ([`SubscriberStream`]): it owns the subscriber's state
 //! (its queue from the router, its replay cursor, its heartbeat and deadline timers) and is driven
 //! by the HTTP connection polling it. That costs no extra task and no extra channel per connection,
 //! and backpressure is natural: when the client stops reading, nothing is polled and the bounded
 //! queue fills. Either the router drops the subscriber when its queue is full, or the connection
-//! (see [`crate::connection`]) ends itself after `dispatch_timeout` without progress; the stream
-//! then tells the router why, so that the subscriber is counted once as cut off.
+//! under the HTTP layer ends itself after `dispatch_timeout` without progress and raises the
+//! stream's [`CutOff`] flag; the stream then tells the router why, so that the subscriber is
+//! counted once as cut off.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,15 +22,13 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
-use crate::connection::CutOff;
+use super::presence::Departure;
+use super::router::{Queue, Registered, Registration};
 use crate::metrics::{DropReason, Metrics};
-use crate::router::{Queue, Registered, Registration};
-use crate::subscriptions::presence_updates;
-use crate::topic_selector::{matches_any, TopicSelector};
+use crate::subscription::Subscription;
 use crate::transport::pages::Page;
-use crate::transport::recent::Keep;
 use crate::transport::{Transport, TransportError};
-use crate::update::{Dispatched, Seq};
+use crate::update::Seq;
 
 /// Updates a subscriber may have waiting before it counts as too slow and is dropped; the same
 /// figure as the reference hub. The queue holds pointers to shared frames, so this bounds memory
@@ -37,46 +37,21 @@ pub const QUEUE_CAPACITY: usize = 1000;
 /// The SSE comment line: sent first (so `EventSource.onopen` fires at once) and as heartbeat.
 const COMMENT: &[u8] = b":\n";
 
-/// What one subscriber asked for and what its credentials allow.
-#[derive(Debug)]
-pub struct Subscription {
-    /// The subscriber's id: `urn:uuid:` and a random UUID, as the reference hub.
-    pub id: String,
-    /// The token's `mercure.payload`, published with subscription events.
-    pub payload: Option<serde_json::Value>,
-    /// The `topic` selectors of the request.
-    pub selectors: Vec<TopicSelector>,
-    /// The token's `mercure.subscribe` selectors; `None` for anonymous subscribers, who never
-    /// receive private updates.
-    pub authorized: Option<Vec<TopicSelector>>,
-}
+/// Raised by a connection that the hub ended because its client accepted nothing for
+/// `dispatch_timeout`; read by the stream it carried, when dropped. Cheap to clone: the
+/// connection and the stream each hold one.
+#[derive(Debug, Clone, Default)]
+pub struct CutOff(Arc<AtomicBool>);
 
-impl Subscription {
-    /// A new subscription with a fresh subscriber id.
-    pub fn new(
-        selectors: Vec<TopicSelector>,
-        authorized: Option<Vec<TopicSelector>>,
-        payload: Option<serde_json::Value>,
-    ) -> Self {
-        Self { id: format!("urn:uuid:{}", uuid::Uuid::new_v4()), payload, selectors, authorized }
+impl CutOff {
+    /// Marks the connection as ended for not reading.
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Release);
     }
 
-    /// Whether this subscriber receives `update`: one of its topics matches one of the selectors
-    /// and, for a private update, one of its topics (not necessarily the same one) matches one of
-    /// the authorized selectors.
-    pub fn wants(&self, update: &Dispatched) -> bool {
-        let selected = update.topics.iter().any(|t| matches_any(&self.selectors, t.as_str()));
-        selected && self.may_receive(update)
-    }
-
-    /// The authorization half of [`Self::wants`]: public updates always, private ones when a
-    /// topic matches the token's `mercure.subscribe` selectors. The router, which selects
-    /// through its index, only needs this half.
-    pub fn may_receive(&self, update: &Dispatched) -> bool {
-        !update.private
-            || self.authorized.as_ref().is_some_and(|allowed| {
-                update.topics.iter().any(|topic| matches_any(allowed, topic.as_str()))
-            })
+    /// Whether the connection was ended for not reading.
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -119,7 +94,7 @@ pub struct SubscriberStream {
 impl Drop for SubscriberStream {
     fn drop(&mut self) {
         self.metrics.subscriber_disconnected();
-        if self.cut_off.as_ref().is_some_and(CutOff::is_set) {
+        if self.cut_off.as_ref().is_some_and(CutOff::is_raised) {
             self.registration.cut_off(DropReason::DispatchTimeout);
         }
     }
@@ -138,42 +113,6 @@ pub struct StreamStart {
     pub departure: Option<Departure>,
     /// The connection's flag for "ended because the client stopped reading", when it has one.
     pub cut_off: Option<CutOff>,
-}
-
-/// Publishes a subscription's `active: false` events when dropped, that is when its connection
-/// ends for any reason (client gone, deadline, dropped as too slow, shutdown).
-pub struct Departure {
-    transport: Arc<dyn Transport>,
-    subscription: Arc<Subscription>,
-}
-
-impl Departure {
-    /// A departure to announce for `subscription`.
-    pub fn new(transport: Arc<dyn Transport>, subscription: Arc<Subscription>) -> Self {
-        Self { transport, subscription }
-    }
-}
-
-impl std::fmt::Debug for Departure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Departure").field("subscriber", &self.subscription.id).finish()
-    }
-}
-
-impl Drop for Departure {
-    fn drop(&mut self) {
-        let updates = presence_updates(&self.subscription, false);
-        let transport = self.transport.clone();
-        // Dropped on an HTTP worker, inside its runtime. Outside one (the process is ending)
-        // there is nobody left to tell.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(error) = transport.publish_all(updates, Keep::Recent).await {
-                    tracing::warn!(%error, "cannot announce the end of a subscription");
-                }
-            });
-        }
-    }
 }
 
 impl SubscriberStream {

@@ -1,10 +1,4 @@
-//! Active subscriptions: the events announcing them and the API listing them.
-//!
-//! With `subscriptions` on, every subscription (one per `topic` selector of a connection) is
-//! announced by a private update when the subscriber is registered and when it leaves. The update's
-//! topic is `/.well-known/mercure/subscriptions/{selector}/{subscriber}` (both form-escaped), so a
-//! client watches presence by subscribing to a template such as
-//! `/.well-known/mercure/subscriptions{/topic}{/subscriber}` with a token that allows it.
+//! The subscriptions API: who is subscribed to what, on this node.
 //!
 //! The API (`GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`) lists this node's
 //! active subscriptions as JSON-LD. It needs a subscriber token whose `mercure.subscribe`
@@ -14,54 +8,16 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::authorization::{find_token, unauthorized};
+use super::authorization::{find_token, unauthorized};
 use crate::error::HubError;
 use crate::form::{self, Form};
-use crate::subscriber::Subscription;
+use crate::hub::presence::{Document, CONTEXT, SUBSCRIPTIONS_PATH};
+use crate::hub::Hub;
 use crate::topic_selector::{matches_any, TopicSelector};
-use crate::update::{EventId, Topic, Update};
-use crate::Hub;
 
-/// JSON-LD context of subscription documents.
-const CONTEXT: &str = "https://mercure.rocks/";
 /// `Cache-Control` of every answer of the API: it says who is connected.
 const NO_STORE: &str = "private, no-store";
-/// Path of the subscriptions API and prefix of subscription event topics.
-pub const SUBSCRIPTIONS_PATH: &str = "/.well-known/mercure/subscriptions";
-
-/// One subscription as JSON-LD; field order is the reference hub's.
-#[derive(Debug, Serialize)]
-struct Document<'a> {
-    #[serde(rename = "@context", skip_serializing_if = "Option::is_none")]
-    context: Option<&'static str>,
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    subscriber: &'a str,
-    topic: &'a str,
-    active: bool,
-    #[serde(rename = "lastEventID", skip_serializing_if = "Option::is_none")]
-    last_event_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<&'a Value>,
-}
-
-impl<'a> Document<'a> {
-    fn new(subscription: &'a Subscription, selector: &'a TopicSelector, active: bool) -> Self {
-        Self {
-            context: None,
-            id: topic_of(selector.as_str(), &subscription.id),
-            kind: "Subscription",
-            subscriber: &subscription.id,
-            topic: selector.as_str(),
-            active,
-            last_event_id: None,
-            payload: subscription.payload.as_ref().filter(|p| !p.is_null()),
-        }
-    }
-}
 
 /// The collection returned by the list endpoints.
 #[derive(Debug, Serialize)]
@@ -74,54 +30,6 @@ struct Collection<'a> {
     #[serde(rename = "lastEventID")]
     last_event_id: &'a str,
     subscriptions: Vec<Document<'a>>,
-}
-
-/// Form-style escaping, as Go's `url.QueryEscape`: unreserved characters stay, a space becomes
-/// `+`, every other byte `%XX` (upper case).
-pub fn query_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char);
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
-/// Whether `topic` is one of the hub's subscription event topics.
-pub fn is_subscription_topic(topic: &str) -> bool {
-    topic.strip_prefix(SUBSCRIPTIONS_PATH).is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// The topic (and document id) of the subscription of `subscriber` to `selector`.
-pub fn topic_of(selector: &str, subscriber: &str) -> String {
-    format!("{SUBSCRIPTIONS_PATH}/{}/{}", query_escape(selector), query_escape(subscriber))
-}
-
-/// The private updates announcing that `subscription` became active or inactive: one per
-/// selector, with the JSON-LD document (indented by two spaces, as the reference hub) as data.
-pub fn presence_updates(subscription: &Subscription, active: bool) -> Vec<Update> {
-    subscription
-        .selectors
-        .iter()
-        .map(|selector| {
-            let mut document = Document::new(subscription, selector, active);
-            document.context = Some(CONTEXT);
-            Update {
-                id: EventId::generate(),
-                topics: vec![Topic::new(document.id.clone())
-                    .expect("query_escape leaves no control characters in the topic")],
-                data: serde_json::to_string_pretty(&document).unwrap_or_default(),
-                private: true,
-                event_type: None,
-                retry: None,
-            }
-        })
-        .collect()
 }
 
 /// Which document the request path asks for.
@@ -191,11 +99,7 @@ async fn respond(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
         return Err(HubError::NotFound);
     };
     let allowed = authorize(&req, &hub)?;
-    let snapshot = hub
-        .router
-        .snapshot()
-        .await
-        .map_err(|_| HubError::Unavailable("the hub is shutting down".into()))?;
+    let snapshot = hub.router.snapshot().await?;
     // The cursor (ETag and `lastEventID`) is the last subscription event this caller may read:
     // it changes exactly when the subscriptions it may see change, a subscription to presence
     // topics resumes from it without a gap, and it never reveals the id of an update the
@@ -266,16 +170,6 @@ pub async fn method_not_allowed() -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_like_go_query_escape() {
-        assert_eq!(
-            query_escape("https://e.com/a b?c=d&e"),
-            "https%3A%2F%2Fe.com%2Fa+b%3Fc%3Dd%26e"
-        );
-        assert_eq!(query_escape("urn:uuid:1-2"), "urn%3Auuid%3A1-2");
-        assert_eq!(query_escape("é~_.-"), "%C3%A9~_.-");
-    }
 
     #[test]
     fn parses_api_paths() {

@@ -17,8 +17,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,21 +24,7 @@ use actix_web::rt::net::TcpStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// Set on a connection the hub ended because its client accepted nothing for `dispatch_timeout`.
-/// Cheap to clone; handlers find it in the request's connection data.
-#[derive(Debug, Clone, Default)]
-pub struct CutOff(Arc<AtomicBool>);
-
-impl CutOff {
-    /// Whether the connection was ended for not reading.
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-
-    fn set(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-}
+use crate::hub::subscriber::CutOff;
 
 /// How a transport is aborted when its client stopped reading.
 pub trait Abort {
@@ -108,7 +92,7 @@ impl<T: AsyncRead + AsyncWrite + Abort + Unpin> Connection<T> {
                 if stall.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                self.cut_off.set();
+                self.cut_off.raise();
                 self.io.abort();
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -189,18 +173,18 @@ mod tests {
         // Refused for less than the timeout: still waiting, not cut.
         tokio::time::advance(Duration::from_secs(4)).await;
         assert!(connection.write(b"x").now_or_never().is_none());
-        assert!(!cut_off.is_set());
+        assert!(!cut_off.is_raised());
         // The client reads a little: progress restarts the clock.
         let mut buffer = [0u8; 100];
         client.read_exact(&mut buffer).await.expect("read");
         fill(&mut connection).await;
         tokio::time::advance(Duration::from_secs(4)).await;
         assert!(connection.write(b"x").now_or_never().is_none(), "4 s since the last progress");
-        assert!(!cut_off.is_set());
+        assert!(!cut_off.is_raised());
         // Five seconds without accepting a byte: the write fails and the flag is up.
         let error = connection.write(b"x").await.expect_err("cut off");
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
-        assert!(cut_off.is_set());
+        assert!(cut_off.is_raised());
     }
 
     #[tokio::test(start_paused = true)]
@@ -210,6 +194,6 @@ mod tests {
         fill(&mut connection).await;
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert!(connection.write(b"x").now_or_never().is_none());
-        assert!(!connection.cut_off().is_set());
+        assert!(!connection.cut_off().is_raised());
     }
 }

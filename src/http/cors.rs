@@ -20,9 +20,9 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::authorization::origin_allowed;
+use super::authorization::origin_allowed;
 use crate::error::HubError;
-use crate::Hub;
+use crate::hub::Hub;
 
 const ALLOWED_METHODS: &[&str] = &["GET", "HEAD", "POST"];
 const ALLOWED_HEADERS: &[&str] =
@@ -95,7 +95,7 @@ fn insert_grant(headers: &mut HeaderMap, grant: Grant) {
 pub async fn preflight(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
     let origins = &hub.config.cors_origins;
     if origins.is_empty() {
-        return Err(HubError::MethodNotAllowed(crate::HUB_METHODS));
+        return Err(HubError::MethodNotAllowed(super::HUB_METHODS));
     }
     let headers = req.headers();
     let method = headers

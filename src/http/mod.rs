@@ -1,0 +1,291 @@
+//! The HTTP side: routes, middleware, the server's life (bind, serve, shut down), and one file per
+//! endpoint. Handlers translate requests into calls on the hub's handles ([`Hub`]) and their
+//! answers or errors into responses; `crate::error` maps every error to its status code.
+//!
+//! - [`publish`] and [`subscribe`]: the two sides of `/.well-known/mercure`;
+//! - [`subscriptions`]: the subscriptions API; [`ui`]: the debugging page;
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics` and the welcome page at `/`;
+//! - [`authorization`] (tokens of a request) and [`cors`] (browsers on other origins);
+//! - [`connection`]: every accepted socket, watched for a client that stops reading.
+
+pub mod authorization;
+pub mod connection;
+pub mod cors;
+pub mod health;
+pub mod publish;
+pub mod subscribe;
+pub mod subscriptions;
+pub mod ui;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_service::ServiceFactoryExt;
+use actix_web::dev::{AppConfig, Server};
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::rt::net::TcpStream;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use futures_util::FutureExt;
+
+use crate::error::HubError;
+use crate::hub::{presence, Hub};
+use crate::metrics::Metrics;
+use crate::telemetry;
+use connection::Connection;
+
+/// The path of the hub, fixed by the protocol.
+pub const HUB_PATH: &str = "/.well-known/mercure";
+/// The methods the hub's URL accepts (`Allow` of its 405 answers).
+pub const HUB_METHODS: &str = "GET, HEAD, POST";
+
+/// Starts the HTTP server on `listener`. The returned [`Server`] runs when awaited (inside an
+/// actix system) and is stopped through its handle: signals are the caller's business (see
+/// [`shutdown_on_signal`]), so that a shutdown can drain streams first.
+///
+/// The server is assembled from actix's parts rather than with `HttpServer` for one reason: every
+/// accepted connection is wrapped in a [`Connection`], which ends it when its client accepts no
+/// data for `dispatch_timeout` (`HttpServer` has no way to wrap the socket).
+pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
+    let workers = hub.config.workers;
+    let dispatch_timeout = hub.config.dispatch_timeout;
+    // Slack past the drain time for in-flight publications to be answered.
+    let shutdown_timeout = hub.config.drain_timeout.as_secs() + 2;
+    let local_addr = listener.local_addr()?;
+    let builder = actix_server::Server::build();
+    let shutting_down = builder.graceful_shutdown_signal();
+    let shared = AppShared::new(hub);
+    Ok(builder
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(shutdown_timeout)
+        .listen("quicksilver", listener, move || {
+            let shutting_down = shutting_down.clone();
+            let http = actix_http::HttpService::build()
+                // The defaults of actix-web's `HttpServer`.
+                .keep_alive(Duration::from_secs(5))
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                // A client that closes its side has gone: end its stream at once (so its
+                // departure is announced and its resources freed) instead of waiting for the
+                // next failed write.
+                .h1_allow_half_closed(false)
+                // Idle keep-alive connections close when a shutdown starts.
+                .graceful_shutdown_signal(move || {
+                    let signal = shutting_down.clone();
+                    async move { signal.notified().await }
+                })
+                .local_addr(local_addr)
+                .on_connect_ext(|connection: &Connection, data| {
+                    data.insert(connection.cut_off());
+                })
+                .h1(actix_service::map_config(app(&shared), |()| AppConfig::default()));
+            actix_service::fn_service(move |stream: TcpStream| {
+                let peer = stream.peer_addr().ok();
+                std::future::ready(Ok::<_, actix_http::error::DispatchError>((
+                    Connection::new(stream, dispatch_timeout),
+                    peer,
+                )))
+            })
+            .and_then(http)
+        })?
+        .run())
+}
+
+/// What every worker's application shares.
+#[derive(Clone)]
+struct AppShared {
+    hub: web::Data<Hub>,
+    metrics: web::Data<Metrics>,
+    cors_origins: Arc<Vec<String>>,
+}
+
+impl AppShared {
+    fn new(hub: Hub) -> Self {
+        Self {
+            metrics: web::Data::new(hub.metrics.clone()),
+            cors_origins: Arc::new(hub.config.cors_origins.clone()),
+            hub: web::Data::new(hub),
+        }
+    }
+}
+
+/// The hub's HTTP application: routes, middleware and shared state, built once per worker.
+fn app(
+    shared: &AppShared,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let config = &shared.hub.config;
+    // The UI loads nothing from elsewhere, so one strict policy serves every page.
+    let csp = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+    let subscriptions = config.subscriptions;
+    let ui = config.ui;
+    // With `metrics_addr`, metrics move to their own listener (see `serve_metrics`).
+    let metrics_here = config.metrics_addr.is_none();
+    let cors_origins = shared.cors_origins.clone();
+    let metrics = shared.metrics.clone();
+    App::new()
+        .app_data(shared.hub.clone())
+        .app_data(shared.metrics.clone())
+        .wrap_fn(move |req, service| {
+            let origins = cors_origins.clone();
+            let metrics = metrics.clone();
+            let request = RequestLog::start(&req);
+            actix_web::dev::Service::call(service, req).map(move |result| {
+                result.map(|response| {
+                    metrics.http_response(response.status().as_u16());
+                    if let Some(request) = request {
+                        request.finish(response.status());
+                    }
+                    cors::add_headers(&origins, response)
+                })
+            })
+        })
+        .wrap(
+            DefaultHeaders::new()
+                .add((header::X_FRAME_OPTIONS, "DENY"))
+                .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                // The auditor this header once enabled is gone, and its blocking mode could
+                // itself be abused to suppress scripts: `0` is the current advice.
+                .add((header::X_XSS_PROTECTION, "0"))
+                .add((header::CONTENT_SECURITY_POLICY, csp)),
+        )
+        .configure(|cfg| {
+            if ui {
+                ui::configure(cfg);
+            }
+            if subscriptions {
+                let api = |path: &'static str| {
+                    web::resource(path)
+                        .route(web::get().to(subscriptions::api))
+                        .default_service(web::to(subscriptions::method_not_allowed))
+                };
+                cfg.service(api(presence::SUBSCRIPTIONS_PATH))
+                    .service(api("/.well-known/mercure/subscriptions/{rest:.*}"));
+            }
+        })
+        .service(
+            web::resource(HUB_PATH)
+                .route(web::get().to(subscribe::subscribe))
+                .route(web::head().to(subscribe::subscribe))
+                .route(web::post().to(publish::publish))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .configure(|cfg| {
+            if metrics_here {
+                cfg.route("/metrics", web::get().to(health::render_metrics));
+            }
+        })
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/", web::get().to(health::welcome))
+        .default_service(web::to(not_found))
+}
+
+/// Binds a listening socket with a backlog fit for reconnect storms. `std::net::TcpListener::bind`
+/// uses 128: thousands of clients reconnecting at once overflow it, and each dropped SYN costs its
+/// client a one-second retransmission.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    const BACKLOG: i32 = 4096;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Waits for SIGTERM or SIGINT, then shuts down gracefully: stops accepting connections, ends
+/// open streams spread over `drain_timeout` (clients reconnect, through a load balancer to
+/// another node), lets in-flight publications finish, and returns so the process exits 0.
+/// Every acknowledged publication was already durably stored before its answer.
+pub async fn shutdown_on_signal(hub: Hub, server: actix_web::dev::ServerHandle) {
+    wait_for_signal().await;
+    let drain = hub.config.drain_timeout;
+    tracing::info!(?drain, "shutdown signal received: draining");
+    let _ = hub.router.drain(drain);
+    // `stop(true)` stops accepting at once and waits for open connections (the streams, which
+    // the router ends within `drain`) up to the shutdown timeout.
+    server.stop(true).await;
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut terminate), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("cannot listen for shutdown signals; falling back to Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, HubError> {
+    Err(HubError::MethodNotAllowed(HUB_METHODS))
+}
+
+async fn not_found() -> Result<HttpResponse, HubError> {
+    Err(HubError::NotFound)
+}
+
+/// Serves the Prometheus metrics on their own listener (`metrics_addr`), with `/healthz`, so that
+/// they need not be exposed where the hub is.
+pub fn serve_metrics(listener: TcpListener, metrics: Metrics) -> std::io::Result<Server> {
+    let data = web::Data::new(metrics);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(health::render_metrics))
+            .route("/healthz", web::get().to(health::healthz))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
+}
+
+/// One request, logged at debug level when it ends, with tokens in the query string redacted.
+struct RequestLog {
+    method: actix_web::http::Method,
+    path: String,
+    query: String,
+    started: std::time::Instant,
+}
+
+impl RequestLog {
+    /// `None` (and no allocation) unless debug logging is on.
+    fn start(req: &actix_web::dev::ServiceRequest) -> Option<Self> {
+        tracing::enabled!(tracing::Level::DEBUG).then(|| Self {
+            method: req.method().clone(),
+            path: req.path().to_owned(),
+            query: telemetry::redact_query(req.query_string()).into_owned(),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    fn finish(self, status: actix_web::http::StatusCode) {
+        tracing::debug!(
+            method = %self.method,
+            path = %self.path,
+            query = %self.query,
+            status = status.as_u16(),
+            elapsed = ?self.started.elapsed(),
+            "request"
+        );
+    }
+}

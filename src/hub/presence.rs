@@ -1,0 +1,194 @@
+//! Presence: the events that announce subscriptions, and their lifecycle.
+//!
+//! With `subscriptions` on, every subscription (one per `topic` selector of a connection) is
+//! announced by a private update when its subscriber is registered, and again when it leaves. The
+//! update's topic is `/.well-known/mercure/subscriptions/{selector}/{subscriber}` (both
+//! form-escaped), so a client watches presence by subscribing to a template such as
+//! `/.well-known/mercure/subscriptions{/topic}{/subscriber}` with a token that allows it. Its data
+//! is the subscription's JSON-LD document, the same one the subscriptions API lists.
+//!
+//! [`arrive`] announces a subscription and returns the [`Departure`] that announces its end when
+//! dropped, so that every arrival is followed by exactly one departure, whichever way the
+//! connection ends. Both are ephemeral ([`Keep::Recent`]): they describe connections that a
+//! restart ends anyway.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::subscription::Subscription;
+use crate::topic_selector::TopicSelector;
+use crate::transport::recent::Keep;
+use crate::transport::{Transport, TransportError};
+use crate::update::{Dispatched, EventId, Topic, Update};
+
+/// JSON-LD context of subscription documents.
+pub const CONTEXT: &str = "https://mercure.rocks/";
+/// Path of the subscriptions API and prefix of subscription event topics.
+pub const SUBSCRIPTIONS_PATH: &str = "/.well-known/mercure/subscriptions";
+
+/// One subscription as JSON-LD; field order is the reference hub's.
+#[derive(Debug, Serialize)]
+pub struct Document<'a> {
+    /// The JSON-LD context: present on a document that stands alone (an event, or the API's
+    /// answer for one subscription), absent inside a collection.
+    #[serde(rename = "@context", skip_serializing_if = "Option::is_none")]
+    pub context: Option<&'static str>,
+    /// The subscription's topic, which is also its URL in the API.
+    pub id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    subscriber: &'a str,
+    topic: &'a str,
+    active: bool,
+    /// The API's cursor, on its answer for one subscription.
+    #[serde(rename = "lastEventID", skip_serializing_if = "Option::is_none")]
+    pub last_event_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a Value>,
+}
+
+impl<'a> Document<'a> {
+    /// The document of `subscription`'s subscription to `selector`, without context.
+    pub fn new(subscription: &'a Subscription, selector: &'a TopicSelector, active: bool) -> Self {
+        Self {
+            context: None,
+            id: topic_of(selector.as_str(), &subscription.id),
+            kind: "Subscription",
+            subscriber: &subscription.id,
+            topic: selector.as_str(),
+            active,
+            last_event_id: None,
+            payload: subscription.payload.as_ref().filter(|p| !p.is_null()),
+        }
+    }
+}
+
+/// Form-style escaping, as Go's `url.QueryEscape`: unreserved characters stay, a space becomes
+/// `+`, every other byte `%XX` (upper case).
+pub fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char);
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Whether `topic` is one of the hub's subscription event topics.
+pub fn is_topic(topic: &str) -> bool {
+    topic.strip_prefix(SUBSCRIPTIONS_PATH).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether `update` is a subscription event: private, on a subscription event topic.
+pub fn is_event(update: &Dispatched) -> bool {
+    update.private && update.topics.first().is_some_and(|topic| is_topic(topic.as_str()))
+}
+
+/// The topic (and document id) of the subscription of `subscriber` to `selector`.
+pub fn topic_of(selector: &str, subscriber: &str) -> String {
+    format!("{SUBSCRIPTIONS_PATH}/{}/{}", query_escape(selector), query_escape(subscriber))
+}
+
+/// The private updates announcing that `subscription` became active or inactive: one per
+/// selector, with the JSON-LD document (indented by two spaces, as the reference hub) as data.
+pub fn updates(subscription: &Subscription, active: bool) -> Vec<Update> {
+    subscription
+        .selectors
+        .iter()
+        .map(|selector| {
+            let mut document = Document::new(subscription, selector, active);
+            document.context = Some(CONTEXT);
+            Update {
+                id: EventId::generate(),
+                topics: vec![Topic::new(document.id.clone())
+                    .expect("query_escape leaves no control characters in the topic")],
+                data: serde_json::to_string_pretty(&document).unwrap_or_default(),
+                private: true,
+                event_type: None,
+                retry: None,
+            }
+        })
+        .collect()
+}
+
+/// Announces `subscription` (one write for all its selectors) and returns what announces its
+/// end. Call it once the subscriber is registered, so that it can see its own arrival, and once
+/// nothing else can fail, so that the departure always follows.
+pub async fn arrive(
+    transport: Arc<dyn Transport>,
+    subscription: Arc<Subscription>,
+) -> Result<Departure, TransportError> {
+    transport.publish_all(updates(&subscription, true), Keep::Recent).await?;
+    Ok(Departure { transport, subscription })
+}
+
+/// Publishes a subscription's `active: false` events when dropped, that is when its connection
+/// ends for any reason (client gone, deadline, dropped as too slow, shutdown).
+pub struct Departure {
+    transport: Arc<dyn Transport>,
+    subscription: Arc<Subscription>,
+}
+
+impl std::fmt::Debug for Departure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Departure").field("subscriber", &self.subscription.id).finish()
+    }
+}
+
+impl Drop for Departure {
+    fn drop(&mut self) {
+        let updates = updates(&self.subscription, false);
+        let transport = self.transport.clone();
+        // Dropped on an HTTP worker, inside its runtime. Outside one (the process is ending)
+        // there is nobody left to tell.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = transport.publish_all(updates, Keep::Recent).await {
+                    tracing::warn!(%error, "cannot announce the end of a subscription");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like_go_query_escape() {
+        assert_eq!(
+            query_escape("https://e.com/a b?c=d&e"),
+            "https%3A%2F%2Fe.com%2Fa+b%3Fc%3Dd%26e"
+        );
+        assert_eq!(query_escape("urn:uuid:1-2"), "urn%3Auuid%3A1-2");
+        assert_eq!(query_escape("é~_.-"), "%C3%A9~_.-");
+    }
+
+    #[test]
+    fn events_are_private_updates_on_subscription_topics() {
+        let subscription = Subscription::new(
+            vec![TopicSelector::parse("/a b"), TopicSelector::parse("*")],
+            None,
+            None,
+        );
+        let events = updates(&subscription, true);
+        assert_eq!(events.len(), 2, "one per selector");
+        let topic = events[0].topics[0].as_str();
+        assert_eq!(topic, topic_of("/a b", &subscription.id));
+        assert!(topic.starts_with("/.well-known/mercure/subscriptions/%2Fa+b/urn%3Auuid%3A"));
+        assert!(events.iter().all(|e| e.private && e.data.contains("\"active\": true")));
+        assert!(is_event(&Dispatched::new(1, events[0].clone())));
+        let mut public = events[0].clone();
+        public.private = false;
+        assert!(!is_event(&Dispatched::new(2, public)), "a public update is not one");
+        assert!(!is_topic(SUBSCRIPTIONS_PATH) && !is_topic("/.well-known/mercure/subscriptionsX"));
+    }
+}

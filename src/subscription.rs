@@ -1,0 +1,50 @@
+//! A subscription: what one subscriber asked for and what its token allows, and the rule that
+//! decides which updates it receives. A value with no I/O, shared by the router (which selects
+//! through its index and checks only the authorization half), the subscriber's stream (which
+//! filters history with the whole rule) and the presence events (which describe it).
+
+use crate::topic_selector::{matches_any, TopicSelector};
+use crate::update::Dispatched;
+
+/// What one subscriber asked for and what its credentials allow.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The subscriber's id: `urn:uuid:` and a random UUID, as the reference hub.
+    pub id: String,
+    /// The token's `mercure.payload`, published with subscription events.
+    pub payload: Option<serde_json::Value>,
+    /// The `topic` selectors of the request.
+    pub selectors: Vec<TopicSelector>,
+    /// The token's `mercure.subscribe` selectors; `None` for anonymous subscribers, who never
+    /// receive private updates.
+    pub authorized: Option<Vec<TopicSelector>>,
+}
+
+impl Subscription {
+    /// A new subscription with a fresh subscriber id.
+    pub fn new(
+        selectors: Vec<TopicSelector>,
+        authorized: Option<Vec<TopicSelector>>,
+        payload: Option<serde_json::Value>,
+    ) -> Self {
+        Self { id: format!("urn:uuid:{}", uuid::Uuid::new_v4()), payload, selectors, authorized }
+    }
+
+    /// Whether this subscriber receives `update`: one of its topics matches one of the selectors
+    /// and, for a private update, one of its topics (not necessarily the same one) matches one of
+    /// the authorized selectors.
+    pub fn wants(&self, update: &Dispatched) -> bool {
+        let selected = update.topics.iter().any(|t| matches_any(&self.selectors, t.as_str()));
+        selected && self.may_receive(update)
+    }
+
+    /// The authorization half of [`Self::wants`]: public updates always, private ones when a
+    /// topic matches the token's `mercure.subscribe` selectors. The router, which selects
+    /// through its index, only needs this half.
+    pub fn may_receive(&self, update: &Dispatched) -> bool {
+        !update.private
+            || self.authorized.as_ref().is_some_and(|allowed| {
+                update.topics.iter().any(|topic| matches_any(allowed, topic.as_str()))
+            })
+    }
+}
