@@ -7,11 +7,15 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use quicksilver::config::Config;
+use quicksilver::metrics::Metrics;
+use quicksilver::transport::feed::NewFeed;
+use quicksilver::transport::Transport;
 use quicksilver::{serve, Hub};
 
 pub const KEY: &str = "test-key-for-quicksilver-end-to-end-tests";
@@ -45,7 +49,29 @@ impl TestHub {
         Self::start_env(&env)
     }
 
+    /// A hub with the test key, the given extra settings, and the transport `build` makes from
+    /// the router's feed.
+    pub fn start_with_transport(
+        settings: &[(&str, &str)],
+        build: impl FnOnce(NewFeed, &Config, Metrics) -> anyhow::Result<Arc<dyn Transport>>
+            + Send
+            + 'static,
+    ) -> Self {
+        let mut env = vec![("MERCURE_JWT_KEY", KEY)];
+        env.extend_from_slice(settings);
+        Self::start_env_with(&env, move |config| {
+            Hub::with_transport(config, build).expect("start the hub")
+        })
+    }
+
     fn start_env(env: &[(&str, &str)]) -> Self {
+        Self::start_env_with(env, start_hub)
+    }
+
+    fn start_env_with(
+        env: &[(&str, &str)],
+        make: impl FnOnce(Config) -> Hub + Send + 'static,
+    ) -> Self {
         let mut env: Vec<(String, String)> =
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         env.push(("MERCURE_ADDR".into(), "127.0.0.1:0".into()));
@@ -57,7 +83,7 @@ impl TestHub {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let hub = start_hub(config);
+                let hub = make(config);
                 let server = serve(listener, hub).expect("start the server");
                 let handle = server.handle();
                 let serving = actix_web::rt::spawn(server);
