@@ -82,6 +82,8 @@ pub struct Snapshot {
 #[derive(Debug, Clone)]
 pub struct Router {
     control: mpsc::UnboundedSender<Control>,
+    /// Keys are handed out by the handles, so that a registration is one message; the counter
+    /// is all they share, and the actor never reads it.
     next_key: Arc<AtomicU64>,
 }
 

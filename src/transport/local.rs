@@ -26,15 +26,27 @@ const QUEUE_CAPACITY: usize = 4096;
 /// latency added to the first publisher.
 const MAX_BATCH: usize = 512;
 
-/// Updates stored together, in one transaction, how they are kept, and the answer: the last
-/// one's sequence number.
-type Request = (Vec<Update>, Keep, oneshot::Sender<Result<Seq, TransportError>>);
+/// The sequencer's one message: updates to store together, in one transaction, how they are
+/// kept, and where to answer with the last one's sequence number.
+struct Append {
+    updates: Vec<Update>,
+    keep: Keep,
+    answer: oneshot::Sender<Result<Seq, TransportError>>,
+}
+
+impl std::fmt::Debug for Append {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Append({} updates, {:?})", self.updates.len(), self.keep)
+    }
+}
 
 /// A [`Transport`] over a local [`Store`].
 #[derive(Debug)]
 pub struct LocalTransport<S> {
-    requests: mpsc::Sender<Request>,
+    requests: mpsc::Sender<Append>,
     store: Arc<S>,
+    /// Whether the last write succeeded: set by the sequencer, read by the readiness probe. An
+    /// atomic rather than a message, so that a probe never waits behind a batch of writes.
     ready: Arc<AtomicBool>,
     /// Replay pages being read, and the memory budget they share.
     pages: Arc<ReplayPages>,
@@ -111,15 +123,15 @@ struct Sequencer<S> {
 }
 
 impl<S: Store> Sequencer<S> {
-    fn run(self, mut queue: mpsc::Receiver<Request>) {
-        let mut batch: Vec<Request> = Vec::new();
+    fn run(self, mut queue: mpsc::Receiver<Append>) {
+        let mut batch: Vec<Append> = Vec::new();
         while let Some(first) = queue.blocking_recv() {
-            let mut size = first.0.len();
+            let mut size = first.updates.len();
             batch.push(first);
             while size < MAX_BATCH {
                 match queue.try_recv() {
                     Ok(request) => {
-                        size += request.0.len();
+                        size += request.updates.len();
                         batch.push(request);
                     }
                     Err(_) => break,
@@ -128,7 +140,7 @@ impl<S: Store> Sequencer<S> {
             let mut counts = Vec::with_capacity(batch.len());
             let mut answers = Vec::with_capacity(batch.len());
             let mut updates = Vec::with_capacity(size);
-            for (request, keep, answer) in batch.drain(..) {
+            for Append { updates: request, keep, answer } in batch.drain(..) {
                 counts.push(request.len());
                 answers.push(answer);
                 updates.extend(request.into_iter().map(|update| (update, keep)));
@@ -166,7 +178,7 @@ impl<S: Store> Sequencer<S> {
 impl<S: Store> Transport for LocalTransport<S> {
     async fn publish_all(&self, updates: Vec<Update>, keep: Keep) -> Result<Seq, TransportError> {
         let (answer, result) = oneshot::channel();
-        let request = (updates, keep, answer);
+        let request = Append { updates, keep, answer };
         self.requests.send(request).await.map_err(|_| TransportError::closed())?;
         result.await.map_err(|_| TransportError::closed())?
     }
@@ -276,6 +288,35 @@ mod tests {
         for seq in 2..=201 {
             assert_eq!(received.recv().await.map(|d| d.seq), Some(seq), "fed in that order");
         }
+    }
+
+    #[tokio::test]
+    async fn a_page_is_never_empty_while_updates_remain_in_its_range() {
+        // History keeps the last 5 updates, and ephemeral ones leave gaps in the numbers.
+        let (transport, _received) = start(MemoryStore::new(5));
+        for n in 1..=20 {
+            let keep = if n % 3 == 0 { Keep::Recent } else { Keep::History };
+            transport
+                .publish_all(vec![Update::for_test(&format!("u{n}"))], keep)
+                .await
+                .expect("ok");
+        }
+        // From the start: the first page begins at what is left, whatever was trimmed before it.
+        // (A replay releases its page before it reads the next: the budget is one page here.)
+        let first = transport.read(0, 20).await.expect("page").updates().first().map(|d| d.seq);
+        assert_eq!(first, Some(3), "the oldest ephemeral kept");
+        let mut after = 0;
+        let mut seen = Vec::new();
+        loop {
+            let page = transport.read(after, 20).await.expect("page");
+            if page.updates().is_empty() {
+                break;
+            }
+            seen.extend(page.updates().iter().map(|d| d.seq));
+            after = page.through();
+        }
+        assert_eq!(seen, [3, 6, 9, 12, 14, 15, 16, 17, 18, 19, 20], "in order, to the end");
+        assert!(transport.read(20, 20).await.expect("page").updates().is_empty(), "none left");
     }
 
     #[tokio::test]
