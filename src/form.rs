@@ -66,12 +66,14 @@ impl Form {
     }
 }
 
-/// Decodes one form-encoded component (`+` is a space, `%XX` an escape), such as a path segment
-/// of the subscriptions API.
+/// Decodes one form-encoded component (`+` is a space, `%XX` an escape, hex digits in either
+/// case), such as a path segment of the subscriptions API or a query key checked before logging.
+/// Fails as [`Form::parse`] does, with error offsets counted from the start of `text`.
 pub fn decode_component(text: &str) -> Result<String, FormError> {
     decode(text.as_bytes(), 0)
 }
 
+/// Decodes `raw`, the part of a form that starts at byte `offset` (used in error positions).
 fn decode(raw: &[u8], offset: usize) -> Result<String, FormError> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -94,8 +96,9 @@ fn decode(raw: &[u8], offset: usize) -> Result<String, FormError> {
     String::from_utf8(out).map_err(|_| FormError::NotUtf8)
 }
 
+/// The value of one hexadecimal digit, upper or lower case.
 fn hex_value(digit: u8) -> Option<u8> {
-    (digit as char).to_digit(16).map(|d| d as u8)
+    char::from(digit).to_digit(16).and_then(|value| u8::try_from(value).ok())
 }
 
 #[cfg(test)]
@@ -147,5 +150,19 @@ mod tests {
         assert_eq!(parse(b"x=1&a=%zz"), Err(FormError::BadEscape(6)));
         assert_eq!(parse(b"a=%FF"), Err(FormError::NotUtf8));
         assert_eq!(parse(b"a=\xff"), Err(FormError::NotUtf8));
+    }
+
+    #[test]
+    fn decodes_one_component() {
+        assert_eq!(decode_component(""), Ok(String::new()));
+        assert_eq!(decode_component("a+b%2B%3d%c3%A9"), Ok("a b+=é".to_owned()));
+        // `&` and `=` are not separators here: the component is decoded whole.
+        assert_eq!(decode_component("k=v&w"), Ok("k=v&w".to_owned()));
+        assert_eq!(decode_component("%41%5a%61%7A"), Ok("AZaz".to_owned()));
+        // Offsets count from the start of the component.
+        assert_eq!(decode_component("%"), Err(FormError::BadEscape(0)));
+        assert_eq!(decode_component("ab%6"), Err(FormError::BadEscape(2)));
+        assert_eq!(decode_component("ab%g1"), Err(FormError::BadEscape(2)));
+        assert_eq!(decode_component("%E2%82"), Err(FormError::NotUtf8));
     }
 }

@@ -5,8 +5,9 @@
 //! [`Metrics::render`] and answers with [`Metrics::CONTENT_TYPE`].
 //!
 //! The reference hub registers `mercure_subscribers_total`, `mercure_subscribers_connected` and
-//! `mercure_updates_total` (protocol notes, item 80); we keep those names and add the ones its docs
-//! promise but its code lacks (pitfall 21), plus our own drop, latency and HTTP counters.
+//! `mercure_updates_total`; we keep those names and add `mercure_updates_failed_total`, which its
+//! documentation lists but its code does not register, plus our own drop, latency and HTTP
+//! counters.
 //!
 //! Output is OpenMetrics text. prometheus-client appends `_total` to counter samples and the unit
 //! to the histogram name, so counters are registered under their base names.

@@ -34,6 +34,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::form;
+
 /// Service name reported to the collector when `OTEL_SERVICE_NAME` does not say otherwise.
 const DEFAULT_SERVICE_NAME: &str = "quicksilver";
 
@@ -321,44 +323,18 @@ pub fn redact_query(query: &str) -> Cow<'_, str> {
 }
 
 /// Whether a raw (still encoded) query key decodes to `authorization`, ignoring ASCII case.
+///
+/// The key is decoded by the hub's own form decoder. A key it refuses (a `%` not followed by two
+/// hex digits, or bytes that are not UTF-8) is not `authorization` under any lenient reading
+/// either: keeping a bad `%` literal leaves a `%` in the name, and invalid UTF-8 needs a non-ASCII
+/// byte, so the name cannot match.
 fn is_authorization_key(raw: &str) -> bool {
-    const NAME: &[u8] = b"authorization";
+    const NAME: &str = "authorization";
     // An encoded byte takes at most 3 characters, so longer keys cannot match.
     if raw.len() < NAME.len() || raw.len() > NAME.len() * 3 {
         return false;
     }
-    let decoded = form_decode(raw.as_bytes());
-    decoded.eq_ignore_ascii_case(NAME)
-}
-
-/// `application/x-www-form-urlencoded` decoding of one key: `+` is a space, `%XX` a byte, and a
-/// `%` not followed by two hex digits stays literal (as the `form_urlencoded` crate does).
-fn form_decode(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some((&byte, tail)) = rest.split_first() {
-        rest = tail;
-        match byte {
-            b'+' => out.push(b' '),
-            b'%' => match tail {
-                [high, low, after @ ..] => match (hex_value(*high), hex_value(*low)) {
-                    (Some(high), Some(low)) => {
-                        out.push(high << 4 | low);
-                        rest = after;
-                    }
-                    _ => out.push(b'%'),
-                },
-                _ => out.push(b'%'),
-            },
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// The value of one hexadecimal digit.
-fn hex_value(digit: u8) -> Option<u8> {
-    char::from(digit).to_digit(16).and_then(|value| u8::try_from(value).ok())
+    form::decode_component(raw).is_ok_and(|key| key.eq_ignore_ascii_case(NAME))
 }
 
 #[cfg(test)]
@@ -462,6 +438,19 @@ mod tests {
         assert_eq!(redact_query("authorizatio%6E=abc"), "authorizatio%6E=REDACTED");
         assert_eq!(redact_query("authorizatio%6=abc"), "authorizatio%6=abc");
         assert_eq!(redact_query("&authorization=abc&"), "&authorization=REDACTED&");
+    }
+
+    #[test]
+    fn keeps_keys_that_do_not_decode() {
+        // Refused by the form decoder; read leniently, none would be `authorization` either.
+        for query in [
+            "authorizatio%6E%=abc",
+            "authorization%zz=abc",
+            "authorizatio%FF=abc",
+            "%C3uthorization=abc",
+        ] {
+            assert_eq!(redact_query(query), query);
+        }
     }
 
     // ---- LogFormat ----

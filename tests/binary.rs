@@ -9,18 +9,16 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{client, encode_form, publisher, subscriber, urlencode, KEY};
-use futures_util::{Stream, StreamExt};
+use common::{
+    client, publish_request, publish_to, publisher, subscriber, topics_query, Events, HUB, KEY,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_quicksilver");
-const HUB_PATH: &str = "/.well-known/mercure";
 /// How long a child may take to start listening or to exit.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -174,7 +172,7 @@ impl Server {
     }
 
     fn url(&self) -> String {
-        format!("http://{}{HUB_PATH}", self.addr)
+        format!("http://{}{HUB}", self.addr)
     }
 
     fn stderr(&self) -> String {
@@ -221,93 +219,6 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.split_once("listening on http://")?.1;
     let addr = rest.split(['/', ' ']).next()?;
     addr.parse().ok()
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP helpers
-// ---------------------------------------------------------------------------------------------
-
-async fn publish_to(url: &str, token: &str, form: &[(&str, &str)]) -> (u16, String) {
-    let response = client()
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode_form(form))
-        .send()
-        .await
-        .expect("publish request");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("publish body"))
-}
-
-/// A minimal SSE reader: (id, data) of each update, comments skipped.
-struct Sse {
-    headers: reqwest::header::HeaderMap,
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    buffer: Vec<u8>,
-}
-
-impl Sse {
-    async fn open(url: &str, topic: &str, token: &str, headers: &[(&str, &str)]) -> Self {
-        let mut request =
-            client().get(format!("{url}?topic={}", urlencode(topic))).bearer_auth(token);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.expect("subscribe request");
-        assert_eq!(response.status(), 200, "subscribe to {topic}");
-        let mut sse = Self {
-            headers: response.headers().clone(),
-            body: Box::pin(response.bytes_stream()),
-            buffer: Vec::new(),
-        };
-        // The hub flushes `:\n` once the subscriber is registered.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while sse.buffer.len() < 2 {
-            match tokio::time::timeout_at(deadline, sse.body.next()).await {
-                Ok(Some(Ok(chunk))) => sse.buffer.extend_from_slice(&chunk),
-                other => panic!("no opening comment: {:?}", other.map(|o| o.map(|r| r.is_ok()))),
-            }
-        }
-        assert_eq!(&sse.buffer[..2], b":\n", "the stream starts with a comment");
-        sse.buffer.drain(..2);
-        sse
-    }
-
-    /// The next update within `limit`, as (id, data).
-    async fn next_within(&mut self, limit: Duration) -> Option<(String, String)> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            while self.buffer.starts_with(b":\n") {
-                self.buffer.drain(..2);
-            }
-            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
-                let block = String::from_utf8_lossy(&block).into_owned();
-                let (mut id, mut data) = (None, Vec::new());
-                for line in block.lines().filter(|l| !l.is_empty() && !l.starts_with(':')) {
-                    let (field, value) = line.split_once(": ").unwrap_or((line, ""));
-                    match field {
-                        "id" => id = Some(value.to_owned()),
-                        "data" => data.push(value.to_owned()),
-                        _ => {}
-                    }
-                }
-                if let Some(id) = id {
-                    return Some((id, data.join("\n")));
-                }
-                continue;
-            }
-            match tokio::time::timeout_at(deadline, self.body.next()).await {
-                Ok(Some(Ok(chunk))) => self.buffer.extend_from_slice(&chunk),
-                _ => return None,
-            }
-        }
-    }
-
-    async fn next(&mut self) -> (String, String) {
-        self.next_within(Duration::from_secs(5)).await.expect("an update within 5 s")
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,11 +424,12 @@ async fn development_mode_prints_working_tokens() {
         "a publish example with the publisher token and {url}:\n{stderr}"
     );
     let topic = "https://example.com/books/1";
-    let mut events = Sse::open(&url, topic, &subscriber_token, &[]).await;
+    let mut events =
+        Events::open_url(&url, &topics_query(&[topic]), Some(&subscriber_token), &[]).await;
     let (status, id) =
         publish_to(&url, &publisher_token, &[("topic", topic), ("data", "hello")]).await;
     assert_eq!(status, 200, "publish with the printed token: {id}");
-    assert_eq!(events.next().await, (id, "hello".to_owned()));
+    assert_eq!(events.next().await.id_and_data(), (id.as_str(), "hello"));
     // The default store was created in the working directory (the hub opens it after logging
     // "listening", so this is checked once an update went through).
     assert!(dir.path().join("quicksilver.redb").exists(), "quicksilver.redb in the working dir");
@@ -574,11 +486,13 @@ async fn history_survives_a_hard_kill() {
     assert!(!dir.path().join("quicksilver.redb").exists(), "and not at the default path");
 
     let server = Server::start(dir.path(), &env);
-    let mut events =
-        Sse::open(&server.url(), topic, &subscriber(), &[("last-event-id", "a")]).await;
-    assert_eq!(events.headers.get("last-event-id").map(|v| v.as_bytes()), Some(&b"a"[..]));
-    assert_eq!(events.next().await, ("b".to_owned(), "update b".to_owned()));
-    assert_eq!(events.next().await, ("c".to_owned(), "update c".to_owned()));
+    let query = topics_query(&[topic]);
+    let headers = [("last-event-id", "a")];
+    let mut events = Events::open_url(&server.url(), &query, Some(&subscriber()), &headers).await;
+    let last_event_id = events.response_headers.get("last-event-id");
+    assert_eq!(last_event_id.map(|v| v.as_bytes()), Some(&b"a"[..]));
+    assert_eq!(events.next().await.id_and_data(), ("b", "update b"));
+    assert_eq!(events.next().await.id_and_data(), ("c", "update c"));
     assert_eq!(events.next_within(Duration::from_millis(300)).await, None, "nothing else");
 
     // The restarted hub continues live after the replay.
@@ -589,7 +503,7 @@ async fn history_survives_a_hard_kill() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(events.next().await, ("d".to_owned(), "update d".to_owned()));
+    assert_eq!(events.next().await.id_and_data(), ("d", "update d"));
     drop(server);
 }
 
@@ -608,9 +522,10 @@ async fn sigterm_drains_streams_and_keeps_every_acknowledged_update() {
     let topic = "https://example.com/drain";
     let mut server = Server::start(dir.path(), &env);
     let url = server.url();
+    let query = topics_query(&[topic]);
     let mut streams = Vec::new();
     for _ in 0..3 {
-        streams.push(Sse::open(&url, topic, &subscriber(), &[]).await);
+        streams.push(Events::open_url(&url, &query, Some(&subscriber()), &[]).await);
     }
 
     let publishing = tokio::spawn({
@@ -619,13 +534,8 @@ async fn sigterm_drains_streams_and_keeps_every_acknowledged_update() {
             let mut acknowledged = Vec::new();
             for i in 0..100_000 {
                 let id = format!("p{i}");
-                let response = client()
-                    .post(&url)
-                    .bearer_auth(publisher())
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(encode_form(&[("topic", topic), ("id", &id)]))
-                    .send()
-                    .await;
+                let form = [("topic", topic), ("id", id.as_str())];
+                let response = publish_request(&url, &publisher(), &form).send().await;
                 match response {
                     Ok(response) if response.status() == 200 => acknowledged.push(id),
                     _ => break,
@@ -649,11 +559,11 @@ async fn sigterm_drains_streams_and_keeps_every_acknowledged_update() {
     assert!(acknowledged.len() > 10, "published through the signal: {}", acknowledged.len());
 
     let server = Server::start(dir.path(), &env);
-    let mut replay =
-        Sse::open(&server.url(), topic, &subscriber(), &[("last-event-id", "earliest")]).await;
+    let headers = [("last-event-id", "earliest")];
+    let mut replay = Events::open_url(&server.url(), &query, Some(&subscriber()), &headers).await;
     let mut stored = Vec::new();
-    while let Some((id, _)) = replay.next_within(Duration::from_millis(500)).await {
-        stored.push(id);
+    while let Some(event) = replay.next_within(Duration::from_millis(500)).await {
+        stored.push(event.id);
     }
     assert_eq!(&stored[..acknowledged.len()], &acknowledged[..], "acknowledged updates survive");
     assert!(stored.len() <= acknowledged.len() + 1, "at most the one in flight was unanswered");
@@ -785,7 +695,8 @@ async fn spans_are_exported_over_otlp() {
     ];
     let mut server = Server::start(dir.path(), &env);
     let topic = "https://example.com/traced";
-    let mut events = Sse::open(&server.url(), topic, &subscriber(), &[]).await;
+    let query = topics_query(&[topic]);
+    let mut events = Events::open_url(&server.url(), &query, Some(&subscriber()), &[]).await;
     let (status, _) = publish_to(&server.url(), &publisher(), &[("topic", topic)]).await;
     assert_eq!(status, 200);
     events.next().await;
@@ -863,15 +774,16 @@ async fn replays_that_are_not_read_hold_bounded_memory() {
     assert!(grown < 150 << 20, "stalled replays grew the hub by {} MiB", grown >> 20);
 
     // Meanwhile a subscriber that reads gets the whole history, then live updates.
-    let mut reader =
-        Sse::open(&server.url(), "t", &subscriber(), &[("Last-Event-ID", "earliest")]).await;
+    let headers = [("Last-Event-ID", "earliest")];
+    let query = topics_query(&["t"]);
+    let mut reader = Events::open_url(&server.url(), &query, Some(&subscriber()), &headers).await;
     for i in 0..300 {
-        let (id, _) = reader.next_within(Duration::from_secs(60)).await.expect("replayed");
-        assert_eq!(id, format!("u{i}"));
+        let event = reader.next_within(Duration::from_secs(60)).await.expect("replayed");
+        assert_eq!(event.id, format!("u{i}"));
     }
     let (status, _) =
         publish_to(&server.url(), &publisher(), &[("topic", "t"), ("id", "live")]).await;
     assert_eq!(status, 200);
-    assert_eq!(reader.next().await.0, "live");
+    assert_eq!(reader.next().await.id, "live");
     drop(stalled);
 }

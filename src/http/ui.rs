@@ -1,5 +1,5 @@
 //! The debugging UI: a static page at `/.well-known/mercure/ui/` to subscribe, publish and list
-//! active subscriptions from a browser (protocol notes 1.11, item 81).
+//! active subscriptions from a browser, at the path where the reference hub serves its own UI.
 //!
 //! The assets live in `src/http/ui/` and are compiled into the binary, so the page needs no file at run
 //! time and no build step. They are plain HTML, CSS and JavaScript in separate files, because the

@@ -171,17 +171,25 @@ pub async fn publish(hub: &TestHub, form: &[(&str, &str)]) -> (u16, String) {
     publish_with(hub, &publisher(), form).await
 }
 
+/// Publishes a form to `hub` with `token`; returns status and body.
 pub async fn publish_with(hub: &TestHub, token: &str, form: &[(&str, &str)]) -> (u16, String) {
-    let response = client()
-        .post(&hub.url)
+    publish_to(&hub.url, token, form).await
+}
+
+/// Publishes a form to the hub endpoint at `url` with `token`; returns status and body.
+pub async fn publish_to(url: &str, token: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let response = publish_request(url, token, form).send().await.expect("publish request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("publish body"))
+}
+
+/// The publish request for `form`, not yet sent, for tests that handle a failed send themselves.
+pub fn publish_request(url: &str, token: &str, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
+    client()
+        .post(url)
         .bearer_auth(token)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(encode_form(form))
-        .send()
-        .await
-        .expect("publish request");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("publish body"))
 }
 
 pub fn encode_form(form: &[(&str, &str)]) -> String {
@@ -216,6 +224,13 @@ pub struct Event {
     pub retry: Option<String>,
 }
 
+impl Event {
+    /// Its id and data, to compare with what was published.
+    pub fn id_and_data(&self) -> (&str, &str) {
+        (&self.id, &self.data)
+    }
+}
+
 /// An open event stream.
 pub struct Events {
     pub response_headers: reqwest::header::HeaderMap,
@@ -231,13 +246,26 @@ impl Events {
         Self::open_with(hub, query, token, &[]).await
     }
 
+    /// Opens a stream with extra request headers; panics unless the hub answers 200.
     pub async fn open_with(
         hub: &TestHub,
         query: &str,
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Self {
-        let mut request = client().get(format!("{}?{query}", hub.url));
+        Self::open_url(&hub.url, query, token, headers).await
+    }
+
+    /// Opens a stream from the hub endpoint at `url` (a hub that is not a [`TestHub`], such as a
+    /// child process), with an optional bearer token and extra request headers; panics unless the
+    /// hub answers 200 and sends the opening comment within 5 s.
+    pub async fn open_url(
+        url: &str,
+        query: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Self {
+        let mut request = client().get(format!("{url}?{query}"));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -253,7 +281,8 @@ impl Events {
             raw: Vec::new(),
         };
         // The hub flushes `:\n` at once: once it is here, the subscriber is registered.
-        events.fill_until(|raw| raw.len() >= 2, Duration::from_secs(5)).await;
+        let opened = events.fill_until(|raw| raw.len() >= 2, Duration::from_secs(5)).await;
+        assert!(opened, "no opening comment from {url}?{query} within 5 s");
         assert_eq!(&events.raw[..2], b":\n", "stream starts with a comment");
         events.buffer.drain(..2);
         events
