@@ -253,3 +253,377 @@ impl Stream for SubscriberStream {
         Poll::Pending
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The actor driven as the HTTP layer drives it, by polling the stream, over a real local
+    //! transport whose feed goes to a real router, both on the test's runtime.
+    //!
+    //! Every test runs on a paused clock. Time then moves only when the runtime has nothing left
+    //! to do (or when a test advances it), so heartbeats and deadlines are checked at exact
+    //! instants, and a stream that would wait forever fails its test at once, through the
+    //! hour-long guard of [`next`], instead of hanging it.
+
+    use futures_util::{FutureExt, StreamExt};
+
+    use super::*;
+    use crate::hub::router::{self, Router};
+    use crate::topic_selector::TopicSelector;
+    use crate::transport::feed;
+    use crate::transport::local::LocalTransport;
+    use crate::transport::memory::MemoryStore;
+    use crate::transport::pages::PAGE_BYTES;
+    use crate::transport::recent::Keep;
+    use crate::transport::Store;
+    use crate::update::{Dispatched, Topic, Update};
+
+    /// A hub without HTTP: a memory transport feeding a router, as `Hub::start` wires them.
+    struct Setup {
+        transport: Arc<LocalTransport<MemoryStore>>,
+        router: Router,
+        metrics: Metrics,
+    }
+
+    impl Setup {
+        /// Starts with `history` already stored, as after a restart: the router knows from the
+        /// start that history ends at its last update, so that every registration is bounded by
+        /// it. Replays share `replay_memory` bytes of pages.
+        fn start(history: Vec<Update>, replay_memory: usize) -> Self {
+            let store = MemoryStore::new(0);
+            if !history.is_empty() {
+                let history = history.into_iter().map(|update| (update, Keep::History)).collect();
+                store.append(history).expect("history stored");
+            }
+            let metrics = Metrics::new();
+            let (feed, received) = feed::channel();
+            let router = router::spawn(received, metrics.clone());
+            let transport = LocalTransport::start(store, feed, metrics.clone(), replay_memory);
+            Self { transport: Arc::new(transport.expect("transport started")), router, metrics }
+        }
+
+        /// Publishes `update` through the transport; returns its sequence number once it is
+        /// stored and fed to the router. The sequencer answers from a thread of its own: awaited
+        /// directly, the paused clock would jump to the next timer while the runtime waits for
+        /// that thread. A blocking task keeps the clock still until it is done.
+        async fn publish(&self, update: Update) -> Seq {
+            let transport = self.transport.clone();
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || runtime.block_on(transport.publish(update)))
+                .await
+                .expect("publishing task")
+                .expect("published")
+        }
+
+        /// Registers `subscription` with a queue of `capacity` updates and builds its stream.
+        async fn open_with(
+            &self,
+            subscription: Arc<Subscription>,
+            capacity: usize,
+            start: StreamStart,
+        ) -> SubscriberStream {
+            let registered = self.router.register(subscription.clone(), capacity).await;
+            let registered = registered.expect("registered");
+            self.stream(subscription, registered, start)
+        }
+
+        /// [`Self::open_with`] with the hub's queue capacity.
+        async fn open(
+            &self,
+            subscription: Arc<Subscription>,
+            start: StreamStart,
+        ) -> SubscriberStream {
+            self.open_with(subscription, QUEUE_CAPACITY, start).await
+        }
+
+        /// The stream of an already registered subscriber.
+        fn stream(
+            &self,
+            subscription: Arc<Subscription>,
+            registered: Registered,
+            start: StreamStart,
+        ) -> SubscriberStream {
+            let transport: Arc<dyn Transport> = self.transport.clone();
+            SubscriberStream::new(subscription, transport, registered, start, self.metrics.clone())
+        }
+
+        /// The value of the sample `name` (with its labels) in the rendered metrics.
+        fn sample(&self, name: &str) -> String {
+            let text = self.metrics.render();
+            let prefix = format!("{name} ");
+            let value = text.lines().find_map(|line| line.strip_prefix(prefix.as_str()));
+            value.unwrap_or_else(|| panic!("no sample {name} in:\n{text}")).to_owned()
+        }
+    }
+
+    /// A stream start that replays after `replay_after`, with no heartbeat, deadline, departure
+    /// or cut-off flag.
+    fn replaying(replay_after: Option<Seq>) -> StreamStart {
+        StreamStart {
+            replay_after,
+            heartbeat: None,
+            deadline: None,
+            departure: None,
+            cut_off: None,
+        }
+    }
+
+    /// A public update `id` on `topic`, or a private one.
+    fn update(id: &str, topic: &str, private: bool) -> Update {
+        let mut update = Update::for_test(id);
+        update.topics = vec![Topic::new(topic).expect("valid topic")];
+        update.private = private;
+        update
+    }
+
+    /// A subscription to `selectors`, anonymous or with a token allowing `authorized`.
+    fn subscription(selectors: &[&str], authorized: Option<&[&str]>) -> Arc<Subscription> {
+        let parse = |raw: &[&str]| raw.iter().map(|s| TopicSelector::parse(s)).collect();
+        Arc::new(Subscription::new(parse(selectors), authorized.map(parse), None))
+    }
+
+    /// The next thing the stream sends, readably: `":"` for the comment line, the id of an
+    /// event, `None` once the stream has ended. A stream that would never send anything again
+    /// fails the test: with the clock paused, the hour passes as soon as nothing else can run.
+    async fn next(stream: &mut SubscriberStream) -> Option<String> {
+        let next = tokio::time::timeout(Duration::from_secs(3600), stream.next()).await;
+        next.expect("the stream sends something or ends").map(describe)
+    }
+
+    /// Whether the stream has nothing to send now (and has not ended).
+    fn is_pending(stream: &mut SubscriberStream) -> bool {
+        stream.next().now_or_never().is_none()
+    }
+
+    /// `":"` for the comment line, else the id of the event `item` holds.
+    fn describe(item: Result<Bytes, Infallible>) -> String {
+        let Ok(frame) = item;
+        if frame == b":\n"[..] {
+            return ":".to_owned();
+        }
+        let text = std::str::from_utf8(&frame).expect("an event is text");
+        assert!(text.ends_with("\n\n"), "an event ends with an empty line: {text:?}");
+        let id = text.lines().find_map(|line| line.strip_prefix("id: "));
+        id.unwrap_or_else(|| panic!("an event has an id: {text:?}")).to_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_opening_comment_comes_first_even_with_history_and_updates_waiting() {
+        let setup = Setup::start(vec![update("h1", "/a", false)], PAGE_BYTES);
+        let mut stream = setup.open(subscription(&["/a"], None), replaying(Some(0))).await;
+        setup.publish(update("l2", "/a", false)).await;
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"), "so that `onopen` fires at once");
+        assert_eq!(next(&mut stream).await.as_deref(), Some("h1"));
+        assert_eq!(next(&mut stream).await.as_deref(), Some("l2"));
+        assert!(is_pending(&mut stream));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn history_then_live_updates_without_gap_or_duplicate() {
+        let history = vec![
+            update("h1", "/books/1", false),
+            update("h2", "/books/2", false),
+            update("h3", "/users/1", false),
+            update("h4", "/books/3", true),
+            update("h5", "/books/1", true),
+            update("h6", "/books/4", false),
+        ];
+        let setup = Setup::start(history, PAGE_BYTES);
+        // Selects every book; its token allows the private updates of book 1 only.
+        let reader = subscription(&["/books/{id}"], Some(&["/books/1"]));
+        let registered = setup.router.register(reader.clone(), QUEUE_CAPACITY).await;
+        let registered = registered.expect("registered");
+        assert_eq!(registered.bound, 6, "history covers everything stored before registration");
+        // Resuming after h1.
+        let mut stream = setup.stream(reader, registered, replaying(Some(1)));
+        // Published before the stream reads history: l7 is both in the page it reads and in
+        // its queue.
+        setup.publish(update("l7", "/books/5", false)).await;
+        setup.publish(update("l8", "/users/2", false)).await;
+        setup.publish(update("l9", "/books/6", true)).await;
+        let mut sent = Vec::new();
+        for _ in 0..5 {
+            sent.extend(next(&mut stream).await);
+        }
+        assert_eq!(sent, [":", "h2", "h5", "h6", "l7"]);
+        setup.publish(update("l10", "/books/7", false)).await;
+        assert_eq!(next(&mut stream).await.as_deref(), Some("l10"));
+        assert!(is_pending(&mut stream), "nothing else: no update twice, none it may not read");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cursor_published_while_registering_is_not_sent_again() {
+        let setup = Setup::start(vec![update("h1", "/a", false)], PAGE_BYTES);
+        let reader = subscription(&["/a"], None);
+        let registered = setup.router.register(reader.clone(), QUEUE_CAPACITY).await;
+        let registered = registered.expect("registered");
+        assert_eq!(registered.bound, 1);
+        // The client's Last-Event-ID is found after the registration, and is newer than its
+        // bound: the client has it, though it is in the queue.
+        let cursor = setup.publish(update("l2", "/a", false)).await;
+        setup.publish(update("l3", "/a", false)).await;
+        let mut stream = setup.stream(reader, registered, replaying(Some(cursor)));
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
+        assert_eq!(next(&mut stream).await.as_deref(), Some("l3"));
+        assert!(is_pending(&mut stream));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_cursor_nothing_is_replayed() {
+        let history = vec![update("h1", "/a", false), update("h2", "/a", false)];
+        let setup = Setup::start(history, PAGE_BYTES);
+        let mut stream = setup.open(subscription(&["/a"], None), replaying(None)).await;
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
+        assert!(is_pending(&mut stream), "no history");
+        setup.publish(update("l3", "/a", false)).await;
+        assert_eq!(next(&mut stream).await.as_deref(), Some("l3"), "only live updates");
+        assert!(is_pending(&mut stream));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_history_of_several_pages_is_replayed_in_order_one_page_at_a_time() {
+        // 30 updates of 100 kB, every seventh on a topic the subscriber does not select.
+        let history: Vec<Update> = (1..=30)
+            .map(|i| {
+                let topic = if i % 7 == 0 { "/b" } else { "/a" };
+                let mut update = update(&format!("h{i}"), topic, false);
+                update.data = "x".repeat(100_000);
+                update
+            })
+            .collect();
+        let size: usize = history.iter().map(|u| Dispatched::new(0, u.clone()).size()).sum();
+        assert!(size > 2 * PAGE_BYTES, "at least three pages: {size} bytes");
+        let expected: Vec<String> =
+            (1..=30).filter(|i| i % 7 != 0).map(|i| format!("h{i}")).collect();
+        // A budget of one page: reading the next page while holding the last would wait forever.
+        let setup = Setup::start(history, PAGE_BYTES);
+        let mut stream = setup.open(subscription(&["/a"], None), replaying(Some(0))).await;
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
+        let mut replayed = Vec::new();
+        for _ in 0..expected.len() {
+            replayed.extend(next(&mut stream).await);
+        }
+        assert_eq!(replayed, expected);
+        setup.publish(update("l31", "/a", false)).await;
+        assert_eq!(next(&mut stream).await.as_deref(), Some("l31"), "then live");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_follows_each_silence_and_a_delivery_restarts_it() {
+        let setup = Setup::start(Vec::new(), PAGE_BYTES);
+        let every = Duration::from_secs(10);
+        let start = StreamStart { heartbeat: Some(every), ..replaying(None) };
+        let opened = Instant::now();
+        let mut stream = setup.open(subscription(&["/a"], None), start).await;
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"), "the opening comment");
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
+        assert_eq!(opened.elapsed(), every, "after a whole period of silence, not before");
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
+        assert_eq!(opened.elapsed(), 2 * every, "and again");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        setup.publish(update("l1", "/a", false)).await;
+        assert_eq!(next(&mut stream).await.as_deref(), Some("l1"));
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
+        let since_the_update = opened.elapsed() - Duration::from_secs(25);
+        assert_eq!(since_the_update, every, "a period after the update, not after the comment");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stream_ends_at_its_deadline() {
+        let setup = Setup::start(Vec::new(), PAGE_BYTES);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let start = || StreamStart { deadline: Some(deadline), ..replaying(None) };
+        let mut reading = setup.open(subscription(&["/a"], None), start()).await;
+        let mut waiting = setup.open(subscription(&["/a"], None), start()).await;
+        assert_eq!(next(&mut reading).await.as_deref(), Some(":"));
+        assert_eq!(next(&mut waiting).await.as_deref(), Some(":"));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        setup.publish(update("l1", "/a", false)).await;
+        assert_eq!(next(&mut reading).await.as_deref(), Some("l1"));
+        assert_eq!(next(&mut reading).await, None);
+        assert_eq!(Instant::now(), deadline, "woken by its deadline, exactly then");
+        // The token may have expired: what is still waiting is not sent.
+        assert_eq!(next(&mut waiting).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_ends_the_stream_after_what_it_held_and_counts_once() {
+        let setup = Setup::start(Vec::new(), PAGE_BYTES);
+        // Sees every update once the router has offered it to every subscriber.
+        let watcher = setup.router.register(subscription(&["*"], None), 10).await;
+        let mut watcher = watcher.expect("registered");
+        let cut_off = CutOff::default();
+        let start = StreamStart { cut_off: Some(cut_off.clone()), ..replaying(None) };
+        let mut stream = setup.open_with(subscription(&["*"], None), 2, start).await;
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
+        for id in ["l1", "l2", "l3"] {
+            setup.publish(update(id, "/a", false)).await;
+        }
+        // The router offers each update to every subscriber before the next one: once the
+        // watcher has the third, the stream's queue was full when it came.
+        for seq in 1..=3 {
+            assert_eq!(watcher.queue.recv().await.map(|d| d.seq), Some(seq));
+        }
+        assert_eq!(next(&mut stream).await.as_deref(), Some("l1"));
+        assert_eq!(next(&mut stream).await.as_deref(), Some("l2"));
+        assert_eq!(next(&mut stream).await, None, "so that the client resumes from history");
+        // Its connection ending afterwards as cut off does not count it a second time.
+        cut_off.raise();
+        drop(stream);
+        setup.router.snapshot().await.expect("the router has seen the stream go");
+        assert_eq!(setup.sample("mercure_subscribers_dropped_total{reason=\"queue_full\"}"), "1");
+        let timeouts =
+            setup.sample("mercure_subscribers_dropped_total{reason=\"dispatch_timeout\"}");
+        assert_eq!(timeouts, "0");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_ends_the_stream_after_what_it_held() {
+        let setup = Setup::start(Vec::new(), PAGE_BYTES);
+        // Sees every update once the router has offered it to every subscriber.
+        let watcher = setup.router.register(subscription(&["*"], None), 10).await;
+        let mut watcher = watcher.expect("registered");
+        let mut stream = setup.open(subscription(&["*"], None), replaying(None)).await;
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
+        setup.publish(update("l1", "/a", false)).await;
+        assert_eq!(
+            watcher.queue.recv().await.map(|d| d.seq),
+            Some(1),
+            "l1 is in the stream's queue"
+        );
+        let drained = Instant::now();
+        let within = Duration::from_secs(10);
+        setup.router.drain(within).expect("draining");
+        assert_eq!(next(&mut stream).await.as_deref(), Some("l1"));
+        assert_eq!(next(&mut stream).await, None);
+        assert!(drained.elapsed() <= within, "within the drain time: {:?}", drained.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_off_stream_is_counted_once_as_dispatch_timeout_and_a_plain_drop_not_at_all() {
+        let setup = Setup::start(Vec::new(), PAGE_BYTES);
+        let timeouts = "mercure_subscribers_dropped_total{reason=\"dispatch_timeout\"}";
+        let (raised, lowered) = (CutOff::default(), CutOff::default());
+        let flagged =
+            |flag: &CutOff| StreamStart { cut_off: Some(flag.clone()), ..replaying(None) };
+        let cut = setup.open(subscription(&["*"], None), flagged(&raised)).await;
+        let kept = setup.open(subscription(&["*"], None), flagged(&lowered)).await;
+        let bare = setup.open(subscription(&["*"], None), replaying(None)).await;
+        assert_eq!(setup.sample("mercure_subscribers_connected"), "3");
+        assert_eq!(setup.sample("mercure_subscribers_total"), "3");
+
+        raised.raise();
+        drop(cut);
+        assert_eq!(setup.sample("mercure_subscribers_connected"), "2", "down on drop");
+        // The router counts when it handles the unregistration; a snapshot is answered after.
+        setup.router.snapshot().await.expect("snapshot");
+        assert_eq!(setup.sample(timeouts), "1");
+
+        drop((kept, bare));
+        let snapshot = setup.router.snapshot().await.expect("snapshot");
+        assert!(snapshot.subscriptions.is_empty(), "every stream unregistered on drop");
+        assert_eq!(setup.sample(timeouts), "1", "a plain drop is not counted");
+        assert_eq!(setup.sample("mercure_subscribers_dropped_total{reason=\"queue_full\"}"), "0");
+        assert_eq!(setup.sample("mercure_subscribers_connected"), "0");
+        assert_eq!(setup.sample("mercure_subscribers_total"), "3");
+    }
+}
