@@ -85,6 +85,8 @@ pub struct SubscriberStream {
     bound: Seq,
     replay: Replay,
     opened: bool,
+    /// Once the stream has ended, it stays ended, whatever is polled again.
+    ended: bool,
     heartbeat: Option<(Duration, Pin<Box<Sleep>>)>,
     deadline: Option<Pin<Box<Sleep>>>,
     /// Counted as connected while the stream lives (from `new` to `drop`).
@@ -142,6 +144,7 @@ impl SubscriberStream {
             bound: bound.max(start.replay_after.unwrap_or(0)),
             replay,
             opened: false,
+            ended: false,
             heartbeat: start.heartbeat.map(|every| (every, Box::pin(tokio::time::sleep(every)))),
             deadline: start.deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
             metrics,
@@ -185,6 +188,7 @@ impl SubscriberStream {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(error)) => {
                     tracing::error!(%error, "history replay failed; closing the stream");
+                    self.replay = Replay::Done;
                     return Poll::Ready(Some(Err(())));
                 }
                 Poll::Ready(Ok(next)) => next,
@@ -204,13 +208,21 @@ impl SubscriberStream {
             timer.as_mut().reset(Instant::now() + *every);
         }
     }
-}
 
-impl Stream for SubscriberStream {
-    type Item = Result<Bytes, Infallible>;
+    /// A comment when the heartbeat is due, else `Pending` (with the timer's wake-up set).
+    fn poll_heartbeat(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Infallible>>> {
+        if let Some((every, timer)) = &mut self.heartbeat {
+            if timer.as_mut().poll(cx).is_ready() {
+                timer.as_mut().reset(Instant::now() + *every);
+                return Poll::Ready(Some(Ok(Bytes::from_static(COMMENT))));
+            }
+        }
+        Poll::Pending
+    }
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
+    /// The next bytes to send, before [`Stream::poll_next`] makes the end final.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Infallible>>> {
+        let this = self;
         if !this.opened {
             this.opened = true;
             return Poll::Ready(Some(Ok(Bytes::from_static(COMMENT))));
@@ -226,7 +238,9 @@ impl Stream for SubscriberStream {
                 return Poll::Ready(Some(Ok(frame)));
             }
             Poll::Ready(Some(Err(()))) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
+            // Waiting for a page (replay memory, or the store): the heartbeat still runs, so
+            // that the connection is not silent for longer than its period.
+            Poll::Pending => return this.poll_heartbeat(cx),
             Poll::Ready(None) => {}
         }
         loop {
@@ -244,13 +258,22 @@ impl Stream for SubscriberStream {
                 Poll::Pending => break,
             }
         }
-        if let Some((every, timer)) = &mut this.heartbeat {
-            if timer.as_mut().poll(cx).is_ready() {
-                timer.as_mut().reset(Instant::now() + *every);
-                return Poll::Ready(Some(Ok(Bytes::from_static(COMMENT))));
-            }
+        this.poll_heartbeat(cx)
+    }
+}
+
+impl Stream for SubscriberStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
         }
-        Poll::Pending
+        let next = self.poll_frame(cx);
+        if let Poll::Ready(None) = next {
+            self.ended = true;
+        }
+        next
     }
 }
 
@@ -525,6 +548,24 @@ mod tests {
         assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
         let since_the_update = opened.elapsed() - Duration::from_secs(25);
         assert_eq!(since_the_update, every, "a period after the update, not after the comment");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_heartbeat_runs_while_the_replay_waits_for_memory() {
+        let history = vec![update("h1", "/a", false), update("h2", "/a", false)];
+        let setup = Setup::start(history, PAGE_BYTES);
+        // Another replay holds a page: with a budget of one page, this one must wait for it.
+        let held = setup.transport.read(0, 2).await.expect("a page");
+        let every = Duration::from_secs(10);
+        let start = StreamStart { heartbeat: Some(every), ..replaying(Some(1)) };
+        let opened = Instant::now();
+        let mut stream = setup.open(subscription(&["/a"], None), start).await;
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"), "the opening comment");
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"), "a heartbeat while waiting");
+        assert_eq!(next(&mut stream).await.as_deref(), Some(":"), "and the next");
+        assert_eq!(opened.elapsed(), 2 * every);
+        drop(held);
+        assert_eq!(next(&mut stream).await.as_deref(), Some("h2"), "then the replay goes on");
     }
 
     #[tokio::test(start_paused = true)]
