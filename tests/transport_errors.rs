@@ -89,14 +89,9 @@ async fn an_unavailable_transport_is_a_503_with_retry_after() {
         retry_after: Duration::from_secs(5),
     });
 
-    let response = client()
-        .post(&hub.url)
-        .bearer_auth(publisher())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("topic=a&data=lost&id=lost")
-        .send()
-        .await
-        .expect("publish request");
+    let form = [("topic", "a"), ("data", "lost"), ("id", "lost")];
+    let response = publish_request(&hub.url, &publisher(), &form).send().await;
+    let response = response.expect("publish request");
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "5");
     let body = response.text().await.expect("body");
