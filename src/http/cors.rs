@@ -6,10 +6,11 @@
 //!   `https://*.example.com`) is echoed with `Access-Control-Allow-Credentials: true`, so its pages
 //!   may subscribe with the authorization cookie (`EventSource` with `withCredentials`);
 //! - any other allowed origin (through `*`, or a pattern as wide as `https://*`) gets a literal
-//!   `Access-Control-Allow-Origin: *` and never credentials. Browsers then refuse to expose a response to a request that carried cookies, so
-//!   a page on an arbitrary site cannot read private updates with its visitor's cookie (the
-//!   reference hub v0.21.4 sent `*` with credentials; echoing the origin instead would make that
-//!   leak real). Such pages can still send a token in the `Authorization` header.
+//!   `Access-Control-Allow-Origin: *` and never credentials. Browsers then refuse to expose a
+//!   response to a request that carried cookies, so a page on an arbitrary site cannot read
+//!   private updates with its visitor's cookie (the reference hub v0.21.4 sent `*` with
+//!   credentials; echoing the origin instead would make that leak real). Such pages can still
+//!   send a token in the `Authorization` header.
 //!
 //! The `null` origin (sandboxed frames, `file:` and `data:` pages) can be taken by any site, so it
 //! is treated like `*` even when listed. `Last-Event-ID` is exposed so that cross-origin JavaScript

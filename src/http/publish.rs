@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::error::HubError;
 use crate::form::{Form, FormError};
 use crate::hub::Hub;
+use crate::transport::TransportError;
 use crate::update::{EventId, EventType, Topic, Update};
 
 /// The publish handler, traced as `mercure.publish`.
@@ -66,8 +67,11 @@ async fn publish_update(
 
     let id = update.id.clone();
     let seq = hub.transport.publish(update).await.map_err(|error| {
-        tracing::error!(%error, "publish failed");
         hub.metrics.publish_failed();
+        match error {
+            TransportError::Store(_) => tracing::error!(%error, "publish failed"),
+            _ => tracing::warn!(%error, "publish refused by the transport"),
+        }
         HubError::from(error)
     })?;
     hub.metrics.update_published(started.elapsed());

@@ -1,9 +1,10 @@
 //! The debugging UI: a static page at `/.well-known/mercure/ui/` to subscribe, publish and list
 //! active subscriptions from a browser, at the path where the reference hub serves its own UI.
 //!
-//! The assets live in `src/http/ui/` and are compiled into the binary, so the page needs no file at run
-//! time and no build step. They are plain HTML, CSS and JavaScript in separate files, because the
-//! hub's `Content-Security-Policy` (`default-src 'self' …`) forbids inline scripts and styles.
+//! The assets live in `src/http/ui/` and are compiled into the binary, so the page needs no file
+//! at run time and no build step. They are plain HTML, CSS and JavaScript in separate files,
+//! because the hub's `Content-Security-Policy` (`default-src 'self' …`) forbids inline scripts
+//! and styles.
 //! Every asset is sent with `Cache-Control: no-cache`, so a browser revalidates it after an
 //! upgrade of the hub.
 
