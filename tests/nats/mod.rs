@@ -1,0 +1,252 @@
+//! Test harness: a real NATS JetStream cluster on loopback.
+//!
+//! [`NatsCluster::start`] runs `n` nats-server processes (the binary `scripts/nats-server`
+//! provides, named by `NATS_SERVER_BIN`, else `nats-server` on PATH), clustered through routes,
+//! each with JetStream, its own store directory and ephemeral ports, and waits until every one
+//! reports JetStream healthy. Servers can be killed (`SIGKILL`) and restarted on the same ports and
+//! store, as a crashed node comes back.
+//!
+//! No server outlives its test: each runs under a small shell that holds a pipe from the test
+//! process and kills the server when that pipe closes, which happens when the cluster is dropped
+//! and also when the test process itself dies, however it dies.
+#![allow(dead_code, missing_docs)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+/// How long a cluster may take to report itself healthy (on a loaded 2-core machine, a few
+/// seconds; the limit only bounds a test that would otherwise hang).
+const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Runs the server given as `$0` with the arguments given, prints its pid, then waits for its
+/// stdin to close and kills the server.
+const WATCHDOG: &str = r#""$0" "$@" >/dev/null 2>&1 &
+server=$!
+echo "$server"
+read -r _ || true
+kill -9 "$server" 2>/dev/null
+wait "$server" 2>/dev/null
+exit 0"#;
+
+/// The nats-server binary to run.
+pub fn server_binary() -> String {
+    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".to_owned())
+}
+
+/// A free TCP port on loopback (free when this returns; the server binds it right after).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+    listener.local_addr().expect("its address").port()
+}
+
+/// One server of the cluster.
+pub struct NatsServer {
+    pub name: String,
+    pub client_port: u16,
+    pub cluster_port: u16,
+    pub monitor_port: u16,
+    store: PathBuf,
+    log: PathBuf,
+    running: Option<Running>,
+}
+
+/// A running server: its watchdog shell, the pipe that keeps it alive, and the server's pid.
+struct Running {
+    watchdog: Child,
+    lifeline: ChildStdin,
+    pid: u32,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Closing the lifeline makes the watchdog kill the server; wait for both to be gone.
+        let _ = self.lifeline.write_all(b"\n");
+        let _ = self.watchdog.wait();
+    }
+}
+
+impl NatsServer {
+    /// `nats://127.0.0.1:port` for clients.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The last lines of the server's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn spawn(&mut self, routes: &str) {
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg(server_binary())
+            .args(["--jetstream", "--store_dir"])
+            .arg(&self.store)
+            .args(["--name", &self.name, "--addr", "127.0.0.1"])
+            .args(["--port", &self.client_port.to_string()])
+            .args(["--http_port", &self.monitor_port.to_string()])
+            .args(["--cluster_name", "quicksilver-test"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", self.cluster_port)])
+            .args(["--routes", routes])
+            .arg("--log")
+            .arg(&self.log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sh runs");
+        let stdout = watchdog.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("the watchdog prints the pid");
+        let pid = line.trim().parse().expect("a pid");
+        let lifeline = watchdog.stdin.take().expect("piped stdin");
+        self.running = Some(Running { watchdog, lifeline, pid });
+    }
+
+    /// Whether the server answers its health check with JetStream healthy.
+    pub async fn is_healthy(&self) -> bool {
+        let url = format!("http://127.0.0.1:{}/healthz", self.monitor_port);
+        let client = reqwest::Client::new();
+        let response = client.get(url).timeout(Duration::from_secs(2)).send().await;
+        response.is_ok_and(|r| r.status().is_success())
+    }
+
+    /// The server's JetStream report (`/jsz`).
+    pub async fn jsz(&self) -> Option<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}/jsz", self.monitor_port);
+        let client = reqwest::Client::new();
+        let response = client.get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
+        serde_json::from_slice(&response.bytes().await.ok()?).ok()
+    }
+
+    /// The name of the JetStream meta leader this server knows, if any.
+    pub async fn meta_leader(&self) -> Option<String> {
+        let jsz = self.jsz().await?;
+        let leader = jsz.pointer("/meta_cluster/leader")?.as_str()?;
+        (!leader.is_empty()).then(|| leader.to_owned())
+    }
+}
+
+/// A JetStream cluster of servers on loopback, stopped when dropped.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+    routes: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    /// Starts `size` clustered servers and waits until each reports JetStream healthy.
+    pub async fn start(size: usize) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let servers: Vec<NatsServer> = (1..=size)
+            .map(|n| NatsServer {
+                name: format!("n{n}"),
+                client_port: free_port(),
+                cluster_port: free_port(),
+                monitor_port: free_port(),
+                store: dir.path().join(format!("n{n}")),
+                log: dir.path().join(format!("n{n}.log")),
+                running: None,
+            })
+            .collect();
+        let routes = servers
+            .iter()
+            .map(|s| format!("nats://127.0.0.1:{}", s.cluster_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Self { servers, routes, _dir: dir };
+        for index in 0..size {
+            cluster.spawn(index);
+        }
+        cluster.wait_healthy().await;
+        cluster
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let routes = self.routes.clone();
+        self.servers[index].spawn(&routes);
+    }
+
+    /// The client URLs of every server, comma-separated (the hub's `nats_url`).
+    pub fn urls(&self) -> String {
+        self.servers.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// Kills server `index` at once (`SIGKILL`), as a crash.
+    pub fn kill(&mut self, index: usize) {
+        let Some(running) = self.servers[index].running.as_ref() else { return };
+        let status = Command::new("kill").args(["-9", &running.pid.to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -9 {}", running.pid);
+        self.servers[index].running = None;
+    }
+
+    /// Starts server `index` again, on its ports and with its store, and waits until the whole
+    /// cluster is healthy.
+    pub async fn restart(&mut self, index: usize) {
+        assert!(self.servers[index].running.is_none(), "{} is running", self.servers[index].name);
+        self.spawn(index);
+        self.wait_healthy().await;
+    }
+
+    /// Waits until every running server reports JetStream healthy; panics with their logs after
+    /// [`HEALTHY_WITHIN`].
+    pub async fn wait_healthy(&self) {
+        let deadline = tokio::time::Instant::now() + HEALTHY_WITHIN;
+        loop {
+            let mut healthy = true;
+            for server in self.servers.iter().filter(|s| s.running.is_some()) {
+                healthy &= server.is_healthy().await;
+            }
+            if healthy {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let logs: Vec<String> = self
+                    .servers
+                    .iter()
+                    .map(|s| format!("--- {} ---\n{}", s.name, s.log_tail()))
+                    .collect();
+                panic!("the NATS cluster is not healthy:\n{}", logs.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The meta leader as every running server sees it, once they agree on one; panics after
+    /// [`HEALTHY_WITHIN`].
+    pub async fn agreed_meta_leader(&self) -> String {
+        let deadline = tokio::time::Instant::now() + HEALTHY_WITHIN;
+        loop {
+            let mut seen = Vec::new();
+            for server in self.servers.iter().filter(|s| s.running.is_some()) {
+                seen.push(server.meta_leader().await);
+            }
+            if let Some(Some(first)) = seen.first() {
+                let running: Vec<&str> = self
+                    .servers
+                    .iter()
+                    .filter(|s| s.running.is_some())
+                    .map(|s| s.name.as_str())
+                    .collect();
+                if seen.iter().all(|s| s.as_ref() == Some(first))
+                    && running.contains(&first.as_str())
+                {
+                    return first.clone();
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no agreed meta leader: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The index of the server named `name`.
+    pub fn index_of(&self, name: &str) -> usize {
+        self.servers.iter().position(|s| s.name == name).expect("a server of this cluster")
+    }
+}
