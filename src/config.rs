@@ -39,6 +39,11 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default file of the embedded history store.
 pub const DEFAULT_HISTORY_PATH: &str = "quicksilver.redb";
+/// Default JetStream stream of the `nats` transport.
+pub const DEFAULT_NATS_STREAM: &str = "MERCURE";
+/// Time a publication may wait for JetStream's acknowledgement (a stream leader election takes a
+/// few seconds) before it is answered 503.
+pub const DEFAULT_NATS_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Publish body limit: 1 MiB, as the reference hub's current version; larger bodies get 413.
 pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 1024 * 1024;
 /// Memory all history replays may hold at once: 64 pages of 1 MiB. Far more than a reconnect
@@ -96,7 +101,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("dispatch_timeout", "a connection accepting no data for this long is reset (default 5s)"),
     ("write_timeout", "maximum stream lifetime, 0s = off (default 600s)"),
     ("drain_timeout", "on SIGTERM, time within which open streams are ended (default 20s)"),
-    ("transport", "embedded (durable history, default) or memory"),
+    ("transport", "embedded (durable history, default), memory, or nats (a cluster)"),
+    ("nats_url", "NATS servers for transport nats, comma separated (nats://host:4222)"),
+    ("nats_stream", "JetStream stream holding the updates (default MERCURE)"),
+    ("nats_replicas", "copies of the stream on NATS servers, 1 to 5 (default 1)"),
+    ("nats_publish_timeout", "wait for JetStream's acknowledgement, then 503 (default 5s)"),
     ("history_path", "file of the embedded store (default quicksilver.redb)"),
     ("history_size", "number of updates kept in history, 0 = all (default 0)"),
     ("max_request_body_size", "publish body limit, e.g. 1MiB, 512KB (default 1MiB)"),
@@ -177,6 +186,46 @@ pub enum TransportKind {
     Embedded,
     /// Process memory: fast, lost at exit.
     Memory,
+    /// A NATS JetStream stream shared by every node of a cluster.
+    Nats(NatsSettings),
+}
+
+/// Where and how the `nats` transport keeps its stream.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsSettings {
+    /// Server URLs; they may carry credentials (`nats://user:password@host`).
+    pub servers: Vec<String>,
+    /// Name of the JetStream stream; its subjects are `{stream}.>`.
+    pub stream: String,
+    /// Copies of the stream across servers.
+    pub replicas: usize,
+    /// How long a publication waits for its acknowledgement before it is answered 503.
+    pub publish_timeout: Duration,
+}
+
+impl NatsSettings {
+    /// The server URLs with any credentials replaced by `***`, for logs and errors.
+    pub fn redacted_servers(&self) -> String {
+        let redact = |url: &String| match url.split_once("://") {
+            Some((scheme, rest)) => match rest.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}"),
+                None => url.clone(),
+            },
+            None => url.clone(),
+        };
+        self.servers.iter().map(redact).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSettings")
+            .field("servers", &self.redacted_servers())
+            .field("stream", &self.stream)
+            .field("replicas", &self.replicas)
+            .field("publish_timeout", &self.publish_timeout)
+            .finish()
+    }
 }
 
 /// A string that must never be printed (JWT secrets).
@@ -610,11 +659,45 @@ impl Values {
         match self.string("transport")?.as_deref() {
             None | Some("embedded") => Ok(TransportKind::Embedded),
             Some("memory") => Ok(TransportKind::Memory),
+            Some("nats") => Ok(TransportKind::Nats(self.nats()?)),
             Some(other) => Err(invalid(
                 "transport",
-                format!("`{other}` is not a transport (use embedded or memory)"),
+                format!("`{other}` is not a transport (use embedded, memory or nats)"),
             )),
         }
+    }
+
+    fn nats(&self) -> Result<NatsSettings, ConfigError> {
+        let servers: Vec<String> = self
+            .string("nats_url")?
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if servers.is_empty() {
+            return Err(invalid("nats_url", "transport nats needs the NATS servers' URLs"));
+        }
+        let stream = self.string("nats_stream")?.unwrap_or_else(|| DEFAULT_NATS_STREAM.into());
+        let valid_name = !stream.is_empty()
+            && stream.len() <= 64
+            && stream.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid_name {
+            return Err(invalid(
+                "nats_stream",
+                format!("`{stream}` is not a stream name (letters, digits, _ and -, at most 64)"),
+            ));
+        }
+        let replicas = match self.unsigned("nats_replicas")? {
+            None => 1,
+            Some(n @ 1..=5) => n as usize,
+            Some(n) => return Err(invalid("nats_replicas", format!("{n} is not between 1 and 5"))),
+        };
+        let publish_timeout = self
+            .duration("nats_publish_timeout", DEFAULT_NATS_PUBLISH_TIMEOUT)?
+            .ok_or_else(|| invalid("nats_publish_timeout", "must be above 0s"))?;
+        Ok(NatsSettings { servers, stream, replicas, publish_timeout })
     }
 }
 
@@ -929,5 +1012,41 @@ mod tests {
         assert_eq!(parse_size("512KB"), Some(512_000));
         assert_eq!(parse_size("42"), Some(42));
         assert_eq!(parse_size("1 TB"), None);
+    }
+
+    #[test]
+    fn nats_settings_are_read_and_checked() {
+        let nats = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("MERCURE_JWT_KEY", "k"), ("MERCURE_TRANSPORT", "nats")];
+            all.extend_from_slice(pairs);
+            load(&all)
+        };
+        let config = nats(&[("MERCURE_NATS_URL", "nats://a:4222, nats://u:secret@b:4222")])
+            .expect("valid configuration");
+        let TransportKind::Nats(settings) = &config.transport else { panic!("nats") };
+        assert_eq!(settings.servers, ["nats://a:4222", "nats://u:secret@b:4222"]);
+        assert_eq!((settings.stream.as_str(), settings.replicas), ("MERCURE", 1));
+        assert_eq!(settings.publish_timeout, DEFAULT_NATS_PUBLISH_TIMEOUT);
+        assert_eq!(settings.redacted_servers(), "nats://a:4222,nats://***@b:4222");
+        assert!(!format!("{config:?}").contains("secret"), "never in debug output");
+
+        for (pairs, expected) in [
+            (&[][..], "`nats_url`"),
+            (
+                &[("MERCURE_NATS_URL", "nats://a"), ("MERCURE_NATS_STREAM", "a.b")][..],
+                "`nats_stream`",
+            ),
+            (
+                &[("MERCURE_NATS_URL", "nats://a"), ("MERCURE_NATS_REPLICAS", "7")][..],
+                "`nats_replicas`",
+            ),
+            (
+                &[("MERCURE_NATS_URL", "nats://a"), ("MERCURE_NATS_PUBLISH_TIMEOUT", "0s")][..],
+                "`nats_publish_timeout`",
+            ),
+        ] {
+            let message = nats(pairs).expect_err("must be refused").to_string();
+            assert!(message.contains(expected), "{message:?} should name {expected}");
+        }
     }
 }

@@ -22,6 +22,7 @@ use crate::transport::embedded::EmbeddedStore;
 use crate::transport::feed::{self, NewFeed};
 use crate::transport::local::LocalTransport;
 use crate::transport::memory::MemoryStore;
+use crate::transport::nats::NatsTransport;
 use crate::transport::Transport;
 use router::Router;
 
@@ -43,7 +44,7 @@ impl Hub {
     pub fn start(config: Config) -> anyhow::Result<Self> {
         Self::with_transport(config, |feed, config, metrics| {
             let memory = config.replay_memory;
-            Ok(match config.transport {
+            Ok(match &config.transport {
                 TransportKind::Embedded => {
                     let store = EmbeddedStore::open(&config.history_path, config.history_size)?;
                     Arc::new(LocalTransport::start(store, feed, metrics, memory)?)
@@ -51,6 +52,10 @@ impl Hub {
                 TransportKind::Memory => {
                     let store = MemoryStore::new(config.history_size);
                     Arc::new(LocalTransport::start(store, feed, metrics, memory)?)
+                }
+                TransportKind::Nats(settings) => {
+                    let size = config.history_size;
+                    Arc::new(NatsTransport::start(settings.clone(), size, feed, memory)?)
                 }
             })
         })

@@ -7,14 +7,15 @@
 //! `crate::error` decides what a client is told.
 //!
 //! The single-node transports share one sequencer ([`local::LocalTransport`]) over a [`Store`]:
-//! [`embedded`] (a redb file, durable, the default) and [`memory`] (volatile). A clustered
-//! transport implements [`Transport`] directly, its replicated log being the order.
+//! [`embedded`] (a redb file, durable, the default) and [`memory`] (volatile). The clustered
+//! transport, [`nats`], implements [`Transport`] directly, its JetStream stream being the order.
 
 pub mod embedded;
 mod error;
 pub mod feed;
 pub mod local;
 pub mod memory;
+pub mod nats;
 pub mod pages;
 pub mod recent;
 

@@ -1,0 +1,521 @@
+//! The `nats` transport: several hub nodes over one NATS JetStream stream.
+//!
+//! Every publication, on any node, is published to the stream and acknowledged by JetStream before
+//! its publisher is answered: the stream's sequence numbers are the cluster's one order. Each
+//! node's bridge actor ([`Bridge`]) reads the whole stream through one ordered consumer of its
+//! own, from a position it keeps itself, and feeds its router, so every node fans out the same
+//! updates in the same order, and a subscriber may be on any node.
+//!
+//! # Message format, version 1
+//!
+//! - subject `{stream}.u.{key}`, where `key` is the first 16 hexadecimal digits of the SHA-256 of
+//!   the update's id, so that the stream finds the first update with an id by its subject;
+//! - header `Quicksilver-Format: 1` (a node refuses a message of a format it does not know);
+//! - header `Nats-Msg-Id`: the id and a digest of the whole update, so that a publication retried
+//!   after a lost acknowledgement is stored once, while another update reusing the id is kept;
+//! - payload: the update as JSON, the embedded store's encoding.
+//!
+//! # History
+//!
+//! The bridge keeps the updates it has read in a bounded window; a replay from inside the window
+//! is served from memory, an older one reads the stream by sequence number. `Last-Event-ID` is
+//! looked up with the stream leader's "first message on subject" on the id's subject, never with
+//! a replica that may lag behind an acknowledgement made on another node.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{Config as StreamConfig, RawMessageErrorKind, StorageType};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::feed::{Feed, NewFeed};
+use super::pages::{self, Chunk, Page, ReplayPages};
+use super::recent::Keep;
+use super::{Transport, TransportError};
+use crate::config::NatsSettings;
+use crate::update::{Dispatched, Seq, Update};
+
+/// The message format this node writes and reads.
+const FORMAT: &str = "1";
+/// Header naming the message format.
+const FORMAT_HEADER: &str = "Quicksilver-Format";
+/// Updates the bridge keeps in memory for replays and lookups: at about 1 KB each, about 10 MB.
+const WINDOW: usize = 10_000;
+/// Oldest NATS server version the transport accepts.
+const MIN_SERVER: (u64, u64) = (2, 11);
+/// How long to wait before trying NATS again after a failure.
+const RETRY: Duration = Duration::from_secs(1);
+/// What a client is told to wait when NATS is out of reach.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// What the bridge and the transport's handles share.
+#[derive(Debug)]
+struct Shared {
+    settings: NatsSettings,
+    history_size: u64,
+    /// Set once the bridge has connected and the stream exists.
+    jetstream: OnceLock<async_nats::jetstream::Context>,
+    /// Whether the bridge is reading the stream (readiness).
+    reading: AtomicBool,
+    /// The updates the bridge has read, most recent last. Written by the bridge only; a lock
+    /// rather than messages, so that replays never wait behind the consumer.
+    window: Mutex<Window>,
+}
+
+/// The last updates read from the stream, complete from `from` on.
+#[derive(Debug, Default)]
+struct Window {
+    updates: VecDeque<Arc<Dispatched>>,
+    /// Every update of the stream numbered `from` or more that the bridge has read is here.
+    from: Seq,
+}
+
+impl Window {
+    fn push(&mut self, update: Arc<Dispatched>) {
+        if self.updates.len() == WINDOW {
+            if let Some(oldest) = self.updates.pop_front() {
+                self.from = oldest.seq + 1;
+            }
+        }
+        self.updates.push_back(update);
+    }
+
+    /// The newest update read, 0 when none.
+    fn last(&self) -> Seq {
+        self.updates.back().map_or(self.from.saturating_sub(1), |d| d.seq)
+    }
+}
+
+/// A [`Transport`] over a NATS JetStream stream. Its bridge stops when every clone is dropped.
+#[derive(Debug, Clone)]
+pub struct NatsTransport {
+    shared: Arc<Shared>,
+    pages: Arc<ReplayPages>,
+    /// Dropped with the last handle, which tells the bridge to stop.
+    _running: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl NatsTransport {
+    /// Starts the bridge on a thread of its own. It connects to NATS (trying again until it
+    /// can), creates or updates the stream, tells the router where the stream ends, then feeds
+    /// it every update. Until then the transport is not ready and publications get 503.
+    pub fn start(
+        settings: NatsSettings,
+        history_size: u64,
+        feed: NewFeed,
+        replay_memory: usize,
+    ) -> Result<Self, TransportError> {
+        let shared = Arc::new(Shared {
+            settings,
+            history_size,
+            jetstream: OnceLock::new(),
+            reading: AtomicBool::new(false),
+            window: Mutex::default(),
+        });
+        let bridge = Bridge { shared: shared.clone() };
+        let (running, stopped) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| TransportError::Store(format!("cannot start the NATS bridge: {e}")))?;
+        std::thread::Builder::new()
+            .name("quicksilver-nats-bridge".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = bridge.run(feed) => {}
+                        _ = stopped => {}
+                    }
+                })
+            })
+            .map_err(|e| TransportError::Store(format!("cannot start the NATS bridge: {e}")))?;
+        let pages = Arc::new(ReplayPages::new(replay_memory));
+        Ok(Self { shared, pages, _running: Arc::new(running) })
+    }
+
+    fn jetstream(&self) -> Result<&async_nats::jetstream::Context, TransportError> {
+        let jetstream = self.shared.jetstream.get().ok_or_else(|| unavailable("not connected"))?;
+        match jetstream.client().connection_state() {
+            async_nats::connection::State::Connected => Ok(jetstream),
+            // A publication made now would wait inside the client and might be stored after
+            // its publisher was told it failed: refuse it at once instead.
+            _ => Err(unavailable("the connection is down")),
+        }
+    }
+
+    async fn stream(&self) -> Result<async_nats::jetstream::stream::Stream<()>, TransportError> {
+        let name = &self.shared.settings.stream;
+        self.jetstream()?.get_stream_no_info(name).await.map_err(|e| unavailable(&e.to_string()))
+    }
+
+    /// Publishes one update and waits for its acknowledgement, trying again with the same
+    /// message id (so it is stored once) while the stream has no leader, up to the timeout.
+    async fn publish_one(&self, update: &Update) -> Result<Seq, TransportError> {
+        let payload = Bytes::from(
+            serde_json::to_vec(update)
+                .map_err(|e| TransportError::Store(format!("cannot encode an update: {e}")))?,
+        );
+        let subject = subject(&self.shared.settings.stream, update.id.as_str());
+        let message_id = message_id(update, &payload);
+        let too_large = |limit: usize| TransportError::TooLarge { size: payload.len(), limit };
+        let limit = self.jetstream()?.client().server_info().max_payload;
+        if payload.len() > limit {
+            return Err(too_large(limit));
+        }
+        let deadline = tokio::time::Instant::now() + self.shared.settings.publish_timeout;
+        loop {
+            let message = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&message_id)
+                .header(FORMAT_HEADER, FORMAT);
+            let attempt = async {
+                let ack = self.jetstream()?.send_publish(subject.clone(), message).await;
+                let ack = ack.map_err(PublishFailure::new)?;
+                ack.await.map_err(PublishFailure::new)
+            };
+            let failure = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(ack)) => return Ok(ack.sequence),
+                Ok(Err(PublishFailure::TooLarge)) => return Err(too_large(limit)),
+                Ok(Err(PublishFailure::Refused(error))) => return Err(error),
+                Ok(Err(PublishFailure::Transient(reason))) => reason,
+                Err(_) => "no acknowledgement in time".to_owned(),
+            };
+            if tokio::time::Instant::now() + RETRY / 4 >= deadline {
+                return Err(unavailable(&format!(
+                    "JetStream did not acknowledge the update within {:?} \
+                     (nats_publish_timeout): {failure}",
+                    self.shared.settings.publish_timeout
+                )));
+            }
+            tokio::time::sleep(RETRY / 4).await;
+        }
+    }
+
+    /// The updates after `after` up to `bound`, about `max_bytes` of them, from the window when
+    /// it has them, else from the stream by sequence number.
+    async fn load(
+        &self,
+        after: Seq,
+        bound: Seq,
+        max_bytes: usize,
+    ) -> Result<Chunk, TransportError> {
+        {
+            let window = lock(&self.shared.window);
+            if window.from > 0 && after + 1 >= window.from {
+                let start = window.updates.partition_point(|d| d.seq <= after);
+                let updates = window.updates.range(start..).take_while(|d| d.seq <= bound);
+                return Ok(pages::fill(updates.cloned(), max_bytes, window.last().min(bound)));
+            }
+        }
+        let stream = self.stream().await?;
+        let info = stream.get_info().await.map_err(|e| unavailable(&e.to_string()))?;
+        // What the stream trimmed is not asked for, one missing number at a time.
+        let start = (after + 1).max(info.state.first_sequence);
+        let mut chunk = Chunk { updates: Vec::new(), through: bound };
+        let mut size = 0;
+        for seq in start..=bound {
+            match stream.get_raw_message(seq).await {
+                Ok(message) => {
+                    // As the bridge does, a message this node cannot read is skipped, not fatal.
+                    let Ok(update) = decode(seq, &message.headers, &message.payload) else {
+                        continue;
+                    };
+                    if !chunk.updates.is_empty() && size + update.size() > max_bytes {
+                        chunk.through = seq - 1;
+                        break;
+                    }
+                    size += update.size();
+                    chunk.updates.push(update);
+                }
+                // Trimmed or deleted: nothing to replay at this number.
+                Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => {}
+                Err(error) => return Err(unavailable(&error.to_string())),
+            }
+        }
+        Ok(chunk)
+    }
+}
+
+/// Why one publication attempt failed.
+enum PublishFailure {
+    /// Worth trying again with the same message id (no leader yet, connection hiccup).
+    Transient(String),
+    /// The message with its headers is over the server's `max_payload`.
+    TooLarge,
+    /// Final: trying again cannot help.
+    Refused(TransportError),
+}
+
+impl From<TransportError> for PublishFailure {
+    fn from(error: TransportError) -> Self {
+        Self::Refused(error)
+    }
+}
+
+impl PublishFailure {
+    fn new(error: async_nats::jetstream::context::PublishError) -> Self {
+        match error.kind() {
+            PublishErrorKind::MaxPayloadExceeded => Self::TooLarge,
+            PublishErrorKind::StreamNotFound
+            | PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::MaxAckPending => Self::Transient(error.to_string()),
+            _ => Self::Refused(unavailable(&error.to_string())),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for NatsTransport {
+    async fn publish_all(&self, updates: Vec<Update>, _keep: Keep) -> Result<Seq, TransportError> {
+        // Subscription events travel through the stream like any update: every node must see
+        // them. One after the other, so that they keep their order.
+        let mut last = 0;
+        for update in &updates {
+            last = self.publish_one(update).await?;
+        }
+        Ok(last)
+    }
+
+    async fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError> {
+        let stream = self.stream().await?;
+        let subject = subject(&self.shared.settings.stream, id);
+        let mut from = 1;
+        // Ids whose keys collide share a subject: step over the other ids.
+        loop {
+            let message = match stream.get_first_raw_message_by_subject(&subject, from).await {
+                Ok(message) => message,
+                Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => {
+                    return Ok(None)
+                }
+                Err(error) => return Err(unavailable(&error.to_string())),
+            };
+            let update = decode(message.sequence, &message.headers, &message.payload)?;
+            if update.id.as_str() == id {
+                return Ok(Some(update));
+            }
+            from = message.sequence + 1;
+        }
+    }
+
+    async fn read(&self, after: Seq, bound: Seq) -> Result<Page, TransportError> {
+        self.pages.page(after, bound, |max| self.load(after, bound, max)).await
+    }
+
+    fn is_ready(&self) -> bool {
+        self.shared.reading.load(Ordering::Acquire) && self.jetstream().is_ok()
+    }
+}
+
+/// The bridge actor: connects, keeps the stream configured, and feeds the router from its own
+/// consumer, resuming from its own position after any failure. It owns that position and the
+/// connection; it shares with the handles only what they read: the JetStream context once
+/// connected, the readiness flag and the window. It stops when the router stops or when every
+/// handle of the transport is dropped.
+struct Bridge {
+    shared: Arc<Shared>,
+}
+
+impl Bridge {
+    async fn run(self, feed: NewFeed) {
+        let settings = &self.shared.settings;
+        let servers = settings.redacted_servers();
+        let (client, stream) = loop {
+            match self.connect().await {
+                Ok(connected) => break connected,
+                Err(error) => {
+                    tracing::warn!(%servers, %error, "NATS is not available yet; trying again");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        };
+        let last = stream.cached_info().state.last_sequence;
+        let _ = self.shared.jetstream.set(async_nats::jetstream::new(client));
+        {
+            let mut window = lock(&self.shared.window);
+            window.from = last + 1;
+        }
+        tracing::info!(%servers, stream = %settings.stream, last, "reading the NATS stream");
+        let feed = feed.start(last);
+        let mut position = last;
+        loop {
+            match self.read_from(&stream, &mut position, &feed).await {
+                Ok(()) => return, // the router has stopped: the hub is shutting down
+                Err(error) => {
+                    self.shared.reading.store(false, Ordering::Release);
+                    tracing::warn!(%error, position, "reading the NATS stream failed; resuming");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    }
+
+    /// Connects, checks the server version, and creates or updates the stream.
+    async fn connect(
+        &self,
+    ) -> Result<(async_nats::Client, async_nats::jetstream::stream::Stream), String> {
+        let settings = &self.shared.settings;
+        let options = async_nats::ConnectOptions::new()
+            .ping_interval(Duration::from_secs(5))
+            .connection_timeout(Duration::from_secs(5))
+            .name("quicksilver");
+        let client = options
+            .connect(settings.servers.as_slice())
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let version = client.server_info().version;
+        if !recent_enough(&version) {
+            return Err(format!(
+                "the NATS server runs {version}; Quicksilver needs {}.{} or later",
+                MIN_SERVER.0, MIN_SERVER.1
+            ));
+        }
+        let jetstream = async_nats::jetstream::new(client.clone());
+        let config = StreamConfig {
+            name: settings.stream.clone(),
+            subjects: vec![format!("{}.>", settings.stream)],
+            num_replicas: settings.replicas,
+            storage: StorageType::File,
+            max_messages: match self.shared.history_size {
+                0 => -1,
+                n => i64::try_from(n).unwrap_or(i64::MAX),
+            },
+            allow_direct: true,
+            ..StreamConfig::default()
+        };
+        let info = jetstream
+            .create_or_update_stream(config)
+            .await
+            .map_err(|e| format!("cannot create or update stream {}: {e}", settings.stream))?;
+        let stream = jetstream
+            .get_stream(&info.config.name)
+            .await
+            .map_err(|e| format!("cannot read stream {}: {e}", settings.stream))?;
+        Ok((client, stream))
+    }
+
+    /// Feeds the router from `position + 1` on, moving `position` with every update; `Ok` once
+    /// the router has stopped.
+    async fn read_from(
+        &self,
+        stream: &async_nats::jetstream::stream::Stream,
+        position: &mut Seq,
+        feed: &Feed,
+    ) -> Result<(), String> {
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: *position + 1 },
+                ..OrderedConfig::default()
+            })
+            .await
+            .map_err(|e| format!("cannot create the consumer: {e}"))?;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        self.shared.reading.store(true, Ordering::Release);
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| e.to_string())?;
+            let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+            if seq <= *position {
+                continue;
+            }
+            let headers = message.headers.clone().unwrap_or_default();
+            let update = match decode(seq, &headers, &message.payload) {
+                Ok(update) => update,
+                Err(error) => {
+                    // Not ours to deliver (another writer, or a newer format): skip it, loudly.
+                    tracing::error!(seq, %error, "skipping a message of the stream");
+                    *position = seq;
+                    continue;
+                }
+            };
+            lock(&self.shared.window).push(update.clone());
+            *position = seq;
+            if feed.send(update).await.is_err() {
+                return Ok(());
+            }
+        }
+        Err("the consumer ended".into())
+    }
+}
+
+/// The subject of the updates whose id is `id`.
+fn subject(stream: &str, id: &str) -> String {
+    let digest = Sha256::digest(id.as_bytes());
+    let key: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
+    format!("{stream}.u.{key}")
+}
+
+/// `Nats-Msg-Id` of an update: its id and a digest of its encoding.
+fn message_id(update: &Update, payload: &[u8]) -> String {
+    let digest = Sha256::digest(payload);
+    let short: String = digest.iter().take(12).map(|byte| format!("{byte:02x}")).collect();
+    format!("{}:{short}", update.id.as_str())
+}
+
+/// Decodes the message numbered `seq`.
+fn decode(
+    seq: Seq,
+    headers: &async_nats::HeaderMap,
+    payload: &[u8],
+) -> Result<Arc<Dispatched>, TransportError> {
+    let format = headers.get(FORMAT_HEADER).map(|v| v.as_str());
+    if format != Some(FORMAT) {
+        return Err(TransportError::Store(format!(
+            "message {seq} of the stream has format {format:?}, this node reads {FORMAT}"
+        )));
+    }
+    let update: Update = serde_json::from_slice(payload)
+        .map_err(|e| TransportError::Store(format!("corrupted message {seq}: {e}")))?;
+    Ok(Arc::new(Dispatched::new(seq, update)))
+}
+
+/// Whether a server version (`2.11.3`, `v2.12.0-beta`) is at least [`MIN_SERVER`].
+fn recent_enough(version: &str) -> bool {
+    let mut numbers = version.trim_start_matches('v').split(['.', '-']).map(|n| n.parse::<u64>());
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= MIN_SERVER,
+        _ => false,
+    }
+}
+
+fn unavailable(reason: &str) -> TransportError {
+    TransportError::Unavailable { reason: format!("NATS: {reason}"), retry_after: RETRY_AFTER }
+}
+
+fn lock(window: &Mutex<Window>) -> std::sync::MutexGuard<'_, Window> {
+    // Every change to the window completes before anything can panic.
+    window.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_and_message_ids_are_stable_and_distinct() {
+        let a = subject("MERCURE", "urn:uuid:1");
+        assert_eq!(a, subject("MERCURE", "urn:uuid:1"));
+        assert_ne!(a, subject("MERCURE", "urn:uuid:2"));
+        assert!(a.starts_with("MERCURE.u.") && a.len() == "MERCURE.u.".len() + 16, "{a}");
+        let update = Update::for_test("x");
+        let mut other = update.clone();
+        other.data = "different".into();
+        let encode = |u: &Update| serde_json::to_vec(u).expect("encodes");
+        assert_eq!(message_id(&update, &encode(&update)), message_id(&update, &encode(&update)));
+        assert_ne!(message_id(&update, &encode(&update)), message_id(&other, &encode(&other)));
+    }
+
+    #[test]
+    fn server_versions() {
+        assert!(recent_enough("2.11.0") && recent_enough("2.14.9") && recent_enough("v3.0.0"));
+        assert!(!recent_enough("2.9.25") && !recent_enough("2.10.0") && !recent_enough("junk"));
+    }
+}

@@ -1,0 +1,137 @@
+//! Cluster mode: hub nodes on `transport = nats` over a real three-server JetStream cluster
+//! (`tests/nats/mod.rs`). A publication on any node reaches the subscribers of every node, in one
+//! order, and a subscriber resumes on any node with its `Last-Event-ID`, also right after the
+//! update was acknowledged on another node, and on a node started after the updates were
+//! published.
+
+mod common;
+mod nats;
+
+use std::time::Duration;
+
+use common::*;
+use nats::NatsCluster;
+
+/// How long a node may take to connect and read the stream (a bound for a hung test only).
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// A hub node on the cluster's stream, once it is ready.
+async fn node(cluster: &NatsCluster, stream: &str) -> TestHub {
+    let urls = cluster.urls();
+    let hub = TestHub::start(&[
+        ("MERCURE_TRANSPORT", "nats"),
+        ("MERCURE_NATS_URL", &urls),
+        ("MERCURE_NATS_STREAM", stream),
+        ("MERCURE_NATS_REPLICAS", "3"),
+    ]);
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    loop {
+        let ready = client().get(hub.at("/readyz")).send().await.expect("readyz");
+        if ready.status() == 200 {
+            return hub;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the node is not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publications_on_any_node_reach_every_node_and_resume_anywhere() {
+    let cluster = NatsCluster::start(3).await;
+    let nodes = [
+        node(&cluster, "CLUSTER").await,
+        node(&cluster, "CLUSTER").await,
+        node(&cluster, "CLUSTER").await,
+    ];
+    let topic = "https://example.com/books/1";
+    let query = topics_query(&[topic]);
+    let mut streams = Vec::new();
+    for hub in &nodes {
+        streams.push(Events::open(hub, &query, Some(&subscriber())).await);
+    }
+
+    // One publication on each node, then more alternating: every subscriber gets them all, in
+    // the same order everywhere.
+    let mut ids = Vec::new();
+    for n in 0..9 {
+        let id = format!("u{n}");
+        let data = format!("update {n}");
+        let hub = &nodes[n % 3];
+        let (status, body) = publish(hub, &[("topic", topic), ("id", &id), ("data", &data)]).await;
+        assert_eq!((status, body.as_str()), (200, id.as_str()), "published on node {}", n % 3);
+        ids.push(id);
+    }
+    let mut orders = Vec::new();
+    for events in &mut streams {
+        let mut order = Vec::new();
+        for _ in 0..ids.len() {
+            order.push(events.next().await.id);
+        }
+        orders.push(order);
+    }
+    for order in &orders {
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids, "every update, once");
+        assert_eq!(order, &orders[0], "in one order on every node");
+    }
+    for events in &mut streams {
+        events.assert_silent(Duration::from_millis(300)).await;
+    }
+
+    // Resuming on another node than the one that acknowledged, at once.
+    let (status, _) = publish(&nodes[0], &[("topic", topic), ("id", "fresh")]).await;
+    assert_eq!(status, 200);
+    let resumed = Events::open_with(
+        &nodes[2],
+        &query,
+        Some(&subscriber()),
+        &[("last-event-id", orders[0][7].as_str())],
+    )
+    .await;
+    assert_eq!(resumed.response_headers["last-event-id"], orders[0][7].as_str());
+    let mut resumed = resumed;
+    assert_eq!(resumed.next().await.id, orders[0][8], "what followed the cursor");
+    assert_eq!(resumed.next().await.id, "fresh", "then what was acknowledged elsewhere");
+    resumed.assert_silent(Duration::from_millis(300)).await;
+
+    // `earliest` replays the whole stream; an unknown id too, and says so.
+    let mut all =
+        Events::open_with(&nodes[1], &query, Some(&subscriber()), &[("last-event-id", "earliest")])
+            .await;
+    for id in orders[0].iter().chain(["fresh".to_owned()].iter()) {
+        assert_eq!(&all.next().await.id, id);
+    }
+    let unknown =
+        Events::open_with(&nodes[1], &query, Some(&subscriber()), &[("last-event-id", "nope")])
+            .await;
+    assert_eq!(unknown.response_headers["last-event-id"], "earliest");
+
+    // A publication retried with the same id and content is stored once.
+    let retry = [("topic", topic), ("id", "twice"), ("data", "same")];
+    let (first, _) = publish(&nodes[0], &retry).await;
+    let (second, _) = publish(&nodes[1], &retry).await;
+    assert_eq!((first, second), (200, 200));
+    assert_eq!(streams[2].next().await.id, "fresh");
+    assert_eq!(streams[2].next().await.id, "twice");
+    streams[2].assert_silent(Duration::from_millis(500)).await;
+
+    // A node started now has read none of this: it replays from the stream itself.
+    let late = node(&cluster, "CLUSTER").await;
+    let everything: Vec<String> =
+        orders[0].iter().cloned().chain(["fresh".to_owned(), "twice".to_owned()]).collect();
+    let mut replay =
+        Events::open_with(&late, &query, Some(&subscriber()), &[("last-event-id", "earliest")])
+            .await;
+    for id in &everything {
+        assert_eq!(&replay.next().await.id, id, "from the stream, in order");
+    }
+    let mut resumed =
+        Events::open_with(&late, &query, Some(&subscriber()), &[("last-event-id", "u0")]).await;
+    for id in everything.iter().skip_while(|id| *id != "u0").skip(1) {
+        assert_eq!(&resumed.next().await.id, id, "after the cursor, from the stream");
+    }
+    let (status, _) = publish(&nodes[1], &[("topic", topic), ("id", "live")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(replay.next().await.id, "live", "then live");
+}
