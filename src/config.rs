@@ -106,6 +106,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("nats_stream", "JetStream stream holding the updates (default MERCURE)"),
     ("nats_replicas", "copies of the stream on NATS servers, 1 to 5 (default 1)"),
     ("nats_publish_timeout", "wait for JetStream's acknowledgement, then 503 (default 5s)"),
+    ("nats_user", "NATS user name, with nats_password"),
+    ("nats_password", "NATS password, with nats_user (never logged)"),
+    ("nats_token", "NATS authentication token (never logged)"),
+    ("nats_creds", "NATS credentials file (.creds: user JWT and NKey seed)"),
     ("history_path", "file of the embedded store (default quicksilver.redb)"),
     ("history_size", "number of updates kept in history, 0 = all (default 0)"),
     ("max_request_body_size", "publish body limit, e.g. 1MiB, 512KB (default 1MiB)"),
@@ -201,6 +205,22 @@ pub struct NatsSettings {
     pub replicas: usize,
     /// How long a publication waits for its acknowledgement before it is answered 503.
     pub publish_timeout: Duration,
+    /// How the hub authenticates to NATS, besides credentials in the URLs.
+    pub auth: NatsAuth,
+}
+
+/// How the hub authenticates to NATS.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NatsAuth {
+    /// No credentials, or those in the server URLs.
+    #[default]
+    None,
+    /// `nats_user` and `nats_password`.
+    UserPassword(String, Secret),
+    /// `nats_token`.
+    Token(Secret),
+    /// `nats_creds`: a credentials file (user JWT and NKey seed).
+    CredentialsFile(PathBuf),
 }
 
 impl NatsSettings {
@@ -224,6 +244,7 @@ impl fmt::Debug for NatsSettings {
             .field("stream", &self.stream)
             .field("replicas", &self.replicas)
             .field("publish_timeout", &self.publish_timeout)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -697,7 +718,31 @@ impl Values {
         let publish_timeout = self
             .duration("nats_publish_timeout", DEFAULT_NATS_PUBLISH_TIMEOUT)?
             .ok_or_else(|| invalid("nats_publish_timeout", "must be above 0s"))?;
-        Ok(NatsSettings { servers, stream, replicas, publish_timeout })
+        let auth = match (
+            self.string("nats_user")?.filter(|u| !u.is_empty()),
+            self.secret("nats_password")?,
+            self.secret("nats_token")?,
+            self.string("nats_creds")?.filter(|c| !c.is_empty()),
+        ) {
+            (None, None, None, None) => NatsAuth::None,
+            (Some(user), Some(password), None, None) => NatsAuth::UserPassword(user, password),
+            (None, None, Some(token), None) => NatsAuth::Token(token),
+            (None, None, None, Some(file)) => NatsAuth::CredentialsFile(file.into()),
+            (Some(_), None, None, None) => {
+                return Err(invalid("nats_password", "nats_user needs nats_password"))
+            }
+            (None, Some(_), None, None) => {
+                return Err(invalid("nats_user", "nats_password needs nats_user"))
+            }
+            _ => {
+                return Err(invalid(
+                    "nats_user",
+                    "set one way to authenticate to NATS: nats_user with nats_password, \
+                     nats_token, or nats_creds",
+                ))
+            }
+        };
+        Ok(NatsSettings { servers, stream, replicas, publish_timeout, auth })
     }
 }
 
@@ -1029,6 +1074,15 @@ mod tests {
         assert_eq!(settings.publish_timeout, DEFAULT_NATS_PUBLISH_TIMEOUT);
         assert_eq!(settings.redacted_servers(), "nats://a:4222,nats://***@b:4222");
         assert!(!format!("{config:?}").contains("secret"), "never in debug output");
+        assert_eq!(settings.auth, NatsAuth::None);
+        let url = ("MERCURE_NATS_URL", "nats://a");
+        let config = nats(&[url, ("MERCURE_NATS_USER", "hub"), ("MERCURE_NATS_PASSWORD", "pw-x")])
+            .expect("user and password");
+        let TransportKind::Nats(settings) = &config.transport else { panic!("nats") };
+        assert!(matches!(&settings.auth, NatsAuth::UserPassword(user, _) if user == "hub"));
+        assert!(!format!("{config:?}").contains("pw-x"), "the password is never printed");
+        let config = nats(&[url, ("MERCURE_NATS_TOKEN", "tk-x")]).expect("a token");
+        assert!(!format!("{config:?}").contains("tk-x"), "nor the token");
 
         for (pairs, expected) in [
             (&[][..], "`nats_url`"),
@@ -1044,6 +1098,9 @@ mod tests {
                 &[("MERCURE_NATS_URL", "nats://a"), ("MERCURE_NATS_PUBLISH_TIMEOUT", "0s")][..],
                 "`nats_publish_timeout`",
             ),
+            (&[url, ("MERCURE_NATS_USER", "u")][..], "`nats_password`"),
+            (&[url, ("MERCURE_NATS_PASSWORD", "p")][..], "`nats_user`"),
+            (&[url, ("MERCURE_NATS_TOKEN", "t"), ("MERCURE_NATS_CREDS", "f")][..], "`nats_user`"),
         ] {
             let message = nats(pairs).expect_err("must be refused").to_string();
             assert!(message.contains(expected), "{message:?} should name {expected}");

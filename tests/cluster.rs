@@ -17,13 +17,26 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// A hub node on the cluster's stream, once it is ready.
 async fn node(cluster: &NatsCluster, stream: &str) -> TestHub {
+    node_with(cluster, stream, &[]).await
+}
+
+/// A hub node on the cluster (the stream on every server) with more settings.
+fn start_node(cluster: &NatsCluster, stream: &str, settings: &[(&str, &str)]) -> TestHub {
     let urls = cluster.urls();
-    let hub = TestHub::start(&[
+    let replicas = cluster.servers.len().to_string();
+    let mut all = vec![
         ("MERCURE_TRANSPORT", "nats"),
-        ("MERCURE_NATS_URL", &urls),
+        ("MERCURE_NATS_URL", urls.as_str()),
         ("MERCURE_NATS_STREAM", stream),
-        ("MERCURE_NATS_REPLICAS", "3"),
-    ]);
+        ("MERCURE_NATS_REPLICAS", replicas.as_str()),
+    ];
+    all.extend_from_slice(settings);
+    TestHub::start(&all)
+}
+
+/// [`start_node`], once the node is ready.
+async fn node_with(cluster: &NatsCluster, stream: &str, settings: &[(&str, &str)]) -> TestHub {
+    let hub = start_node(cluster, stream, settings);
     let deadline = tokio::time::Instant::now() + READY_WITHIN;
     loop {
         let ready = client().get(hub.at("/readyz")).send().await.expect("readyz");
@@ -134,4 +147,27 @@ async fn publications_on_any_node_reach_every_node_and_resume_anywhere() {
     let (status, _) = publish(&nodes[1], &[("topic", topic), ("id", "live")]).await;
     assert_eq!(status, 200);
     assert_eq!(replay.next().await.id, "live", "then live");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_authenticate_to_nats_and_a_wrong_password_keeps_them_unready() {
+    let cluster = NatsCluster::start_with(1, &["--user", "hub", "--pass", "right-password"]).await;
+    let user = ("MERCURE_NATS_USER", "hub");
+    // The node with the wrong password starts first: by the time the other one, started after
+    // it, is ready, it has been refused.
+    let bad = start_node(&cluster, "AUTH", &[user, ("MERCURE_NATS_PASSWORD", "wrong")]);
+    let good =
+        node_with(&cluster, "AUTH", &[user, ("MERCURE_NATS_PASSWORD", "right-password")]).await;
+    let (status, _) = publish(&good, &[("topic", "a"), ("id", "in")]).await;
+    assert_eq!(status, 200);
+
+    // Refused, it is not ready, and it answers publications at once with 503 and Retry-After
+    // rather than holding them.
+    let ready = client().get(bad.at("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 503);
+    let form = [("topic", "a"), ("id", "out")];
+    let response = publish_request(&bad.url, &publisher(), &form).send().await;
+    let response = response.expect("publish request");
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
 }

@@ -41,7 +41,7 @@ use super::feed::{Feed, NewFeed};
 use super::pages::{self, Chunk, Page, ReplayPages};
 use super::recent::Keep;
 use super::{Transport, TransportError};
-use crate::config::NatsSettings;
+use crate::config::{NatsAuth, NatsSettings};
 use crate::update::{Dispatched, Seq, Update};
 
 /// The message format this node writes and reads.
@@ -368,6 +368,17 @@ impl Bridge {
             .ping_interval(Duration::from_secs(5))
             .connection_timeout(Duration::from_secs(5))
             .name("quicksilver");
+        let options = match &settings.auth {
+            NatsAuth::None => options,
+            NatsAuth::UserPassword(user, password) => {
+                options.user_and_password(user.clone(), password.expose().to_owned())
+            }
+            NatsAuth::Token(token) => options.token(token.expose().to_owned()),
+            NatsAuth::CredentialsFile(path) => options
+                .credentials_file(path)
+                .await
+                .map_err(|e| format!("cannot read nats_creds {}: {e}", path.display()))?,
+        };
         let client = options
             .connect(settings.servers.as_slice())
             .await

@@ -81,8 +81,10 @@ impl NatsServer {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
-    fn spawn(&mut self, routes: &str) {
-        let mut watchdog = Command::new("sh")
+    /// Starts the server; `routes` empty for a server alone.
+    fn spawn(&mut self, routes: &str, extra: &[String]) {
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(WATCHDOG)
             .arg(server_binary())
@@ -90,10 +92,15 @@ impl NatsServer {
             .arg(&self.store)
             .args(["--name", &self.name, "--addr", "127.0.0.1"])
             .args(["--port", &self.client_port.to_string()])
-            .args(["--http_port", &self.monitor_port.to_string()])
-            .args(["--cluster_name", "quicksilver-test"])
-            .args(["--cluster", &format!("nats://127.0.0.1:{}", self.cluster_port)])
-            .args(["--routes", routes])
+            .args(["--http_port", &self.monitor_port.to_string()]);
+        if !routes.is_empty() {
+            command
+                .args(["--cluster_name", "quicksilver-test"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{}", self.cluster_port)])
+                .args(["--routes", routes]);
+        }
+        let mut watchdog = command
+            .args(extra)
             .arg("--log")
             .arg(&self.log)
             .stdin(Stdio::piped())
@@ -137,12 +144,19 @@ impl NatsServer {
 pub struct NatsCluster {
     pub servers: Vec<NatsServer>,
     routes: String,
+    /// More arguments for every server (authentication, say).
+    extra: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 impl NatsCluster {
     /// Starts `size` clustered servers and waits until each reports JetStream healthy.
     pub async fn start(size: usize) -> Self {
+        Self::start_with(size, &[]).await
+    }
+
+    /// [`Self::start`], each server with the `extra` arguments; a single server runs alone.
+    pub async fn start_with(size: usize, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let servers: Vec<NatsServer> = (1..=size)
             .map(|n| NatsServer {
@@ -155,12 +169,17 @@ impl NatsCluster {
                 running: None,
             })
             .collect();
-        let routes = servers
-            .iter()
-            .map(|s| format!("nats://127.0.0.1:{}", s.cluster_port))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut cluster = Self { servers, routes, _dir: dir };
+        let routes = if size > 1 {
+            servers
+                .iter()
+                .map(|s| format!("nats://127.0.0.1:{}", s.cluster_port))
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            String::new()
+        };
+        let extra = extra.iter().map(|a| a.to_string()).collect();
+        let mut cluster = Self { servers, routes, extra, _dir: dir };
         for index in 0..size {
             cluster.spawn(index);
         }
@@ -169,8 +188,8 @@ impl NatsCluster {
     }
 
     fn spawn(&mut self, index: usize) {
-        let routes = self.routes.clone();
-        self.servers[index].spawn(&routes);
+        let (routes, extra) = (self.routes.clone(), self.extra.clone());
+        self.servers[index].spawn(&routes, &extra);
     }
 
     /// The client URLs of every server, comma-separated (the hub's `nats_url`).
