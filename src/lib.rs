@@ -9,7 +9,7 @@
 //!   [`subscriber`](hub::subscriber) stream per connection, [`presence`](hub::presence) events)
 //!   and [`Hub`], which starts them over a transport;
 //! - [`transport`]: where updates are numbered, stored and fed to the router (`embedded` redb
-//!   file or `memory`);
+//!   file, `memory`, or `nats`: a NATS JetStream stream shared by the nodes of a cluster);
 //! - [`error`] (HTTP errors, one place for status codes), [`config`], [`metrics`], [`telemetry`];
 //! - protocol values, with no I/O: [`update`], [`topic_selector`], [`subscription`], [`form`],
 //!   [`jwt`].
