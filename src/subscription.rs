@@ -38,6 +38,16 @@ impl Subscription {
         selected && self.may_receive(update)
     }
 
+    /// A subscription to `selectors`, anonymous or with a token allowing `authorized` (tests).
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        selectors: &[&str],
+        authorized: Option<&[&str]>,
+    ) -> std::sync::Arc<Self> {
+        let parse = |raw: &[&str]| raw.iter().map(|s| TopicSelector::parse(s)).collect();
+        std::sync::Arc::new(Self::new(parse(selectors), authorized.map(parse), None))
+    }
+
     /// The authorization half of [`Self::wants`]: public updates always, private ones when a
     /// topic matches the token's `mercure.subscribe` selectors. The router, which selects
     /// through its index, only needs this half.

@@ -543,11 +543,6 @@ mod tests {
         (spawn(received, metrics.clone()), feed.start(last_seq))
     }
 
-    fn subscription(selectors: &[&str], authorized: Option<&[&str]>) -> Arc<Subscription> {
-        let parse = |raw: &[&str]| raw.iter().map(|s| TopicSelector::parse(s)).collect();
-        Arc::new(Subscription::new(parse(selectors), authorized.map(parse), None))
-    }
-
     fn update(seq: Seq, topic: &str, private: bool) -> Arc<Dispatched> {
         let mut update = Update::for_test(&format!("u{seq}"));
         update.topics = vec![Topic::new(topic.to_owned()).expect("valid topic")];
@@ -568,7 +563,7 @@ mod tests {
         let router = spawn(received, Metrics::new());
         let registering = tokio::spawn({
             let router = router.clone();
-            async move { router.register(subscription(&["*"], None), 10).await }
+            async move { router.register(Subscription::for_test(&["*"], None), 10).await }
         });
         tokio::task::yield_now().await;
         assert!(!registering.is_finished(), "nothing is served before the transport starts");
@@ -579,7 +574,8 @@ mod tests {
         // Updates and control messages come on two channels: once the first subscriber has the
         // update, the router has seen it.
         assert_eq!(first.queue.recv().await.map(|d| d.seq), Some(8));
-        let later = router.register(subscription(&["*"], None), 10).await.expect("registered");
+        let later =
+            router.register(Subscription::for_test(&["*"], None), 10).await.expect("registered");
         assert_eq!(later.bound, 8, "the bound follows what was fed");
     }
 
@@ -587,9 +583,11 @@ mod tests {
     async fn updates_reach_the_subscribers_that_select_them_and_may_read_them() {
         let (router, feed) = router_at(0, &Metrics::new());
         let register = |subscription| router.register(subscription, 10);
-        let mut books = register(subscription(&["/books/{id}"], None)).await.expect("registered");
-        let mut both = register(subscription(&["/books/1", "*"], None)).await.expect("registered");
-        let authorized = subscription(&["*"], Some(&["/books/{id}"]));
+        let mut books =
+            register(Subscription::for_test(&["/books/{id}"], None)).await.expect("registered");
+        let mut both =
+            register(Subscription::for_test(&["/books/1", "*"], None)).await.expect("registered");
+        let authorized = Subscription::for_test(&["*"], Some(&["/books/{id}"]));
         let mut private = register(authorized).await.expect("registered");
         feed.send(update(1, "/books/1", false)).await.expect("fed");
         feed.send(update(2, "/users/1", false)).await.expect("fed");
@@ -618,7 +616,8 @@ mod tests {
     async fn a_full_queue_drops_the_subscriber_and_counts_it_once() {
         let metrics = Metrics::new();
         let (router, feed) = router_at(0, &metrics);
-        let mut full = router.register(subscription(&["*"], None), 1).await.expect("registered");
+        let mut full =
+            router.register(Subscription::for_test(&["*"], None), 1).await.expect("registered");
         for seq in 1..=3 {
             feed.send(update(seq, "a", false)).await.expect("fed");
         }
@@ -638,10 +637,12 @@ mod tests {
     async fn a_stalled_reader_cut_off_by_its_connection_is_counted_once() {
         let metrics = Metrics::new();
         let (router, _feed) = router_at(0, &metrics);
-        let mut cut = router.register(subscription(&["*"], None), 10).await.expect("registered");
+        let mut cut =
+            router.register(Subscription::for_test(&["*"], None), 10).await.expect("registered");
         cut.registration.cut_off(DropReason::DispatchTimeout);
         drop(cut);
-        let gone = router.register(subscription(&["*"], None), 10).await.expect("registered");
+        let gone =
+            router.register(Subscription::for_test(&["*"], None), 10).await.expect("registered");
         drop(gone);
         assert!(router.snapshot().await.expect("snapshot").subscriptions.is_empty());
         assert_eq!(count(&metrics, "dispatch_timeout"), "1", "a plain departure is not counted");
@@ -652,10 +653,16 @@ mod tests {
         let (router, _feed) = router_at(0, &Metrics::new());
         let mut queues = Vec::new();
         for _ in 0..50 {
-            queues.push(router.register(subscription(&["*"], None), 10).await.expect("registered"));
+            queues.push(
+                router
+                    .register(Subscription::for_test(&["*"], None), 10)
+                    .await
+                    .expect("registered"),
+            );
         }
         router.drain(Duration::from_secs(100)).expect("draining");
-        let late = router.register(subscription(&["*"], None), 10).await.expect("registered");
+        let late =
+            router.register(Subscription::for_test(&["*"], None), 10).await.expect("registered");
         queues.push(late);
         let ended = |queues: &[Registered]| queues.iter().filter(|r| r.queue.is_closed()).count();
         tokio::time::sleep(Duration::from_secs(50)).await;
@@ -669,7 +676,7 @@ mod tests {
     #[tokio::test]
     async fn subscription_events_are_remembered_for_the_api_cursor() {
         let (router, feed) = router_at(0, &Metrics::new());
-        let watcher = subscription(&["*"], Some(&["*"]));
+        let watcher = Subscription::for_test(&["*"], Some(&["*"]));
         let mut watching = router.register(watcher, 10).await.expect("registered");
         let watched = Subscription::new(vec![TopicSelector::parse("/a")], None, None);
         let mut seq = 0;

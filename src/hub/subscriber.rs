@@ -222,34 +222,33 @@ impl SubscriberStream {
 
     /// The next bytes to send, before [`Stream::poll_next`] makes the end final.
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Infallible>>> {
-        let this = self;
-        if !this.opened {
-            this.opened = true;
+        if !self.opened {
+            self.opened = true;
             return Poll::Ready(Some(Ok(Bytes::from_static(COMMENT))));
         }
-        if let Some(deadline) = &mut this.deadline {
+        if let Some(deadline) = &mut self.deadline {
             if deadline.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
             }
         }
-        match this.poll_replay(cx) {
+        match self.poll_replay(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.reset_heartbeat();
+                self.reset_heartbeat();
                 return Poll::Ready(Some(Ok(frame)));
             }
             Poll::Ready(Some(Err(()))) => return Poll::Ready(None),
             // Waiting for a page (replay memory, or the store): the heartbeat still runs, so
             // that the connection is not silent for longer than its period.
-            Poll::Pending => return this.poll_heartbeat(cx),
+            Poll::Pending => return self.poll_heartbeat(cx),
             Poll::Ready(None) => {}
         }
         loop {
-            match this.queue.poll_recv(cx) {
+            match self.queue.poll_recv(cx) {
                 Poll::Ready(Some(update)) => {
-                    if update.seq <= this.bound {
+                    if update.seq <= self.bound {
                         continue;
                     }
-                    this.reset_heartbeat();
+                    self.reset_heartbeat();
                     return Poll::Ready(Some(Ok(update.frame.clone())));
                 }
                 // The router dropped us (too slow, or shutting down): end cleanly so the client
@@ -258,7 +257,7 @@ impl SubscriberStream {
                 Poll::Pending => break,
             }
         }
-        this.poll_heartbeat(cx)
+        self.poll_heartbeat(cx)
     }
 }
 
@@ -291,7 +290,6 @@ mod tests {
 
     use super::*;
     use crate::hub::router::{self, Router};
-    use crate::topic_selector::TopicSelector;
     use crate::transport::feed;
     use crate::transport::local::LocalTransport;
     use crate::transport::memory::MemoryStore;
@@ -398,12 +396,6 @@ mod tests {
         update
     }
 
-    /// A subscription to `selectors`, anonymous or with a token allowing `authorized`.
-    fn subscription(selectors: &[&str], authorized: Option<&[&str]>) -> Arc<Subscription> {
-        let parse = |raw: &[&str]| raw.iter().map(|s| TopicSelector::parse(s)).collect();
-        Arc::new(Subscription::new(parse(selectors), authorized.map(parse), None))
-    }
-
     /// The next thing the stream sends, readably: `":"` for the comment line, the id of an
     /// event, `None` once the stream has ended. A stream that would never send anything again
     /// fails the test: with the clock paused, the hour passes as soon as nothing else can run.
@@ -432,7 +424,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_opening_comment_comes_first_even_with_history_and_updates_waiting() {
         let setup = Setup::start(vec![update("h1", "/a", false)], PAGE_BYTES);
-        let mut stream = setup.open(subscription(&["/a"], None), replaying(Some(0))).await;
+        let mut stream =
+            setup.open(Subscription::for_test(&["/a"], None), replaying(Some(0))).await;
         setup.publish(update("l2", "/a", false)).await;
         assert_eq!(next(&mut stream).await.as_deref(), Some(":"), "so that `onopen` fires at once");
         assert_eq!(next(&mut stream).await.as_deref(), Some("h1"));
@@ -452,7 +445,7 @@ mod tests {
         ];
         let setup = Setup::start(history, PAGE_BYTES);
         // Selects every book; its token allows the private updates of book 1 only.
-        let reader = subscription(&["/books/{id}"], Some(&["/books/1"]));
+        let reader = Subscription::for_test(&["/books/{id}"], Some(&["/books/1"]));
         let registered = setup.router.register(reader.clone(), QUEUE_CAPACITY).await;
         let registered = registered.expect("registered");
         assert_eq!(registered.bound, 6, "history covers everything stored before registration");
@@ -476,7 +469,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_cursor_published_while_registering_is_not_sent_again() {
         let setup = Setup::start(vec![update("h1", "/a", false)], PAGE_BYTES);
-        let reader = subscription(&["/a"], None);
+        let reader = Subscription::for_test(&["/a"], None);
         let registered = setup.router.register(reader.clone(), QUEUE_CAPACITY).await;
         let registered = registered.expect("registered");
         assert_eq!(registered.bound, 1);
@@ -494,7 +487,7 @@ mod tests {
     async fn without_a_cursor_nothing_is_replayed() {
         let history = vec![update("h1", "/a", false), update("h2", "/a", false)];
         let setup = Setup::start(history, PAGE_BYTES);
-        let mut stream = setup.open(subscription(&["/a"], None), replaying(None)).await;
+        let mut stream = setup.open(Subscription::for_test(&["/a"], None), replaying(None)).await;
         assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
         assert!(is_pending(&mut stream), "no history");
         setup.publish(update("l3", "/a", false)).await;
@@ -519,7 +512,8 @@ mod tests {
             (1..=30).filter(|i| i % 7 != 0).map(|i| format!("h{i}")).collect();
         // A budget of one page: reading the next page while holding the last would wait forever.
         let setup = Setup::start(history, PAGE_BYTES);
-        let mut stream = setup.open(subscription(&["/a"], None), replaying(Some(0))).await;
+        let mut stream =
+            setup.open(Subscription::for_test(&["/a"], None), replaying(Some(0))).await;
         assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
         let mut replayed = Vec::new();
         for _ in 0..expected.len() {
@@ -536,7 +530,7 @@ mod tests {
         let every = Duration::from_secs(10);
         let start = StreamStart { heartbeat: Some(every), ..replaying(None) };
         let opened = Instant::now();
-        let mut stream = setup.open(subscription(&["/a"], None), start).await;
+        let mut stream = setup.open(Subscription::for_test(&["/a"], None), start).await;
         assert_eq!(next(&mut stream).await.as_deref(), Some(":"), "the opening comment");
         assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
         assert_eq!(opened.elapsed(), every, "after a whole period of silence, not before");
@@ -559,7 +553,7 @@ mod tests {
         let every = Duration::from_secs(10);
         let start = StreamStart { heartbeat: Some(every), ..replaying(Some(1)) };
         let opened = Instant::now();
-        let mut stream = setup.open(subscription(&["/a"], None), start).await;
+        let mut stream = setup.open(Subscription::for_test(&["/a"], None), start).await;
         assert_eq!(next(&mut stream).await.as_deref(), Some(":"), "the opening comment");
         assert_eq!(next(&mut stream).await.as_deref(), Some(":"), "a heartbeat while waiting");
         assert_eq!(next(&mut stream).await.as_deref(), Some(":"), "and the next");
@@ -573,8 +567,8 @@ mod tests {
         let setup = Setup::start(Vec::new(), PAGE_BYTES);
         let deadline = Instant::now() + Duration::from_secs(30);
         let start = || StreamStart { deadline: Some(deadline), ..replaying(None) };
-        let mut reading = setup.open(subscription(&["/a"], None), start()).await;
-        let mut waiting = setup.open(subscription(&["/a"], None), start()).await;
+        let mut reading = setup.open(Subscription::for_test(&["/a"], None), start()).await;
+        let mut waiting = setup.open(Subscription::for_test(&["/a"], None), start()).await;
         assert_eq!(next(&mut reading).await.as_deref(), Some(":"));
         assert_eq!(next(&mut waiting).await.as_deref(), Some(":"));
         tokio::time::advance(Duration::from_secs(10)).await;
@@ -590,11 +584,11 @@ mod tests {
     async fn a_full_queue_ends_the_stream_after_what_it_held_and_counts_once() {
         let setup = Setup::start(Vec::new(), PAGE_BYTES);
         // Sees every update once the router has offered it to every subscriber.
-        let watcher = setup.router.register(subscription(&["*"], None), 10).await;
+        let watcher = setup.router.register(Subscription::for_test(&["*"], None), 10).await;
         let mut watcher = watcher.expect("registered");
         let cut_off = CutOff::default();
         let start = StreamStart { cut_off: Some(cut_off.clone()), ..replaying(None) };
-        let mut stream = setup.open_with(subscription(&["*"], None), 2, start).await;
+        let mut stream = setup.open_with(Subscription::for_test(&["*"], None), 2, start).await;
         assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
         for id in ["l1", "l2", "l3"] {
             setup.publish(update(id, "/a", false)).await;
@@ -621,9 +615,9 @@ mod tests {
     async fn a_drain_ends_the_stream_after_what_it_held() {
         let setup = Setup::start(Vec::new(), PAGE_BYTES);
         // Sees every update once the router has offered it to every subscriber.
-        let watcher = setup.router.register(subscription(&["*"], None), 10).await;
+        let watcher = setup.router.register(Subscription::for_test(&["*"], None), 10).await;
         let mut watcher = watcher.expect("registered");
-        let mut stream = setup.open(subscription(&["*"], None), replaying(None)).await;
+        let mut stream = setup.open(Subscription::for_test(&["*"], None), replaying(None)).await;
         assert_eq!(next(&mut stream).await.as_deref(), Some(":"));
         setup.publish(update("l1", "/a", false)).await;
         assert_eq!(
@@ -646,9 +640,9 @@ mod tests {
         let (raised, lowered) = (CutOff::default(), CutOff::default());
         let flagged =
             |flag: &CutOff| StreamStart { cut_off: Some(flag.clone()), ..replaying(None) };
-        let cut = setup.open(subscription(&["*"], None), flagged(&raised)).await;
-        let kept = setup.open(subscription(&["*"], None), flagged(&lowered)).await;
-        let bare = setup.open(subscription(&["*"], None), replaying(None)).await;
+        let cut = setup.open(Subscription::for_test(&["*"], None), flagged(&raised)).await;
+        let kept = setup.open(Subscription::for_test(&["*"], None), flagged(&lowered)).await;
+        let bare = setup.open(Subscription::for_test(&["*"], None), replaying(None)).await;
         assert_eq!(setup.sample("mercure_subscribers_connected"), "3");
         assert_eq!(setup.sample("mercure_subscribers_total"), "3");
 

@@ -34,12 +34,6 @@ struct Append {
     answer: oneshot::Sender<Result<Seq, TransportError>>,
 }
 
-impl std::fmt::Debug for Append {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Append({} updates, {:?})", self.updates.len(), self.keep)
-    }
-}
-
 /// A [`Transport`] over a local [`Store`].
 #[derive(Debug)]
 pub struct LocalTransport<S> {

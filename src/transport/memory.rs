@@ -55,7 +55,9 @@ impl Store for MemoryStore {
             let seq = history.last_seq;
             let dispatched = Arc::new(Dispatched::new(seq, update));
             match keep {
-                Keep::Recent => history.recent.push(dispatched.clone()),
+                Keep::Recent => {
+                    history.recent.push(dispatched.clone());
+                }
                 Keep::History => {
                     let id = dispatched.id.as_str().to_owned();
                     history.ids.entry(id).or_insert((seq, 0)).1 += 1;

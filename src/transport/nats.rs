@@ -22,7 +22,6 @@
 //! looked up with the stream leader's "first message on subject" on the id's subject, never with
 //! a replica that may lag behind an acknowledgement made on another node.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -39,7 +38,7 @@ use sha2::{Digest, Sha256};
 
 use super::feed::{Feed, NewFeed};
 use super::pages::{self, Chunk, Page, ReplayPages};
-use super::recent::Keep;
+use super::recent::{Keep, Recent};
 use super::{Transport, TransportError};
 use crate::config::{NatsAuth, NatsSettings};
 use crate::update::{Dispatched, Seq, Update};
@@ -48,8 +47,6 @@ use crate::update::{Dispatched, Seq, Update};
 const FORMAT: &str = "1";
 /// Header naming the message format.
 const FORMAT_HEADER: &str = "Quicksilver-Format";
-/// Updates the bridge keeps in memory for replays and lookups: at about 1 KB each, about 10 MB.
-const WINDOW: usize = 10_000;
 /// Oldest NATS server version the transport accepts.
 const MIN_SERVER: (u64, u64) = (2, 11);
 /// How long to wait before trying NATS again after a failure.
@@ -71,27 +68,25 @@ struct Shared {
     window: Mutex<Window>,
 }
 
-/// The last updates read from the stream, complete from `from` on.
+/// The last updates read from the stream (the last [`super::recent::RECENT_EPHEMERAL`], about
+/// 10 MB at 1 KB each), complete from `from` on.
 #[derive(Debug, Default)]
 struct Window {
-    updates: VecDeque<Arc<Dispatched>>,
+    updates: Recent,
     /// Every update of the stream numbered `from` or more that the bridge has read is here.
     from: Seq,
 }
 
 impl Window {
     fn push(&mut self, update: Arc<Dispatched>) {
-        if self.updates.len() == WINDOW {
-            if let Some(oldest) = self.updates.pop_front() {
-                self.from = oldest.seq + 1;
-            }
+        if let Some(forgotten) = self.updates.push(update) {
+            self.from = forgotten.seq + 1;
         }
-        self.updates.push_back(update);
     }
 
     /// The newest update read, 0 when none.
     fn last(&self) -> Seq {
-        self.updates.back().map_or(self.from.saturating_sub(1), |d| d.seq)
+        self.updates.newest().unwrap_or(self.from.saturating_sub(1))
     }
 }
 
@@ -211,9 +206,8 @@ impl NatsTransport {
         {
             let window = lock(&self.shared.window);
             if window.from > 0 && after + 1 >= window.from {
-                let start = window.updates.partition_point(|d| d.seq <= after);
-                let updates = window.updates.range(start..).take_while(|d| d.seq <= bound);
-                return Ok(pages::fill(updates.cloned(), max_bytes, window.last().min(bound)));
+                let updates = window.updates.range(after, bound);
+                return Ok(pages::fill(updates, max_bytes, window.last().min(bound)));
             }
         }
         let stream = self.stream().await?;

@@ -32,12 +32,18 @@ pub struct Recent {
 }
 
 impl Recent {
-    /// Keeps `update`, forgetting the oldest one past [`RECENT_EPHEMERAL`].
-    pub fn push(&mut self, update: Arc<Dispatched>) {
-        if self.updates.len() == RECENT_EPHEMERAL {
-            self.updates.pop_front();
-        }
+    /// Keeps `update`, forgetting the oldest one past [`RECENT_EPHEMERAL`]; returns the one
+    /// forgotten.
+    pub fn push(&mut self, update: Arc<Dispatched>) -> Option<Arc<Dispatched>> {
+        let forgotten =
+            (self.updates.len() == RECENT_EPHEMERAL).then(|| self.updates.pop_front()).flatten();
         self.updates.push_back(update);
+        forgotten
+    }
+
+    /// The sequence number of the newest kept update.
+    pub fn newest(&self) -> Option<Seq> {
+        self.updates.back().map(|d| d.seq)
     }
 
     /// Forgets the updates numbered after `seq` (their write failed, their numbers are reused).

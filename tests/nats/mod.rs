@@ -116,19 +116,20 @@ impl NatsServer {
         self.running = Some(Running { watchdog, lifeline, pid });
     }
 
+    /// `GET` of `path` on the monitoring port; `None` when the server does not answer.
+    async fn monitor(&self, path: &str) -> Option<reqwest::Response> {
+        let url = format!("http://127.0.0.1:{}{path}", self.monitor_port);
+        reqwest::Client::new().get(url).timeout(Duration::from_secs(2)).send().await.ok()
+    }
+
     /// Whether the server answers its health check with JetStream healthy.
     pub async fn is_healthy(&self) -> bool {
-        let url = format!("http://127.0.0.1:{}/healthz", self.monitor_port);
-        let client = reqwest::Client::new();
-        let response = client.get(url).timeout(Duration::from_secs(2)).send().await;
-        response.is_ok_and(|r| r.status().is_success())
+        self.monitor("/healthz").await.is_some_and(|r| r.status().is_success())
     }
 
     /// The server's JetStream report (`/jsz`).
     pub async fn jsz(&self) -> Option<serde_json::Value> {
-        let url = format!("http://127.0.0.1:{}/jsz", self.monitor_port);
-        let client = reqwest::Client::new();
-        let response = client.get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
+        let response = self.monitor("/jsz").await?;
         serde_json::from_slice(&response.bytes().await.ok()?).ok()
     }
 
