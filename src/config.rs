@@ -110,6 +110,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("nats_password", "NATS password, with nats_user (never logged)"),
     ("nats_token", "NATS authentication token (never logged)"),
     ("nats_creds", "NATS credentials file (.creds: user JWT and NKey seed)"),
+    ("nats_max_age", "with nats: drop updates older than this from the stream (default 0s: none)"),
+    ("nats_tls_ca", "PEM file of the CA that signed the NATS servers' certificates (TLS)"),
+    ("nats_tls_cert", "PEM client certificate for NATS (TLS), with nats_tls_key"),
+    ("nats_tls_key", "PEM private key of nats_tls_cert (never logged)"),
     ("history_path", "file of the embedded store (default quicksilver.redb)"),
     ("history_size", "number of updates kept in history, 0 = all (default 0)"),
     ("max_request_body_size", "publish body limit, e.g. 1MiB, 512KB (default 1MiB)"),
@@ -191,7 +195,7 @@ pub enum TransportKind {
     /// Process memory: fast, lost at exit.
     Memory,
     /// A NATS JetStream stream shared by every node of a cluster.
-    Nats(NatsSettings),
+    Nats(Box<NatsSettings>),
 }
 
 /// Where and how the `nats` transport keeps its stream.
@@ -207,6 +211,26 @@ pub struct NatsSettings {
     pub publish_timeout: Duration,
     /// How the hub authenticates to NATS, besides credentials in the URLs.
     pub auth: NatsAuth,
+    /// Updates older than this leave the stream (`nats_max_age`); `None`: no age limit.
+    pub max_age: Option<Duration>,
+    /// TLS beyond what `tls://` URLs ask for.
+    pub tls: NatsTls,
+}
+
+/// TLS to NATS: required as soon as anything here is set (or a URL is `tls://`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NatsTls {
+    /// `nats_tls_ca`: a PEM file of the certificate authorities to trust, besides the system's.
+    pub ca: Option<PathBuf>,
+    /// `nats_tls_cert` and `nats_tls_key`: a client certificate and its key, both PEM.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl NatsTls {
+    /// Whether any TLS setting is given.
+    pub fn is_set(&self) -> bool {
+        self.ca.is_some() || self.client.is_some()
+    }
 }
 
 /// How the hub authenticates to NATS.
@@ -245,6 +269,8 @@ impl fmt::Debug for NatsSettings {
             .field("replicas", &self.replicas)
             .field("publish_timeout", &self.publish_timeout)
             .field("auth", &self.auth)
+            .field("max_age", &self.max_age)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -680,7 +706,7 @@ impl Values {
         match self.string("transport")?.as_deref() {
             None | Some("embedded") => Ok(TransportKind::Embedded),
             Some("memory") => Ok(TransportKind::Memory),
-            Some("nats") => Ok(TransportKind::Nats(self.nats()?)),
+            Some("nats") => Ok(TransportKind::Nats(Box::new(self.nats()?))),
             Some(other) => Err(invalid(
                 "transport",
                 format!("`{other}` is not a transport (use embedded, memory or nats)"),
@@ -742,7 +768,18 @@ impl Values {
                 ))
             }
         };
-        Ok(NatsSettings { servers, stream, replicas, publish_timeout, auth })
+        let max_age = self.duration("nats_max_age", Duration::ZERO)?;
+        let path = |key| Ok::<_, ConfigError>(self.string(key)?.filter(|p| !p.is_empty()));
+        let client = match (path("nats_tls_cert")?, path("nats_tls_key")?) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+            (Some(_), None) => return Err(invalid("nats_tls_key", "nats_tls_cert needs its key")),
+            (None, Some(_)) => {
+                return Err(invalid("nats_tls_cert", "nats_tls_key needs its certificate"))
+            }
+        };
+        let tls = NatsTls { ca: path("nats_tls_ca")?.map(PathBuf::from), client };
+        Ok(NatsSettings { servers, stream, replicas, publish_timeout, auth, max_age, tls })
     }
 }
 
@@ -1083,6 +1120,19 @@ mod tests {
         assert!(!format!("{config:?}").contains("pw-x"), "the password is never printed");
         let config = nats(&[url, ("MERCURE_NATS_TOKEN", "tk-x")]).expect("a token");
         assert!(!format!("{config:?}").contains("tk-x"), "nor the token");
+        assert_eq!((settings.max_age, settings.tls.is_set()), (None, false), "by default");
+        let config = nats(&[
+            url,
+            ("MERCURE_NATS_MAX_AGE", "1h"),
+            ("MERCURE_NATS_TLS_CA", "/etc/ca.pem"),
+            ("MERCURE_NATS_TLS_CERT", "/etc/c.pem"),
+            ("MERCURE_NATS_TLS_KEY", "/etc/k.pem"),
+        ])
+        .expect("an age limit and TLS");
+        let TransportKind::Nats(settings) = &config.transport else { panic!("nats") };
+        assert_eq!(settings.max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(settings.tls.ca.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        assert!(settings.tls.client.is_some());
 
         for (pairs, expected) in [
             (&[][..], "`nats_url`"),
@@ -1101,6 +1151,9 @@ mod tests {
             (&[url, ("MERCURE_NATS_USER", "u")][..], "`nats_password`"),
             (&[url, ("MERCURE_NATS_PASSWORD", "p")][..], "`nats_user`"),
             (&[url, ("MERCURE_NATS_TOKEN", "t"), ("MERCURE_NATS_CREDS", "f")][..], "`nats_user`"),
+            (&[url, ("MERCURE_NATS_TLS_CERT", "c.pem")][..], "`nats_tls_key`"),
+            (&[url, ("MERCURE_NATS_TLS_KEY", "k.pem")][..], "`nats_tls_cert`"),
+            (&[url, ("MERCURE_NATS_MAX_AGE", "forever")][..], "`nats_max_age`"),
         ] {
             let message = nats(pairs).expect_err("must be refused").to_string();
             assert!(message.contains(expected), "{message:?} should name {expected}");

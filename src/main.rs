@@ -70,10 +70,24 @@ fn main() -> anyhow::Result<()> {
             actix_web::rt::spawn(server);
         }
         let server = serve(listener, hub.clone())?;
+        let (failed, mut failure) = tokio::sync::oneshot::channel();
+        actix_web::rt::spawn({
+            // A transport that can never work (a NATS stream with settings the hub cannot
+            // apply) stops the process with its reason, rather than leave it unready for ever.
+            let (transport, server) = (hub.transport.clone(), server.handle());
+            async move {
+                let _ = failed.send(transport.fatal().await);
+                server.stop(false).await;
+            }
+        });
         actix_web::rt::spawn(shutdown_on_signal(hub, server.handle()));
         server.await?;
         if let Some(handle) = metrics_handle {
             handle.stop(true).await;
+        }
+        // Sent before the server was stopped: here by now if that is why it stopped.
+        if let Ok(reason) = failure.try_recv() {
+            anyhow::bail!("cannot start the hub: {reason}");
         }
         tracing::info!("stopped");
         Ok(())

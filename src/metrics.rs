@@ -9,13 +9,17 @@
 //! documentation lists but its code does not register, plus our own drop, latency and HTTP
 //! counters.
 //!
+//! The `nats` transport adds its own family ([`NatsMetrics`], `mercure_nats_*`), exported only
+//! on the nodes that use it.
+//!
 //! Output is OpenMetrics text. prometheus-client appends `_total` to counter samples and the unit
 //! to the histogram name, so counters are registered under their base names.
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -87,8 +91,10 @@ struct Inner {
     dropped_queue_full: Counter,
     dropped_dispatch_timeout: Counter,
     publish_duration: Histogram,
-    history_updates: Gauge<u64, std::sync::atomic::AtomicU64>,
+    history_updates: Gauge<u64, AtomicU64>,
     http_responses: Family<StatusLabels, Counter>,
+    /// The `nats` transport's metrics, once it asked for them.
+    nats: OnceLock<NatsMetrics>,
 }
 
 impl Metrics {
@@ -172,6 +178,7 @@ impl Metrics {
                 publish_duration,
                 history_updates,
                 http_responses,
+                nats: OnceLock::new(),
             }),
         }
     }
@@ -221,15 +228,119 @@ impl Metrics {
         self.inner.http_responses.get_or_create(&StatusLabels { status }).inc();
     }
 
+    /// The `nats` transport's metrics, registered (and exported from now on) at the first call.
+    pub fn nats(&self) -> NatsMetrics {
+        self.inner.nats.get_or_init(NatsMetrics::new).clone()
+    }
+
     /// All metrics in the OpenMetrics text format, ending with `# EOF`.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         // Writing to a String cannot fail and none of our label or value types can fail to
         // encode; if that ever changes, a partial page beats a panic in the scrape handler.
-        if let Err(error) = encode(&mut out, &self.inner.registry) {
+        let mut encoded = encode_registry(&mut out, &self.inner.registry);
+        if let Some(nats) = self.inner.nats.get() {
+            encoded = encoded.and_then(|()| encode_registry(&mut out, &nats.inner.registry));
+        }
+        if let Err(error) = encoded.and_then(|()| encode_eof(&mut out)) {
             tracing::error!(%error, "failed to encode metrics");
         }
         out
+    }
+}
+
+/// Upper bounds, in seconds, of the JetStream acknowledgement buckets: 250 µs to 10 s. A local
+/// server acknowledges in about a millisecond, a replicated stream in a few; a stream leader
+/// election holds publications for seconds.
+const ACK_DURATION_BUCKETS: [f64; 14] =
+    [0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// The metrics of the `nats` transport, got from [`Metrics::nats`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NatsMetrics {
+    inner: Arc<NatsInner>,
+}
+
+#[derive(Debug)]
+struct NatsInner {
+    registry: Registry,
+    connected: Gauge,
+    ack_duration: Histogram,
+    consumer_lag: Gauge<u64, AtomicU64>,
+    consumer_recreations: Counter,
+    stream_resets: Counter,
+}
+
+impl NatsMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let connected = Gauge::default();
+        registry.register(
+            "mercure_nats_connected",
+            "Whether the node is connected to NATS (1) or not (0)",
+            connected.clone(),
+        );
+        let ack_duration = Histogram::new(ACK_DURATION_BUCKETS);
+        registry.register_with_unit(
+            "mercure_nats_ack_duration",
+            "Time from sending a publication to JetStream's acknowledgement, retries included",
+            Unit::Seconds,
+            ack_duration.clone(),
+        );
+        let consumer_lag = Gauge::default();
+        registry.register(
+            "mercure_nats_consumer_lag",
+            "Updates stored in the stream that this node has not read yet",
+            consumer_lag.clone(),
+        );
+        let consumer_recreations = Counter::default();
+        registry.register(
+            "mercure_nats_consumer_recreations",
+            "Times this node's consumer of the stream failed and was created again",
+            consumer_recreations.clone(),
+        );
+        let stream_resets = Counter::default();
+        registry.register(
+            "mercure_nats_stream_resets",
+            "Times the stream no longer continued what this node had read (deleted, recreated, \
+             or trimmed past it), ending every open stream",
+            stream_resets.clone(),
+        );
+        Self {
+            inner: Arc::new(NatsInner {
+                registry,
+                connected,
+                ack_duration,
+                consumer_lag,
+                consumer_recreations,
+                stream_resets,
+            }),
+        }
+    }
+
+    /// The connection to NATS is up (`true`) or down.
+    pub fn set_connected(&self, connected: bool) {
+        self.inner.connected.set(i64::from(connected));
+    }
+
+    /// JetStream acknowledged a publication `latency` after it was first sent.
+    pub fn acknowledged(&self, latency: Duration) {
+        self.inner.ack_duration.observe(latency.as_secs_f64());
+    }
+
+    /// The stream holds `updates` that this node has not read yet.
+    pub fn set_consumer_lag(&self, updates: u64) {
+        self.inner.consumer_lag.set(updates);
+    }
+
+    /// The node's consumer failed and is being created again.
+    pub fn consumer_recreated(&self) {
+        self.inner.consumer_recreations.inc();
+    }
+
+    /// The stream no longer continued what this node had read.
+    pub fn stream_reset(&self) {
+        self.inner.stream_resets.inc();
     }
 }
 
@@ -280,6 +391,28 @@ mod tests {
         assert_line(&text, "mercure_subscribers_dropped_total{reason=\"dispatch_timeout\"} 0");
         // A status code appears only once a response with it has been sent.
         assert!(!text.contains("mercure_http_responses_total{"), "{text}");
+        assert_eq!(text.lines().last(), Some("# EOF"));
+        assert!(!text.contains("mercure_nats"), "no NATS metrics without the nats transport");
+    }
+
+    #[test]
+    fn nats_metrics_are_exported_once_asked_for() {
+        let metrics = Metrics::new();
+        let nats = metrics.nats();
+        nats.set_connected(true);
+        nats.acknowledged(Duration::from_millis(2));
+        nats.set_consumer_lag(7);
+        nats.consumer_recreated();
+        nats.stream_reset();
+        metrics.nats().stream_reset();
+        let text = metrics.render();
+        assert_line(&text, "# TYPE mercure_nats_connected gauge");
+        assert_line(&text, "mercure_nats_connected 1");
+        assert_line(&text, "mercure_nats_ack_duration_seconds_count 1");
+        assert_line(&text, "mercure_nats_consumer_lag 7");
+        assert_line(&text, "mercure_nats_consumer_recreations_total 1");
+        assert_line(&text, "mercure_nats_stream_resets_total 2");
+        assert_eq!(text.matches("# EOF").count(), 1);
         assert_eq!(text.lines().last(), Some("# EOF"));
     }
 

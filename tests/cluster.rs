@@ -171,3 +171,154 @@ async fn nodes_authenticate_to_nats_and_a_wrong_password_keeps_them_unready() {
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
 }
+
+/// Runs the hub binary on `transport = nats` with `settings` until it exits, and returns its
+/// standard error; panics if it is still running after a minute (it was expected to stop).
+fn run_until_exit(cluster: &NatsCluster, settings: &[(&str, &str)]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_quicksilver"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MERCURE_JWT_KEY", KEY)
+        .env("MERCURE_ADDR", "127.0.0.1:0")
+        .env("MERCURE_TRANSPORT", "nats")
+        .env("MERCURE_NATS_URL", cluster.urls())
+        .envs(settings.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("the hub starts");
+    let deadline = std::time::Instant::now() + READY_WITHIN;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the hub did not stop: {settings:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut stderr)
+        .expect("stderr");
+    assert!(!status.success(), "the hub must fail: {stderr}");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_hub_cannot_set_up_stops_start_up_naming_the_setting() {
+    use async_nats::jetstream::stream::{Config, StorageType};
+    let cluster = NatsCluster::start(1).await;
+    let jetstream =
+        async_nats::jetstream::new(async_nats::connect(cluster.urls()).await.expect("connect"));
+    // Streams made by hand: one in memory (the hub keeps its stream on disk), one holding the
+    // subjects another stream name would need.
+    for (name, subjects, storage) in
+        [("MEM", "MEM.>", StorageType::Memory), ("OTHER", "TAKEN.>", StorageType::File)]
+    {
+        let config = Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            storage,
+            ..Config::default()
+        };
+        jetstream.create_stream(config).await.expect("stream created");
+    }
+
+    // A single server cannot hold 3 copies.
+    let stderr = run_until_exit(&cluster, &[("MERCURE_NATS_REPLICAS", "3")]);
+    assert!(stderr.contains("nats_replicas is 3"), "{stderr}");
+    let stderr = run_until_exit(&cluster, &[("MERCURE_NATS_STREAM", "MEM")]);
+    assert!(stderr.contains("stream MEM exists with settings"), "{stderr}");
+    assert!(stderr.contains("nats_stream"), "{stderr}");
+    let stderr = run_until_exit(&cluster, &[("MERCURE_NATS_STREAM", "TAKEN")]);
+    assert!(stderr.contains("of nats_stream TAKEN belong to another stream"), "{stderr}");
+    let info = jetstream.get_stream("MEM").await.expect("still there").cached_info().clone();
+    assert_eq!(info.config.storage, StorageType::Memory, "left as it was");
+}
+
+/// The value of a metric sample line on the node, 0 when absent.
+async fn metric(hub: &TestHub, sample: &str) -> u64 {
+    let text = client().get(hub.at("/metrics")).send().await.expect("metrics");
+    let text = text.text().await.expect("metrics text");
+    let prefix = format!("{sample} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)?.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_deleted_and_created_again_ends_open_streams_and_is_never_replayed_as_live() {
+    let cluster = NatsCluster::start(1).await;
+    let hub = node(&cluster, "RESET").await;
+    let topic = "https://example.com/reset";
+    let query = topics_query(&[topic]);
+    let mut events = Events::open(&hub, &query, Some(&subscriber())).await;
+    for id in ["old-1", "old-2"] {
+        assert_eq!(publish(&hub, &[("topic", topic), ("id", id)]).await.0, 200);
+        assert_eq!(events.next().await.id, id);
+    }
+
+    let jetstream =
+        async_nats::jetstream::new(async_nats::connect(cluster.urls()).await.expect("connect"));
+    jetstream.delete_stream("RESET").await.expect("stream deleted");
+    // The node sets the stream up again, sees that it is not the one it read, and ends every
+    // open stream, so that its client resumes.
+    assert!(events.closed_within(READY_WITHIN).await, "the open stream ends");
+    assert_eq!(metric(&hub, "mercure_nats_stream_resets_total").await, 1);
+    assert!(metric(&hub, "mercure_nats_consumer_recreations_total").await >= 1);
+
+    // The new stream numbers from 1 again: an update published now is delivered once, and
+    // nothing of the old stream comes back.
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    let mut resumed = loop {
+        let resumed =
+            Events::open_with(&hub, &query, Some(&subscriber()), &[("last-event-id", "old-2")])
+                .await;
+        if resumed.response_headers.contains_key("last-event-id") {
+            break resumed;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the node serves again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(resumed.response_headers["last-event-id"], "earliest", "old-2 is gone");
+    assert_eq!(publish(&hub, &[("topic", topic), ("id", "new-1")]).await.0, 200);
+    assert_eq!(resumed.next().await.id, "new-1");
+    resumed.assert_silent(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_trimmed_while_a_node_was_away_end_its_open_streams() {
+    let mut cluster = NatsCluster::start(3).await;
+    let urls: Vec<String> = cluster.servers.iter().map(|s| s.url()).collect();
+    let trimmed = [("MERCURE_HISTORY_SIZE", "2"), ("MERCURE_NATS_PUBLISH_TIMEOUT", "60s")];
+    // The node that goes away talks to the first server only; the other to the other two.
+    let away =
+        node_with(&cluster, "TRIM", &[trimmed[0], trimmed[1], ("MERCURE_NATS_URL", &urls[0])])
+            .await;
+    let others = urls[1..].join(",");
+    let stays =
+        node_with(&cluster, "TRIM", &[trimmed[0], trimmed[1], ("MERCURE_NATS_URL", &others)]).await;
+    let topic = "https://example.com/trim";
+    let query = topics_query(&[topic]);
+    let mut events = Events::open(&away, &query, Some(&subscriber())).await;
+    assert_eq!(publish(&stays, &[("topic", topic), ("id", "seen")]).await.0, 200);
+    assert_eq!(events.next().await.id, "seen");
+
+    cluster.kill(0);
+    // Four updates while it is away: the stream keeps the last two only.
+    for n in 0..4 {
+        let id = format!("missed-{n}");
+        assert_eq!(publish(&stays, &[("topic", topic), ("id", &id)]).await.0, 200);
+    }
+    cluster.restart(0).await;
+    // Back, the node finds that two updates left the stream before it could read them: its
+    // subscribers must resume rather than miss them silently.
+    assert!(events.closed_within(READY_WITHIN).await, "the open stream ends");
+    assert_eq!(metric(&away, "mercure_nats_stream_resets_total").await, 1);
+    let mut resumed =
+        Events::open_with(&away, &query, Some(&subscriber()), &[("last-event-id", "seen")]).await;
+    assert_eq!(resumed.response_headers["last-event-id"], "earliest", "seen was trimmed");
+    for id in ["missed-2", "missed-3"] {
+        assert_eq!(resumed.next().await.id, id, "what the stream still holds");
+    }
+    resumed.assert_silent(Duration::from_millis(300)).await;
+}

@@ -15,7 +15,7 @@ pub mod subscriber;
 
 use std::sync::Arc;
 
-use crate::config::{Config, TransportKind};
+use crate::config::{Config, NatsSettings, TransportKind};
 use crate::metrics::Metrics;
 use crate::topic_selector;
 use crate::transport::embedded::EmbeddedStore;
@@ -55,7 +55,8 @@ impl Hub {
                 }
                 TransportKind::Nats(settings) => {
                     let size = config.history_size;
-                    Arc::new(NatsTransport::start(settings.clone(), size, feed, memory)?)
+                    let settings = NatsSettings::clone(settings);
+                    Arc::new(NatsTransport::start(settings, size, feed, memory, &metrics)?)
                 }
             })
         })

@@ -27,8 +27,8 @@ use super::presence;
 use crate::metrics::{DropReason, Metrics};
 use crate::subscription::Subscription;
 use crate::topic_selector::TopicSelector;
-use crate::transport::feed::FeedReceiver;
 pub use crate::transport::feed::RouterStopped;
+use crate::transport::feed::{Fed, FeedReceiver};
 use crate::update::{Dispatched, Seq};
 
 /// Identifies a subscriber connection inside this process.
@@ -220,7 +220,10 @@ impl RouterState {
             let next_close = self.closing.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
                 Some(message) = control.recv() => self.handle(message),
-                Some(update) = feed.recv() => self.dispatch(&update),
+                Some(fed) = feed.recv() => match fed {
+                    Fed::Update(update) => self.dispatch(&update),
+                    Fed::Reset { last } => self.reset(last),
+                },
                 () = sleep_until_some(next_close) => self.close_due(),
                 else => break,
             }
@@ -280,6 +283,24 @@ impl RouterState {
                 break;
             }
             self.closing.pop();
+            self.remove(key);
+        }
+    }
+
+    /// History was reset under the router (the transport lost its place): ends every stream, so
+    /// that each client resumes from history with its `Last-Event-ID`, and continues after
+    /// `last`. Subscription events of the old history no longer describe anything.
+    fn reset(&mut self, last: Seq) {
+        tracing::warn!(
+            previous = self.last_seq,
+            last,
+            subscribers = self.subscribers.len(),
+            "history was reset: ending every stream so that its client resumes"
+        );
+        self.last_seq = last;
+        self.presence.clear();
+        let keys: Vec<_> = self.subscribers.keys().copied().collect();
+        for key in keys {
             self.remove(key);
         }
     }
@@ -690,6 +711,28 @@ mod tests {
         let snapshot = router.snapshot().await.expect("snapshot");
         let remembered: Vec<Seq> = snapshot.presence.iter().map(|d| d.seq).collect();
         assert_eq!(remembered, [1], "the arrival, not the ordinary update");
+    }
+
+    #[tokio::test]
+    async fn a_reset_ends_every_stream_and_moves_the_bound() {
+        let (router, feed) = router_at(0, &Metrics::new());
+        let watcher = Subscription::for_test(&["*"], Some(&["*"]));
+        let mut open = router.register(watcher.clone(), 10).await.expect("registered");
+        let event = presence::updates(&watcher, true).remove(0);
+        feed.send(Arc::new(Dispatched::new(1, event))).await.expect("fed");
+        feed.send(update(2, "/a", false)).await.expect("fed");
+        // The stream was recreated: what follows starts again at 1 after 0.
+        feed.reset(0).await.expect("fed");
+        feed.send(update(1, "/a", false)).await.expect("fed");
+        let mut received = Vec::new();
+        while let Some(update) = open.queue.recv().await {
+            received.push(update.seq);
+        }
+        assert_eq!(received, [1, 2], "the open stream ends at the reset, before the new history");
+        let later = router.register(watcher, 10).await.expect("registered");
+        assert_eq!(later.bound, 1, "new subscribers are bounded by the new history");
+        let snapshot = router.snapshot().await.expect("snapshot");
+        assert!(snapshot.presence.is_empty(), "events of the old history are forgotten");
     }
 
     #[test]

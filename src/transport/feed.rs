@@ -8,6 +8,12 @@
 //! sequence order, through the [`Feed`]: from async code ([`Feed::send`]) or from a thread of its
 //! own ([`Feed::blocking_send`]). A full feed makes the transport wait, which slows publishers
 //! rather than losing updates.
+//!
+//! A transport whose history can change behind its back (a NATS stream deleted and recreated, or
+//! trimmed past what this node had read) says so with [`Feed::reset`]: the updates that follow
+//! do not continue what the router delivered, so the router ends every open stream and its client
+//! resumes with its `Last-Event-ID`. It never delivers old history again as live, and a gap is
+//! never silent.
 
 use std::sync::Arc;
 
@@ -23,22 +29,35 @@ pub const FEED_CAPACITY: usize = 1024;
 #[error("the router has stopped")]
 pub struct RouterStopped;
 
+/// What the transport hands the router, in order.
+#[derive(Debug)]
+pub enum Fed {
+    /// The next update.
+    Update(Arc<Dispatched>),
+    /// History no longer continues what was delivered: every open stream must end, and what
+    /// follows comes after `last`.
+    Reset {
+        /// The sequence number the new history ends at.
+        last: Seq,
+    },
+}
+
 /// A feed whose transport has not yet said where its history ends.
 #[derive(Debug)]
 pub struct NewFeed {
     start: oneshot::Sender<Seq>,
-    updates: mpsc::Sender<Arc<Dispatched>>,
+    updates: mpsc::Sender<Fed>,
 }
 
 /// The transport's end of the feed, once started. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Feed(mpsc::Sender<Arc<Dispatched>>);
+pub struct Feed(mpsc::Sender<Fed>);
 
 /// The router's end of the feed.
 #[derive(Debug)]
 pub struct FeedReceiver {
     start: Option<oneshot::Receiver<Seq>>,
-    updates: mpsc::Receiver<Arc<Dispatched>>,
+    updates: mpsc::Receiver<Fed>,
 }
 
 /// A new feed: the transport's end and the router's.
@@ -60,13 +79,19 @@ impl NewFeed {
 impl Feed {
     /// Hands an update to the router, waiting while the feed is full.
     pub async fn send(&self, update: Arc<Dispatched>) -> Result<(), RouterStopped> {
-        self.0.send(update).await.map_err(|_| RouterStopped)
+        self.0.send(Fed::Update(update)).await.map_err(|_| RouterStopped)
     }
 
     /// [`Self::send`] for a transport's own thread; never call it from async code (it panics
     /// inside a runtime).
     pub fn blocking_send(&self, update: Arc<Dispatched>) -> Result<(), RouterStopped> {
-        self.0.blocking_send(update).map_err(|_| RouterStopped)
+        self.0.blocking_send(Fed::Update(update)).map_err(|_| RouterStopped)
+    }
+
+    /// Tells the router that history was reset and now ends at `last`: the next update is
+    /// numbered after it, and nothing delivered before is continued.
+    pub async fn reset(&self, last: Seq) -> Result<(), RouterStopped> {
+        self.0.send(Fed::Reset { last }).await.map_err(|_| RouterStopped)
     }
 }
 
@@ -77,8 +102,8 @@ impl FeedReceiver {
         self.start.take()?.await.ok()
     }
 
-    /// The next update, `None` once every [`Feed`] is dropped.
-    pub async fn recv(&mut self) -> Option<Arc<Dispatched>> {
+    /// The next update or reset, `None` once every [`Feed`] is dropped.
+    pub async fn recv(&mut self) -> Option<Fed> {
         self.updates.recv().await
     }
 }
@@ -93,9 +118,11 @@ mod tests {
         let (new, mut received) = channel();
         let feed = new.start(41);
         feed.send(Arc::new(Dispatched::new(42, Update::for_test("a")))).await.expect("open");
+        feed.reset(3).await.expect("open");
         drop(feed);
         assert_eq!(received.started().await, Some(41));
-        assert_eq!(received.recv().await.map(|d| d.seq), Some(42));
+        assert!(matches!(received.recv().await, Some(Fed::Update(d)) if d.seq == 42));
+        assert!(matches!(received.recv().await, Some(Fed::Reset { last: 3 })), "in order");
         assert!(received.recv().await.is_none(), "closed when the transport drops its end");
     }
 

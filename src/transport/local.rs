@@ -200,7 +200,7 @@ const CONCURRENT_READS: usize = 8;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::feed::{self, FeedReceiver};
+    use crate::transport::feed::{self, Fed, FeedReceiver};
     use crate::transport::memory::MemoryStore;
     use crate::transport::pages::{Chunk, PAGE_BYTES};
 
@@ -280,7 +280,8 @@ mod tests {
         seqs.sort_unstable();
         assert_eq!(seqs, (2..=201).collect::<Vec<_>>(), "one order, no gap");
         for seq in 2..=201 {
-            assert_eq!(received.recv().await.map(|d| d.seq), Some(seq), "fed in that order");
+            let fed = received.recv().await;
+            assert!(matches!(fed, Some(Fed::Update(d)) if d.seq == seq), "fed in that order");
         }
     }
 

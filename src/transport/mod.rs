@@ -56,6 +56,14 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Whether the transport currently accepts publications (readiness probe).
     fn is_ready(&self) -> bool;
+
+    /// Resolves, with the reason, if the transport has given up for good: it can never work
+    /// with this configuration (a NATS stream that exists with settings the hub cannot apply,
+    /// a server too old). The hub then stops. Never resolves for a transport that cannot fail
+    /// that way.
+    async fn fatal(&self) -> String {
+        std::future::pending().await
+    }
 }
 
 /// Synchronous storage behind [`local::LocalTransport`]. Only the sequencer thread appends, so

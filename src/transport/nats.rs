@@ -26,21 +26,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use async_nats::datetime::DateTime as OffsetDateTime;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{CreateStreamErrorKind, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{Config as StreamConfig, RawMessageErrorKind, StorageType};
+use async_nats::jetstream::stream::{
+    Config as StreamConfig, RawMessageErrorKind, StorageType, Stream,
+};
+use async_nats::jetstream::ErrorCode;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
-use super::feed::{Feed, NewFeed};
+use super::feed::{Feed, NewFeed, RouterStopped};
 use super::pages::{self, Chunk, Page, ReplayPages};
 use super::recent::{Keep, Recent};
 use super::{Transport, TransportError};
 use crate::config::{NatsAuth, NatsSettings};
+use crate::metrics::{Metrics, NatsMetrics};
 use crate::update::{Dispatched, Seq, Update};
 
 /// The message format this node writes and reads.
@@ -53,6 +59,14 @@ const MIN_SERVER: (u64, u64) = (2, 11);
 const RETRY: Duration = Duration::from_secs(1);
 /// What a client is told to wait when NATS is out of reach.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// How often the client pings its server: a server that stops answering is given up after two
+/// unanswered pings, so the node turns unready within about three times this.
+const PING_INTERVAL: Duration = Duration::from_secs(4);
+/// How often the bridge checks that the stream it reads is still there, the same, and read.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// How long after start a stream that cannot be placed on enough servers is still retried: the
+/// servers of a cluster starting together join one by one.
+const START_GRACE: Duration = Duration::from_secs(30);
 
 /// What the bridge and the transport's handles share.
 #[derive(Debug)]
@@ -66,6 +80,9 @@ struct Shared {
     /// The updates the bridge has read, most recent last. Written by the bridge only; a lock
     /// rather than messages, so that replays never wait behind the consumer.
     window: Mutex<Window>,
+    /// Why the bridge gave up for good, once it has.
+    fatal: watch::Sender<Option<String>>,
+    metrics: NatsMetrics,
 }
 
 /// The last updates read from the stream (the last [`super::recent::RECENT_EPHEMERAL`], about
@@ -102,21 +119,26 @@ pub struct NatsTransport {
 impl NatsTransport {
     /// Starts the bridge on a thread of its own. It connects to NATS (trying again until it
     /// can), creates or updates the stream, tells the router where the stream ends, then feeds
-    /// it every update. Until then the transport is not ready and publications get 503.
+    /// it every update. Until then the transport is not ready and publications get 503. When
+    /// the stream cannot be set up with these settings, [`Transport::fatal`] says why.
     pub fn start(
         settings: NatsSettings,
         history_size: u64,
         feed: NewFeed,
         replay_memory: usize,
+        metrics: &Metrics,
     ) -> Result<Self, TransportError> {
+        let metrics = metrics.nats();
         let shared = Arc::new(Shared {
             settings,
             history_size,
             jetstream: OnceLock::new(),
             reading: AtomicBool::new(false),
             window: Mutex::default(),
+            fatal: watch::Sender::new(None),
+            metrics: metrics.clone(),
         });
-        let bridge = Bridge { shared: shared.clone() };
+        let bridge = Bridge { shared: shared.clone(), metrics, created: None, position: 0 };
         let (running, stopped) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -166,7 +188,8 @@ impl NatsTransport {
         if payload.len() > limit {
             return Err(too_large(limit));
         }
-        let deadline = tokio::time::Instant::now() + self.shared.settings.publish_timeout;
+        let sent = tokio::time::Instant::now();
+        let deadline = sent + self.shared.settings.publish_timeout;
         loop {
             let message = PublishMessage::build()
                 .payload(payload.clone())
@@ -178,7 +201,10 @@ impl NatsTransport {
                 ack.await.map_err(PublishFailure::new)
             };
             let failure = match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(Ok(ack)) => return Ok(ack.sequence),
+                Ok(Ok(ack)) => {
+                    self.shared.metrics.acknowledged(sent.elapsed());
+                    return Ok(ack.sequence);
+                }
                 Ok(Err(PublishFailure::TooLarge)) => return Err(too_large(limit)),
                 Ok(Err(PublishFailure::Refused(error))) => return Err(error),
                 Ok(Err(PublishFailure::Transient(reason))) => reason,
@@ -308,6 +334,16 @@ impl Transport for NatsTransport {
     fn is_ready(&self) -> bool {
         self.shared.reading.load(Ordering::Acquire) && self.jetstream().is_ok()
     }
+
+    async fn fatal(&self) -> String {
+        let mut fatal = self.shared.fatal.subscribe();
+        let reason = fatal.wait_for(Option::is_some).await.ok().and_then(|r| r.clone());
+        match reason {
+            Some(reason) => reason,
+            // The bridge is gone without a reason: the hub is stopping anyway.
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// The bridge actor: connects, keeps the stream configured, and feeds the router from its own
@@ -317,138 +353,293 @@ impl Transport for NatsTransport {
 /// handle of the transport is dropped.
 struct Bridge {
     shared: Arc<Shared>,
+    metrics: NatsMetrics,
+    /// What identifies the stream this node reads: its creation time and the sequence number
+    /// of the last update fed to the router.
+    created: Option<OffsetDateTime>,
+    position: Seq,
+}
+
+/// Why the stream could not be set up.
+enum SetupError {
+    /// Worth trying again (NATS unreachable, JetStream not ready, a cluster still forming).
+    Retry(String),
+    /// Trying again cannot help: the settings or the servers must change.
+    Fatal(String),
 }
 
 impl Bridge {
-    async fn run(self, feed: NewFeed) {
-        let settings = &self.shared.settings;
+    async fn run(mut self, feed: NewFeed) {
+        let shared = self.shared.clone();
+        let settings = &shared.settings;
         let servers = settings.redacted_servers();
-        let (client, stream) = loop {
-            match self.connect().await {
+        let started = tokio::time::Instant::now();
+        let (jetstream, stream) = loop {
+            match self.connect(started.elapsed() > START_GRACE).await {
                 Ok(connected) => break connected,
-                Err(error) => {
+                Err(SetupError::Fatal(reason)) => {
+                    tracing::error!(%servers, %reason, "cannot use NATS");
+                    // The feed is dropped unstarted: the router stops with the hub.
+                    let _ = self.shared.fatal.send(Some(reason));
+                    return;
+                }
+                Err(SetupError::Retry(error)) => {
                     tracing::warn!(%servers, %error, "NATS is not available yet; trying again");
                     tokio::time::sleep(RETRY).await;
                 }
             }
         };
-        let last = stream.cached_info().state.last_sequence;
-        let _ = self.shared.jetstream.set(async_nats::jetstream::new(client));
-        {
-            let mut window = lock(&self.shared.window);
-            window.from = last + 1;
-        }
-        tracing::info!(%servers, stream = %settings.stream, last, "reading the NATS stream");
-        let feed = feed.start(last);
-        let mut position = last;
+        let info = stream.cached_info();
+        self.created = Some(info.created);
+        self.position = info.state.last_sequence;
+        let _ = self.shared.jetstream.set(jetstream.clone());
+        lock(&self.shared.window).from = self.position + 1;
+        let feed = feed.start(self.position);
+        let mut stream = stream;
         loop {
-            match self.read_from(&stream, &mut position, &feed).await {
+            tracing::info!(stream = %settings.stream, position = self.position, "reading the NATS stream");
+            match self.read_from(&stream, &feed).await {
                 Ok(()) => return, // the router has stopped: the hub is shutting down
                 Err(error) => {
                     self.shared.reading.store(false, Ordering::Release);
-                    tracing::warn!(%error, position, "reading the NATS stream failed; resuming");
-                    tokio::time::sleep(RETRY).await;
+                    self.metrics.consumer_recreated();
+                    tracing::warn!(%error, position = self.position, "reading the NATS stream failed; resuming");
+                }
+            }
+            // The stream may have been deleted, recreated or purged meanwhile: set it up again,
+            // and check that it still continues what was read.
+            stream = loop {
+                tokio::time::sleep(RETRY).await;
+                match self.ensure_stream(&jetstream, true).await {
+                    Ok(stream) => break stream,
+                    Err(SetupError::Retry(error) | SetupError::Fatal(error)) => {
+                        tracing::warn!(%error, "cannot read the NATS stream; trying again");
+                    }
+                }
+            };
+            let info = stream.cached_info();
+            if self.created != Some(info.created) || info.state.last_sequence < self.position {
+                self.created = Some(info.created);
+                let reason = "the stream was deleted and created again";
+                if self.reset(&feed, info.state.last_sequence, reason).await.is_err() {
+                    return;
                 }
             }
         }
     }
 
-    /// Connects, checks the server version, and creates or updates the stream.
+    /// Connects, checks the server version, and creates or updates the stream. Configuration
+    /// differences that cannot be applied are fatal at once; placement failures only once the
+    /// start-up grace period is over (`late`), as servers starting together join one by one.
     async fn connect(
         &self,
-    ) -> Result<(async_nats::Client, async_nats::jetstream::stream::Stream), String> {
+        late: bool,
+    ) -> Result<(async_nats::jetstream::Context, Stream), SetupError> {
         let settings = &self.shared.settings;
+        let metrics = self.metrics.clone();
         let options = async_nats::ConnectOptions::new()
-            .ping_interval(Duration::from_secs(5))
+            .ping_interval(PING_INTERVAL)
             .connection_timeout(Duration::from_secs(5))
-            .name("quicksilver");
+            .name("quicksilver")
+            .event_callback(move |event| {
+                let metrics = metrics.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => metrics.set_connected(true),
+                        async_nats::Event::Disconnected => metrics.set_connected(false),
+                        other => tracing::warn!(event = %other, "NATS"),
+                    }
+                }
+            });
         let options = match &settings.auth {
             NatsAuth::None => options,
             NatsAuth::UserPassword(user, password) => {
                 options.user_and_password(user.clone(), password.expose().to_owned())
             }
             NatsAuth::Token(token) => options.token(token.expose().to_owned()),
-            NatsAuth::CredentialsFile(path) => options
-                .credentials_file(path)
-                .await
-                .map_err(|e| format!("cannot read nats_creds {}: {e}", path.display()))?,
+            NatsAuth::CredentialsFile(path) => {
+                options.credentials_file(path).await.map_err(|e| {
+                    SetupError::Fatal(format!("cannot read nats_creds {}: {e}", path.display()))
+                })?
+            }
         };
+        let mut options = options.require_tls(settings.tls.is_set());
+        if let Some(ca) = &settings.tls.ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &settings.tls.client {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
         let client = options
             .connect(settings.servers.as_slice())
             .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
+            .map_err(|e| SetupError::Retry(format!("cannot connect: {e}")))?;
+        self.metrics.set_connected(true);
         let version = client.server_info().version;
         if !recent_enough(&version) {
-            return Err(format!(
+            return Err(SetupError::Fatal(format!(
                 "the NATS server runs {version}; Quicksilver needs {}.{} or later",
                 MIN_SERVER.0, MIN_SERVER.1
-            ));
+            )));
         }
-        let jetstream = async_nats::jetstream::new(client.clone());
+        let jetstream = async_nats::jetstream::new(client);
+        let stream = self.ensure_stream(&jetstream, late).await?;
+        Ok((jetstream, stream))
+    }
+
+    /// Creates the stream, or updates it to the settings; see [`Self::connect`] for `late`.
+    async fn ensure_stream(
+        &self,
+        jetstream: &async_nats::jetstream::Context,
+        late: bool,
+    ) -> Result<Stream, SetupError> {
+        let settings = &self.shared.settings;
+        let name = &settings.stream;
         let config = StreamConfig {
-            name: settings.stream.clone(),
-            subjects: vec![format!("{}.>", settings.stream)],
+            name: name.clone(),
+            subjects: vec![format!("{name}.>")],
             num_replicas: settings.replicas,
             storage: StorageType::File,
             max_messages: match self.shared.history_size {
                 0 => -1,
                 n => i64::try_from(n).unwrap_or(i64::MAX),
             },
+            max_age: settings.max_age.unwrap_or_default(),
             allow_direct: true,
             ..StreamConfig::default()
         };
-        let info = jetstream
-            .create_or_update_stream(config)
-            .await
-            .map_err(|e| format!("cannot create or update stream {}: {e}", settings.stream))?;
-        let stream = jetstream
+        let info = jetstream.create_or_update_stream(config).await.map_err(|error| {
+            let code = match error.kind() {
+                CreateStreamErrorKind::JetStream(error) => Some(error.error_code()),
+                _ => None,
+            };
+            match code {
+                Some(ErrorCode::STREAM_INVALID_CONFIG | ErrorCode::STREAM_NAME_EXIST) => {
+                    SetupError::Fatal(format!(
+                        "stream {name} exists with settings this hub cannot change ({error}); \
+                         set another nats_stream, or change or delete the stream"
+                    ))
+                }
+                Some(ErrorCode::STREAM_SUBJECT_OVERLAP) => SetupError::Fatal(format!(
+                    "the subjects {name}.> of nats_stream {name} belong to another stream \
+                     ({error}); set another nats_stream"
+                )),
+                Some(
+                    ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED
+                    | ErrorCode::STREAM_REPLICAS_NOT_UPDATABLE,
+                ) => SetupError::Fatal(replicas_refused(settings.replicas, &error)),
+                Some(ErrorCode::CLUSTER_NO_PEERS | ErrorCode::INSUFFICIENT_RESOURCES) if late => {
+                    SetupError::Fatal(replicas_refused(settings.replicas, &error))
+                }
+                _ => SetupError::Retry(format!("cannot create or update stream {name}: {error}")),
+            }
+        })?;
+        jetstream
             .get_stream(&info.config.name)
             .await
-            .map_err(|e| format!("cannot read stream {}: {e}", settings.stream))?;
-        Ok((client, stream))
+            .map_err(|e| SetupError::Retry(format!("cannot read stream {name}: {e}")))
     }
 
-    /// Feeds the router from `position + 1` on, moving `position` with every update; `Ok` once
-    /// the router has stopped.
-    async fn read_from(
-        &self,
-        stream: &async_nats::jetstream::stream::Stream,
-        position: &mut Seq,
-        feed: &Feed,
-    ) -> Result<(), String> {
+    /// Feeds the router from the position on, moving it with every update; `Ok` once the router
+    /// has stopped, an error when the consumer must be created again.
+    ///
+    /// async-nats's ordered consumer recreates itself after a hiccup, retrying for ever, also on a
+    /// stream that was deleted, and then on a new stream of the same name from its old position.
+    /// So the bridge checks the stream itself: at the first message of every (re)created
+    /// consumer, and every [`WATCH_INTERVAL`], when it also notices a consumer that stalled.
+    async fn read_from(&mut self, stream: &Stream, feed: &Feed) -> Result<(), String> {
         let consumer = stream
             .create_consumer(OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: *position + 1 },
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: self.position + 1,
+                },
                 ..OrderedConfig::default()
             })
             .await
             .map_err(|e| format!("cannot create the consumer: {e}"))?;
         let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
         self.shared.reading.store(true, Ordering::Release);
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| e.to_string())?;
-            let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
-            if seq <= *position {
+        let mut watch = tokio::time::interval(WATCH_INTERVAL);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The position at the last check, when the stream held more than that.
+        let mut behind_at = None;
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                _ = watch.tick() => {
+                    let last = self.check(stream).await?;
+                    self.metrics.set_consumer_lag(last.saturating_sub(self.position));
+                    if last > self.position && behind_at == Some(self.position) {
+                        return Err(format!("the consumer stalled at {}", self.position));
+                    }
+                    behind_at = (last > self.position).then_some(self.position);
+                    continue;
+                }
+            };
+            let message = message.ok_or("the consumer ended")?.map_err(|e| e.to_string())?;
+            let info = message.info().map_err(|e| e.to_string())?;
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            if info.consumer_sequence == 1 {
+                // A consumer was just (re)created: is it still on the stream read so far?
+                self.check(stream).await?;
+            }
+            if seq <= self.position {
                 continue;
             }
+            self.metrics.set_consumer_lag(pending);
+            if seq > self.position + 1 {
+                // Updates left the stream before this node read them (trimmed by its limits
+                // or purged): its subscribers would never see them.
+                let reason = "updates left the stream before this node read them";
+                if self.reset(feed, seq - 1, reason).await.is_err() {
+                    return Ok(());
+                }
+            }
             let headers = message.headers.clone().unwrap_or_default();
+            self.position = seq;
             let update = match decode(seq, &headers, &message.payload) {
                 Ok(update) => update,
                 Err(error) => {
                     // Not ours to deliver (another writer, or a newer format): skip it, loudly.
                     tracing::error!(seq, %error, "skipping a message of the stream");
-                    *position = seq;
                     continue;
                 }
             };
             lock(&self.shared.window).push(update.clone());
-            *position = seq;
             if feed.send(update).await.is_err() {
                 return Ok(());
             }
         }
-        Err("the consumer ended".into())
     }
+
+    /// The stream's last sequence number, once checked that it is still the stream read so
+    /// far; an error when it is gone or was created again.
+    async fn check(&self, stream: &Stream) -> Result<Seq, String> {
+        let info = stream.get_info().await.map_err(|e| format!("cannot read the stream: {e}"))?;
+        if Some(info.created) != self.created {
+            return Err("the stream was created again".into());
+        }
+        Ok(info.state.last_sequence)
+    }
+
+    /// The stream no longer continues what was read: it now ends at `last`. The router ends
+    /// every open stream (their clients resume with `Last-Event-ID`), and the window forgets
+    /// the old history.
+    async fn reset(&mut self, feed: &Feed, last: Seq, reason: &str) -> Result<(), RouterStopped> {
+        tracing::warn!(position = self.position, last, reason, "the NATS stream was reset");
+        self.metrics.stream_reset();
+        *lock(&self.shared.window) = Window { updates: Recent::default(), from: last + 1 };
+        self.position = last;
+        feed.reset(last).await
+    }
+}
+
+/// Start-up stops: the stream cannot have `replicas` copies.
+fn replicas_refused(replicas: usize, error: &dyn std::fmt::Display) -> String {
+    format!(
+        "nats_replicas is {replicas}, and NATS cannot place that many copies of the stream \
+         ({error}); the NATS cluster needs at least {replicas} JetStream servers"
+    )
 }
 
 /// The subject of the updates whose id is `id`.
