@@ -1,10 +1,10 @@
-//! What every scenario shares: the target, tokens, the connector, the stop signal and the error
-//! counts.
+//! What every scenario shares: the target, tokens, the connector, the stop signal, the error
+//! counts and the followed processes.
 //!
 //! [`Ctx::stop`] is cancelled when `--time-limit` passes or on Ctrl-C; every task watches it (or a
 //! child token), which is how the tool always stops by itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::CommonArgs;
+use crate::follow::{self, Followed, ProcessUsage, Watch};
 use crate::http::{Connector, Target};
-use crate::procstat::{self, Pid, Sample, Usage};
+use crate::procstat::Sample;
 use crate::token::{self, Role};
 
 /// Errors counted by category; they are rare, so one lock is enough.
@@ -61,8 +62,10 @@ pub struct Ctx {
     pub errors: ErrorCounts,
     /// Random id of this run, carried in every update (see [`crate::payload`]).
     pub run_id: u32,
-    /// The hub's process, if given.
-    pub hub_pid: Option<u32>,
+    /// The followed processes (the hub among them when `--hub-pid` is given), this tool last.
+    pub processes: Vec<Followed>,
+    /// Names of the followed processes already counted as ended, so that each is counted once.
+    ended: Mutex<BTreeSet<String>>,
     /// Name of the hub, for the report.
     pub label: Option<String>,
     /// Whether to draw progress bars (stderr is a terminal).
@@ -70,7 +73,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Resolves the hub, prepares the tokens, and checks that `--hub-pid` is readable.
+    /// Resolves the hub, prepares the tokens, and finds the processes to follow (they must be
+    /// running).
     pub async fn new(args: &CommonArgs) -> anyhow::Result<Self> {
         let target = Target::resolve(&args.hub).await?;
         let key = match (&args.key, &args.key_file) {
@@ -90,10 +94,7 @@ impl Ctx {
         };
         let publisher_token = token(&args.publisher_token, Role::Publisher)?;
         let subscriber_token = token(&args.subscriber_token, Role::Subscriber)?;
-        if let Some(pid) = args.hub_pid {
-            procstat::sample(Pid::Other(pid))
-                .with_context(|| format!("cannot read /proc/{pid} (--hub-pid)"))?;
-        }
+        let processes = follow::resolve(args.hub_pid, &args.follow, &args.follow_dir)?;
         let started = Instant::now();
         let permits = usize::try_from(args.connect_concurrency).unwrap_or(usize::MAX);
         Ok(Ctx {
@@ -108,7 +109,8 @@ impl Ctx {
             deadline: started + args.time_limit,
             errors: ErrorCounts::default(),
             run_id: rand::random(),
-            hub_pid: args.hub_pid,
+            processes,
+            ended: Mutex::default(),
             label: args.label.clone(),
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })
@@ -148,15 +150,26 @@ impl Ctx {
         u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Reads the hub's process, if `--hub-pid` was given. A failure (the hub died) is counted.
+    /// The process named `hub` (`--hub-pid`), if followed.
+    pub fn hub(&self) -> Option<&Followed> {
+        self.processes.iter().find(|process| process.name == follow::HUB)
+    }
+
+    /// Reads the process named `hub`, if followed. Its end is counted as an error.
     pub fn sample_hub(&self) -> Option<Sample> {
-        let pid = self.hub_pid?;
-        match procstat::sample(Pid::Other(pid)) {
-            Ok(sample) => Some(sample),
-            Err(error) => {
-                self.errors.add(format!("reading /proc/{pid}: {}", error.kind()));
-                None
-            }
+        let hub = self.hub()?;
+        let sample = hub.sample();
+        if sample.is_none() {
+            self.process_ended(&hub.name, hub.pid);
+        }
+        sample
+    }
+
+    /// Counts, once per process, that a followed process ended during the run.
+    fn process_ended(&self, name: &str, pid: u32) {
+        let mut ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        if ended.insert(name.to_owned()) {
+            self.errors.add(format!("process {name} (pid {pid}) ended during the run"));
         }
     }
 }
@@ -166,32 +179,25 @@ fn missing_token(role: &str) -> anyhow::Error {
     anyhow::anyhow!("no {role} token: give --key (or --key-file) to mint one, or --{role}-token")
 }
 
-/// Readings of the hub and of this process taken at the start of a scenario.
-#[derive(Debug, Clone, Copy)]
+/// Readings of the followed processes taken at the start of a scenario.
+#[derive(Debug, Clone)]
 pub struct ProcessWatch {
-    at: Instant,
-    hub: Option<Sample>,
-    client: Option<Sample>,
+    watch: Watch,
 }
 
 impl ProcessWatch {
     /// Takes the "before" readings.
     pub fn start(ctx: &Ctx) -> Self {
-        ProcessWatch {
-            at: Instant::now(),
-            hub: ctx.sample_hub(),
-            client: procstat::sample(Pid::Current).ok(),
-        }
+        ProcessWatch { watch: Watch::start(&ctx.processes) }
     }
 
-    /// Takes the "after" readings: the usage of the hub and of this process since the start.
-    pub fn finish(&self, ctx: &Ctx) -> (Option<Usage>, Option<Usage>) {
-        let seconds = self.at.elapsed().as_secs_f64();
-        let hub = self.hub.zip(ctx.sample_hub()).map(|(a, b)| Usage::between(a, b, seconds));
-        let client = self
-            .client
-            .zip(procstat::sample(Pid::Current).ok())
-            .map(|(a, b)| Usage::between(a, b, seconds));
-        (hub, client)
+    /// Takes the "after" readings: what each followed process used since the start. Those that
+    /// ended meanwhile are counted as errors.
+    pub fn finish(&self, ctx: &Ctx) -> Vec<ProcessUsage> {
+        let usage = self.watch.finish(&ctx.processes);
+        for process in usage.iter().filter(|process| process.usage.is_none()) {
+            ctx.process_ended(&process.name, process.pid);
+        }
+        usage
     }
 }

@@ -1,5 +1,6 @@
-//! The result of a scenario: named figures, errors and process usage, shown as a table for people
-//! and as JSON for machines. The latency histograms are kept too, for the plot.
+//! The result of a scenario: named figures, errors and the usage of every followed process, shown
+//! as a table for people and as JSON for machines. The latency histograms are kept too, for the
+//! plot.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
 use crate::context::Ctx;
-use crate::procstat::Usage;
+use crate::follow::ProcessUsage;
 use crate::stats::Summary;
 
 /// One measured value.
@@ -118,10 +119,8 @@ pub struct Report {
     pub figures: Vec<(String, String, Figure)>,
     /// Errors by kind.
     pub errors: BTreeMap<String, u64>,
-    /// The hub's CPU and memory over the scenario (`--hub-pid`).
-    pub hub_process: Option<Usage>,
-    /// This tool's CPU and memory over the scenario.
-    pub client_process: Option<Usage>,
+    /// CPU and memory of every followed process over the scenario, this tool last.
+    pub processes: Vec<ProcessUsage>,
     /// Distributions to plot: name and histogram of microseconds.
     pub distributions: Vec<(String, Histogram<u64>)>,
 }
@@ -143,8 +142,7 @@ impl Report {
             timed_out: false,
             figures: Vec::new(),
             errors: BTreeMap::new(),
-            hub_process: None,
-            client_process: None,
+            processes: Vec::new(),
             distributions: Vec::new(),
         }
     }
@@ -168,11 +166,11 @@ impl Report {
     }
 
     /// Fills in what every scenario ends with: duration, stop state, errors and process usage.
-    pub fn finish(&mut self, ctx: &Ctx, wall_seconds: f64, usage: (Option<Usage>, Option<Usage>)) {
+    pub fn finish(&mut self, ctx: &Ctx, wall_seconds: f64, processes: Vec<ProcessUsage>) {
         self.wall_seconds = wall_seconds;
         self.timed_out = ctx.stopped();
         self.errors = ctx.errors.snapshot();
-        (self.hub_process, self.client_process) = usage;
+        self.processes = processes;
     }
 
     /// The machine-readable form.
@@ -192,8 +190,7 @@ impl Report {
             "params": self.params,
             "results": results,
             "errors": self.errors,
-            "hub_process": self.hub_process.map(usage_json),
-            "loadtest_process": self.client_process.map(usage_json),
+            "processes": self.processes.iter().map(process_json).collect::<Vec<_>>(),
         })
     }
 
@@ -227,23 +224,23 @@ impl Report {
         for (kind, count) in &self.errors {
             rows.push((format!("error: {kind}"), count.to_string()));
         }
-        for (name, usage) in [("hub process", self.hub_process), ("loadtest", self.client_process)]
-        {
-            if let Some(usage) = usage {
-                rows.push((
-                    format!("{name} CPU"),
-                    format!("{:.2} s ({:.2} cores)", usage.cpu_seconds, usage.cpu_cores),
-                ));
-                rows.push((
-                    format!("{name} RSS"),
-                    format!(
-                        "{} -> {} ({} threads)",
-                        Figure::Kib(usage.rss_before_kib as f64).to_text(),
-                        Figure::Kib(usage.rss_after_kib as f64).to_text(),
-                        usage.threads
-                    ),
-                ));
-            }
+        for process in &self.processes {
+            let title = format!("{} (pid {})", process.name, process.pid);
+            let Some(usage) = process.usage else {
+                rows.push((title, "ENDED during the run: no figures".into()));
+                continue;
+            };
+            rows.push((
+                title,
+                format!(
+                    "CPU {:.2} s ({:.1} %)  RSS {} -> {}  {} threads",
+                    usage.cpu_seconds,
+                    usage.cpu_percent,
+                    Figure::Kib(usage.rss_before_kib as f64).to_text(),
+                    Figure::Kib(usage.rss_after_kib as f64).to_text(),
+                    usage.threads
+                ),
+            ));
         }
         let width = rows.iter().map(|(title, _)| title.chars().count()).max().unwrap_or(0);
         let mut table = String::new();
@@ -257,14 +254,19 @@ impl Report {
     }
 }
 
-/// JSON form of a process's usage.
-fn usage_json(usage: Usage) -> Value {
+/// JSON form of a followed process: the same keys whether it ran to the end or not, null figures
+/// when it ended during the run.
+fn process_json(process: &ProcessUsage) -> Value {
+    let usage = process.usage;
     json!({
-        "cpu_seconds": round(usage.cpu_seconds, 3),
-        "cpu_cores": round(usage.cpu_cores, 3),
-        "rss_before_kib": usage.rss_before_kib,
-        "rss_after_kib": usage.rss_after_kib,
-        "threads": usage.threads,
+        "name": process.name,
+        "pid": process.pid,
+        "ended": usage.is_none(),
+        "cpu_seconds": usage.map(|usage| round(usage.cpu_seconds, 3)),
+        "cpu_percent": usage.map(|usage| round(usage.cpu_percent, 1)),
+        "rss_before_kib": usage.map(|usage| usage.rss_before_kib),
+        "rss_after_kib": usage.map(|usage| usage.rss_after_kib),
+        "threads": usage.map(|usage| usage.threads),
     })
 }
 
@@ -285,8 +287,7 @@ pub(crate) mod tests_support {
             timed_out: false,
             figures: Vec::new(),
             errors: BTreeMap::from([("subscribe: HTTP 401".to_owned(), 2)]),
-            hub_process: None,
-            client_process: None,
+            processes: Vec::new(),
             distributions: Vec::new(),
         }
     }
@@ -295,6 +296,7 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::procstat::Usage;
     use crate::stats;
     use std::time::Duration;
 
@@ -324,7 +326,71 @@ mod tests {
         let p50 = value["results"]["delivery_latency"]["p50_ms"].as_f64().expect("a number");
         assert!((p50 - 50.0).abs() < 0.05, "{p50}");
         assert_eq!(value["errors"]["subscribe: HTTP 401"], 2);
-        assert_eq!(value["hub_process"], Value::Null);
+        assert_eq!(value["processes"], json!([]));
+    }
+
+    /// Three followed processes, one of which ended during the run, and this tool.
+    fn processes() -> Vec<ProcessUsage> {
+        let usage = |cpu_seconds: f64, rss_kib: u64| Usage {
+            cpu_seconds,
+            cpu_percent: 100.0 * cpu_seconds / 2.0,
+            rss_before_kib: rss_kib,
+            rss_after_kib: rss_kib * 2,
+            threads: 3,
+        };
+        let process = |name: &str, pid: u32, usage: Option<Usage>| ProcessUsage {
+            name: name.into(),
+            pid,
+            usage,
+        };
+        vec![
+            process("hub-1", 101, Some(usage(1.5, 10_240))),
+            process("nats-1", 201, None),
+            process("haproxy", 301, Some(usage(0.25, 512))),
+            process("loadtest", 401, Some(usage(0.5, 2048))),
+        ]
+    }
+
+    #[test]
+    fn json_lists_every_process() {
+        let mut report = report();
+        report.processes = processes();
+        let value = report.to_json();
+        let listed = value["processes"].as_array().expect("a list");
+        let names: Vec<&str> =
+            listed.iter().filter_map(|process| process["name"].as_str()).collect();
+        assert_eq!(names, ["hub-1", "nats-1", "haproxy", "loadtest"]);
+        assert_eq!(
+            listed[0],
+            json!({
+                "name": "hub-1",
+                "pid": 101,
+                "ended": false,
+                "cpu_seconds": 1.5,
+                "cpu_percent": 75.0,
+                "rss_before_kib": 10240,
+                "rss_after_kib": 20480,
+                "threads": 3,
+            })
+        );
+        assert_eq!(listed[1]["ended"], true);
+        assert_eq!(listed[1]["pid"], 201);
+        assert_eq!(listed[1]["cpu_seconds"], Value::Null);
+        assert_eq!(listed[1]["rss_after_kib"], Value::Null);
+    }
+
+    #[test]
+    fn table_shows_every_process() {
+        let mut report = report();
+        report.processes = processes();
+        let table = report.render_table();
+        let row = |start: &str| {
+            table.lines().find(|line| line.starts_with(start)).unwrap_or_else(|| panic!("{table}"))
+        };
+        assert!(row("hub-1 (pid 101) ").contains("CPU 1.50 s (75.0 %)  RSS 10.0 MiB -> 20.0 MiB"));
+        assert!(row("nats-1 (pid 201) ").contains("ENDED"));
+        assert!(row("haproxy (pid 301) ").contains("RSS 512.0 KiB -> 1.0 MiB  3 threads"));
+        assert!(row("loadtest (pid 401) ").contains("CPU 0.50 s (25.0 %)"));
     }
 
     #[test]

@@ -108,7 +108,8 @@ fn every_scenario_against_quicksilver() {
     assert_clean(&report, "subscribers_connected");
     assert_eq!(report["results"]["deliveries"]["count"], 1000);
     assert_eq!(report["results"]["out_of_order"], 0);
-    assert!(report["hub_process"]["rss_after_kib"].as_u64().is_some_and(|kib| kib > 0));
+    assert_eq!(report["processes"][0]["name"], "hub", "{report:#}");
+    assert!(report["processes"][0]["rss_after_kib"].as_u64().is_some_and(|kib| kib > 0));
 
     let report = loadtest("topics", &with(&["topics", "--subscribers", "20", "--updates", "50"]));
     assert_clean(&report, "subscribers_connected");

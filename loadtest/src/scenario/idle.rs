@@ -1,7 +1,8 @@
 //! `idle`: N subscriptions held open with nothing published.
 //!
-//! Measures what a quiet connection costs the hub (memory per connection, with `--hub-pid`) and
-//! how fast it accepts many of them. See [`crate::cli::Scenario::Idle`].
+//! Measures what a quiet connection costs the hub (memory per connection of the process named
+//! `hub`, given by `--hub-pid`) and how fast it accepts many of them. See
+//! [`crate::cli::Scenario::Idle`].
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
@@ -108,7 +109,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &IdleArgs) -> anyhow::Result<Report> {
         }
         _ => None,
     };
-    if ctx.hub_pid.is_some() {
+    if ctx.hub().is_some() {
         let rss = |sample: Option<procstat::Sample>| sample.map(|sample| sample.rss_kib);
         let kib = |value: Option<u64>| {
             value.map_or(Figure::Text("-".into()), |kib| Figure::Kib(kib as f64))
