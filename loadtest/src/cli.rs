@@ -39,7 +39,8 @@ Every run reports the CPU time and memory of the processes it follows (--hub-pid
 
 A progress bar is drawn on stderr when it is a terminal; the results are printed as a table on \
 stdout, and written as JSON (--json) and as an SVG or HTML latency chart (--plot) when asked. \
-The run always stops by itself within --time-limit. Only the --hub address is contacted."
+The run always stops by itself within --time-limit. Only the hub URLs given (--hub, \
+--publish-hub, --subscribe-hub) are contacted."
 )]
 pub struct Cli {
     /// Options shared by every scenario.
@@ -53,7 +54,7 @@ pub struct Cli {
 /// Common options that may be given several times. Clap keeps only the occurrences on one side of
 /// the scenario name when they are on both (clap-rs/clap#3959), so [`Cli::try_parse_checked`]
 /// refuses that instead of dropping some silently.
-const REPEATABLE: [&str; 2] = ["--follow", "--follow-dir"];
+const REPEATABLE: [&str; 3] = ["--follow", "--follow-dir", "--subscribe-hub"];
 
 impl Cli {
     /// Parses `args` (the program name first) like [`Parser::try_parse_from`], and refuses a
@@ -65,7 +66,8 @@ impl Cli {
     {
         let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
         let cli = Cli::try_parse_from(&args)?;
-        let parsed = [cli.common.follow.len(), cli.common.follow_dir.len()];
+        let parsed =
+            [cli.common.follow.len(), cli.common.follow_dir.len(), cli.common.subscribe_hub.len()];
         for (option, parsed) in REPEATABLE.into_iter().zip(parsed) {
             // Each occurrence takes exactly one value, and clap refuses an option name as a value:
             // counting the tokens counts the occurrences.
@@ -91,9 +93,22 @@ impl Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Common options (before or after the scenario)")]
 pub struct CommonArgs {
-    /// URL of the hub (http only).
+    /// URL of the hub (http only). Publishers and subscribers use it unless --publish-hub or
+    /// --subscribe-hub says otherwise.
     #[arg(long, global = true, default_value = DEFAULT_HUB, value_name = "URL")]
     pub hub: String,
+
+    /// URL publications are POSTed to, e.g. one node of a cluster. Default: --hub.
+    #[arg(long, global = true, value_name = "URL")]
+    pub publish_hub: Option<String>,
+
+    /// URL subscribers connect to. Repeatable: subscribers are spread over the URLs round-robin
+    /// (subscriber i uses URL i mod n), e.g. the nodes of a cluster other than the --publish-hub
+    /// one, to measure cross-node delivery; with several, delivery latency is also reported per
+    /// URL. In reconnect each subscriber comes back on the URL after the one it first used.
+    /// Default: --hub.
+    #[arg(long, global = true, value_name = "URL")]
+    pub subscribe_hub: Vec<String>,
 
     /// Key used to mint tokens: the HMAC secret for HS*, a PEM private key for RS*/PS*/ES*/EdDSA.
     /// Default: none (then tokens must be given, unless --key-file is).
@@ -229,6 +244,10 @@ pub enum Scenario {
     /// are all dropped, as in a network cut), then all N reconnect at the same moment with
     /// Last-Event-ID set to the id of update K/2 - 1, so each must replay the K - K/2 updates it
     /// missed.
+    ///
+    /// The history is published to --publish-hub. With several --subscribe-hub URLs, each
+    /// subscriber reconnects to the URL after the one it first connected to: every resume happens
+    /// on another node of a cluster.
     ///
     /// Measures: reconnect latency (to the first bytes) p50/p99/max, replay time (until a
     /// subscriber has all it missed) p50/p99/max, time until every subscriber is reconnected and

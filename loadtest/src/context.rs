@@ -1,5 +1,5 @@
-//! What every scenario shares: the target, tokens, the connector, the stop signal, the error
-//! counts and the followed processes.
+//! What every scenario shares: the hub URLs to publish to and to subscribe at, tokens, the stop
+//! signal, the error counts and the followed processes.
 //!
 //! [`Ctx::stop`] is cancelled when `--time-limit` passes or on Ctrl-C; every task watches it (or a
 //! child token), which is how the tool always stops by itself.
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::CommonArgs;
 use crate::follow::{self, Followed, ProcessUsage, Watch};
-use crate::http::{Connector, Target};
+use crate::http::Endpoint;
 use crate::procstat::Sample;
 use crate::token::{self, Role};
 
@@ -40,10 +40,10 @@ impl ErrorCounts {
 /// State shared by all tasks of a run.
 #[derive(Debug)]
 pub struct Ctx {
-    /// The hub.
-    pub target: Target,
-    /// Opens connections to it.
-    pub connector: Connector,
+    /// Where publications go: `--publish-hub`, else `--hub`.
+    pub publish: Endpoint,
+    /// Where subscribers connect, spread round-robin: `--subscribe-hub`, else `--hub`. Never empty.
+    pub subscribe: Vec<Endpoint>,
     /// Given or minted; `None` when neither a token nor a key was given.
     publisher_token: Option<String>,
     /// Given or minted; `None` when neither a token nor a key was given.
@@ -73,10 +73,28 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Resolves the hub, prepares the tokens, and finds the processes to follow (they must be
+    /// Resolves the hub URLs, prepares the tokens, and finds the processes to follow (they must be
     /// running).
     pub async fn new(args: &CommonArgs) -> anyhow::Result<Self> {
-        let target = Target::resolve(&args.hub).await?;
+        let (publish_option, publish_url) = match &args.publish_hub {
+            Some(url) => ("--publish-hub", url),
+            None => ("--hub", &args.hub),
+        };
+        let publish = Endpoint::resolve(publish_url, args.source_ips)
+            .await
+            .with_context(|| format!("{publish_option} {publish_url}"))?;
+        let (subscribe_option, subscribe_urls) = if args.subscribe_hub.is_empty() {
+            ("--hub", std::slice::from_ref(&args.hub))
+        } else {
+            ("--subscribe-hub", args.subscribe_hub.as_slice())
+        };
+        let mut subscribe = Vec::with_capacity(subscribe_urls.len());
+        for url in subscribe_urls {
+            let endpoint = Endpoint::resolve(url, args.source_ips)
+                .await
+                .with_context(|| format!("{subscribe_option} {url}"))?;
+            subscribe.push(endpoint);
+        }
         let key = match (&args.key, &args.key_file) {
             (Some(key), _) => Some(key.clone().into_bytes()),
             (None, Some(path)) => Some(
@@ -98,8 +116,8 @@ impl Ctx {
         let started = Instant::now();
         let permits = usize::try_from(args.connect_concurrency).unwrap_or(usize::MAX);
         Ok(Ctx {
-            connector: Connector::new(target.addr, args.source_ips),
-            target,
+            publish,
+            subscribe,
             publisher_token,
             subscriber_token,
             timeout: args.timeout,
@@ -199,5 +217,54 @@ impl ProcessWatch {
             ctx.process_ended(&process.name, process.pid);
         }
         usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+
+    async fn ctx_with(args: &[&str]) -> Ctx {
+        let cli = Cli::try_parse_checked(["loadtest", "fanout"].iter().chain(args))
+            .expect("valid command line");
+        Ctx::new(&cli.common).await.expect("a context")
+    }
+
+    fn urls(endpoints: &[Endpoint]) -> Vec<String> {
+        endpoints.iter().map(|endpoint| endpoint.target.url.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn publishers_and_subscribers_use_hub_unless_told_otherwise() {
+        let hub = "http://127.0.0.1:8090/.well-known/mercure";
+        let ctx = ctx_with(&["--hub", hub]).await;
+        assert_eq!(ctx.publish.target.url.as_str(), hub);
+        assert_eq!(urls(&ctx.subscribe), [hub]);
+
+        let (node1, node2, node3) =
+            ("http://127.0.0.1:8081/m", "http://127.0.0.1:8082/m", "http://127.0.0.1:8083/m");
+        let ctx = ctx_with(&[
+            "--hub",
+            hub,
+            "--publish-hub",
+            node1,
+            "--subscribe-hub",
+            node2,
+            "--subscribe-hub",
+            node3,
+        ])
+        .await;
+        assert_eq!(ctx.publish.target.url.as_str(), node1);
+        assert_eq!(urls(&ctx.subscribe), [node2, node3]);
+        assert_eq!(ctx.subscribe[1].name(), "127.0.0.1:8083");
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_names_its_option() {
+        let cli = Cli::try_parse_checked(["loadtest", "fanout", "--subscribe-hub", "https://x/"])
+            .expect("valid command line");
+        let error = Ctx::new(&cli.common).await.expect_err("https is refused");
+        assert!(format!("{error:#}").starts_with("--subscribe-hub https://x/: "), "{error:#}");
     }
 }

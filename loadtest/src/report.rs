@@ -98,6 +98,17 @@ fn round(value: f64, digits: i32) -> f64 {
     (value * scale).round() / scale
 }
 
+/// Which hub URLs a scenario talks to, so that its report names those and only those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uses {
+    /// Only the publish URL (`publish`).
+    Publish,
+    /// Only the subscribe URLs (`idle`).
+    Subscribe,
+    /// Both.
+    Both,
+}
+
 /// A scenario's results.
 #[derive(Debug)]
 pub struct Report {
@@ -105,8 +116,10 @@ pub struct Report {
     pub scenario: &'static str,
     /// `--label`.
     pub label: Option<String>,
-    /// Hub URL.
-    pub hub: String,
+    /// URL publications went to, if the scenario publishes.
+    pub publish_hub: Option<String>,
+    /// URLs subscribers connected to, round-robin; empty if the scenario does not subscribe.
+    pub subscribe_hubs: Vec<String>,
     /// The scenario's parameters.
     pub params: Value,
     /// Unix time the run started, in seconds.
@@ -126,8 +139,9 @@ pub struct Report {
 }
 
 impl Report {
-    /// An empty report for `scenario` with its parameters.
-    pub fn new(ctx: &Ctx, scenario: &'static str, params: Value) -> Self {
+    /// An empty report for `scenario`, which talks to the hub URLs `uses` says, with its
+    /// parameters.
+    pub fn new(ctx: &Ctx, scenario: &'static str, uses: Uses, params: Value) -> Self {
         let started_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs())
@@ -135,7 +149,13 @@ impl Report {
         Report {
             scenario,
             label: ctx.label.clone(),
-            hub: ctx.target.url.to_string(),
+            publish_hub: (uses != Uses::Subscribe).then(|| ctx.publish.target.url.to_string()),
+            subscribe_hubs: match uses {
+                Uses::Publish => Vec::new(),
+                Uses::Subscribe | Uses::Both => {
+                    ctx.subscribe.iter().map(|endpoint| endpoint.target.url.to_string()).collect()
+                }
+            },
             params,
             started_unix,
             wall_seconds: 0.0,
@@ -183,7 +203,8 @@ impl Report {
             "tool": concat!("loadtest ", env!("CARGO_PKG_VERSION")),
             "scenario": self.scenario,
             "label": self.label,
-            "hub": self.hub,
+            "publish_hub": self.publish_hub,
+            "subscribe_hubs": self.subscribe_hubs,
             "started_unix": self.started_unix,
             "wall_seconds": round(self.wall_seconds, 3),
             "timed_out": self.timed_out,
@@ -196,8 +217,8 @@ impl Report {
 
     /// The human-readable form: a two-column table.
     pub fn render_table(&self) -> String {
-        let mut rows: Vec<(String, String)> =
-            vec![("scenario".into(), self.scenario.into()), ("hub".into(), self.hub.clone())];
+        let mut rows: Vec<(String, String)> = vec![("scenario".into(), self.scenario.into())];
+        rows.extend(self.hub_rows());
         if let Some(label) = &self.label {
             rows.push(("label".into(), label.clone()));
         }
@@ -252,6 +273,32 @@ impl Report {
         let _ = writeln!(table, "{rule}");
         table
     }
+
+    /// The hub URLs used, for the table: one `hub` row when publishers and subscribers used the
+    /// same single URL, else which side used what.
+    fn hub_rows(&self) -> Vec<(String, String)> {
+        if let (Some(publish), [subscribe]) = (&self.publish_hub, self.subscribe_hubs.as_slice()) {
+            if publish == subscribe {
+                return vec![("hub".into(), publish.clone())];
+            }
+        }
+        let mut rows = Vec::new();
+        if let Some(publish) = &self.publish_hub {
+            rows.push(("publish hub".into(), publish.clone()));
+        }
+        match self.subscribe_hubs.as_slice() {
+            [] => {}
+            [one] => rows.push(("subscribe hub".into(), one.clone())),
+            several => rows
+                .push(("subscribe hubs".into(), format!("{} (round-robin)", several.join(", ")))),
+        }
+        rows
+    }
+
+    /// The hub URLs used, in a few words, for the title of the plot.
+    pub fn hubs_text(&self) -> String {
+        self.hub_rows().into_iter().map(|(_, urls)| urls).collect::<Vec<_>>().join(" -> ")
+    }
 }
 
 /// JSON form of a followed process: the same keys whether it ran to the end or not, null figures
@@ -280,7 +327,8 @@ pub(crate) mod tests_support {
         Report {
             scenario: "fanout",
             label: Some("quicksilver".into()),
-            hub: "http://127.0.0.1:8090/.well-known/mercure".into(),
+            publish_hub: Some("http://127.0.0.1:8090/.well-known/mercure".into()),
+            subscribe_hubs: vec!["http://127.0.0.1:8090/.well-known/mercure".into()],
             params: json!({ "subscribers": 2, "updates": 3 }),
             started_unix: 1,
             wall_seconds: 1.5,
@@ -377,6 +425,45 @@ mod tests {
         assert_eq!(listed[1]["pid"], 201);
         assert_eq!(listed[1]["cpu_seconds"], Value::Null);
         assert_eq!(listed[1]["rss_after_kib"], Value::Null);
+    }
+
+    #[test]
+    fn the_hub_urls_used_are_named() {
+        let one = "http://127.0.0.1:8090/.well-known/mercure";
+        let report = report();
+        assert_eq!(report.to_json()["publish_hub"], one);
+        assert_eq!(report.to_json()["subscribe_hubs"], json!([one]));
+        let table = report.render_table();
+        assert!(table.lines().any(|line| line.starts_with("hub ") && line.ends_with(one)));
+        assert!(!table.contains("publish hub"), "{table}");
+
+        let (node1, node2, node3) =
+            ("http://127.0.0.1:8081/m", "http://127.0.0.1:8082/m", "http://127.0.0.1:8083/m");
+        let mut report = report;
+        report.publish_hub = Some(node1.into());
+        report.subscribe_hubs = vec![node2.into(), node3.into()];
+        let value = report.to_json();
+        assert_eq!(value["publish_hub"], node1);
+        assert_eq!(value["subscribe_hubs"], json!([node2, node3]));
+        let table = report.render_table();
+        assert!(table
+            .lines()
+            .any(|line| line.starts_with("publish hub ") && line.ends_with(node1)));
+        let subscribe = format!("{node2}, {node3} (round-robin)");
+        assert!(table
+            .lines()
+            .any(|line| line.starts_with("subscribe hubs ") && line.ends_with(&subscribe)));
+        assert_eq!(report.hubs_text(), format!("{node1} -> {subscribe}"));
+
+        // A scenario that only subscribes names no publish URL.
+        report.publish_hub = None;
+        report.subscribe_hubs = vec![node2.into()];
+        assert_eq!(report.to_json()["publish_hub"], Value::Null);
+        let table = report.render_table();
+        assert!(table
+            .lines()
+            .any(|line| line.starts_with("subscribe hub ") && line.ends_with(node2)));
+        assert!(!table.contains("publish hub"), "{table}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::context::{Ctx, ProcessWatch};
 use crate::fleet::{Expected, Fleet, SubSpec};
 use crate::procstat::{self, Pid};
 use crate::progress::Progress;
-use crate::report::{Figure, Report};
+use crate::report::{Figure, Report, Uses};
 use crate::stats;
 
 use super::{pause, wait_connected};
@@ -37,6 +37,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &IdleArgs) -> anyhow::Result<Report> {
     let mut report = Report::new(
         ctx,
         "idle",
+        Uses::Subscribe,
         json!({ "connections": args.connections, "hold_seconds": args.hold.as_secs_f64() }),
     );
     let watch = ProcessWatch::start(ctx);
@@ -51,7 +52,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &IdleArgs) -> anyhow::Result<Report> {
         })
         .collect();
     let phase = ctx.stop.child_token();
-    let fleet = Fleet::spawn(ctx, specs, &phase, true)?;
+    let fleet = Fleet::spawn(ctx, specs, &phase, true, 0)?;
     let opening = wait_connected(ctx, &fleet, "connecting").await;
     let shared = Arc::clone(&fleet.shared);
     let connected = shared.connected.load(Ordering::Relaxed);
