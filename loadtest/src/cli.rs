@@ -35,7 +35,11 @@ Scenarios (see `loadtest <SCENARIO> --help` for their options):
              from the middle: reconnect latency, time to replay, lost and duplicate updates.
 
 Every run reports the CPU time and memory of the processes it follows (--hub-pid, --follow, \
---follow-dir: hubs, NATS servers, a load balancer) and of itself.
+--follow-dir: hubs, NATS servers, a load balancer) and of itself. Publishers may use one URL \
+(--publish-hub) and subscribers others (--subscribe-hub), e.g. nodes of a cluster.
+
+Common options go before or after the scenario name; the repeatable ones (--follow, \
+--follow-dir, --subscribe-hub) all on the same side.
 
 A progress bar is drawn on stderr when it is a terminal; the results are printed as a table on \
 stdout, and written as JSON (--json) and as an SVG or HTML latency chart (--plot) when asked. \
