@@ -111,7 +111,8 @@ for name in sorted(os.listdir(out)):
     if not name.endswith(".json"):
         continue
     d = json.load(open(os.path.join(out, name)))
-    r, hub = d["results"], d.get("hub_process") or {}
+    r = d["results"]
+    hub = next((p for p in d.get("processes", []) if p["name"] == "hub" and not p["ended"]), {})
     lat = r.get("delivery_latency") or r.get("publish_latency") or r.get("reconnect_latency") or {}
     dl = r.get("deliveries") or r.get("replayed") or {}
     delivered = f"{dl['count']:,}/{dl['of']:,}" if dl else "–"

@@ -6,8 +6,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use jsonwebtoken::Algorithm;
+
+use crate::follow::FollowArg;
 
 /// Hub URL used when `--hub` is not given: Quicksilver's default address.
 pub const DEFAULT_HUB: &str = "http://127.0.0.1:8080/.well-known/mercure";
@@ -32,9 +34,17 @@ Scenarios (see `loadtest <SCENARIO> --help` for their options):
   reconnect  K updates in history, N subscribers that all reconnect at once with Last-Event-ID
              from the middle: reconnect latency, time to replay, lost and duplicate updates.
 
+Every run reports the CPU time and memory of the processes it follows (--hub-pid, --follow, \
+--follow-dir: hubs, NATS servers, a load balancer) and of itself. Publishers may use one URL \
+(--publish-hub) and subscribers others (--subscribe-hub), e.g. nodes of a cluster.
+
+Common options go before or after the scenario name; the repeatable ones (--follow, \
+--follow-dir, --subscribe-hub) all on the same side.
+
 A progress bar is drawn on stderr when it is a terminal; the results are printed as a table on \
 stdout, and written as JSON (--json) and as an SVG or HTML latency chart (--plot) when asked. \
-The run always stops by itself within --time-limit. Only the --hub address is contacted."
+The run always stops by itself within --time-limit. Only the hub URLs given (--hub, \
+--publish-hub, --subscribe-hub) are contacted."
 )]
 pub struct Cli {
     /// Options shared by every scenario.
@@ -45,13 +55,64 @@ pub struct Cli {
     pub scenario: Scenario,
 }
 
+/// Common options that may be given several times. Clap keeps only the occurrences on one side of
+/// the scenario name when they are on both (clap-rs/clap#3959), so [`Cli::try_parse_checked`]
+/// refuses that instead of dropping some silently.
+const REPEATABLE: [&str; 3] = ["--follow", "--follow-dir", "--subscribe-hub"];
+
+impl Cli {
+    /// Parses `args` (the program name first) like [`Parser::try_parse_from`], and refuses a
+    /// repeatable common option written both before and after the scenario name.
+    pub fn try_parse_checked<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let cli = Cli::try_parse_from(&args)?;
+        let parsed =
+            [cli.common.follow.len(), cli.common.follow_dir.len(), cli.common.subscribe_hub.len()];
+        for (option, parsed) in REPEATABLE.into_iter().zip(parsed) {
+            // Each occurrence takes exactly one value, and clap refuses an option name as a value:
+            // counting the tokens counts the occurrences.
+            let given = args
+                .iter()
+                .skip(1)
+                .filter_map(|arg| arg.to_str())
+                .filter(|arg| *arg == option || arg.starts_with(&format!("{option}=")))
+                .count();
+            if given != parsed {
+                let message = format!(
+                    "write every {option} on the same side of the scenario name (all before it or \
+                     all after it): here those after it would replace those before"
+                );
+                return Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message));
+            }
+        }
+        Ok(cli)
+    }
+}
+
 /// Options shared by every scenario.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Common options (before or after the scenario)")]
 pub struct CommonArgs {
-    /// URL of the hub (http only).
+    /// URL of the hub (http only). Publishers and subscribers use it unless --publish-hub or
+    /// --subscribe-hub says otherwise.
     #[arg(long, global = true, default_value = DEFAULT_HUB, value_name = "URL")]
     pub hub: String,
+
+    /// URL publications are POSTed to, e.g. one node of a cluster. Default: --hub.
+    #[arg(long, global = true, value_name = "URL")]
+    pub publish_hub: Option<String>,
+
+    /// URL subscribers connect to. Repeatable: subscribers are spread over the URLs round-robin
+    /// (subscriber i uses URL i mod n), e.g. the nodes of a cluster other than the --publish-hub
+    /// one, to measure cross-node delivery; with several, delivery latency is also reported per
+    /// URL. In reconnect each subscriber comes back on the URL after the one it first used.
+    /// Default: --hub.
+    #[arg(long, global = true, value_name = "URL")]
+    pub subscribe_hub: Vec<String>,
 
     /// Key used to mint tokens: the HMAC secret for HS*, a PEM private key for RS*/PS*/ES*/EdDSA.
     /// Default: none (then tokens must be given, unless --key-file is).
@@ -77,10 +138,25 @@ pub struct CommonArgs {
     #[arg(long, global = true, value_name = "JWT")]
     pub subscriber_token: Option<String>,
 
-    /// PID of the hub process: its CPU time (/proc/PID/stat) and resident memory
-    /// (/proc/PID/status) are read before and after the run. Default: none (not measured).
+    /// PID of the hub process: the same as `--follow hub=PID`. The idle scenario reports the
+    /// memory per connection of the process named hub. Default: none.
     #[arg(long, global = true, value_name = "PID")]
     pub hub_pid: Option<u32>,
+
+    /// A process to follow (Linux): its CPU time (/proc/PID/stat) and resident memory
+    /// (/proc/PID/status) are read before and after the run and reported under NAME. PID is a
+    /// number; @FILE names a pid file, read at start. Repeatable, e.g. `--follow hub-1=4242
+    /// --follow nats-1=@/tmp/quicksilver-cluster/nats-1.pid`. A followed process that ends
+    /// during the run is reported as ended and counted as an error. The tool always follows
+    /// itself, as loadtest. Default: none.
+    #[arg(long, global = true, value_name = "NAME=PID|NAME=@FILE")]
+    pub follow: Vec<FollowArg>,
+
+    /// Follow every process that has a pid file (*.pid) in DIR, named after its file (hub-1.pid:
+    /// hub-1); a pid already followed under another name is not followed twice. Repeatable.
+    /// deploy/cluster writes hub-N.pid, nats-N.pid and haproxy.pid in its --dir. Default: none.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub follow_dir: Vec<PathBuf>,
 
     /// Spread client sockets over the source addresses 127.0.0.1 .. 127.0.0.N (each socket is bound
     /// before connecting) so that many connections do not exhaust the ephemeral ports of one
@@ -172,6 +248,10 @@ pub enum Scenario {
     /// are all dropped, as in a network cut), then all N reconnect at the same moment with
     /// Last-Event-ID set to the id of update K/2 - 1, so each must replay the K - K/2 updates it
     /// missed.
+    ///
+    /// The history is published to --publish-hub. With several --subscribe-hub URLs, each
+    /// subscriber reconnects to the URL after the one it first connected to: every resume happens
+    /// on another node of a cluster.
     ///
     /// Measures: reconnect latency (to the first bytes) p50/p99/max, replay time (until a
     /// subscriber has all it missed) p50/p99/max, time until every subscriber is reconnected and
@@ -305,7 +385,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use crate::follow::PidSource;
 
     #[test]
     fn the_command_line_is_consistent() {
@@ -338,6 +418,49 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn processes_to_follow_accumulate() {
+        let cli = Cli::try_parse_checked([
+            "loadtest",
+            "--follow-dir",
+            "/tmp/cluster",
+            "idle",
+            "--follow",
+            "hub-1=123",
+            "--follow=nats-1=@/tmp/cluster/nats-1.pid",
+            "--hub-pid",
+            "77",
+        ])
+        .expect("valid command line");
+        let follow = &cli.common.follow;
+        assert_eq!(follow.len(), 2);
+        assert_eq!((follow[0].name.as_str(), &follow[0].source), ("hub-1", &PidSource::Pid(123)));
+        assert_eq!(
+            (follow[1].name.as_str(), &follow[1].source),
+            ("nats-1", &PidSource::File("/tmp/cluster/nats-1.pid".into()))
+        );
+        assert_eq!(cli.common.follow_dir, [PathBuf::from("/tmp/cluster")]);
+        assert_eq!(cli.common.hub_pid, Some(77));
+        for bad in ["123", "hub=abc", "=1", "loadtest=1"] {
+            assert!(
+                Cli::try_parse_checked(["loadtest", "idle", "--follow", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_options_on_both_sides_of_the_scenario_are_refused() {
+        // Clap would keep only the occurrences after `idle`.
+        let both = ["loadtest", "--follow", "a=1", "idle", "--follow", "b=2"];
+        let error = Cli::try_parse_checked(both).expect_err("refused");
+        assert!(error.to_string().contains("same side"), "{error}");
+        let both = ["loadtest", "--follow-dir=/a", "idle", "--follow-dir", "/b"];
+        assert!(Cli::try_parse_checked(both).is_err());
+        let after = ["loadtest", "idle", "--follow", "a=1", "--follow", "b=2"];
+        assert_eq!(Cli::try_parse_checked(after).expect("valid").common.follow.len(), 2);
     }
 
     #[test]

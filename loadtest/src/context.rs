@@ -1,10 +1,10 @@
-//! What every scenario shares: the target, tokens, the connector, the stop signal and the error
-//! counts.
+//! What every scenario shares: the hub URLs to publish to and to subscribe at, tokens, the stop
+//! signal, the error counts and the followed processes.
 //!
 //! [`Ctx::stop`] is cancelled when `--time-limit` passes or on Ctrl-C; every task watches it (or a
 //! child token), which is how the tool always stops by itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::CommonArgs;
-use crate::http::{Connector, Target};
-use crate::procstat::{self, Pid, Sample, Usage};
+use crate::follow::{self, Followed, ProcessUsage, Watch};
+use crate::http::Endpoint;
+use crate::procstat::Sample;
 use crate::token::{self, Role};
 
 /// Errors counted by category; they are rare, so one lock is enough.
@@ -39,10 +40,10 @@ impl ErrorCounts {
 /// State shared by all tasks of a run.
 #[derive(Debug)]
 pub struct Ctx {
-    /// The hub.
-    pub target: Target,
-    /// Opens connections to it.
-    pub connector: Connector,
+    /// Where publications go: `--publish-hub`, else `--hub`.
+    pub publish: Endpoint,
+    /// Where subscribers connect, spread round-robin: `--subscribe-hub`, else `--hub`. Never empty.
+    pub subscribe: Vec<Endpoint>,
     /// Given or minted; `None` when neither a token nor a key was given.
     publisher_token: Option<String>,
     /// Given or minted; `None` when neither a token nor a key was given.
@@ -61,8 +62,10 @@ pub struct Ctx {
     pub errors: ErrorCounts,
     /// Random id of this run, carried in every update (see [`crate::payload`]).
     pub run_id: u32,
-    /// The hub's process, if given.
-    pub hub_pid: Option<u32>,
+    /// The followed processes (the hub among them when `--hub-pid` is given), this tool last.
+    pub processes: Vec<Followed>,
+    /// Names of the followed processes already counted as ended, so that each is counted once.
+    ended: Mutex<BTreeSet<String>>,
     /// Name of the hub, for the report.
     pub label: Option<String>,
     /// Whether to draw progress bars (stderr is a terminal).
@@ -70,9 +73,28 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Resolves the hub, prepares the tokens, and checks that `--hub-pid` is readable.
+    /// Resolves the hub URLs, prepares the tokens, and finds the processes to follow (they must be
+    /// running).
     pub async fn new(args: &CommonArgs) -> anyhow::Result<Self> {
-        let target = Target::resolve(&args.hub).await?;
+        let (publish_option, publish_url) = match &args.publish_hub {
+            Some(url) => ("--publish-hub", url),
+            None => ("--hub", &args.hub),
+        };
+        let publish = Endpoint::resolve(publish_url, args.source_ips)
+            .await
+            .with_context(|| format!("{publish_option} {publish_url}"))?;
+        let (subscribe_option, subscribe_urls) = if args.subscribe_hub.is_empty() {
+            ("--hub", std::slice::from_ref(&args.hub))
+        } else {
+            ("--subscribe-hub", args.subscribe_hub.as_slice())
+        };
+        let mut subscribe = Vec::with_capacity(subscribe_urls.len());
+        for url in subscribe_urls {
+            let endpoint = Endpoint::resolve(url, args.source_ips)
+                .await
+                .with_context(|| format!("{subscribe_option} {url}"))?;
+            subscribe.push(endpoint);
+        }
         let key = match (&args.key, &args.key_file) {
             (Some(key), _) => Some(key.clone().into_bytes()),
             (None, Some(path)) => Some(
@@ -90,15 +112,12 @@ impl Ctx {
         };
         let publisher_token = token(&args.publisher_token, Role::Publisher)?;
         let subscriber_token = token(&args.subscriber_token, Role::Subscriber)?;
-        if let Some(pid) = args.hub_pid {
-            procstat::sample(Pid::Other(pid))
-                .with_context(|| format!("cannot read /proc/{pid} (--hub-pid)"))?;
-        }
+        let processes = follow::resolve(args.hub_pid, &args.follow, &args.follow_dir)?;
         let started = Instant::now();
         let permits = usize::try_from(args.connect_concurrency).unwrap_or(usize::MAX);
         Ok(Ctx {
-            connector: Connector::new(target.addr, args.source_ips),
-            target,
+            publish,
+            subscribe,
             publisher_token,
             subscriber_token,
             timeout: args.timeout,
@@ -108,7 +127,8 @@ impl Ctx {
             deadline: started + args.time_limit,
             errors: ErrorCounts::default(),
             run_id: rand::random(),
-            hub_pid: args.hub_pid,
+            processes,
+            ended: Mutex::default(),
             label: args.label.clone(),
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })
@@ -148,15 +168,26 @@ impl Ctx {
         u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Reads the hub's process, if `--hub-pid` was given. A failure (the hub died) is counted.
+    /// The process named `hub` (`--hub-pid`), if followed.
+    pub fn hub(&self) -> Option<&Followed> {
+        self.processes.iter().find(|process| process.name == follow::HUB)
+    }
+
+    /// Reads the process named `hub`, if followed. Its end is counted as an error.
     pub fn sample_hub(&self) -> Option<Sample> {
-        let pid = self.hub_pid?;
-        match procstat::sample(Pid::Other(pid)) {
-            Ok(sample) => Some(sample),
-            Err(error) => {
-                self.errors.add(format!("reading /proc/{pid}: {}", error.kind()));
-                None
-            }
+        let hub = self.hub()?;
+        let sample = hub.sample();
+        if sample.is_none() {
+            self.process_ended(&hub.name, hub.pid);
+        }
+        sample
+    }
+
+    /// Counts, once per process, that a followed process ended during the run.
+    fn process_ended(&self, name: &str, pid: u32) {
+        let mut ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        if ended.insert(name.to_owned()) {
+            self.errors.add(format!("process {name} (pid {pid}) ended during the run"));
         }
     }
 }
@@ -166,32 +197,74 @@ fn missing_token(role: &str) -> anyhow::Error {
     anyhow::anyhow!("no {role} token: give --key (or --key-file) to mint one, or --{role}-token")
 }
 
-/// Readings of the hub and of this process taken at the start of a scenario.
-#[derive(Debug, Clone, Copy)]
+/// Readings of the followed processes taken at the start of a scenario.
+#[derive(Debug, Clone)]
 pub struct ProcessWatch {
-    at: Instant,
-    hub: Option<Sample>,
-    client: Option<Sample>,
+    watch: Watch,
 }
 
 impl ProcessWatch {
     /// Takes the "before" readings.
     pub fn start(ctx: &Ctx) -> Self {
-        ProcessWatch {
-            at: Instant::now(),
-            hub: ctx.sample_hub(),
-            client: procstat::sample(Pid::Current).ok(),
-        }
+        ProcessWatch { watch: Watch::start(&ctx.processes) }
     }
 
-    /// Takes the "after" readings: the usage of the hub and of this process since the start.
-    pub fn finish(&self, ctx: &Ctx) -> (Option<Usage>, Option<Usage>) {
-        let seconds = self.at.elapsed().as_secs_f64();
-        let hub = self.hub.zip(ctx.sample_hub()).map(|(a, b)| Usage::between(a, b, seconds));
-        let client = self
-            .client
-            .zip(procstat::sample(Pid::Current).ok())
-            .map(|(a, b)| Usage::between(a, b, seconds));
-        (hub, client)
+    /// Takes the "after" readings: what each followed process used since the start. Those that
+    /// ended meanwhile are counted as errors.
+    pub fn finish(&self, ctx: &Ctx) -> Vec<ProcessUsage> {
+        let usage = self.watch.finish(&ctx.processes);
+        for process in usage.iter().filter(|process| process.usage.is_none()) {
+            ctx.process_ended(&process.name, process.pid);
+        }
+        usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+
+    async fn ctx_with(args: &[&str]) -> Ctx {
+        let cli = Cli::try_parse_checked(["loadtest", "fanout"].iter().chain(args))
+            .expect("valid command line");
+        Ctx::new(&cli.common).await.expect("a context")
+    }
+
+    fn urls(endpoints: &[Endpoint]) -> Vec<String> {
+        endpoints.iter().map(|endpoint| endpoint.target.url.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn publishers_and_subscribers_use_hub_unless_told_otherwise() {
+        let hub = "http://127.0.0.1:8090/.well-known/mercure";
+        let ctx = ctx_with(&["--hub", hub]).await;
+        assert_eq!(ctx.publish.target.url.as_str(), hub);
+        assert_eq!(urls(&ctx.subscribe), [hub]);
+
+        let (node1, node2, node3) =
+            ("http://127.0.0.1:8081/m", "http://127.0.0.1:8082/m", "http://127.0.0.1:8083/m");
+        let ctx = ctx_with(&[
+            "--hub",
+            hub,
+            "--publish-hub",
+            node1,
+            "--subscribe-hub",
+            node2,
+            "--subscribe-hub",
+            node3,
+        ])
+        .await;
+        assert_eq!(ctx.publish.target.url.as_str(), node1);
+        assert_eq!(urls(&ctx.subscribe), [node2, node3]);
+        assert_eq!(ctx.subscribe[1].name(), "127.0.0.1:8083");
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_names_its_option() {
+        let cli = Cli::try_parse_checked(["loadtest", "fanout", "--subscribe-hub", "https://x/"])
+            .expect("valid command line");
+        let error = Ctx::new(&cli.common).await.expect_err("https is refused");
+        assert!(format!("{error:#}").starts_with("--subscribe-hub https://x/: "), "{error:#}");
     }
 }

@@ -1,7 +1,8 @@
 //! Many subscribers driven together, one task each.
 //!
-//! A [`Fleet`] spawns one task per subscription. Each task opens its stream (within
-//! `--connect-concurrency` slots unless told otherwise), then reads events until its phase token is
+//! A [`Fleet`] spawns one task per subscription. Each task opens its stream at one of the subscribe
+//! URLs (round-robin, see [`hub_of`]; within `--connect-concurrency` slots unless told otherwise),
+//! then reads events until its phase token is
 //! cancelled, recording into its own [`Tracker`] which updates it received (to count lost,
 //! duplicate, unexpected and out-of-order deliveries exactly) and, into shared histograms and
 //! counters, latencies and progress. The scenario polls the counters and decides when to end the
@@ -207,12 +208,37 @@ pub struct FleetShared {
     pub last_event_id_mismatch: AtomicU64,
     /// Latest delivery, in [`Ctx::now_offset_ns`] time (0: none).
     pub last_delivery_ns: AtomicU64,
-    /// Delivery latency: receive time minus the send time in the data, first receipts only.
-    pub latency: ShardedHistogram,
+    /// Delivery latency: receive time minus the send time in the data, first receipts only; one
+    /// histogram per subscribe URL, in the order of [`Ctx::subscribe`].
+    latency_by_hub: Vec<ShardedHistogram>,
     /// Connect time (to the first bytes of the stream).
     pub connect: Mutex<Histogram<u64>>,
     /// Time from the fleet's start until each subscriber had all it expected.
     pub completion: Mutex<Histogram<u64>>,
+}
+
+impl FleetShared {
+    /// Delivery latency over every subscribe URL.
+    pub fn latency(&self) -> Histogram<u64> {
+        let mut total = stats::histogram();
+        for hub in &self.latency_by_hub {
+            // Same bounds on both sides, so adding cannot fail.
+            total.add(hub.merged()).expect("histograms with the same bounds");
+        }
+        total
+    }
+
+    /// Delivery latency of the subscribers of subscribe URL `hub` (an index in [`Ctx::subscribe`]).
+    pub fn latency_via(&self, hub: usize) -> Histogram<u64> {
+        self.latency_by_hub.get(hub).map_or_else(stats::histogram, ShardedHistogram::merged)
+    }
+}
+
+/// Which of `hubs` subscribe URLs subscriber `index` of a fleet uses: round-robin, turned by
+/// `shift` places, so that a second fleet with shift 1 puts every subscriber on another URL than a
+/// first one with shift 0 did (when there are several).
+pub fn hub_of(index: usize, hubs: usize, shift: usize) -> usize {
+    (index + shift) % hubs.max(1)
 }
 
 /// What one subscriber task hands back.
@@ -236,15 +262,27 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Spawns one task per spec. `limit_connects` makes them wait for a connection slot; without
-    /// it they all connect at once. Tasks stop when `phase` is cancelled.
+    /// Spawns one task per spec; subscriber `i` connects to subscribe URL
+    /// [`hub_of`]`(i, URLs, shift)`. `limit_connects` makes them wait for a connection slot;
+    /// without it they all connect at once. Tasks stop when `phase` is cancelled.
     pub fn spawn(
         ctx: &Arc<Ctx>,
         specs: Vec<SubSpec>,
         phase: &CancellationToken,
         limit_connects: bool,
+        shift: usize,
     ) -> anyhow::Result<Self> {
         let token: Arc<str> = Arc::from(ctx.subscriber_token()?);
+        let hubs = ctx.subscribe.len();
+        // Errors name the URL when there are several, so that a failing node shows.
+        let error_prefixes: Vec<Arc<str>> = ctx
+            .subscribe
+            .iter()
+            .map(|endpoint| match hubs {
+                1 => Arc::from("subscribe"),
+                _ => Arc::from(format!("subscribe via {}", endpoint.name())),
+            })
+            .collect();
         let shared = Arc::new(FleetShared {
             connected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -255,7 +293,9 @@ impl Fleet {
             gave_up: AtomicU64::new(0),
             last_event_id_mismatch: AtomicU64::new(0),
             last_delivery_ns: AtomicU64::new(0),
-            latency: ShardedHistogram::new(LATENCY_SHARDS),
+            latency_by_hub: (0..hubs)
+                .map(|_| ShardedHistogram::new(LATENCY_SHARDS.div_ceil(hubs)))
+                .collect(),
             connect: Mutex::new(stats::histogram()),
             completion: Mutex::new(stats::histogram()),
         });
@@ -265,12 +305,15 @@ impl Fleet {
             .into_iter()
             .enumerate()
             .map(|(index, spec)| {
+                let hub = hub_of(index, hubs, shift);
                 let task = SubscriberTask {
                     ctx: Arc::clone(ctx),
                     shared: Arc::clone(&shared),
                     token: Arc::clone(&token),
                     phase: phase.clone(),
                     index,
+                    hub,
+                    error_prefix: Arc::clone(&error_prefixes[hub]),
                     started,
                     limit_connects,
                 };
@@ -316,6 +359,10 @@ struct SubscriberTask {
     token: Arc<str>,
     phase: CancellationToken,
     index: usize,
+    /// Its subscribe URL, an index in [`Ctx::subscribe`].
+    hub: usize,
+    /// What its error kinds start with.
+    error_prefix: Arc<str>,
     started: Instant,
     limit_connects: bool,
 }
@@ -335,13 +382,14 @@ impl SubscriberTask {
             None
         };
         if self.limit_connects && permit.is_none() {
-            ctx.errors.add("subscribe: run stopped before the stream opened");
+            self.error("run stopped before the stream opened");
             shared.failed.fetch_add(1, Ordering::Relaxed);
             return SubOutcome { connected: false, tracker };
         }
+        let endpoint = &ctx.subscribe[self.hub];
         let opening = SseStream::open(
-            &ctx.connector,
-            &ctx.target,
+            &endpoint.connector,
+            &endpoint.target,
             &self.token,
             &spec.topics,
             spec.last_event_id.as_deref(),
@@ -359,12 +407,12 @@ impl SubscriberTask {
                 opened.stream
             }
             Some(Err(error)) => {
-                ctx.errors.add(format!("subscribe: {}", error.kind()));
+                self.error(error.kind());
                 shared.failed.fetch_add(1, Ordering::Relaxed);
                 return SubOutcome { connected: false, tracker };
             }
             None => {
-                ctx.errors.add("subscribe: run stopped before the stream opened");
+                self.error("run stopped before the stream opened");
                 shared.failed.fetch_add(1, Ordering::Relaxed);
                 return SubOutcome { connected: false, tracker };
             }
@@ -386,12 +434,12 @@ impl SubscriberTask {
             let event = match event {
                 Ok(Some(event)) => event,
                 Ok(None) => {
-                    ctx.errors.add("subscribe: stream ended by the hub");
+                    self.error("stream ended by the hub");
                     self.closed_early(&tracker);
                     break;
                 }
                 Err(error) => {
-                    ctx.errors.add(format!("subscribe: {}", error.kind()));
+                    self.error(error.kind());
                     self.closed_early(&tracker);
                     break;
                 }
@@ -408,13 +456,21 @@ impl SubscriberTask {
             shared.last_delivery_ns.fetch_max(ctx.now_offset_ns(), Ordering::Relaxed);
             if tracker.record(stamp.seq) == Receipt::New {
                 let micros = received_ns.saturating_sub(stamp.sent_ns) / 1000;
-                shared.latency.record_micros(self.index, micros);
+                // The subscribers of one URL have indices `hub + k * hubs`: divide to use every
+                // shard.
+                let shard = self.index / ctx.subscribe.len();
+                shared.latency_by_hub[self.hub].record_micros(shard, micros);
                 if tracker.is_complete() {
                     self.complete();
                 }
             }
         }
         SubOutcome { connected: true, tracker }
+    }
+
+    /// Counts an error of kind `kind`, prefixed by the subscribe URL when there are several.
+    fn error(&self, kind: impl std::fmt::Display) {
+        self.ctx.errors.add(format!("{}: {kind}", self.error_prefix));
     }
 
     /// Counts a stream that ended before its phase.
@@ -465,6 +521,63 @@ mod tests {
         // 100 was never acknowledged by the hub: not lost, and its receipt is reported apart.
         assert_eq!(tracker.tally(|seq| seq != 100), (2, 1));
         assert_eq!(tracker.received_unacked(|seq| seq != 101), 1);
+    }
+
+    #[test]
+    fn subscribers_are_spread_over_the_urls() {
+        let spread = |count: usize, hubs: usize, shift: usize| -> Vec<usize> {
+            let mut per_hub = vec![0; hubs];
+            for index in 0..count {
+                per_hub[hub_of(index, hubs, shift)] += 1;
+            }
+            per_hub
+        };
+        assert_eq!(spread(10, 1, 0), [10]);
+        assert_eq!(spread(10, 1, 1), [10]);
+        assert_eq!(spread(10, 3, 0), [4, 3, 3]);
+        assert_eq!(spread(10, 3, 1), [3, 4, 3]);
+        // A second fleet shifted by one puts every subscriber on another URL.
+        assert!((0..10).all(|index| hub_of(index, 3, 0) != hub_of(index, 3, 1)));
+        assert!((0..10).all(|index| hub_of(index, 2, 0) != hub_of(index, 2, 1)));
+    }
+
+    /// A loopback port nothing listens on (just released).
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port()
+    }
+
+    #[tokio::test]
+    async fn each_subscriber_connects_to_its_url() {
+        let ports = [closed_port(), closed_port()];
+        let urls = ports.map(|port| format!("http://127.0.0.1:{port}/.well-known/mercure"));
+        let cli = crate::cli::Cli::try_parse_checked([
+            "loadtest",
+            "idle",
+            "--key",
+            "k",
+            "--subscribe-hub",
+            &urls[0],
+            "--subscribe-hub",
+            &urls[1],
+        ])
+        .expect("valid command line");
+        let ctx = Arc::new(Ctx::new(&cli.common).await.expect("a context"));
+        let spec =
+            SubSpec { topics: vec!["t".into()], last_event_id: None, expected: Expected::NONE };
+        let phase = CancellationToken::new();
+        let fleet = Fleet::spawn(&ctx, vec![spec; 5], &phase, true, 0).expect("spawned");
+        let outcomes = fleet.join().await;
+
+        // Nothing listens: every subscriber fails, and its error names the URL it used.
+        assert!(outcomes.iter().all(|outcome| !outcome.connected));
+        let errors = ctx.errors.snapshot();
+        let refused = |port: u16| {
+            errors.get(&format!("subscribe via 127.0.0.1:{port}: connect: refused")).copied()
+        };
+        assert_eq!((refused(ports[0]), refused(ports[1])), (Some(3), Some(2)), "{errors:?}");
     }
 
     #[test]

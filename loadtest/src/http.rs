@@ -1,9 +1,11 @@
 //! Minimal HTTP/1.1 client side: just what the Mercure protocol needs.
 //!
-//! - [`Target`]: the hub URL, resolved once;
+//! - [`Target`]: a hub URL, resolved once;
 //! - [`Connector`]: opens sockets, each bound to the next of the loopback source addresses
 //!   `127.0.0.1 .. 127.0.0.N` so that tens of thousands of connections do not exhaust the ephemeral
 //!   ports of a single address;
+//! - [`Endpoint`]: the two together, one per hub URL the run uses (publishers may use one node of
+//!   a cluster and subscribers others);
 //! - [`parse_head`] and [`read_head`]: response status line and headers (with `httparse`);
 //! - [`ChunkedDecoder`]: incremental `Transfer-Encoding: chunked` decoding (event streams are
 //!   chunked);
@@ -94,12 +96,13 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses and resolves the hub URL. Only `http` is supported: TLS would measure the TLS stack.
+    /// Parses and resolves a hub URL. Only `http` is supported: TLS would measure the TLS stack.
     pub async fn resolve(url: &str) -> anyhow::Result<Self> {
         let url =
-            Url::parse(url).map_err(|error| anyhow::anyhow!("invalid --hub {url:?}: {error}"))?;
-        anyhow::ensure!(url.scheme() == "http", "--hub must be an http:// URL, not {url}");
-        let host = url.host_str().ok_or_else(|| anyhow::anyhow!("--hub {url} has no host"))?;
+            Url::parse(url).map_err(|error| anyhow::anyhow!("invalid hub URL {url:?}: {error}"))?;
+        anyhow::ensure!(url.scheme() == "http", "a hub URL must be http://, not {url}");
+        let host =
+            url.host_str().ok_or_else(|| anyhow::anyhow!("the hub URL {url} has no host"))?;
         let port = url.port_or_known_default().unwrap_or(80);
         let addr = tokio::net::lookup_host((host, port))
             .await
@@ -163,6 +166,29 @@ impl Connector {
         let stream = socket.connect(self.target).await.map_err(HttpError::Connect)?;
         stream.set_nodelay(true).map_err(HttpError::Connect)?;
         Ok(stream)
+    }
+}
+
+/// One hub URL the run talks to, with the connector to it.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The URL, resolved.
+    pub target: Target,
+    /// Opens connections to it.
+    pub connector: Connector,
+}
+
+impl Endpoint {
+    /// Resolves `url`; connections to it are spread over `source_ips` loopback source addresses.
+    pub async fn resolve(url: &str, source_ips: u8) -> anyhow::Result<Self> {
+        let target = Target::resolve(url).await?;
+        let connector = Connector::new(target.addr, source_ips);
+        Ok(Endpoint { target, connector })
+    }
+
+    /// `host:port` as written in the URL: names the endpoint in error kinds and figures.
+    pub fn name(&self) -> &str {
+        &self.target.host_header
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`payload`]: what each update carries (its sequence number and send time);
 //! - [`fleet`] and [`publisher`]: many subscribers and publishers driven together;
 //! - [`scenario`]: the five scenarios, each producing a [`report::Report`];
+//! - [`follow`]: the processes whose CPU and memory a run reads (hubs, NATS servers, HAProxy);
 //! - [`stats`], [`procstat`], [`report`], [`plot`], [`progress`]: measuring and showing results.
 //!
 //! Every loop is bounded in count and in time: the whole run stops at `--time-limit`, whatever the
@@ -20,6 +21,7 @@
 pub mod cli;
 pub mod context;
 pub mod fleet;
+pub mod follow;
 pub mod http;
 pub mod payload;
 pub mod plot;

@@ -3,11 +3,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use loadtest::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse_checked(std::env::args_os()).unwrap_or_else(|error| error.exit());
 
     // Each subscription is one socket: allow as many as the hard limit lets us.
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {

@@ -46,7 +46,7 @@ pub fn write(path: &Path, report: &Report) -> anyhow::Result<()> {
 fn title(report: &Report) -> String {
     match &report.label {
         Some(label) => format!("{}: {label}", report.scenario),
-        None => format!("{}: {}", report.scenario, report.hub),
+        None => format!("{}: {}", report.scenario, report.hubs_text()),
     }
 }
 

@@ -1,7 +1,9 @@
 //! CPU time and resident memory of a process, read from `/proc` (Linux).
 //!
-//! Used for the hub (`--hub-pid`) and for the tool itself, before and after a run, so that a report
-//! says how much CPU each side burnt: on a small machine the load generator competes with the hub.
+//! Used for the followed processes (see [`crate::follow`]) and for the tool itself, before and after
+//! a run, so that a report says how much CPU each side burnt: on a small machine the load generator
+//! competes with the hub. A process that ended is told apart from a live one, including a zombie
+//! (ended, not yet reaped) and a new process that reused the pid (another start time).
 
 use std::io;
 use std::path::PathBuf;
@@ -39,9 +41,14 @@ pub struct Sample {
     pub rss_kib: u64,
     /// Number of threads.
     pub threads: u64,
+    /// When the process started, in clock ticks after boot: tells a process from a later one that
+    /// was given the same pid.
+    pub start_ticks: u64,
+    /// Whether the process has ended and waits for its parent to reap it (state `Z` or `X`).
+    pub ended: bool,
 }
 
-/// Reads the CPU time, RSS and thread count of `pid`.
+/// Reads the CPU time, RSS, thread count and state of `pid`.
 pub fn sample(pid: Pid) -> io::Result<Sample> {
     let dir = pid.dir();
     let stat = std::fs::read_to_string(dir.join("stat"))?;
@@ -50,15 +57,19 @@ pub fn sample(pid: Pid) -> io::Result<Sample> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc format"))
 }
 
-/// Parses `/proc/PID/stat` (utime, stime, num_threads) and `/proc/PID/status` (VmRSS).
+/// Parses `/proc/PID/stat` (state, utime, stime, num_threads, starttime) and `/proc/PID/status`
+/// (VmRSS).
 fn parse(stat: &str, status: &str) -> Option<Sample> {
     // The command name (field 2) is in parentheses and may contain spaces: count after its end.
     let after_name = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 (utime), 15 (stime) and 20 (num_threads), counted from field 3 at index 0.
+    // Fields 3 (state), 14 (utime), 15 (stime), 20 (num_threads) and 22 (starttime), counted from
+    // field 3 at index 0.
+    let ended = matches!(*fields.first()?, "Z" | "X");
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     let threads: u64 = fields.get(17)?.parse().ok()?;
+    let start_ticks: u64 = fields.get(19)?.parse().ok()?;
     let rss_kib = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
@@ -66,7 +77,13 @@ fn parse(stat: &str, status: &str) -> Option<Sample> {
         .and_then(|kib| kib.parse().ok())
         // A zombie has no VmRSS line.
         .unwrap_or(0);
-    Some(Sample { cpu_seconds: (utime + stime) as f64 / TICKS_PER_SECOND, rss_kib, threads })
+    Some(Sample {
+        cpu_seconds: (utime + stime) as f64 / TICKS_PER_SECOND,
+        rss_kib,
+        threads,
+        start_ticks,
+        ended,
+    })
 }
 
 /// Two readings of one process, around a run.
@@ -74,8 +91,9 @@ fn parse(stat: &str, status: &str) -> Option<Sample> {
 pub struct Usage {
     /// CPU seconds used between the two readings.
     pub cpu_seconds: f64,
-    /// Average number of cores busy between them (`cpu_seconds / wall seconds`).
-    pub cpu_cores: f64,
+    /// CPU seconds per wall-clock second between them, as a percentage: 100 is one core busy the
+    /// whole time, 200 two cores.
+    pub cpu_percent: f64,
     /// RSS at the first reading, KiB.
     pub rss_before_kib: u64,
     /// RSS at the second reading, KiB.
@@ -85,16 +103,20 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// The usage between `before` and `after`, `wall_seconds` apart.
-    pub fn between(before: Sample, after: Sample, wall_seconds: f64) -> Self {
+    /// The usage between `before` and `after`, `wall_seconds` apart; `None` when they are not
+    /// readings of one live process (it ended, or its pid now names another process).
+    pub fn between(before: Sample, after: Sample, wall_seconds: f64) -> Option<Self> {
+        if before.ended || after.ended || before.start_ticks != after.start_ticks {
+            return None;
+        }
         let cpu_seconds = (after.cpu_seconds - before.cpu_seconds).max(0.0);
-        Usage {
+        Some(Usage {
             cpu_seconds,
-            cpu_cores: if wall_seconds > 0.0 { cpu_seconds / wall_seconds } else { 0.0 },
+            cpu_percent: if wall_seconds > 0.0 { 100.0 * cpu_seconds / wall_seconds } else { 0.0 },
             rss_before_kib: before.rss_kib,
             rss_after_kib: after.rss_kib,
             threads: after.threads,
-        }
+        })
     }
 }
 
@@ -111,7 +133,18 @@ mod tests {
         assert_eq!(sample.cpu_seconds, 3.25);
         assert_eq!(sample.rss_kib, 20480);
         assert_eq!(sample.threads, 7);
+        assert_eq!(sample.start_ticks, 123456);
+        assert!(!sample.ended);
         assert!(parse("garbage", status).is_none());
+    }
+
+    #[test]
+    fn a_zombie_is_ended_and_has_no_rss() {
+        let stat = "4242 (quicksilver) Z 1 4242 4242 0 -1 4227084 1234 0 0 0 250 75 0 0 20 0 \
+                    1 0 123456 0 0 18446744073709551615";
+        let sample = parse(stat, "Name:\tquicksilver\nState:\tZ (zombie)\n").expect("valid");
+        assert!(sample.ended);
+        assert_eq!(sample.rss_kib, 0);
     }
 
     #[test]
@@ -123,11 +156,22 @@ mod tests {
 
     #[test]
     fn usage_between_two_samples() {
-        let before = Sample { cpu_seconds: 1.0, rss_kib: 1000, threads: 2 };
-        let after = Sample { cpu_seconds: 3.0, rss_kib: 3000, threads: 4 };
-        let usage = Usage::between(before, after, 4.0);
+        let before =
+            Sample { cpu_seconds: 1.0, rss_kib: 1000, threads: 2, start_ticks: 9, ended: false };
+        let after = Sample { cpu_seconds: 3.0, rss_kib: 3000, threads: 4, ..before };
+        let usage = Usage::between(before, after, 4.0).expect("one live process");
         assert_eq!(usage.cpu_seconds, 2.0);
-        assert_eq!(usage.cpu_cores, 0.5);
+        assert_eq!(usage.cpu_percent, 50.0);
         assert_eq!(usage.rss_after_kib, 3000);
+    }
+
+    #[test]
+    fn no_usage_across_an_end_or_a_reused_pid() {
+        let before =
+            Sample { cpu_seconds: 1.0, rss_kib: 1000, threads: 2, start_ticks: 9, ended: false };
+        let zombie = Sample { ended: true, rss_kib: 0, ..before };
+        let another = Sample { start_ticks: 10, ..before };
+        assert_eq!(Usage::between(before, zombie, 1.0), None);
+        assert_eq!(Usage::between(before, another, 1.0), None);
     }
 }

@@ -184,7 +184,7 @@ impl PublisherTask {
         let mut outcome = TaskOutcome { latency: stats::histogram(), acked: Vec::new() };
         let mut client = KeepAlive::new(ctx.timeout);
         // Connect before the clock starts; a failure here is retried by the first send.
-        let _ = client.connect(&ctx.connector).await;
+        let _ = client.connect(&ctx.publish.connector).await;
         loop {
             let seq = self.next.fetch_add(1, Ordering::Relaxed);
             if seq >= self.plan.total || ctx.stopped() {
@@ -200,12 +200,12 @@ impl PublisherTask {
             let topic = (self.plan.topic)(seq);
             let stamp = Stamp { run: ctx.run_id, seq, sent_ns: payload::now_ns() };
             let data = payload::encode(stamp, self.plan.payload);
-            let request = http::publish_request(&ctx.target, &self.token, &topic, &data);
+            let request = http::publish_request(&ctx.publish.target, &self.token, &topic, &data);
             self.shared.first_send_ns.fetch_min(ctx.now_offset_ns(), Ordering::Relaxed);
             let sent = Instant::now();
             let answer = tokio::select! {
                 () = ctx.stop.cancelled() => break,
-                answer = client.send(&ctx.connector, &request) => answer,
+                answer = client.send(&ctx.publish.connector, &request) => answer,
             };
             stats::record(&mut outcome.latency, sent.elapsed());
             self.shared.last_answer_ns.fetch_max(ctx.now_offset_ns(), Ordering::Relaxed);

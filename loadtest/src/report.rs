@@ -1,5 +1,6 @@
-//! The result of a scenario: named figures, errors and process usage, shown as a table for people
-//! and as JSON for machines. The latency histograms are kept too, for the plot.
+//! The result of a scenario: named figures, errors and the usage of every followed process, shown
+//! as a table for people and as JSON for machines. The latency histograms are kept too, for the
+//! plot.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
 use crate::context::Ctx;
-use crate::procstat::Usage;
+use crate::follow::ProcessUsage;
 use crate::stats::Summary;
 
 /// One measured value.
@@ -97,6 +98,17 @@ fn round(value: f64, digits: i32) -> f64 {
     (value * scale).round() / scale
 }
 
+/// Which hub URLs a scenario talks to, so that its report names those and only those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uses {
+    /// Only the publish URL (`publish`).
+    Publish,
+    /// Only the subscribe URLs (`idle`).
+    Subscribe,
+    /// Both.
+    Both,
+}
+
 /// A scenario's results.
 #[derive(Debug)]
 pub struct Report {
@@ -104,8 +116,10 @@ pub struct Report {
     pub scenario: &'static str,
     /// `--label`.
     pub label: Option<String>,
-    /// Hub URL.
-    pub hub: String,
+    /// URL publications went to, if the scenario publishes.
+    pub publish_hub: Option<String>,
+    /// URLs subscribers connected to, round-robin; empty if the scenario does not subscribe.
+    pub subscribe_hubs: Vec<String>,
     /// The scenario's parameters.
     pub params: Value,
     /// Unix time the run started, in seconds.
@@ -118,17 +132,16 @@ pub struct Report {
     pub figures: Vec<(String, String, Figure)>,
     /// Errors by kind.
     pub errors: BTreeMap<String, u64>,
-    /// The hub's CPU and memory over the scenario (`--hub-pid`).
-    pub hub_process: Option<Usage>,
-    /// This tool's CPU and memory over the scenario.
-    pub client_process: Option<Usage>,
+    /// CPU and memory of every followed process over the scenario, this tool last.
+    pub processes: Vec<ProcessUsage>,
     /// Distributions to plot: name and histogram of microseconds.
     pub distributions: Vec<(String, Histogram<u64>)>,
 }
 
 impl Report {
-    /// An empty report for `scenario` with its parameters.
-    pub fn new(ctx: &Ctx, scenario: &'static str, params: Value) -> Self {
+    /// An empty report for `scenario`, which talks to the hub URLs `uses` says, with its
+    /// parameters.
+    pub fn new(ctx: &Ctx, scenario: &'static str, uses: Uses, params: Value) -> Self {
         let started_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs())
@@ -136,15 +149,20 @@ impl Report {
         Report {
             scenario,
             label: ctx.label.clone(),
-            hub: ctx.target.url.to_string(),
+            publish_hub: (uses != Uses::Subscribe).then(|| ctx.publish.target.url.to_string()),
+            subscribe_hubs: match uses {
+                Uses::Publish => Vec::new(),
+                Uses::Subscribe | Uses::Both => {
+                    ctx.subscribe.iter().map(|endpoint| endpoint.target.url.to_string()).collect()
+                }
+            },
             params,
             started_unix,
             wall_seconds: 0.0,
             timed_out: false,
             figures: Vec::new(),
             errors: BTreeMap::new(),
-            hub_process: None,
-            client_process: None,
+            processes: Vec::new(),
             distributions: Vec::new(),
         }
     }
@@ -168,11 +186,11 @@ impl Report {
     }
 
     /// Fills in what every scenario ends with: duration, stop state, errors and process usage.
-    pub fn finish(&mut self, ctx: &Ctx, wall_seconds: f64, usage: (Option<Usage>, Option<Usage>)) {
+    pub fn finish(&mut self, ctx: &Ctx, wall_seconds: f64, processes: Vec<ProcessUsage>) {
         self.wall_seconds = wall_seconds;
         self.timed_out = ctx.stopped();
         self.errors = ctx.errors.snapshot();
-        (self.hub_process, self.client_process) = usage;
+        self.processes = processes;
     }
 
     /// The machine-readable form.
@@ -185,22 +203,22 @@ impl Report {
             "tool": concat!("loadtest ", env!("CARGO_PKG_VERSION")),
             "scenario": self.scenario,
             "label": self.label,
-            "hub": self.hub,
+            "publish_hub": self.publish_hub,
+            "subscribe_hubs": self.subscribe_hubs,
             "started_unix": self.started_unix,
             "wall_seconds": round(self.wall_seconds, 3),
             "timed_out": self.timed_out,
             "params": self.params,
             "results": results,
             "errors": self.errors,
-            "hub_process": self.hub_process.map(usage_json),
-            "loadtest_process": self.client_process.map(usage_json),
+            "processes": self.processes.iter().map(process_json).collect::<Vec<_>>(),
         })
     }
 
     /// The human-readable form: a two-column table.
     pub fn render_table(&self) -> String {
-        let mut rows: Vec<(String, String)> =
-            vec![("scenario".into(), self.scenario.into()), ("hub".into(), self.hub.clone())];
+        let mut rows: Vec<(String, String)> = vec![("scenario".into(), self.scenario.into())];
+        rows.extend(self.hub_rows());
         if let Some(label) = &self.label {
             rows.push(("label".into(), label.clone()));
         }
@@ -227,23 +245,23 @@ impl Report {
         for (kind, count) in &self.errors {
             rows.push((format!("error: {kind}"), count.to_string()));
         }
-        for (name, usage) in [("hub process", self.hub_process), ("loadtest", self.client_process)]
-        {
-            if let Some(usage) = usage {
-                rows.push((
-                    format!("{name} CPU"),
-                    format!("{:.2} s ({:.2} cores)", usage.cpu_seconds, usage.cpu_cores),
-                ));
-                rows.push((
-                    format!("{name} RSS"),
-                    format!(
-                        "{} -> {} ({} threads)",
-                        Figure::Kib(usage.rss_before_kib as f64).to_text(),
-                        Figure::Kib(usage.rss_after_kib as f64).to_text(),
-                        usage.threads
-                    ),
-                ));
-            }
+        for process in &self.processes {
+            let title = format!("{} (pid {})", process.name, process.pid);
+            let Some(usage) = process.usage else {
+                rows.push((title, "ENDED during the run: no figures".into()));
+                continue;
+            };
+            rows.push((
+                title,
+                format!(
+                    "CPU {:.2} s ({:.1} %)  RSS {} -> {}  {} threads",
+                    usage.cpu_seconds,
+                    usage.cpu_percent,
+                    Figure::Kib(usage.rss_before_kib as f64).to_text(),
+                    Figure::Kib(usage.rss_after_kib as f64).to_text(),
+                    usage.threads
+                ),
+            ));
         }
         let width = rows.iter().map(|(title, _)| title.chars().count()).max().unwrap_or(0);
         let mut table = String::new();
@@ -255,16 +273,47 @@ impl Report {
         let _ = writeln!(table, "{rule}");
         table
     }
+
+    /// The hub URLs used, for the table: one `hub` row when publishers and subscribers used the
+    /// same single URL, else which side used what.
+    fn hub_rows(&self) -> Vec<(String, String)> {
+        if let (Some(publish), [subscribe]) = (&self.publish_hub, self.subscribe_hubs.as_slice()) {
+            if publish == subscribe {
+                return vec![("hub".into(), publish.clone())];
+            }
+        }
+        let mut rows = Vec::new();
+        if let Some(publish) = &self.publish_hub {
+            rows.push(("publish hub".into(), publish.clone()));
+        }
+        match self.subscribe_hubs.as_slice() {
+            [] => {}
+            [one] => rows.push(("subscribe hub".into(), one.clone())),
+            several => rows
+                .push(("subscribe hubs".into(), format!("{} (round-robin)", several.join(", ")))),
+        }
+        rows
+    }
+
+    /// The hub URLs used, in a few words, for the title of the plot.
+    pub fn hubs_text(&self) -> String {
+        self.hub_rows().into_iter().map(|(_, urls)| urls).collect::<Vec<_>>().join(" -> ")
+    }
 }
 
-/// JSON form of a process's usage.
-fn usage_json(usage: Usage) -> Value {
+/// JSON form of a followed process: the same keys whether it ran to the end or not, null figures
+/// when it ended during the run.
+fn process_json(process: &ProcessUsage) -> Value {
+    let usage = process.usage;
     json!({
-        "cpu_seconds": round(usage.cpu_seconds, 3),
-        "cpu_cores": round(usage.cpu_cores, 3),
-        "rss_before_kib": usage.rss_before_kib,
-        "rss_after_kib": usage.rss_after_kib,
-        "threads": usage.threads,
+        "name": process.name,
+        "pid": process.pid,
+        "ended": usage.is_none(),
+        "cpu_seconds": usage.map(|usage| round(usage.cpu_seconds, 3)),
+        "cpu_percent": usage.map(|usage| round(usage.cpu_percent, 1)),
+        "rss_before_kib": usage.map(|usage| usage.rss_before_kib),
+        "rss_after_kib": usage.map(|usage| usage.rss_after_kib),
+        "threads": usage.map(|usage| usage.threads),
     })
 }
 
@@ -278,15 +327,15 @@ pub(crate) mod tests_support {
         Report {
             scenario: "fanout",
             label: Some("quicksilver".into()),
-            hub: "http://127.0.0.1:8090/.well-known/mercure".into(),
+            publish_hub: Some("http://127.0.0.1:8090/.well-known/mercure".into()),
+            subscribe_hubs: vec!["http://127.0.0.1:8090/.well-known/mercure".into()],
             params: json!({ "subscribers": 2, "updates": 3 }),
             started_unix: 1,
             wall_seconds: 1.5,
             timed_out: false,
             figures: Vec::new(),
             errors: BTreeMap::from([("subscribe: HTTP 401".to_owned(), 2)]),
-            hub_process: None,
-            client_process: None,
+            processes: Vec::new(),
             distributions: Vec::new(),
         }
     }
@@ -295,6 +344,7 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::procstat::Usage;
     use crate::stats;
     use std::time::Duration;
 
@@ -324,7 +374,110 @@ mod tests {
         let p50 = value["results"]["delivery_latency"]["p50_ms"].as_f64().expect("a number");
         assert!((p50 - 50.0).abs() < 0.05, "{p50}");
         assert_eq!(value["errors"]["subscribe: HTTP 401"], 2);
-        assert_eq!(value["hub_process"], Value::Null);
+        assert_eq!(value["processes"], json!([]));
+    }
+
+    /// Three followed processes, one of which ended during the run, and this tool.
+    fn processes() -> Vec<ProcessUsage> {
+        let usage = |cpu_seconds: f64, rss_kib: u64| Usage {
+            cpu_seconds,
+            cpu_percent: 100.0 * cpu_seconds / 2.0,
+            rss_before_kib: rss_kib,
+            rss_after_kib: rss_kib * 2,
+            threads: 3,
+        };
+        let process = |name: &str, pid: u32, usage: Option<Usage>| ProcessUsage {
+            name: name.into(),
+            pid,
+            usage,
+        };
+        vec![
+            process("hub-1", 101, Some(usage(1.5, 10_240))),
+            process("nats-1", 201, None),
+            process("haproxy", 301, Some(usage(0.25, 512))),
+            process("loadtest", 401, Some(usage(0.5, 2048))),
+        ]
+    }
+
+    #[test]
+    fn json_lists_every_process() {
+        let mut report = report();
+        report.processes = processes();
+        let value = report.to_json();
+        let listed = value["processes"].as_array().expect("a list");
+        let names: Vec<&str> =
+            listed.iter().filter_map(|process| process["name"].as_str()).collect();
+        assert_eq!(names, ["hub-1", "nats-1", "haproxy", "loadtest"]);
+        assert_eq!(
+            listed[0],
+            json!({
+                "name": "hub-1",
+                "pid": 101,
+                "ended": false,
+                "cpu_seconds": 1.5,
+                "cpu_percent": 75.0,
+                "rss_before_kib": 10240,
+                "rss_after_kib": 20480,
+                "threads": 3,
+            })
+        );
+        assert_eq!(listed[1]["ended"], true);
+        assert_eq!(listed[1]["pid"], 201);
+        assert_eq!(listed[1]["cpu_seconds"], Value::Null);
+        assert_eq!(listed[1]["rss_after_kib"], Value::Null);
+    }
+
+    #[test]
+    fn the_hub_urls_used_are_named() {
+        let one = "http://127.0.0.1:8090/.well-known/mercure";
+        let report = report();
+        assert_eq!(report.to_json()["publish_hub"], one);
+        assert_eq!(report.to_json()["subscribe_hubs"], json!([one]));
+        let table = report.render_table();
+        assert!(table.lines().any(|line| line.starts_with("hub ") && line.ends_with(one)));
+        assert!(!table.contains("publish hub"), "{table}");
+
+        let (node1, node2, node3) =
+            ("http://127.0.0.1:8081/m", "http://127.0.0.1:8082/m", "http://127.0.0.1:8083/m");
+        let mut report = report;
+        report.publish_hub = Some(node1.into());
+        report.subscribe_hubs = vec![node2.into(), node3.into()];
+        let value = report.to_json();
+        assert_eq!(value["publish_hub"], node1);
+        assert_eq!(value["subscribe_hubs"], json!([node2, node3]));
+        let table = report.render_table();
+        assert!(table
+            .lines()
+            .any(|line| line.starts_with("publish hub ") && line.ends_with(node1)));
+        let subscribe = format!("{node2}, {node3} (round-robin)");
+        assert!(table
+            .lines()
+            .any(|line| line.starts_with("subscribe hubs ") && line.ends_with(&subscribe)));
+        assert_eq!(report.hubs_text(), format!("{node1} -> {subscribe}"));
+
+        // A scenario that only subscribes names no publish URL.
+        report.publish_hub = None;
+        report.subscribe_hubs = vec![node2.into()];
+        assert_eq!(report.to_json()["publish_hub"], Value::Null);
+        let table = report.render_table();
+        assert!(table
+            .lines()
+            .any(|line| line.starts_with("subscribe hub ") && line.ends_with(node2)));
+        assert!(!table.contains("publish hub"), "{table}");
+    }
+
+    #[test]
+    fn table_shows_every_process() {
+        let mut report = report();
+        report.processes = processes();
+        let table = report.render_table();
+        let row = |start: &str| {
+            table.lines().find(|line| line.starts_with(start)).unwrap_or_else(|| panic!("{table}"))
+        };
+        assert!(row("hub-1 (pid 101) ").contains("CPU 1.50 s (75.0 %)  RSS 10.0 MiB -> 20.0 MiB"));
+        assert!(row("nats-1 (pid 201) ").contains("ENDED"));
+        assert!(row("haproxy (pid 301) ").contains("RSS 512.0 KiB -> 1.0 MiB  3 threads"));
+        assert!(row("loadtest (pid 401) ").contains("CPU 0.50 s (25.0 %)"));
     }
 
     #[test]

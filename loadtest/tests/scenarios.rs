@@ -5,7 +5,7 @@
 //! variable they print why and pass without doing anything. The others need no hub.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,16 +57,38 @@ impl Drop for Hub {
     }
 }
 
+/// A `sleep` process to follow, killed and reaped when dropped.
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn start() -> Self {
+        Sleeper(Command::new("sleep").arg("1000").spawn().expect("sleep runs"))
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `loadtest` command with `args`, `--json FILE`, and bounds that keep a broken run short.
+fn loadtest_command(args: &[&str], json: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loadtest"));
+    command.args(args).arg("--json").arg(json).args(["--time-limit", "60s", "--timeout", "5s"]);
+    command
+}
+
 /// Runs `loadtest` with `args` plus `--json`, and returns the JSON report.
 fn loadtest(name: &str, args: &[&str]) -> Value {
     let json = temp_path(name);
-    let output = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .args(["--time-limit", "60s", "--timeout", "5s"])
-        .output()
-        .expect("loadtest runs");
+    let output = loadtest_command(args, &json).output().expect("loadtest runs");
+    report_of(args, &output, &json)
+}
+
+/// Checks that a `loadtest` run succeeded, and returns its JSON report.
+fn report_of(args: &[&str], output: &std::process::Output, json: &Path) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -74,9 +96,49 @@ fn loadtest(name: &str, args: &[&str]) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     println!("{stdout}");
-    let text = std::fs::read_to_string(&json).expect("the JSON report was written");
-    let _ = std::fs::remove_file(&json);
+    let text = std::fs::read_to_string(json).expect("the JSON report was written");
+    let _ = std::fs::remove_file(json);
     serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// A loopback port nothing listens on (just released).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Accepts one connection on `listener`, failing instead of waiting forever if `run` ends first.
+fn accept_from(listener: &TcpListener, run: &mut Child) -> TcpStream {
+    listener.set_nonblocking(true).expect("a listener can be made non-blocking");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match listener.accept() {
+            Ok((connection, _)) => return connection,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => panic!("accept failed: {error}"),
+        }
+        if let Some(status) = run.try_wait().expect("the child can be polled") {
+            panic!("loadtest ended ({status}) before connecting");
+        }
+        assert!(Instant::now() < deadline, "loadtest did not connect within 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The names and pids of the processes of a report, and whether each ended.
+fn processes(report: &Value) -> Vec<(String, u64, bool)> {
+    let listed = report["processes"].as_array().unwrap_or_else(|| panic!("{report:#}"));
+    listed
+        .iter()
+        .map(|process| {
+            let name = process["name"].as_str().unwrap_or_else(|| panic!("{process}"));
+            let pid = process["pid"].as_u64().unwrap_or_else(|| panic!("{process}"));
+            let ended = process["ended"].as_bool().unwrap_or_else(|| panic!("{process}"));
+            (name.to_owned(), pid, ended)
+        })
+        .collect()
 }
 
 /// A file name of this test run in the temporary directory.
@@ -108,7 +170,8 @@ fn every_scenario_against_quicksilver() {
     assert_clean(&report, "subscribers_connected");
     assert_eq!(report["results"]["deliveries"]["count"], 1000);
     assert_eq!(report["results"]["out_of_order"], 0);
-    assert!(report["hub_process"]["rss_after_kib"].as_u64().is_some_and(|kib| kib > 0));
+    assert_eq!(report["processes"][0]["name"], "hub", "{report:#}");
+    assert!(report["processes"][0]["rss_after_kib"].as_u64().is_some_and(|kib| kib > 0));
 
     let report = loadtest("topics", &with(&["topics", "--subscribers", "20", "--updates", "50"]));
     assert_clean(&report, "subscribers_connected");
@@ -142,6 +205,128 @@ fn every_scenario_against_quicksilver() {
 }
 
 #[test]
+fn following_the_hub_and_other_processes() {
+    let Some(hub) = Hub::start() else { return };
+    let sleeper = Sleeper::start();
+    let (hub_pid, sleeper_pid, own_pid) = (hub.child.id(), sleeper.0.id(), std::process::id());
+    // A directory of pid files, as deploy/cluster leaves: the hub's is skipped, being already
+    // followed as `hub`.
+    let dir = temp_path("pids");
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    std::fs::write(dir.join("hub-1.pid"), format!("{hub_pid}\n")).expect("writable");
+    std::fs::write(dir.join("sleeper.pid"), format!("{sleeper_pid}\n")).expect("writable");
+    let (hub_arg, own_arg) = (hub_pid.to_string(), format!("tests={own_pid}"));
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let common = ["--hub", &hub.url, "--key", KEY, "--hub-pid", &hub_arg];
+    let follow = ["--follow", &own_arg, "--follow-dir", &dir_arg];
+    let args: Vec<&str> = common
+        .into_iter()
+        .chain(["fanout", "--subscribers", "5", "--updates", "20"])
+        .chain(follow)
+        .collect();
+
+    let report = loadtest("follow", &args);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_clean(&report, "subscribers_connected");
+    let loadtest_pid = processes(&report)[3].1;
+    assert_eq!(
+        processes(&report),
+        [
+            ("hub".to_owned(), u64::from(hub_pid), false),
+            ("tests".to_owned(), u64::from(own_pid), false),
+            ("sleeper".to_owned(), u64::from(sleeper_pid), false),
+            ("loadtest".to_owned(), loadtest_pid, false),
+        ]
+    );
+    for process in report["processes"].as_array().expect("a list") {
+        assert!(process["rss_after_kib"].as_u64().is_some_and(|kib| kib > 0), "{process}");
+        assert!(process["cpu_seconds"].as_f64().is_some_and(|cpu| cpu >= 0.0), "{process}");
+        assert!(process["cpu_percent"].is_number(), "{process}");
+    }
+}
+
+#[test]
+fn a_followed_process_that_ends_is_reported_not_fatal() {
+    // The "hub" is this test: it accepts the one subscription, which comes once the run has read
+    // every followed process, then ends the followed process and only then closes the connection.
+    // So the process ends during the run whatever the speed of the machine. No hub is needed.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("bound").port();
+    let mut sleeper = Sleeper::start();
+    let sleeper_pid = sleeper.0.id();
+    let hub = format!("http://127.0.0.1:{port}/.well-known/mercure");
+    let follow = format!("sleeper={sleeper_pid}");
+    let args = ["--hub", &hub, "--key", "k", "--follow", &follow, "idle"];
+    let args = [&args[..], &["--connections", "1", "--hold", "0s"]].concat();
+    let json = temp_path("ended");
+    let mut run = loadtest_command(&args, &json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("loadtest runs");
+
+    let connection = accept_from(&listener, &mut run);
+    sleeper.0.kill().expect("the sleeper can be killed");
+    sleeper.0.wait().expect("the sleeper is reaped");
+    drop(connection);
+    let report = report_of(&args, &run.wait_with_output().expect("loadtest ends"), &json);
+
+    assert_eq!(processes(&report)[0], ("sleeper".to_owned(), u64::from(sleeper_pid), true));
+    assert_eq!(report["processes"][0]["cpu_seconds"], Value::Null, "{report:#}");
+    assert_eq!(processes(&report)[1].0, "loadtest");
+    let ended = format!("process sleeper (pid {sleeper_pid}) ended during the run");
+    assert_eq!(report["errors"][ended.as_str()], 1, "{report:#}");
+    assert_eq!(report["results"]["connections_opened"]["count"], 0, "{report:#}");
+}
+
+#[test]
+fn publishing_and_subscribing_on_different_urls() {
+    let Some(hub) = Hub::start() else { return };
+    // Two subscribe URLs of one hub stand for two nodes of a cluster: the latency machinery and
+    // the loss accounting are the same as for two real nodes.
+    let url = hub.url.as_str();
+    let hubs = ["--key", KEY, "--publish-hub", url, "--subscribe-hub", url, "--subscribe-hub", url];
+    let with = |args: &[&'static str]| -> Vec<&str> {
+        hubs.iter().copied().chain(args.iter().copied()).collect()
+    };
+
+    let report = loadtest("cross", &with(&["fanout", "--subscribers", "20", "--updates", "50"]));
+    assert_clean(&report, "subscribers_connected");
+    assert_eq!(report["publish_hub"], url);
+    assert_eq!(report["subscribe_hubs"], serde_json::json!([url, url]));
+    assert_eq!(report["results"]["deliveries"]["count"], 1000);
+    assert_eq!(report["results"]["delivery_latency_via_1"]["count"], 500, "{report:#}");
+    assert_eq!(report["results"]["delivery_latency_via_2"]["count"], 500, "{report:#}");
+
+    let report = loadtest(
+        "cross-topics",
+        &with(&["topics", "--subscribers", "20", "--updates", "50", "--seed", "7"]),
+    );
+    assert_clean(&report, "subscribers_connected");
+    assert_eq!(report["results"]["deliveries"]["count"], 50);
+
+    // Every subscriber resumes on the other URL than the one it first used.
+    let report = loadtest(
+        "cross-reconnect",
+        &with(&["reconnect", "--subscribers", "20", "--history", "40"]),
+    );
+    assert_clean(&report, "reconnected");
+    assert_eq!(report["results"]["replayed"]["count"], 20 * 20);
+    assert_eq!(report["results"]["last_event_id_mismatch"], 0);
+
+    // A URL where nothing listens gets every other subscriber, and its errors name it.
+    let dead = format!("http://127.0.0.1:{}/.well-known/mercure", closed_port());
+    let args = ["--key", KEY, "--subscribe-hub", url, "--subscribe-hub", &dead];
+    let args = [&args[..], &["idle", "--connections", "10", "--hold", "0s"]].concat();
+    let report = loadtest("cross-idle", &args);
+    assert_eq!(report["publish_hub"], Value::Null);
+    assert_eq!(report["results"]["connections_opened"]["count"], 5, "{report:#}");
+    let dead_host = dead.trim_start_matches("http://").split('/').next().expect("a host");
+    let refused = format!("subscribe via {dead_host}: connect: refused");
+    assert_eq!(report["errors"][refused.as_str()], 5, "{report:#}");
+}
+
+#[test]
 fn help_documents_every_scenario() {
     let output =
         Command::new(env!("CARGO_BIN_EXE_loadtest")).arg("--help").output().expect("loadtest runs");
@@ -161,12 +346,7 @@ fn help_documents_every_scenario() {
 
 #[test]
 fn a_hub_that_is_not_there_is_counted_not_fatal() {
-    // A port just released: nothing listens there.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let hub = format!("http://127.0.0.1:{port}/.well-known/mercure");
+    let hub = format!("http://127.0.0.1:{}/.well-known/mercure", closed_port());
     let report = loadtest(
         "refused",
         &["--hub", &hub, "--key", "k", "fanout", "--subscribers", "3", "--updates", "2"],

@@ -11,7 +11,7 @@ use crate::cli::FanoutArgs;
 use crate::context::Ctx;
 use crate::fleet::{Expected, SubSpec};
 use crate::publisher::PublishPlan;
-use crate::report::Report;
+use crate::report::{Report, Uses};
 
 use super::pubsub::{self, Plan};
 
@@ -20,6 +20,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &FanoutArgs) -> anyhow::Result<Report> {
     let report = Report::new(
         ctx,
         "fanout",
+        Uses::Both,
         json!({
             "subscribers": args.subscribers,
             "updates": args.updates,

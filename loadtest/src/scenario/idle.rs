@@ -1,7 +1,8 @@
 //! `idle`: N subscriptions held open with nothing published.
 //!
-//! Measures what a quiet connection costs the hub (memory per connection, with `--hub-pid`) and
-//! how fast it accepts many of them. See [`crate::cli::Scenario::Idle`].
+//! Measures what a quiet connection costs the hub (memory per connection of the process named
+//! `hub`, given by `--hub-pid`) and how fast it accepts many of them. See
+//! [`crate::cli::Scenario::Idle`].
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
@@ -14,7 +15,7 @@ use crate::context::{Ctx, ProcessWatch};
 use crate::fleet::{Expected, Fleet, SubSpec};
 use crate::procstat::{self, Pid};
 use crate::progress::Progress;
-use crate::report::{Figure, Report};
+use crate::report::{Figure, Report, Uses};
 use crate::stats;
 
 use super::{pause, wait_connected};
@@ -36,6 +37,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &IdleArgs) -> anyhow::Result<Report> {
     let mut report = Report::new(
         ctx,
         "idle",
+        Uses::Subscribe,
         json!({ "connections": args.connections, "hold_seconds": args.hold.as_secs_f64() }),
     );
     let watch = ProcessWatch::start(ctx);
@@ -50,7 +52,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &IdleArgs) -> anyhow::Result<Report> {
         })
         .collect();
     let phase = ctx.stop.child_token();
-    let fleet = Fleet::spawn(ctx, specs, &phase, true)?;
+    let fleet = Fleet::spawn(ctx, specs, &phase, true, 0)?;
     let opening = wait_connected(ctx, &fleet, "connecting").await;
     let shared = Arc::clone(&fleet.shared);
     let connected = shared.connected.load(Ordering::Relaxed);
@@ -108,7 +110,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &IdleArgs) -> anyhow::Result<Report> {
         }
         _ => None,
     };
-    if ctx.hub_pid.is_some() {
+    if ctx.hub().is_some() {
         let rss = |sample: Option<procstat::Sample>| sample.map(|sample| sample.rss_kib);
         let kib = |value: Option<u64>| {
             value.map_or(Figure::Text("-".into()), |kib| Figure::Kib(kib as f64))

@@ -12,7 +12,7 @@ use crate::cli::PublishArgs;
 use crate::context::{Ctx, ProcessWatch};
 use crate::progress::Progress;
 use crate::publisher::{PublishPlan, Publishers};
-use crate::report::{Figure, Report};
+use crate::report::{Figure, Report, Uses};
 use crate::stats;
 
 use super::POLL;
@@ -23,6 +23,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &PublishArgs) -> anyhow::Result<Report> {
     let mut report = Report::new(
         ctx,
         "publish",
+        Uses::Publish,
         json!({
             "publishers": args.publishers,
             "requests": args.requests,

@@ -40,7 +40,7 @@ pub async fn run(ctx: &Arc<Ctx>, plan: Plan, mut report: Report) -> anyhow::Resu
     let expected_total: u64 = plan.subscribers.iter().map(|spec| spec.expected.len() as u64).sum();
 
     let phase = ctx.stop.child_token();
-    let fleet = Fleet::spawn(ctx, plan.subscribers, &phase, true)?;
+    let fleet = Fleet::spawn(ctx, plan.subscribers, &phase, true, 0)?;
     wait_connected(ctx, &fleet, "connecting").await;
     let connected = fleet.shared.connected.load(Ordering::Relaxed);
 
@@ -135,7 +135,18 @@ pub async fn run(ctx: &Arc<Ctx>, plan: Plan, mut report: Report) -> anyhow::Resu
         "streams closed early",
         Figure::Count(shared.closed_early.load(Ordering::Relaxed)),
     );
-    report.add_latency("delivery_latency", "delivery latency", shared.latency.merged());
+    report.add_latency("delivery_latency", "delivery latency", shared.latency());
+    // With several subscribe URLs, each one's share: e.g. the node publications go to beside the
+    // others, to compare local and cross-node delivery in the same run.
+    if ctx.subscribe.len() > 1 {
+        for (hub, endpoint) in ctx.subscribe.iter().enumerate() {
+            report.add_latency(
+                &format!("delivery_latency_via_{}", hub + 1),
+                &format!("delivery latency via {}", endpoint.name()),
+                shared.latency_via(hub),
+            );
+        }
+    }
     let connect = shared.connect.lock().unwrap_or_else(PoisonError::into_inner).clone();
     report.add_latency("connect_time", "connect time", connect);
     report.finish(ctx, started.elapsed().as_secs_f64(), usage);

@@ -3,7 +3,9 @@
 //! Phases: publish K updates to a topic of this run (keeping the ids the hub answered); open N
 //! subscribers (they see nothing, having no `Last-Event-ID`) and drop them all, as a network cut
 //! would; then all N reconnect at the same moment, without any connection limit, each resuming
-//! after update K/2 - 1, so each must replay exactly updates K/2 .. K-1. See
+//! after update K/2 - 1, so each must replay exactly updates K/2 .. K-1. The history goes to the
+//! publish URL; with several subscribe URLs each subscriber reconnects to the URL after the one it
+//! first used, so every resume happens on another node than the first connection. See
 //! [`crate::cli::Scenario::Reconnect`].
 
 use std::sync::atomic::Ordering;
@@ -17,7 +19,7 @@ use crate::context::{Ctx, ProcessWatch};
 use crate::fleet::{Expected, Fleet, SubSpec};
 use crate::progress::Progress;
 use crate::publisher::{PublishPlan, Publishers};
-use crate::report::{Figure, Report};
+use crate::report::{Figure, Report, Uses};
 use crate::stats;
 
 use super::{abandoned, wait_connected, POLL};
@@ -29,6 +31,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &ReconnectArgs) -> anyhow::Result<Report>
     let mut report = Report::new(
         ctx,
         "reconnect",
+        Uses::Both,
         json!({
             "subscribers": args.subscribers,
             "history": args.history,
@@ -79,21 +82,22 @@ pub async fn run(ctx: &Arc<Ctx>, args: &ReconnectArgs) -> anyhow::Result<Report>
     let first = ctx.stop.child_token();
     let spec =
         SubSpec { topics: vec![topic.clone()], last_event_id: None, expected: Expected::NONE };
-    let fleet = Fleet::spawn(ctx, vec![spec; args.subscribers as usize], &first, true)?;
+    let fleet = Fleet::spawn(ctx, vec![spec; args.subscribers as usize], &first, true, 0)?;
     wait_connected(ctx, &fleet, "connecting").await;
     first.cancel();
     let first_shared = Arc::clone(&fleet.shared);
     fleet.join().await;
     let first_connect = first_shared.connect.lock().unwrap_or_else(PoisonError::into_inner).clone();
 
-    // 3. The storm: everyone back at once, resuming in the middle of the history.
+    // 3. The storm: everyone back at once, resuming in the middle of the history; with several
+    // subscribe URLs, each on the URL after the one it first used (a resume on another node).
     let storm = ctx.stop.child_token();
     let spec = SubSpec {
         topics: vec![topic],
         last_event_id: Some(resume_id.clone()),
         expected: Expected::Range { start: resume_from, end: args.history },
     };
-    let fleet = Fleet::spawn(ctx, vec![spec; args.subscribers as usize], &storm, false)?;
+    let fleet = Fleet::spawn(ctx, vec![spec; args.subscribers as usize], &storm, false, 1)?;
     let shared = Arc::clone(&fleet.shared);
     let missed = args.history - resume_from;
     let bar = Progress::new(

@@ -14,7 +14,7 @@ use crate::cli::TopicsArgs;
 use crate::context::Ctx;
 use crate::fleet::{Expected, SubSpec};
 use crate::publisher::PublishPlan;
-use crate::report::Report;
+use crate::report::{Report, Uses};
 
 use super::pubsub::{self, Plan};
 
@@ -36,6 +36,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &TopicsArgs) -> anyhow::Result<Report> {
     let report = Report::new(
         ctx,
         "topics",
+        Uses::Both,
         json!({
             "subscribers": args.subscribers,
             "updates": args.updates,
