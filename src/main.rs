@@ -6,6 +6,10 @@ use anyhow::Context;
 use quicksilver::config::{Config, KEYS};
 use quicksilver::{serve, serve_metrics, shutdown_on_signal, telemetry, Hub, HUB_PATH};
 
+/// How long an exiting node waits for the announcements still queued (subscription departures
+/// during a NATS outage); past it, the other nodes of the cluster make them.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const USAGE: &str = "Usage: quicksilver [--config PATH]
 
 A Mercure hub. Settings come from defaults, then the optional TOML file, then environment
@@ -80,8 +84,11 @@ fn main() -> anyhow::Result<()> {
                 server.stop(false).await;
             }
         });
+        let transport = hub.transport.clone();
         actix_web::rt::spawn(shutdown_on_signal(hub, server.handle()));
         server.await?;
+        // The streams ended: their departures may still be queued (a cluster transport).
+        transport.settle(SETTLE_TIMEOUT).await;
         if let Some(handle) = metrics_handle {
             handle.stop(true).await;
         }

@@ -287,7 +287,8 @@ async fn a_stream_deleted_and_created_again_ends_open_streams_and_is_never_repla
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_trimmed_while_a_node_was_away_end_its_open_streams() {
-    let mut cluster = NatsCluster::start(3).await;
+    // Servers that do not tell clients about each other: a node knows only its own URLs.
+    let mut cluster = NatsCluster::start_with(3, &["--no_advertise"]).await;
     let urls: Vec<String> = cluster.servers.iter().map(|s| s.url()).collect();
     let trimmed = [("MERCURE_HISTORY_SIZE", "2"), ("MERCURE_NATS_PUBLISH_TIMEOUT", "60s")];
     // The node that goes away talks to the first server only; the other to the other two.
@@ -391,4 +392,175 @@ async fn nodes_authenticate_to_nats_with_a_token() {
     assert_eq!(publish(&good, &[("topic", "a"), ("id", "in")]).await.0, 200);
     let ready = client().get(wrong.at("/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 503);
+}
+
+/// The hub binary on `transport = nats`, on a free port; killed (SIGKILL) when dropped.
+struct HubProcess {
+    child: std::process::Child,
+    url: String,
+    base: String,
+}
+
+impl HubProcess {
+    async fn start(cluster: &NatsCluster, stream: &str, settings: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_quicksilver"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MERCURE_JWT_KEY", KEY)
+            .env("MERCURE_ADDR", format!("127.0.0.1:{port}"))
+            .env("MERCURE_TRANSPORT", "nats")
+            .env("MERCURE_NATS_URL", cluster.urls())
+            .env("MERCURE_NATS_STREAM", stream)
+            .envs(settings.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the hub starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let process = Self { child, url: format!("{base}{HUB}"), base };
+        let deadline = tokio::time::Instant::now() + READY_WITHIN;
+        loop {
+            let ready = client().get(format!("{}/readyz", process.base)).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return process;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the hub process is not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+const WATCH: &str = "/.well-known/mercure/subscriptions{/topic}{/subscriber}";
+
+/// The subscriptions the API of `hub` lists, as (topic, subscriber) pairs.
+async fn listed(hub: &TestHub) -> Vec<(String, String)> {
+    let response = client()
+        .get(hub.at("/.well-known/mercure/subscriptions"))
+        .bearer_auth(token(serde_json::json!({ "subscribe": ["/.well-known/mercure/subscriptions{/topic}{/subscriber}", "/.well-known/mercure/subscriptions"] })))
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.expect("a body");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let subscriptions = body["subscriptions"].as_array().expect("a list").clone();
+    subscriptions
+        .iter()
+        .map(|s| {
+            (
+                s["topic"].as_str().unwrap_or_default().to_owned(),
+                s["subscriber"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_lists_every_subscription_and_a_killed_node_departs_once() {
+    let cluster = NatsCluster::start(1).await;
+    let presence = [("MERCURE_SUBSCRIPTIONS", "true")];
+    let here = node_with(&cluster, "PRESENCE", &presence).await;
+    let mut there = HubProcess::start(&cluster, "PRESENCE", &presence).await;
+    let watcher_token = token(serde_json::json!({ "subscribe": [WATCH] }));
+    let mut watcher = Events::open(&here, &topics_query(&[WATCH]), Some(&watcher_token)).await;
+    let own: serde_json::Value = serde_json::from_str(&watcher.next().await.data).expect("JSON");
+    assert_eq!(own["topic"], WATCH, "the watcher's own arrival");
+
+    // A subscriber on the other node (a separate process) is announced here, and listed here.
+    let room = "https://example.com/room";
+    let response = client()
+        .get(format!("{}?topic={}", there.url, urlencode(room)))
+        .bearer_auth(subscriber())
+        .send()
+        .await
+        .expect("subscribed on the other node");
+    assert_eq!(response.status(), 200);
+    let arrival: serde_json::Value =
+        serde_json::from_str(&watcher.next().await.data).expect("JSON");
+    assert_eq!((arrival["topic"].as_str(), arrival["active"].as_bool()), (Some(room), Some(true)));
+    let id = arrival["subscriber"].as_str().expect("an id").to_owned();
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    while !listed(&here).await.contains(&(room.to_owned(), id.clone())) {
+        assert!(tokio::time::Instant::now() < deadline, "listed on every node");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Killed, the other node cannot say goodbye: this node does, once, and stops listing it.
+    let killed = tokio::time::Instant::now();
+    there.kill();
+    drop(response);
+    let departure = watcher.next_within(READY_WITHIN).await.expect("a departure");
+    let departure: serde_json::Value = serde_json::from_str(&departure.data).expect("JSON");
+    assert_eq!(departure["subscriber"].as_str(), Some(id.as_str()));
+    assert_eq!(departure["active"], false);
+    eprintln!("departure of a killed node's subscriber announced after {:?}", killed.elapsed());
+    assert!(!listed(&here).await.iter().any(|(_, s)| *s == id), "no longer listed");
+    watcher.assert_silent(Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_during_a_nats_outage_are_served_and_announced_when_it_is_back() {
+    let mut cluster = NatsCluster::start(1).await;
+    let hub = node_with(&cluster, "OUTAGE", &[("MERCURE_SUBSCRIPTIONS", "true")]).await;
+    let watcher_token = token(serde_json::json!({ "subscribe": [WATCH] }));
+    let mut watcher = Events::open(&hub, &topics_query(&[WATCH]), Some(&watcher_token)).await;
+    let event = |e: Event| -> (String, String, bool) {
+        let body: serde_json::Value = serde_json::from_str(&e.data).expect("JSON");
+        let field = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
+        (field("topic"), field("subscriber"), body["active"].as_bool().unwrap_or_default())
+    };
+    assert_eq!(event(watcher.next().await).0, WATCH, "the watcher's own arrival");
+    let before = Events::open(&hub, &topics_query(&["/before"]), Some(&subscriber())).await;
+    let (topic, before_id, active) = event(watcher.next().await);
+    assert_eq!((topic.as_str(), active), ("/before", true));
+
+    cluster.kill(0);
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    while client().get(hub.at("/readyz")).send().await.expect("readyz").status() == 200 {
+        assert!(tokio::time::Instant::now() < deadline, "unready without NATS");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Meanwhile: one subscription ends, one opens (and is served: no 5xx, which would make an
+    // EventSource give up), and one opens and ends.
+    drop(before);
+    let during = Events::open(&hub, &topics_query(&["/during"]), Some(&subscriber())).await;
+    let brief = Events::open(&hub, &topics_query(&["/brief"]), Some(&subscriber())).await;
+    drop(brief);
+    cluster.restart(0).await;
+
+    // Back: the departure and the arrival are announced (in the order the server noticed
+    // them). The brief one is not announced at all if it ended before NATS was back, and else
+    // arrives and departs once.
+    let mut seen = Vec::new();
+    while !(seen.contains(&("/before".to_owned(), false))
+        && seen.contains(&("/during".to_owned(), true)))
+    {
+        let (topic, id, active) = event(watcher.next_within(READY_WITHIN).await.expect("an event"));
+        if topic == "/before" {
+            assert_eq!(id, before_id);
+        }
+        seen.push((topic, active));
+    }
+    watcher.assert_silent(Duration::from_secs(1)).await;
+    let brief: Vec<bool> = seen.iter().filter(|(t, _)| t == "/brief").map(|(_, a)| *a).collect();
+    assert!(brief.is_empty() || brief == [true, false], "{seen:?}");
+    assert_eq!(seen.len(), 2 + brief.len(), "once each: {seen:?}");
+    drop(during);
+    let (topic, _, active) = event(watcher.next().await);
+    assert_eq!((topic.as_str(), active), ("/during", false));
 }

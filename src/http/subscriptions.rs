@@ -118,10 +118,15 @@ async fn respond(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
     if not_modified {
         return Ok(HttpResponse::NotModified().finish());
     }
+    // This node's subscriptions, then those the other nodes of a cluster announced.
+    let elsewhere = hub.transport.announced_elsewhere();
     let all = || {
-        snapshot.subscriptions.iter().flat_map(|subscription| {
-            subscription.selectors.iter().map(move |selector| (subscription, selector))
-        })
+        let here = snapshot.subscriptions.iter().flat_map(|subscription| {
+            subscription.selectors.iter().map(move |selector| {
+                (Document::new(subscription, selector, true), subscription.id.as_str())
+            })
+        });
+        here.chain(elsewhere.iter().map(|a| (Document::announced(a), a.subscriber.as_str())))
     };
     let body = match target {
         Target::Collection(wanted) => {
@@ -134,20 +139,17 @@ async fn respond(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
                 kind: "Subscriptions",
                 last_event_id,
                 subscriptions: all()
-                    .filter(|(_, selector)| wanted.is_none_or(|t| selector.as_str() == t))
-                    .map(|(subscription, selector)| Document::new(subscription, selector, true))
+                    .filter(|(document, _)| wanted.is_none_or(|t| document.topic == t))
+                    .map(|(document, _)| document)
                     .collect(),
             };
             serde_json::to_string_pretty(&collection)
         }
         Target::One(topic, subscriber) => {
-            let found = all().find(|(subscription, selector)| {
-                subscription.id == subscriber && selector.as_str() == topic
-            });
-            let Some((subscription, selector)) = found else {
+            let found = all().find(|(document, id)| *id == subscriber && document.topic == topic);
+            let Some((mut document, _)) = found else {
                 return Err(HubError::NotFound);
             };
-            let mut document = Document::new(subscription, selector, true);
             document.context = Some(CONTEXT);
             document.last_event_id = Some(last_event_id);
             serde_json::to_string_pretty(&document)

@@ -9,8 +9,10 @@
 //!
 //! [`arrive`] announces a subscription and returns the [`Departure`] that announces its end when
 //! dropped, so that every arrival is followed by exactly one departure, whichever way the
-//! connection ends. Both are ephemeral ([`Keep::Recent`]): they describe connections that a
-//! restart ends anyway.
+//! connection ends. The departure events are made at arrival ([`Announcement`]): in a cluster,
+//! another node publishes them if this one dies first, and JetStream stores them once. Both are
+//! ephemeral on a single node ([`Keep::Recent`](crate::transport::recent::Keep)): they describe
+//! connections that a restart ends anyway.
 
 use std::sync::Arc;
 
@@ -19,8 +21,7 @@ use serde_json::Value;
 
 use crate::subscription::Subscription;
 use crate::topic_selector::TopicSelector;
-use crate::transport::recent::Keep;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Announcement, Transport, TransportError};
 use crate::update::{Dispatched, EventId, Topic, Update};
 
 /// JSON-LD context of subscription documents.
@@ -40,7 +41,8 @@ pub struct Document<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     subscriber: &'a str,
-    topic: &'a str,
+    /// The subscription's selector.
+    pub topic: &'a str,
     active: bool,
     /// The API's cursor, on its answer for one subscription.
     #[serde(rename = "lastEventID", skip_serializing_if = "Option::is_none")]
@@ -61,6 +63,20 @@ impl<'a> Document<'a> {
             active,
             last_event_id: None,
             payload: subscription.payload.as_ref().filter(|p| !p.is_null()),
+        }
+    }
+
+    /// The document of a subscription another node announced, without context.
+    pub fn announced(announcement: &'a Announcement) -> Self {
+        Self {
+            context: None,
+            id: topic_of(&announcement.topic, &announcement.subscriber),
+            kind: "Subscription",
+            subscriber: &announcement.subscriber,
+            topic: &announcement.topic,
+            active: true,
+            last_event_id: None,
+            payload: announcement.payload.as_ref().filter(|p| !p.is_null()),
         }
     }
 }
@@ -118,6 +134,23 @@ pub fn updates(subscription: &Subscription, active: bool) -> Vec<Update> {
         .collect()
 }
 
+/// What the cluster is told of `subscription`: one announcement per selector, each with its
+/// departure event, made now.
+pub fn announcements(subscription: &Subscription) -> Vec<Announcement> {
+    let payload = subscription.payload.clone().filter(|p| !p.is_null());
+    subscription
+        .selectors
+        .iter()
+        .zip(updates(subscription, false))
+        .map(|(selector, departure)| Announcement {
+            subscriber: subscription.id.clone(),
+            topic: selector.as_str().to_owned(),
+            payload: payload.clone(),
+            departure,
+        })
+        .collect()
+}
+
 /// Announces `subscription` (one write for all its selectors) and returns what announces its
 /// end. Call it once the subscriber is registered, so that it can see its own arrival, and once
 /// nothing else can fail, so that the departure always follows.
@@ -125,32 +158,34 @@ pub async fn arrive(
     transport: Arc<dyn Transport>,
     subscription: Arc<Subscription>,
 ) -> Result<Departure, TransportError> {
-    transport.publish_all(updates(&subscription, true), Keep::Recent).await?;
-    Ok(Departure { transport, subscription })
+    let announcements = announcements(&subscription);
+    transport.arrive(updates(&subscription, true), announcements.clone()).await?;
+    Ok(Departure { transport, subscriber: subscription.id.clone(), announcements })
 }
 
 /// Publishes a subscription's `active: false` events when dropped, that is when its connection
 /// ends for any reason (client gone, deadline, dropped as too slow, shutdown).
 pub struct Departure {
     transport: Arc<dyn Transport>,
-    subscription: Arc<Subscription>,
+    subscriber: String,
+    announcements: Vec<Announcement>,
 }
 
 impl std::fmt::Debug for Departure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Departure").field("subscriber", &self.subscription.id).finish()
+        f.debug_struct("Departure").field("subscriber", &self.subscriber).finish()
     }
 }
 
 impl Drop for Departure {
     fn drop(&mut self) {
-        let updates = updates(&self.subscription, false);
+        let announcements = std::mem::take(&mut self.announcements);
         let transport = self.transport.clone();
         // Dropped on an HTTP worker, inside its runtime. Outside one (the process is ending)
         // there is nobody left to tell.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(error) = transport.publish_all(updates, Keep::Recent).await {
+                if let Err(error) = transport.depart(announcements).await {
                     tracing::warn!(%error, "cannot announce the end of a subscription");
                 }
             });
@@ -190,5 +225,35 @@ mod tests {
         public.private = false;
         assert!(!is_event(&Dispatched::new(2, public)), "a public update is not one");
         assert!(!is_topic(SUBSCRIPTIONS_PATH) && !is_topic("/.well-known/mercure/subscriptionsX"));
+    }
+
+    #[test]
+    fn announcements_carry_the_departure_of_each_selector() {
+        let payload = serde_json::json!({"user": "a"});
+        let selectors = vec![TopicSelector::parse("/a"), TopicSelector::parse("/b/{id}")];
+        let subscription = Subscription::new(selectors, None, Some(payload.clone()));
+        let announced = announcements(&subscription);
+        assert_eq!(announced.len(), 2);
+        for (announcement, selector) in announced.iter().zip(["/a", "/b/{id}"]) {
+            assert_eq!(
+                (announcement.topic.as_str(), announcement.subscriber.as_str()),
+                (selector, subscription.id.as_str())
+            );
+            assert_eq!(
+                announcement.departure.topics[0].as_str(),
+                topic_of(selector, &subscription.id)
+            );
+            assert!(announcement.departure.data.contains("\"active\": false"));
+            let listed = Document::announced(announcement);
+            let local = Document::new(&subscription, &subscription.selectors[0], true);
+            if selector == "/a" {
+                assert_eq!(
+                    serde_json::to_value(&listed).ok(),
+                    serde_json::to_value(&local).ok(),
+                    "listed alike everywhere"
+                );
+            }
+        }
+        assert_eq!(announced[0].payload, Some(payload));
     }
 }

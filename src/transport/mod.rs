@@ -20,8 +20,10 @@ pub mod pages;
 pub mod recent;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::update::{Dispatched, Seq, Update};
 pub use error::{TransportError, RETRY_AFTER_CLOSED};
@@ -57,6 +59,38 @@ pub trait Transport: Send + Sync + 'static {
     /// Whether the transport currently accepts publications (readiness probe).
     fn is_ready(&self) -> bool;
 
+    /// Announces that a subscription started: publishes its `arrivals` (subscription events)
+    /// and records its `announcements`, so that the other nodes of a cluster list it and one of
+    /// them announces its end if this node dies first. A single node only publishes.
+    async fn arrive(
+        &self,
+        arrivals: Vec<Update>,
+        announcements: Vec<Announcement>,
+    ) -> Result<(), TransportError> {
+        let _ = announcements;
+        self.publish_all(arrivals, Keep::Recent).await.map(drop)
+    }
+
+    /// Announces that a subscription [`arrive`](Self::arrive)d with these announcements ended,
+    /// publishing their departures.
+    async fn depart(&self, announcements: Vec<Announcement>) -> Result<(), TransportError> {
+        let departures = announcements.into_iter().map(|a| a.departure).collect();
+        self.publish_all(departures, Keep::Recent).await.map(drop)
+    }
+
+    /// The subscriptions that the other live nodes of the cluster announced; none on a single
+    /// node.
+    fn announced_elsewhere(&self) -> Vec<Announcement> {
+        Vec::new()
+    }
+
+    /// Waits, at most `within`, until the announcements still queued (a cluster transport
+    /// queues them while its servers are unreachable) are made: called before the process
+    /// exits.
+    async fn settle(&self, within: Duration) {
+        let _ = within;
+    }
+
     /// Resolves, with the reason, if the transport has given up for good: it can never work
     /// with this configuration (a NATS stream that exists with settings the hub cannot apply,
     /// a server too old). The hub then stops. Never resolves for a transport that cannot fail
@@ -64,6 +98,21 @@ pub trait Transport: Send + Sync + 'static {
     async fn fatal(&self) -> String {
         std::future::pending().await
     }
+}
+
+/// One subscription (to one selector) as the cluster lists it, with the update announcing its
+/// end. The departure is made at arrival, so that whichever node publishes it publishes the
+/// same update, which a clustered transport then stores once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// The subscriber's id.
+    pub subscriber: String,
+    /// The subscription's selector.
+    pub topic: String,
+    /// The token's `mercure.payload`, if any.
+    pub payload: Option<serde_json::Value>,
+    /// The subscription event that says it ended (`active: false`).
+    pub departure: Update,
 }
 
 /// Synchronous storage behind [`local::LocalTransport`]. Only the sequencer thread appends, so

@@ -22,6 +22,8 @@
 //! looked up with the stream leader's "first message on subject" on the id's subject, never with
 //! a replica that may lag behind an acknowledgement made on another node.
 
+mod presence;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -44,10 +46,11 @@ use tokio::sync::watch;
 use super::feed::{Feed, NewFeed, RouterStopped};
 use super::pages::{self, Chunk, Page, ReplayPages};
 use super::recent::{Keep, Recent};
-use super::{Transport, TransportError};
+use super::{Announcement, Transport, TransportError};
 use crate::config::{NatsAuth, NatsSettings};
 use crate::metrics::{Metrics, NatsMetrics};
 use crate::update::{Dispatched, Seq, Update};
+use presence::Presence;
 
 /// The message format this node writes and reads.
 const FORMAT: &str = "1";
@@ -85,6 +88,66 @@ struct Shared {
     metrics: NatsMetrics,
 }
 
+impl Shared {
+    /// The JetStream context while connected; refused at once otherwise.
+    fn jetstream(&self) -> Result<&async_nats::jetstream::Context, TransportError> {
+        let jetstream = self.jetstream.get().ok_or_else(|| unavailable("not connected"))?;
+        match jetstream.client().connection_state() {
+            async_nats::connection::State::Connected => Ok(jetstream),
+            // A publication made now would wait inside the client and might be stored after
+            // its publisher was told it failed: refuse it at once instead.
+            _ => Err(unavailable("the connection is down")),
+        }
+    }
+
+    /// Publishes one update and waits for its acknowledgement, trying again with the same
+    /// message id (so it is stored once) while the stream has no leader, up to the timeout.
+    async fn publish_one(&self, update: &Update) -> Result<Seq, TransportError> {
+        let payload = Bytes::from(
+            serde_json::to_vec(update)
+                .map_err(|e| TransportError::Store(format!("cannot encode an update: {e}")))?,
+        );
+        let subject = subject(&self.settings.stream, update.id.as_str());
+        let message_id = message_id(update, &payload);
+        let too_large = |limit: usize| TransportError::TooLarge { size: payload.len(), limit };
+        let limit = self.jetstream()?.client().server_info().max_payload;
+        if payload.len() > limit {
+            return Err(too_large(limit));
+        }
+        let sent = tokio::time::Instant::now();
+        let deadline = sent + self.settings.publish_timeout;
+        loop {
+            let message = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&message_id)
+                .header(FORMAT_HEADER, FORMAT);
+            let attempt = async {
+                let ack = self.jetstream()?.send_publish(subject.clone(), message).await;
+                let ack = ack.map_err(PublishFailure::new)?;
+                ack.await.map_err(PublishFailure::new)
+            };
+            let failure = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(ack)) => {
+                    self.metrics.acknowledged(sent.elapsed());
+                    return Ok(ack.sequence);
+                }
+                Ok(Err(PublishFailure::TooLarge)) => return Err(too_large(limit)),
+                Ok(Err(PublishFailure::Refused(error))) => return Err(error),
+                Ok(Err(PublishFailure::Transient(reason))) => reason,
+                Err(_) => "no acknowledgement in time".to_owned(),
+            };
+            if tokio::time::Instant::now() + RETRY / 4 >= deadline {
+                return Err(unavailable(&format!(
+                    "JetStream did not acknowledge the update within {:?} \
+                     (nats_publish_timeout): {failure}",
+                    self.settings.publish_timeout
+                )));
+            }
+            tokio::time::sleep(RETRY / 4).await;
+        }
+    }
+}
+
 /// The last updates read from the stream (the last [`super::recent::RECENT_EPHEMERAL`], about
 /// 10 MB at 1 KB each), complete from `from` on.
 #[derive(Debug, Default)]
@@ -112,6 +175,7 @@ impl Window {
 pub struct NatsTransport {
     shared: Arc<Shared>,
     pages: Arc<ReplayPages>,
+    presence: Arc<Presence>,
     /// Dropped with the last handle, which tells the bridge to stop.
     _running: Arc<tokio::sync::oneshot::Sender<()>>,
 }
@@ -138,7 +202,14 @@ impl NatsTransport {
             fatal: watch::Sender::new(None),
             metrics: metrics.clone(),
         });
-        let bridge = Bridge { shared: shared.clone(), metrics, created: None, position: 0 };
+        let presence = Arc::new(Presence::new());
+        let bridge = Bridge {
+            shared: shared.clone(),
+            presence: presence.clone(),
+            metrics,
+            created: None,
+            position: 0,
+        };
         let (running, stopped) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -156,69 +227,16 @@ impl NatsTransport {
             })
             .map_err(|e| TransportError::Store(format!("cannot start the NATS bridge: {e}")))?;
         let pages = Arc::new(ReplayPages::new(replay_memory));
-        Ok(Self { shared, pages, _running: Arc::new(running) })
-    }
-
-    fn jetstream(&self) -> Result<&async_nats::jetstream::Context, TransportError> {
-        let jetstream = self.shared.jetstream.get().ok_or_else(|| unavailable("not connected"))?;
-        match jetstream.client().connection_state() {
-            async_nats::connection::State::Connected => Ok(jetstream),
-            // A publication made now would wait inside the client and might be stored after
-            // its publisher was told it failed: refuse it at once instead.
-            _ => Err(unavailable("the connection is down")),
-        }
+        Ok(Self { shared, pages, presence, _running: Arc::new(running) })
     }
 
     async fn stream(&self) -> Result<async_nats::jetstream::stream::Stream<()>, TransportError> {
         let name = &self.shared.settings.stream;
-        self.jetstream()?.get_stream_no_info(name).await.map_err(|e| unavailable(&e.to_string()))
-    }
-
-    /// Publishes one update and waits for its acknowledgement, trying again with the same
-    /// message id (so it is stored once) while the stream has no leader, up to the timeout.
-    async fn publish_one(&self, update: &Update) -> Result<Seq, TransportError> {
-        let payload = Bytes::from(
-            serde_json::to_vec(update)
-                .map_err(|e| TransportError::Store(format!("cannot encode an update: {e}")))?,
-        );
-        let subject = subject(&self.shared.settings.stream, update.id.as_str());
-        let message_id = message_id(update, &payload);
-        let too_large = |limit: usize| TransportError::TooLarge { size: payload.len(), limit };
-        let limit = self.jetstream()?.client().server_info().max_payload;
-        if payload.len() > limit {
-            return Err(too_large(limit));
-        }
-        let sent = tokio::time::Instant::now();
-        let deadline = sent + self.shared.settings.publish_timeout;
-        loop {
-            let message = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&message_id)
-                .header(FORMAT_HEADER, FORMAT);
-            let attempt = async {
-                let ack = self.jetstream()?.send_publish(subject.clone(), message).await;
-                let ack = ack.map_err(PublishFailure::new)?;
-                ack.await.map_err(PublishFailure::new)
-            };
-            let failure = match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(Ok(ack)) => {
-                    self.shared.metrics.acknowledged(sent.elapsed());
-                    return Ok(ack.sequence);
-                }
-                Ok(Err(PublishFailure::TooLarge)) => return Err(too_large(limit)),
-                Ok(Err(PublishFailure::Refused(error))) => return Err(error),
-                Ok(Err(PublishFailure::Transient(reason))) => reason,
-                Err(_) => "no acknowledgement in time".to_owned(),
-            };
-            if tokio::time::Instant::now() + RETRY / 4 >= deadline {
-                return Err(unavailable(&format!(
-                    "JetStream did not acknowledge the update within {:?} \
-                     (nats_publish_timeout): {failure}",
-                    self.shared.settings.publish_timeout
-                )));
-            }
-            tokio::time::sleep(RETRY / 4).await;
-        }
+        self.shared
+            .jetstream()?
+            .get_stream_no_info(name)
+            .await
+            .map_err(|e| unavailable(&e.to_string()))
     }
 
     /// The updates after `after` up to `bound`, about `max_bytes` of them, from the window when
@@ -301,7 +319,7 @@ impl Transport for NatsTransport {
         // them. One after the other, so that they keep their order.
         let mut last = 0;
         for update in &updates {
-            last = self.publish_one(update).await?;
+            last = self.shared.publish_one(update).await?;
         }
         Ok(last)
     }
@@ -332,7 +350,31 @@ impl Transport for NatsTransport {
     }
 
     fn is_ready(&self) -> bool {
-        self.shared.reading.load(Ordering::Acquire) && self.jetstream().is_ok()
+        self.shared.reading.load(Ordering::Acquire) && self.shared.jetstream().is_ok()
+    }
+
+    async fn arrive(
+        &self,
+        arrivals: Vec<Update>,
+        announcements: Vec<Announcement>,
+    ) -> Result<(), TransportError> {
+        // Queued, and made in order by the bridge, also after an outage: a subscription is
+        // served while NATS is out of reach, and announced when it is back.
+        self.presence.arrive(arrivals, announcements);
+        Ok(())
+    }
+
+    async fn depart(&self, announcements: Vec<Announcement>) -> Result<(), TransportError> {
+        self.presence.depart(announcements);
+        Ok(())
+    }
+
+    fn announced_elsewhere(&self) -> Vec<Announcement> {
+        self.presence.elsewhere()
+    }
+
+    async fn settle(&self, within: Duration) {
+        self.presence.settle(within).await;
     }
 
     async fn fatal(&self) -> String {
@@ -353,6 +395,7 @@ impl Transport for NatsTransport {
 /// handle of the transport is dropped.
 struct Bridge {
     shared: Arc<Shared>,
+    presence: Arc<Presence>,
     metrics: NatsMetrics,
     /// What identifies the stream this node reads: its creation time and the sequence number
     /// of the last update fed to the router.
@@ -393,6 +436,12 @@ impl Bridge {
         self.created = Some(info.created);
         self.position = info.state.last_sequence;
         let _ = self.shared.jetstream.set(jetstream.clone());
+        // Presence runs beside the consumer, on this thread, for as long as the bridge does.
+        tokio::spawn({
+            let (presence, shared, jetstream) =
+                (self.presence.clone(), self.shared.clone(), jetstream.clone());
+            async move { presence.run(&shared, jetstream).await }
+        });
         lock(&self.shared.window).from = self.position + 1;
         let feed = feed.start(self.position);
         let mut stream = stream;

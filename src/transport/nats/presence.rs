@@ -1,0 +1,439 @@
+//! Presence across the cluster: which subscriptions every live node holds, and a departure for
+//! every arrival, also when a node dies or NATS is out of reach.
+//!
+//! - **Listing.** Every node records each subscription it announced in a key-value bucket,
+//!   `{stream}_presence` (key `{node}.{digest of subscriber and selector}`, value the
+//!   [`Announcement`] as JSON), and watches that bucket, so that its subscriptions API lists the
+//!   subscriptions of every node.
+//! - **Liveness.** Every node keeps an entry of its own in `{stream}_nodes`, refreshed every
+//!   [`NODE_REFRESH`]; an entry not refreshed for [`NODE_TTL`] expires, and the node's records
+//!   are no longer listed. A node still without an entry [`NODE_TTL`] later is dead (the wait
+//!   lets live nodes list themselves again after a NATS restart): the live node with the
+//!   smallest id publishes the departures of its records and deletes them. A departure is made
+//!   at arrival, so that if the dead node had published it already, JetStream's duplicate window
+//!   drops the second copy.
+//! - **Outages.** Announcements are queued, in order, and made by one task, which waits while
+//!   NATS is out of reach: a subscription opened meanwhile is served and announced when NATS is
+//!   back, and one that also ended meanwhile is never announced at all. The record is written
+//!   before the arrival is published, and the departure published before the record is deleted,
+//!   so that a node dying in between leaves at worst a departure to publish, never an arrival
+//!   without one.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self, Operation, Store};
+use async_nats::jetstream::stream::StorageType;
+use async_nats::jetstream::Context;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::{Shared, RETRY};
+use crate::transport::{Announcement, TransportError};
+use crate::update::Update;
+
+/// How long a node is taken for alive after its last refresh.
+const NODE_TTL: Duration = Duration::from_secs(6);
+/// How often a node refreshes its entry and looks for dead nodes' records.
+const NODE_REFRESH: Duration = Duration::from_secs(2);
+
+/// One announcement still to make.
+#[derive(Debug)]
+enum Pending {
+    Arrive { arrivals: Vec<Update>, announcements: Vec<Announcement> },
+    Depart(Vec<Announcement>),
+}
+
+impl Pending {
+    fn is_arrival_of(&self, subscriber: &str) -> bool {
+        matches!(self, Pending::Arrive { announcements, .. }
+            if announcements.first().is_some_and(|a| a.subscriber == subscriber))
+    }
+}
+
+/// The announcements to make, oldest first, and whether one is being made.
+#[derive(Debug, Default)]
+struct Queue {
+    pending: VecDeque<Pending>,
+    busy: bool,
+}
+
+/// This node's presence: its queue of announcements, and what every node announced.
+#[derive(Debug)]
+pub(super) struct Presence {
+    /// This node's id, the first part of the key of each of its records.
+    node: String,
+    queue: Mutex<Queue>,
+    /// Wakes the task that makes announcements.
+    queued: tokio::sync::Notify,
+    /// Every node's records, by key, as the bucket holds them.
+    listed: Mutex<HashMap<String, Announcement>>,
+    /// The nodes listed as alive at the last look, `None` before the first.
+    live: Mutex<Option<BTreeSet<String>>>,
+}
+
+impl Presence {
+    pub(super) fn new() -> Self {
+        Self {
+            node: uuid::Uuid::new_v4().simple().to_string(),
+            queue: Mutex::default(),
+            queued: tokio::sync::Notify::new(),
+            listed: Mutex::default(),
+            live: Mutex::default(),
+        }
+    }
+
+    /// Queues the announcement of a subscription.
+    pub(super) fn arrive(&self, arrivals: Vec<Update>, announcements: Vec<Announcement>) {
+        lock(&self.queue).pending.push_back(Pending::Arrive { arrivals, announcements });
+        self.queued.notify_one();
+    }
+
+    /// Queues the end of a subscription, or forgets both when its arrival was not made yet.
+    pub(super) fn depart(&self, announcements: Vec<Announcement>) {
+        let Some(subscriber) = announcements.first().map(|a| a.subscriber.clone()) else {
+            return;
+        };
+        let mut queue = lock(&self.queue);
+        if let Some(at) = queue.pending.iter().position(|p| p.is_arrival_of(&subscriber)) {
+            queue.pending.remove(at);
+            return;
+        }
+        queue.pending.push_back(Pending::Depart(announcements));
+        drop(queue);
+        self.queued.notify_one();
+    }
+
+    /// The subscriptions the other live nodes announced.
+    pub(super) fn elsewhere(&self) -> Vec<Announcement> {
+        let live = lock(&self.live).clone();
+        let listed = lock(&self.listed);
+        listed
+            .iter()
+            .filter(|(key, _)| {
+                let node = node_of(key);
+                node != self.node && live.as_ref().is_none_or(|live| live.contains(node))
+            })
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+
+    /// Waits, at most `within`, until every queued announcement is made.
+    pub(super) async fn settle(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            {
+                let queue = lock(&self.queue);
+                if queue.pending.is_empty() && !queue.busy {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = lock(&self.queue).pending.len();
+        tracing::warn!(left, "announcements not made before exit; other nodes will make them");
+    }
+
+    /// Sets up the buckets, then makes the announcements, follows the records and the nodes,
+    /// for as long as the bridge runs.
+    pub(super) async fn run(&self, shared: &Shared, jetstream: Context) {
+        let (records, nodes) = loop {
+            match self.buckets(shared, &jetstream).await {
+                Ok(buckets) => break buckets,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot set up the presence buckets; trying again");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        };
+        tokio::join!(
+            self.announce(shared, &records),
+            self.follow(&records),
+            self.keep_alive(shared, &records, &nodes),
+        );
+    }
+
+    async fn buckets(
+        &self,
+        shared: &Shared,
+        jetstream: &Context,
+    ) -> Result<(Store, Store), String> {
+        let stream = &shared.settings.stream;
+        let records = jetstream
+            .create_or_update_key_value(kv::Config {
+                bucket: format!("{stream}_presence"),
+                description: "Quicksilver: the subscriptions of every node".into(),
+                history: 1,
+                storage: StorageType::File,
+                num_replicas: shared.settings.replicas,
+                ..kv::Config::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let nodes = jetstream
+            .create_or_update_key_value(kv::Config {
+                bucket: format!("{stream}_nodes"),
+                description: "Quicksilver: the live nodes".into(),
+                history: 1,
+                max_age: NODE_TTL,
+                storage: StorageType::Memory,
+                num_replicas: shared.settings.replicas,
+                ..kv::Config::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        // Listed as alive before any record is written: a record is never seen without its
+        // node's entry (see `keep_alive`).
+        nodes.put(&self.node, Bytes::new()).await.map_err(|e| e.to_string())?;
+        Ok((records, nodes))
+    }
+
+    /// Makes the queued announcements one by one, each again until it is made.
+    async fn announce(&self, shared: &Shared, records: &Store) {
+        loop {
+            let next = {
+                let mut queue = lock(&self.queue);
+                let next = queue.pending.pop_front();
+                queue.busy = next.is_some();
+                next
+            };
+            let Some(pending) = next else {
+                self.queued.notified().await;
+                continue;
+            };
+            match self.make(shared, records, &pending).await {
+                Ok(()) => lock(&self.queue).busy = false,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot announce a subscription yet; trying again");
+                    {
+                        let mut queue = lock(&self.queue);
+                        queue.pending.push_front(pending);
+                        queue.busy = false;
+                    }
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    }
+
+    async fn make(
+        &self,
+        shared: &Shared,
+        records: &Store,
+        pending: &Pending,
+    ) -> Result<(), String> {
+        match pending {
+            Pending::Arrive { arrivals, announcements } => {
+                for announcement in announcements {
+                    let record = serde_json::to_vec(announcement).map_err(|e| e.to_string())?;
+                    shared.jetstream().map_err(|e| e.to_string())?;
+                    records
+                        .put(self.key(announcement), record.into())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                for arrival in arrivals {
+                    publish(shared, arrival).await?;
+                }
+            }
+            Pending::Depart(announcements) => {
+                for announcement in announcements {
+                    publish(shared, &announcement.departure).await?;
+                    shared.jetstream().map_err(|e| e.to_string())?;
+                    records.delete(self.key(announcement)).await.map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The key of this node's record of `announcement`.
+    fn key(&self, announcement: &Announcement) -> String {
+        let mut digest = Sha256::new();
+        digest.update(announcement.subscriber.as_bytes());
+        digest.update(b"\n");
+        digest.update(announcement.topic.as_bytes());
+        let digest = digest.finalize();
+        let short: String = digest.iter().take(12).map(|byte| format!("{byte:02x}")).collect();
+        format!("{}.{short}", self.node)
+    }
+
+    /// Keeps [`Self::listed`] as the records bucket is, watching it again after any failure.
+    async fn follow(&self, records: &Store) {
+        loop {
+            match records.watch_with_history(">").await {
+                Ok(mut changes) => {
+                    lock(&self.listed).clear();
+                    while let Some(change) = changes.next().await {
+                        let Ok(entry) = change else { break };
+                        let mut listed = lock(&self.listed);
+                        match entry.operation {
+                            Operation::Put => match serde_json::from_slice(&entry.value) {
+                                Ok(announcement) => {
+                                    listed.insert(entry.key, announcement);
+                                }
+                                Err(error) => tracing::warn!(key = entry.key, %error, "bad record"),
+                            },
+                            Operation::Delete | Operation::Purge => {
+                                listed.remove(&entry.key);
+                            }
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot watch the presence records"),
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// Refreshes this node's entry, and announces the departures of the dead nodes' records
+    /// when this node is the live one with the smallest id.
+    async fn keep_alive(&self, shared: &Shared, records: &Store, nodes: &Store) {
+        let mut tick = tokio::time::interval(NODE_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Nodes with records but no entry, since when this node has seen them so.
+        let mut missing: HashMap<String, tokio::time::Instant> = HashMap::new();
+        loop {
+            tick.tick().await;
+            if shared.jetstream().is_err() {
+                continue;
+            }
+            if let Err(error) = nodes.put(&self.node, Bytes::new()).await {
+                tracing::warn!(%error, "cannot refresh this node's entry");
+                continue;
+            }
+            // The records first, the live nodes then: a node whose record is seen here was
+            // listed as alive before it wrote it, so it is in the list below unless it died.
+            let others: Vec<(String, Announcement)> = {
+                let listed = lock(&self.listed);
+                listed.iter().filter(|(k, _)| node_of(k) != self.node).map(clone_pair).collect()
+            };
+            let live = match live_nodes(nodes).await {
+                Ok(live) => live,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot list the live nodes");
+                    continue;
+                }
+            };
+            *lock(&self.live) = Some(live.clone());
+            let now = tokio::time::Instant::now();
+            let absent: HashSet<&str> =
+                others.iter().map(|(key, _)| node_of(key)).filter(|n| !live.contains(*n)).collect();
+            missing.retain(|node, _| absent.contains(node.as_str()));
+            for node in absent {
+                missing.entry(node.to_owned()).or_insert(now);
+            }
+            if live.first() != Some(&self.node) {
+                continue;
+            }
+            for (key, announcement) in others {
+                let node = node_of(&key);
+                if missing.get(node).is_none_or(|since| now - *since < NODE_TTL) {
+                    continue;
+                }
+                let departed = publish(shared, &announcement.departure).await;
+                if let Err(error) = departed {
+                    tracing::warn!(%error, "cannot announce a dead node's departures yet");
+                    break;
+                }
+                if let Err(error) = records.delete(&key).await {
+                    tracing::warn!(%error, "cannot delete a dead node's record");
+                    break;
+                }
+                tracing::info!(
+                    node,
+                    subscriber = announcement.subscriber,
+                    "announced the departure of a dead node's subscription"
+                );
+            }
+        }
+    }
+}
+
+/// The node of a record's key.
+fn node_of(key: &str) -> &str {
+    key.split('.').next().unwrap_or_default()
+}
+
+async fn publish(shared: &Shared, update: &Update) -> Result<(), String> {
+    match shared.publish_one(update).await {
+        Ok(_) => Ok(()),
+        Err(TransportError::Unavailable { reason, .. }) => Err(reason),
+        // Trying again cannot help: said, and dropped, so that the queue goes on.
+        Err(error) => {
+            tracing::error!(%error, id = %update.id, "cannot publish a subscription event");
+            Ok(())
+        }
+    }
+}
+
+async fn live_nodes(nodes: &Store) -> Result<BTreeSet<String>, String> {
+    let mut keys = nodes.keys().await.map_err(|e| e.to_string())?;
+    let mut live = BTreeSet::new();
+    while let Some(key) = keys.next().await {
+        live.insert(key.map_err(|e| e.to_string())?);
+    }
+    Ok(live)
+}
+
+fn clone_pair((key, announcement): (&String, &Announcement)) -> (String, Announcement) {
+    (key.clone(), announcement.clone())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every change under these locks completes before anything can panic.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announcement(subscriber: &str) -> Announcement {
+        Announcement {
+            subscriber: subscriber.into(),
+            topic: "/t".into(),
+            payload: None,
+            departure: Update::for_test(&format!("{subscriber}-departs")),
+        }
+    }
+
+    fn queued(presence: &Presence) -> Vec<String> {
+        let queue = lock(&presence.queue);
+        let describe = |p: &Pending| match p {
+            Pending::Arrive { announcements, .. } => format!("+{}", announcements[0].subscriber),
+            Pending::Depart(announcements) => format!("-{}", announcements[0].subscriber),
+        };
+        queue.pending.iter().map(describe).collect()
+    }
+
+    #[test]
+    fn a_subscription_that_ends_before_it_was_announced_is_never_announced() {
+        let presence = Presence::new();
+        for subscriber in ["a", "b"] {
+            presence.arrive(vec![Update::for_test(subscriber)], vec![announcement(subscriber)]);
+        }
+        // "c" arrived before (its arrival was made): its departure is queued.
+        presence.depart(vec![announcement("c")]);
+        assert_eq!(queued(&presence), ["+a", "+b", "-c"]);
+        presence.depart(vec![announcement("a")]);
+        assert_eq!(queued(&presence), ["+b", "-c"], "both forgotten");
+        presence.depart(vec![]);
+        assert_eq!(queued(&presence), ["+b", "-c"]);
+    }
+
+    #[test]
+    fn keys_are_per_node_subscriber_and_selector() {
+        let (one, two) = (Presence::new(), Presence::new());
+        let a = announcement("a");
+        let mut other_topic = a.clone();
+        other_topic.topic = "/u".into();
+        assert_eq!(node_of(&one.key(&a)), one.node);
+        assert_ne!(one.key(&a), two.key(&a));
+        assert_ne!(one.key(&a), one.key(&other_topic));
+        assert_ne!(one.key(&a), one.key(&announcement("b")));
+        assert!(one.key(&a).bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
+    }
+}
