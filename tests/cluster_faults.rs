@@ -5,6 +5,10 @@
 //!   with their `Last-Event-ID`, as a load balancer sends them elsewhere, and miss nothing.
 //! - The NATS server leading the stream SIGKILLed while publishing goes on: every acknowledged
 //!   update reaches every subscriber once, live and in history.
+//! - Every NATS server killed, then back: publications answered 503 at once, the node unready but
+//!   alive, open streams kept with their heartbeats, then no gap and no duplicate.
+//! - A NATS server that silently stops answering (`SIGSTOP`): the node turns unready, then ready
+//!   again when the server goes on.
 //!
 //! Each test has its own cluster and stream. No process outlives a test: the NATS harness and
 //! [`Node`] kill theirs when dropped, and when the test process itself dies. Failover times are
@@ -424,6 +428,11 @@ fn lateness(at: Option<Instant>, acknowledged: Instant) -> String {
     }
 }
 
+/// How many SSE comment lines (`:`, the opening comment and heartbeats) `raw` holds.
+fn comment_lines(raw: &[u8]) -> usize {
+    raw.split(|&b| b == b'\n').filter(|line| *line == b":").count()
+}
+
 // ---------------------------------------------------------------------------------------------
 // The faults
 // ---------------------------------------------------------------------------------------------
@@ -634,4 +643,144 @@ async fn the_stream_leader_killed_under_publishing_loses_and_duplicates_nothing(
         "[faults] the killed server is back with all {stored} messages in {:?}",
         restarted.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_keeps_streams_open_and_leaves_no_gap() {
+    const STREAM: &str = "FAULTS_OUTAGE";
+    let mut cluster = NatsCluster::start(3).await;
+    // A publication timeout far above "at once", so that a 503 held until it would show.
+    let settings = [("MERCURE_HEARTBEAT", "1s"), ("MERCURE_NATS_PUBLISH_TIMEOUT", "60s")];
+    let node = Node::start(&cluster, STREAM, &settings).await;
+    let topic = "https://example.com/faults/outage";
+    let query = topics_query(&[topic]);
+    let mut events = Events::open_url(&node.url, &query, Some(&subscriber()), &[]).await;
+    let before: Vec<String> = (1..=3).map(|n| format!("before-{n}")).collect();
+    for id in &before {
+        publish_acknowledged(&node.url, topic, id, "before the outage").await;
+    }
+    for id in &before {
+        assert_eq!(&events.next().await.id, id);
+    }
+
+    // Every NATS server dies.
+    for index in 0..cluster.servers.len() {
+        cluster.kill(index);
+    }
+    // At once, a publication, and readiness checks beside it.
+    let outage = Instant::now();
+    let form = [("topic", topic), ("id", "refused"), ("data", "during the outage")];
+    let publication = async {
+        let request = publish_request(&node.url, &publisher(), &form).timeout(ACKNOWLEDGED_WITHIN);
+        let response = request.send().await.expect("the node answers");
+        (response, outage.elapsed())
+    };
+    let ((response, answered), unready) = tokio::join!(publication, node.wait_ready(false));
+    assert_eq!(response.status(), 503, "{:?}", response.text().await);
+    assert!(response.headers().contains_key("retry-after"), "503 with Retry-After");
+    // A hang guard, far below the 60 s publication timeout the node would otherwise wait.
+    assert!(answered < Duration::from_secs(30), "answered after {answered:?}");
+    let unready = unready.unwrap_or_else(|| panic!("still ready:\n{}", node.logs()));
+    eprintln!(
+        "[faults] NATS gone: publication answered 503 after {answered:?}, /readyz not 200 after \
+         {unready:?}"
+    );
+    assert_eq!(node.status("/healthz").await, Some(200), "alive while NATS is away");
+
+    // The open stream stays open, and its heartbeats go on.
+    let comments = comment_lines(&events.raw);
+    for _ in 0..15 {
+        match events.read_within(Duration::from_secs(1)).await {
+            Read::Silent => {}
+            other => panic!("the stream must stay open and silent during the outage: {other:?}"),
+        }
+        if comment_lines(&events.raw) >= comments + 3 {
+            break;
+        }
+    }
+    assert!(comment_lines(&events.raw) >= comments + 3, "heartbeats during the outage");
+
+    // NATS comes back: the node is ready again, and what is published now arrives, after what
+    // arrived before, with nothing in between.
+    let back = Instant::now();
+    cluster.restart_all().await;
+    let healthy = back.elapsed();
+    let ready = node.wait_ready(true).await;
+    let ready = ready.unwrap_or_else(|| panic!("not ready again:\n{}", node.logs()));
+    eprintln!(
+        "[faults] NATS restarted: cluster healthy after {healthy:?}, node ready {ready:?} later"
+    );
+    let after: Vec<String> = (1..=3).map(|n| format!("after-{n}")).collect();
+    let publishing = Instant::now();
+    for id in &after {
+        publish_acknowledged(&node.url, topic, id, "after the outage").await;
+    }
+    eprintln!("[faults] the first publications after the outage took {:?}", publishing.elapsed());
+    let delivering = Instant::now();
+    let mut live = Vec::new();
+    for _ in &after {
+        match events.read_within(RECEIVED_WITHIN).await {
+            Read::Update(event) => live.push(event.id),
+            other => panic!("after the outage, {live:?} then {other:?}:\n{}", node.logs()),
+        }
+    }
+    eprintln!(
+        "[faults] delivered to the open stream {:?} after acknowledgement",
+        delivering.elapsed()
+    );
+    assert_exactly("the open stream, after the outage", &live, &after);
+    events.assert_silent(Duration::from_millis(500)).await;
+
+    // History holds each acknowledged update once, and not the refused one.
+    let everything: Vec<String> = before[1..].iter().chain(&after).cloned().collect();
+    let replayed = history(&node.url, &query, &before[0], everything.len()).await;
+    assert_exactly("history after the first update", &replayed, &everything);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_server_makes_the_node_unready_until_it_answers_again() {
+    const STREAM: &str = "FAULTS_SILENT";
+    let mut cluster = NatsCluster::start(1).await;
+    let node = Node::start(&cluster, STREAM, &[]).await;
+    let topic = "https://example.com/faults/silent";
+    let query = topics_query(&[topic]);
+    let mut events = Events::open_url(&node.url, &query, Some(&subscriber()), &[]).await;
+    publish_acknowledged(&node.url, topic, "before", "before the stop").await;
+    assert_eq!(events.next().await.id, "before");
+
+    // The server stops answering; its sockets stay open, so only the lack of answers tells.
+    cluster.pause(0);
+    let stopped = Instant::now();
+    let unready = node.wait_ready(false).await;
+    let unready = unready.unwrap_or_else(|| panic!("still ready:\n{}", node.logs()));
+    eprintln!("[faults] server stopped (SIGSTOP): /readyz not 200 after {unready:?}");
+    assert_eq!(node.status("/healthz").await, Some(200), "alive while NATS is silent");
+    let form = [("topic", topic), ("id", "refused"), ("data", "while stopped")];
+    let asked = Instant::now();
+    let response = publish_request(&node.url, &publisher(), &form)
+        .timeout(ACKNOWLEDGED_WITHIN)
+        .send()
+        .await
+        .expect("the node answers");
+    eprintln!(
+        "[faults] a publication while unready answered {} after {:?}",
+        response.status(),
+        asked.elapsed()
+    );
+    assert_eq!(response.status(), 503);
+
+    // The server goes on: the node is ready again and publishing works.
+    cluster.resume(0);
+    let resumed = Instant::now();
+    let ready = node.wait_ready(true).await;
+    let ready = ready.unwrap_or_else(|| panic!("not ready again:\n{}", node.logs()));
+    eprintln!(
+        "[faults] server continued (SIGCONT) after {:?} stopped: ready again after {ready:?}",
+        resumed.duration_since(stopped)
+    );
+    publish_acknowledged(&node.url, topic, "after", "after the stop").await;
+    match events.read_within(RECEIVED_WITHIN).await {
+        Read::Update(event) => assert_eq!(event.id, "after", "nothing refused is delivered"),
+        other => panic!("after the stop: {other:?}:\n{}", node.logs()),
+    }
 }
