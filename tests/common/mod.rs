@@ -231,6 +231,17 @@ impl Event {
     }
 }
 
+/// What [`Events::read_within`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// An update.
+    Update(Event),
+    /// No update within the limit; the stream is still open.
+    Silent,
+    /// The stream ended: closed by the hub, or its connection broke.
+    Ended,
+}
+
 /// An open event stream.
 pub struct Events {
     pub response_headers: reqwest::header::HeaderMap,
@@ -305,12 +316,21 @@ impl Events {
 
     /// The next update within `limit`, skipping comments; `None` on timeout or end of stream.
     pub async fn next_within(&mut self, limit: Duration) -> Option<Event> {
+        match self.read_within(limit).await {
+            Read::Update(event) => Some(event),
+            Read::Silent | Read::Ended => None,
+        }
+    }
+
+    /// The next update within `limit`, skipping comments, telling a silent stream from an ended
+    /// one (a subscriber that must reconnect elsewhere when its node dies needs to know which).
+    pub async fn read_within(&mut self, limit: Duration) -> Read {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
                 let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
                 if let Some(event) = parse_block(&String::from_utf8_lossy(&block)) {
-                    return Some(event);
+                    return Read::Update(event);
                 }
                 continue;
             }
@@ -323,7 +343,8 @@ impl Events {
                     self.raw.extend_from_slice(&chunk);
                     self.buffer.extend_from_slice(&chunk);
                 }
-                _ => return None,
+                Ok(Some(Err(_))) | Ok(None) => return Read::Ended,
+                Err(_) => return Read::Silent,
             }
         }
     }

@@ -4,11 +4,13 @@
 //! provides, named by `NATS_SERVER_BIN`, else `nats-server` on PATH), clustered through routes,
 //! each with JetStream, its own store directory and ephemeral ports, and waits until every one
 //! reports JetStream healthy. Servers can be killed (`SIGKILL`) and restarted on the same ports and
-//! store, as a crashed node comes back.
+//! store, as a crashed node comes back, or stopped (`SIGSTOP`) and continued (`SIGCONT`), as a
+//! server that silently stops answering while its sockets stay open.
 //!
 //! No server outlives its test: each runs under a small shell that holds a pipe from the test
 //! process and kills the server when that pipe closes, which happens when the cluster is dropped
-//! and also when the test process itself dies, however it dies.
+//! and also when the test process itself dies, however it dies. `SIGKILL` ends a stopped process
+//! too, so a server left stopped by a failing test is gone as well.
 #![allow(dead_code, missing_docs)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -133,6 +135,28 @@ impl NatsServer {
         serde_json::from_slice(&response.bytes().await.ok()?).ok()
     }
 
+    /// What this server reports of stream `name` (`/jsz?streams=true` lists the streams it holds
+    /// a replica of: `state`, `cluster`), if it holds one.
+    pub async fn stream_detail(&self, name: &str) -> Option<serde_json::Value> {
+        let response = self.monitor("/jsz?streams=true").await?;
+        let jsz: serde_json::Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+        let accounts = jsz.get("account_details")?.as_array()?;
+        let stream = accounts
+            .iter()
+            .filter_map(|account| account.get("stream_detail")?.as_array())
+            .flatten()
+            .find(|stream| stream.get("name").and_then(|n| n.as_str()) == Some(name))?;
+        Some(stream.clone())
+    }
+
+    /// The leader of stream `name` as this server reports it, if it holds a replica and knows a
+    /// leader.
+    pub async fn stream_leader(&self, name: &str) -> Option<String> {
+        let stream = self.stream_detail(name).await?;
+        let leader = stream.pointer("/cluster/leader")?.as_str()?;
+        (!leader.is_empty()).then(|| leader.to_owned())
+    }
+
     /// The name of the JetStream meta leader this server knows, if any.
     pub async fn meta_leader(&self) -> Option<String> {
         let jsz = self.jsz().await?;
@@ -204,6 +228,55 @@ impl NatsCluster {
         let status = Command::new("kill").args(["-9", &running.pid.to_string()]).status();
         assert!(status.is_ok_and(|s| s.success()), "kill -9 {}", running.pid);
         self.servers[index].running = None;
+    }
+
+    /// Stops server `index` (`SIGSTOP`): its sockets stay open but it answers nothing, as a
+    /// server that hangs or a host that vanished without closing its connections.
+    pub fn pause(&mut self, index: usize) {
+        self.signal(index, "-STOP");
+    }
+
+    /// Lets server `index` go on after [`Self::pause`] (`SIGCONT`).
+    pub fn resume(&mut self, index: usize) {
+        self.signal(index, "-CONT");
+    }
+
+    fn signal(&self, index: usize, signal: &str) {
+        let running = self.servers[index].running.as_ref().expect("a running server");
+        let status = Command::new("kill").args([signal, &running.pid.to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {signal} {}", running.pid);
+    }
+
+    /// Starts every killed server again, all before waiting, since a JetStream cluster is only
+    /// healthy again once a majority is back; then waits until the whole cluster is healthy.
+    pub async fn restart_all(&mut self) {
+        for index in 0..self.servers.len() {
+            if self.servers[index].running.is_none() {
+                self.spawn(index);
+            }
+        }
+        self.wait_healthy().await;
+    }
+
+    /// The leader of stream `name`, once every running server holding a replica names the same
+    /// running server; panics after [`HEALTHY_WITHIN`].
+    pub async fn stream_leader(&self, name: &str) -> String {
+        let deadline = tokio::time::Instant::now() + HEALTHY_WITHIN;
+        loop {
+            let mut seen = Vec::new();
+            for server in self.servers.iter().filter(|s| s.running.is_some()) {
+                seen.push(server.stream_leader(name).await);
+            }
+            let named: Vec<&String> = seen.iter().flatten().collect();
+            if let Some(first) = named.first() {
+                let running = self.servers.iter().any(|s| &&s.name == first && s.running.is_some());
+                if running && named.iter().all(|n| n == first) {
+                    return (*first).clone();
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no leader of {name}: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Starts server `index` again, on its ports and with its store, and waits until the whole
