@@ -700,6 +700,13 @@ async fn a_nats_outage_keeps_streams_open_and_leaves_no_gap() {
     }
     assert!(comment_lines(&events.raw) >= comments + 3, "heartbeats during the outage");
 
+    // A subscriber resuming meanwhile is served (a 5xx would make an EventSource give up for
+    // good): what the node read lately comes from its memory.
+    let resuming = [("last-event-id", before[1].as_str())];
+    let mut resumed = Events::open_url(&node.url, &query, Some(&subscriber()), &resuming).await;
+    assert_eq!(resumed.response_headers["last-event-id"], before[1].as_str());
+    assert_eq!(resumed.next().await.id, before[2], "replayed during the outage");
+
     // NATS comes back: the node is ready again, and what is published now arrives, after what
     // arrived before, with nothing in between.
     let back = Instant::now();
@@ -730,6 +737,9 @@ async fn a_nats_outage_keeps_streams_open_and_leaves_no_gap() {
     );
     assert_exactly("the open stream, after the outage", &live, &after);
     events.assert_silent(Duration::from_millis(500)).await;
+    for id in &after {
+        assert_eq!(&resumed.next_within(RECEIVED_WITHIN).await.expect("live").id, id);
+    }
 
     // History holds each acknowledged update once, and not the refused one.
     let everything: Vec<String> = before[1..].iter().chain(&after).cloned().collect();

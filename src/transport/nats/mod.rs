@@ -65,6 +65,11 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How often the client pings its server: a server that stops answering is given up after two
 /// unanswered pings, so the node turns unready within about three times this.
 const PING_INTERVAL: Duration = Duration::from_secs(4);
+/// How often the bridge checks that its server answers, and how long it waits for the answer.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A subject nobody subscribes to: the server itself answers "no responders".
+const PROBE_SUBJECT: &str = "_QUICKSILVER.probe";
 /// How often the bridge checks that the stream it reads is still there, the same, and read.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long after start a stream that cannot be placed on enough servers is still retried: the
@@ -80,6 +85,10 @@ struct Shared {
     jetstream: OnceLock<async_nats::jetstream::Context>,
     /// Whether the bridge is reading the stream (readiness).
     reading: AtomicBool,
+    /// Whether the server answered the last probe: a server that stopped answering keeps its
+    /// connection open for a while (until pings go unanswered), and what is sent to it then
+    /// may be stored whenever it wakes up.
+    answering: AtomicBool,
     /// The updates the bridge has read, most recent last. Written by the bridge only; a lock
     /// rather than messages, so that replays never wait behind the consumer.
     window: Mutex<Window>,
@@ -93,10 +102,36 @@ impl Shared {
     fn jetstream(&self) -> Result<&async_nats::jetstream::Context, TransportError> {
         let jetstream = self.jetstream.get().ok_or_else(|| unavailable("not connected"))?;
         match jetstream.client().connection_state() {
-            async_nats::connection::State::Connected => Ok(jetstream),
+            // A server that does not answer may store later what it is sent now, after its
+            // publisher was told it failed: refuse at once instead.
+            async_nats::connection::State::Connected if self.answering.load(Ordering::Acquire) => {
+                Ok(jetstream)
+            }
+            async_nats::connection::State::Connected => {
+                Err(unavailable("the server does not answer"))
+            }
             // A publication made now would wait inside the client and might be stored after
             // its publisher was told it failed: refuse it at once instead.
             _ => Err(unavailable("the connection is down")),
+        }
+    }
+
+    /// Asks the server a question only it answers (a request nobody subscribes to: "no
+    /// responders"), every [`PROBE_INTERVAL`], and keeps [`Self::answering`] up to date.
+    async fn probe(&self, client: async_nats::Client) {
+        let mut tick = tokio::time::interval(PROBE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let asked = client.request(PROBE_SUBJECT, Bytes::new());
+            let answered = match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
+                Ok(Ok(_)) => true,
+                Ok(Err(error)) => error.kind() == async_nats::RequestErrorKind::NoResponders,
+                Err(_) => false,
+            };
+            if self.answering.swap(answered, Ordering::AcqRel) != answered {
+                tracing::warn!(answered, "the NATS server's answers to probes changed");
+            }
         }
     }
 
@@ -198,6 +233,7 @@ impl NatsTransport {
             history_size,
             jetstream: OnceLock::new(),
             reading: AtomicBool::new(false),
+            answering: AtomicBool::new(true),
             window: Mutex::default(),
             fatal: watch::Sender::new(None),
             metrics: metrics.clone(),
@@ -237,6 +273,29 @@ impl NatsTransport {
             .get_stream_no_info(name)
             .await
             .map_err(|e| unavailable(&e.to_string()))
+    }
+
+    /// The first update of the stream whose id is `id`, asked of the stream's leader: a replica
+    /// may lag behind an acknowledgement made on another node.
+    async fn find_in_stream(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError> {
+        let stream = self.stream().await?;
+        let subject = subject(&self.shared.settings.stream, id);
+        let mut from = 1;
+        // Ids whose keys collide share a subject: step over the other ids.
+        loop {
+            let message = match stream.get_first_raw_message_by_subject(&subject, from).await {
+                Ok(message) => message,
+                Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => {
+                    return Ok(None)
+                }
+                Err(error) => return Err(unavailable(&error.to_string())),
+            };
+            let update = decode(message.sequence, &message.headers, &message.payload)?;
+            if update.id.as_str() == id {
+                return Ok(Some(update));
+            }
+            from = message.sequence + 1;
+        }
     }
 
     /// The updates after `after` up to `bound`, about `max_bytes` of them, from the window when
@@ -325,23 +384,22 @@ impl Transport for NatsTransport {
     }
 
     async fn find(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError> {
-        let stream = self.stream().await?;
-        let subject = subject(&self.shared.settings.stream, id);
-        let mut from = 1;
-        // Ids whose keys collide share a subject: step over the other ids.
+        // While NATS is out of reach, a subscriber resuming waits rather than get a 5xx, which
+        // would make an EventSource give up for good; an update this node read lately is found
+        // in its window meanwhile.
         loop {
-            let message = match stream.get_first_raw_message_by_subject(&subject, from).await {
-                Ok(message) => message,
-                Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => {
-                    return Ok(None)
+            match self.shared.jetstream() {
+                Ok(_) => match self.find_in_stream(id).await {
+                    Err(TransportError::Unavailable { .. }) => {}
+                    found => return found,
+                },
+                Err(_) => {
+                    if let Some(found) = lock(&self.shared.window).updates.find(id) {
+                        return Ok(Some(found));
+                    }
                 }
-                Err(error) => return Err(unavailable(&error.to_string())),
-            };
-            let update = decode(message.sequence, &message.headers, &message.payload)?;
-            if update.id.as_str() == id {
-                return Ok(Some(update));
             }
-            from = message.sequence + 1;
+            tokio::time::sleep(RETRY / 4).await;
         }
     }
 
@@ -436,7 +494,12 @@ impl Bridge {
         self.created = Some(info.created);
         self.position = info.state.last_sequence;
         let _ = self.shared.jetstream.set(jetstream.clone());
-        // Presence runs beside the consumer, on this thread, for as long as the bridge does.
+        // The probe and presence run beside the consumer, on this thread, for as long as the
+        // bridge does.
+        tokio::spawn({
+            let (shared, client) = (self.shared.clone(), jetstream.client());
+            async move { shared.probe(client).await }
+        });
         tokio::spawn({
             let (presence, shared, jetstream) =
                 (self.presence.clone(), self.shared.clone(), jetstream.clone());
