@@ -9,6 +9,8 @@ mod nats;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use common::*;
 use nats::NatsCluster;
 
@@ -563,4 +565,51 @@ async fn subscriptions_during_a_nats_outage_are_served_and_announced_when_it_is_
     drop(during);
     let (topic, _, active) = event(watcher.next().await);
     assert_eq!((topic.as_str(), active), ("/during", false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_with_sigterm_announces_its_departures_before_it_exits() {
+    let cluster = NatsCluster::start(1).await;
+    let settings = [("MERCURE_SUBSCRIPTIONS", "true"), ("MERCURE_DRAIN_TIMEOUT", "1s")];
+    let mut node = HubProcess::start(&cluster, "BYE", &settings).await;
+    let response = client()
+        .get(format!("{}?topic=%2Fbye", node.url))
+        .bearer_auth(subscriber())
+        .send()
+        .await
+        .expect("subscribed");
+    assert_eq!(response.status(), 200);
+    let jetstream =
+        async_nats::jetstream::new(async_nats::connect(cluster.urls()).await.expect("connect"));
+    let records = jetstream.get_key_value("BYE_presence").await.expect("the presence bucket");
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    while records.keys().await.expect("keys").count().await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the subscription is recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let pid = node.child.id().to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(status.is_ok_and(|s| s.success()));
+    let exited = node.child.wait().expect("the node exits");
+    assert!(exited.success(), "a clean exit: {exited:?}");
+    drop(response);
+
+    // No other node exists: what the stream and the bucket hold now, the node did itself.
+    let stream = jetstream.get_stream("BYE").await.expect("the stream");
+    let last = stream.cached_info().state.last_sequence;
+    let mut events = Vec::new();
+    for seq in 1..=last {
+        let message = stream.get_raw_message(seq).await.expect("a message");
+        let ttl = message.headers.get("Nats-TTL").map(|v| v.as_str().to_owned());
+        assert_eq!(ttl.as_deref(), Some("3600"), "subscription events expire from the stream");
+        let update: serde_json::Value = serde_json::from_slice(&message.payload).expect("JSON");
+        let data: serde_json::Value =
+            serde_json::from_str(update["data"].as_str().unwrap_or_default()).expect("a document");
+        events
+            .push((data["topic"].as_str().unwrap_or_default().to_owned(), data["active"].clone()));
+    }
+    let expected = [("/bye".to_owned(), true.into()), ("/bye".to_owned(), false.into())];
+    assert_eq!(events, expected, "one arrival, then one departure");
+    assert_eq!(records.keys().await.expect("keys").count().await, 0, "its record is gone");
 }

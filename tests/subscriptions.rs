@@ -277,8 +277,13 @@ async fn presence_of_a_large_subscription_is_written_at_once_and_capped() {
     let (status, body) = refused(&many[..4000]).await;
     assert_eq!(status, 400);
     assert!(body.contains("max_topics_per_subscription"), "{body}");
+    // The number of updates history holds, on a single node (on NATS the gauge follows the
+    // stream every 2 s).
+    let single_node = test_nats_url().is_none();
     let history = || history_updates(&hub);
-    assert_eq!(history().await, 0, "a refused subscription writes nothing");
+    if single_node {
+        assert_eq!(history().await, 0, "a refused subscription writes nothing");
+    }
 
     // The largest subscription allowed: its 100 arrivals are stored together and reach a
     // watcher in order, with nothing between them.
@@ -288,7 +293,9 @@ async fn presence_of_a_large_subscription_is_written_at_once_and_capped() {
     for topic in &many[..100] {
         assert_eq!(parse(&watcher.next().await)["topic"], *topic);
     }
-    assert_eq!(history().await, 101);
+    if single_node {
+        assert_eq!(history().await, 101);
+    }
     drop(largest);
     for topic in &many[..100] {
         let departure = parse(&watcher.next().await);
@@ -314,7 +321,12 @@ async fn the_api_refuses_a_query_over_the_field_limit_naming_it() {
 async fn subscription_events_stay_out_of_durable_history() {
     // The attack left 10,000 permanent records per request, never trimmed with the default
     // `history_size = 0`. Subscription events are now kept in memory, the most recent ones only:
-    // a restart (which ends every subscription anyway) finds none of them in the file.
+    // a restart (which ends every subscription anyway) finds none of them in the file. (On NATS
+    // they are in the stream, which every node reads, and expire after an hour: see
+    // tests/cluster.rs.)
+    if test_nats_url().is_some() {
+        return;
+    }
     let (_dir, path) = history_file();
     let settings = [("MERCURE_SUBSCRIPTIONS", "1"), ("MERCURE_ANONYMOUS", "1")];
     {

@@ -41,6 +41,16 @@ impl Recent {
         forgotten
     }
 
+    /// Forgets the oldest kept update, and returns it.
+    pub fn pop_oldest(&mut self) -> Option<Arc<Dispatched>> {
+        self.updates.pop_front()
+    }
+
+    /// The sequence number of the oldest kept update.
+    pub fn oldest(&self) -> Option<Seq> {
+        self.updates.front().map(|d| d.seq)
+    }
+
     /// The sequence number of the newest kept update.
     pub fn newest(&self) -> Option<Seq> {
         self.updates.back().map(|d| d.seq)

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use quicksilver::config::Config;
+use quicksilver::config::{Config, TransportKind};
 use quicksilver::metrics::Metrics;
 use quicksilver::transport::feed::NewFeed;
 use quicksilver::transport::Transport;
@@ -30,21 +30,32 @@ pub struct TestHub {
 }
 
 impl TestHub {
-    /// A hub with the test key, the memory transport and the given extra settings.
+    /// A hub with the test key, the memory transport and the given extra settings; on NATS
+    /// instead (a stream of its own) when `QUICKSILVER_TEST_NATS_URL` names a server.
     pub fn start(settings: &[(&str, &str)]) -> Self {
-        let mut env = vec![("MERCURE_JWT_KEY", KEY), ("MERCURE_TRANSPORT", "memory")];
+        static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stream = format!("T{}_{n}", std::process::id());
+        let transport = transport_settings(&[("MERCURE_TRANSPORT", "memory")], &stream);
+        let mut env: Vec<(&str, &str)> = vec![("MERCURE_JWT_KEY", KEY)];
+        env.extend(transport.iter().map(|(k, v)| (*k, v.as_str())));
         env.extend_from_slice(settings);
         Self::start_env(&env)
     }
 
-    /// A hub with the embedded store at `path`.
+    /// A hub with the embedded store at `path`; on NATS instead (a stream named after `path`,
+    /// so that a hub started again on it finds its history) when `QUICKSILVER_TEST_NATS_URL`
+    /// names a server.
     pub fn start_embedded(path: &Path, settings: &[(&str, &str)]) -> Self {
         let path = path.to_str().expect("utf-8 temp path");
-        let mut env = vec![
-            ("MERCURE_JWT_KEY", KEY),
-            ("MERCURE_TRANSPORT", "embedded"),
-            ("MERCURE_HISTORY_PATH", path),
-        ];
+        let digest: u64 = path.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let stream = format!("E{digest:016x}");
+        let embedded = [("MERCURE_TRANSPORT", "embedded"), ("MERCURE_HISTORY_PATH", path)];
+        let transport = transport_settings(&embedded, &stream);
+        let mut env: Vec<(&str, &str)> = vec![("MERCURE_JWT_KEY", KEY)];
+        env.extend(transport.iter().map(|(k, v)| (*k, v.as_str())));
         env.extend_from_slice(settings);
         Self::start_env(&env)
     }
@@ -81,9 +92,16 @@ impl TestHub {
         let addr = listener.local_addr().expect("local address");
         let (started, is_started) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let on_nats = matches!(config.transport, TransportKind::Nats(_));
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let hub = make(config);
+                // A node on NATS serves once it has read the stream.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                while on_nats && !hub.transport.is_ready() {
+                    assert!(tokio::time::Instant::now() < deadline, "the hub is not ready");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 let server = serve(listener, hub).expect("start the server");
                 let handle = server.handle();
                 let serving = actix_web::rt::spawn(server);
@@ -95,13 +113,33 @@ impl TestHub {
                 let _ = serving.await;
             })
         });
-        is_started.recv_timeout(Duration::from_secs(10)).expect("hub started");
+        is_started.recv_timeout(Duration::from_secs(70)).expect("hub started");
         Self { addr, url: format!("http://{addr}{HUB}"), stop: Some(stop), thread: Some(thread) }
     }
 
     /// `http://addr` + `path`.
     pub fn at(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Whether the end-to-end tests run on NATS (`QUICKSILVER_TEST_NATS_URL`), and its URL.
+pub fn test_nats_url() -> Option<String> {
+    std::env::var("QUICKSILVER_TEST_NATS_URL").ok().filter(|url| !url.is_empty())
+}
+
+/// `single_node` as is, or the settings of the stream `stream` on the test's NATS server.
+fn transport_settings(
+    single_node: &[(&'static str, &str)],
+    stream: &str,
+) -> Vec<(&'static str, String)> {
+    match test_nats_url() {
+        Some(url) => vec![
+            ("MERCURE_TRANSPORT", "nats".to_owned()),
+            ("MERCURE_NATS_URL", url),
+            ("MERCURE_NATS_STREAM", stream.to_owned()),
+        ],
+        None => single_node.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
     }
 }
 

@@ -65,6 +65,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How often the client pings its server: a server that stops answering is given up after two
 /// unanswered pings, so the node turns unready within about three times this.
 const PING_INTERVAL: Duration = Duration::from_secs(4);
+/// How long subscription events stay in the stream: they describe connections, and a single
+/// node keeps only its last 10,000 in memory; this bounds what clients opening and closing
+/// subscriptions add to the stream.
+const PRESENCE_TTL: Duration = Duration::from_secs(3600);
 /// How often the bridge checks that its server answers, and how long it waits for the answer.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -137,7 +141,11 @@ impl Shared {
 
     /// Publishes one update and waits for its acknowledgement, trying again with the same
     /// message id (so it is stored once) while the stream has no leader, up to the timeout.
-    async fn publish_one(&self, update: &Update) -> Result<Seq, TransportError> {
+    async fn publish_one(
+        &self,
+        update: &Update,
+        ttl: Option<Duration>,
+    ) -> Result<Seq, TransportError> {
         let payload = Bytes::from(
             serde_json::to_vec(update)
                 .map_err(|e| TransportError::Store(format!("cannot encode an update: {e}")))?,
@@ -152,10 +160,13 @@ impl Shared {
         let sent = tokio::time::Instant::now();
         let deadline = sent + self.settings.publish_timeout;
         loop {
-            let message = PublishMessage::build()
+            let mut message = PublishMessage::build()
                 .payload(payload.clone())
                 .message_id(&message_id)
                 .header(FORMAT_HEADER, FORMAT);
+            if let Some(ttl) = ttl {
+                message = message.ttl(ttl);
+            }
             let attempt = async {
                 let ack = self.jetstream()?.send_publish(subject.clone(), message).await;
                 let ack = ack.map_err(PublishFailure::new)?;
@@ -184,7 +195,7 @@ impl Shared {
 }
 
 /// The last updates read from the stream (the last [`super::recent::RECENT_EPHEMERAL`], about
-/// 10 MB at 1 KB each), complete from `from` on.
+/// 10 MB at 1 KB each, and no more than the stream keeps), complete from `from` on.
 #[derive(Debug, Default)]
 struct Window {
     updates: Recent,
@@ -193,10 +204,25 @@ struct Window {
 }
 
 impl Window {
-    fn push(&mut self, update: Arc<Dispatched>) {
+    /// Keeps `update`, and no more than `limit` updates when it is not 0 (the stream's own
+    /// message limit: what the stream trimmed is not replayed from here either).
+    fn push(&mut self, update: Arc<Dispatched>, limit: u64) {
         if let Some(forgotten) = self.updates.push(update) {
             self.from = forgotten.seq + 1;
         }
+        while limit > 0 && self.updates.len() as u64 > limit {
+            if let Some(forgotten) = self.updates.pop_oldest() {
+                self.from = forgotten.seq + 1;
+            }
+        }
+    }
+
+    /// Forgets the updates numbered before `first`, the stream's first (trimmed by age).
+    fn trim_before(&mut self, first: Seq) {
+        while self.updates.oldest().is_some_and(|seq| seq < first) {
+            self.updates.pop_oldest();
+        }
+        self.from = self.from.max(first);
     }
 
     /// The newest update read, 0 when none.
@@ -227,6 +253,7 @@ impl NatsTransport {
         replay_memory: usize,
         metrics: &Metrics,
     ) -> Result<Self, TransportError> {
+        let history = metrics.clone();
         let metrics = metrics.nats();
         let shared = Arc::new(Shared {
             settings,
@@ -243,6 +270,7 @@ impl NatsTransport {
             shared: shared.clone(),
             presence: presence.clone(),
             metrics,
+            history,
             created: None,
             position: 0,
         };
@@ -373,12 +401,14 @@ impl PublishFailure {
 
 #[async_trait]
 impl Transport for NatsTransport {
-    async fn publish_all(&self, updates: Vec<Update>, _keep: Keep) -> Result<Seq, TransportError> {
-        // Subscription events travel through the stream like any update: every node must see
-        // them. One after the other, so that they keep their order.
+    async fn publish_all(&self, updates: Vec<Update>, keep: Keep) -> Result<Seq, TransportError> {
+        // One after the other, so that they keep their order. Ephemeral updates (subscription
+        // events) travel through the stream like any update, since every node must see them,
+        // and expire from it after a while.
+        let ttl = (keep == Keep::Recent).then_some(PRESENCE_TTL);
         let mut last = 0;
         for update in &updates {
-            last = self.shared.publish_one(update).await?;
+            last = self.shared.publish_one(update, ttl).await?;
         }
         Ok(last)
     }
@@ -417,8 +447,14 @@ impl Transport for NatsTransport {
         announcements: Vec<Announcement>,
     ) -> Result<(), TransportError> {
         // Queued, and made in order by the bridge, also after an outage: a subscription is
-        // served while NATS is out of reach, and announced when it is back.
-        self.presence.arrive(arrivals, announcements);
+        // served while NATS is out of reach, and announced when it is back. While NATS is
+        // there, the subscriber waits for its arrival to be made, as on a single node.
+        let within = if self.shared.jetstream().is_ok() {
+            self.shared.settings.publish_timeout
+        } else {
+            Duration::ZERO
+        };
+        self.presence.arrive(arrivals, announcements, within).await;
         Ok(())
     }
 
@@ -455,6 +491,8 @@ struct Bridge {
     shared: Arc<Shared>,
     presence: Arc<Presence>,
     metrics: NatsMetrics,
+    /// The hub's metrics, for the number of updates the stream holds.
+    history: Metrics,
     /// What identifies the stream this node reads: its creation time and the sequence number
     /// of the last update fed to the router.
     created: Option<OffsetDateTime>,
@@ -618,6 +656,7 @@ impl Bridge {
             },
             max_age: settings.max_age.unwrap_or_default(),
             allow_direct: true,
+            allow_message_ttl: true,
             ..StreamConfig::default()
         };
         let info = jetstream.create_or_update_stream(config).await.map_err(|error| {
@@ -679,7 +718,8 @@ impl Bridge {
             let message = tokio::select! {
                 message = messages.next() => message,
                 _ = watch.tick() => {
-                    let last = self.check(stream).await?;
+                    let (first, last) = self.check(stream).await?;
+                    lock(&self.shared.window).trim_before(first);
                     self.metrics.set_consumer_lag(last.saturating_sub(self.position));
                     if last > self.position && behind_at == Some(self.position) {
                         return Err(format!("the consumer stalled at {}", self.position));
@@ -717,21 +757,22 @@ impl Bridge {
                     continue;
                 }
             };
-            lock(&self.shared.window).push(update.clone());
+            lock(&self.shared.window).push(update.clone(), self.shared.history_size);
             if feed.send(update).await.is_err() {
                 return Ok(());
             }
         }
     }
 
-    /// The stream's last sequence number, once checked that it is still the stream read so
-    /// far; an error when it is gone or was created again.
-    async fn check(&self, stream: &Stream) -> Result<Seq, String> {
+    /// The stream's first and last sequence numbers, once checked that it is still the stream
+    /// read so far; an error when it is gone or was created again.
+    async fn check(&self, stream: &Stream) -> Result<(Seq, Seq), String> {
         let info = stream.get_info().await.map_err(|e| format!("cannot read the stream: {e}"))?;
         if Some(info.created) != self.created {
             return Err("the stream was created again".into());
         }
-        Ok(info.state.last_sequence)
+        self.history.set_history_size(info.state.messages);
+        Ok((info.state.first_sequence, info.state.last_sequence))
     }
 
     /// The stream no longer continues what was read: it now ends at `last`. The router ends

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{Shared, RETRY};
+use super::{Shared, PRESENCE_TTL, RETRY};
 use crate::transport::{Announcement, TransportError};
 use crate::update::Update;
 
@@ -42,7 +42,12 @@ const NODE_REFRESH: Duration = Duration::from_secs(2);
 /// One announcement still to make.
 #[derive(Debug)]
 enum Pending {
-    Arrive { arrivals: Vec<Update>, announcements: Vec<Announcement> },
+    Arrive {
+        arrivals: Vec<Update>,
+        announcements: Vec<Announcement>,
+        /// Told once the arrival is made.
+        made: Option<tokio::sync::oneshot::Sender<()>>,
+    },
     Depart(Vec<Announcement>),
 }
 
@@ -85,10 +90,20 @@ impl Presence {
         }
     }
 
-    /// Queues the announcement of a subscription.
-    pub(super) fn arrive(&self, arrivals: Vec<Update>, announcements: Vec<Announcement>) {
-        lock(&self.queue).pending.push_back(Pending::Arrive { arrivals, announcements });
+    /// Queues the announcement of a subscription, and waits until it is made, at most
+    /// `within` (as on a single node, a subscriber then sees its arrival listed at once). It
+    /// stays queued after that.
+    pub(super) async fn arrive(
+        &self,
+        arrivals: Vec<Update>,
+        announcements: Vec<Announcement>,
+        within: Duration,
+    ) {
+        let (made, is_made) = tokio::sync::oneshot::channel();
+        let arrival = Pending::Arrive { arrivals, announcements, made: Some(made) };
+        lock(&self.queue).pending.push_back(arrival);
         self.queued.notify_one();
+        let _ = tokio::time::timeout(within, is_made).await;
     }
 
     /// Queues the end of a subscription, or forgets both when its arrival was not made yet.
@@ -204,7 +219,12 @@ impl Presence {
                 continue;
             };
             match self.make(shared, records, &pending).await {
-                Ok(()) => lock(&self.queue).busy = false,
+                Ok(()) => {
+                    lock(&self.queue).busy = false;
+                    if let Pending::Arrive { made: Some(made), .. } = pending {
+                        let _ = made.send(());
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(%error, "cannot announce a subscription yet; trying again");
                     {
@@ -225,7 +245,7 @@ impl Presence {
         pending: &Pending,
     ) -> Result<(), String> {
         match pending {
-            Pending::Arrive { arrivals, announcements } => {
+            Pending::Arrive { arrivals, announcements, .. } => {
                 for announcement in announcements {
                     let record = serde_json::to_vec(announcement).map_err(|e| e.to_string())?;
                     shared.jetstream().map_err(|e| e.to_string())?;
@@ -358,7 +378,7 @@ fn node_of(key: &str) -> &str {
 }
 
 async fn publish(shared: &Shared, update: &Update) -> Result<(), String> {
-    match shared.publish_one(update).await {
+    match shared.publish_one(update, Some(PRESENCE_TTL)).await {
         Ok(_) => Ok(()),
         Err(TransportError::Unavailable { reason, .. }) => Err(reason),
         // Trying again cannot help: said, and dropped, so that the queue goes on.
@@ -413,7 +433,12 @@ mod tests {
     fn a_subscription_that_ends_before_it_was_announced_is_never_announced() {
         let presence = Presence::new();
         for subscriber in ["a", "b"] {
-            presence.arrive(vec![Update::for_test(subscriber)], vec![announcement(subscriber)]);
+            let arrival = Pending::Arrive {
+                arrivals: vec![Update::for_test(subscriber)],
+                announcements: vec![announcement(subscriber)],
+                made: None,
+            };
+            lock(&presence.queue).pending.push_back(arrival);
         }
         // "c" arrived before (its arrival was made): its departure is queued.
         presence.depart(vec![announcement("c")]);
