@@ -189,6 +189,13 @@ fn run_until_exit(cluster: &NatsCluster, settings: &[(&str, &str)]) -> String {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let mut child = command.spawn().expect("the hub starts");
+    // Read as it comes, so that a chatty hub never blocks on a full pipe.
+    let mut pipe = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut stderr = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        stderr
+    });
     let deadline = std::time::Instant::now() + READY_WITHIN;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -196,13 +203,12 @@ fn run_until_exit(cluster: &NatsCluster, settings: &[(&str, &str)]) -> String {
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("the hub did not stop: {settings:?}");
+            let stderr = reader.join().unwrap_or_default();
+            panic!("the hub did not stop: {settings:?}\n{stderr}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut stderr)
-        .expect("stderr");
+    let stderr = reader.join().expect("stderr read");
     assert!(!status.success(), "the hub must fail: {stderr}");
     stderr
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use quicksilver::config::{Config, TransportKind};
+use quicksilver::config::Config;
 use quicksilver::metrics::Metrics;
 use quicksilver::transport::feed::NewFeed;
 use quicksilver::transport::Transport;
@@ -40,7 +40,7 @@ impl TestHub {
         let mut env: Vec<(&str, &str)> = vec![("MERCURE_JWT_KEY", KEY)];
         env.extend(transport.iter().map(|(k, v)| (*k, v.as_str())));
         env.extend_from_slice(settings);
-        Self::start_env(&env)
+        Self::start_env_ready(&env)
     }
 
     /// A hub with the embedded store at `path`; on NATS instead (a stream named after `path`,
@@ -57,7 +57,7 @@ impl TestHub {
         let mut env: Vec<(&str, &str)> = vec![("MERCURE_JWT_KEY", KEY)];
         env.extend(transport.iter().map(|(k, v)| (*k, v.as_str())));
         env.extend_from_slice(settings);
-        Self::start_env(&env)
+        Self::start_env_ready(&env)
     }
 
     /// A hub with the test key, the given extra settings, and the transport `build` makes from
@@ -75,13 +75,24 @@ impl TestHub {
         })
     }
 
-    fn start_env(env: &[(&str, &str)]) -> Self {
-        Self::start_env_with(env, start_hub)
+    /// A hub with `env`, once it is ready when the end-to-end tests run on NATS.
+    fn start_env_ready(env: &[(&str, &str)]) -> Self {
+        let wait = test_nats_url().is_some();
+        Self::start_env_with_ready(env, start_hub, wait)
     }
 
     fn start_env_with(
         env: &[(&str, &str)],
         make: impl FnOnce(Config) -> Hub + Send + 'static,
+    ) -> Self {
+        Self::start_env_with_ready(env, make, false)
+    }
+
+    /// Starts the hub `make` builds; with `wait_ready`, returns once it is ready.
+    fn start_env_with_ready(
+        env: &[(&str, &str)],
+        make: impl FnOnce(Config) -> Hub + Send + 'static,
+        wait_ready: bool,
     ) -> Self {
         let mut env: Vec<(String, String)> =
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -92,13 +103,12 @@ impl TestHub {
         let addr = listener.local_addr().expect("local address");
         let (started, is_started) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let on_nats = matches!(config.transport, TransportKind::Nats(_));
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let hub = make(config);
                 // A node on NATS serves once it has read the stream.
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-                while on_nats && !hub.transport.is_ready() {
+                while wait_ready && !hub.transport.is_ready() {
                     assert!(tokio::time::Instant::now() < deadline, "the hub is not ready");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }

@@ -2,7 +2,7 @@
 //!
 //! Every publication, on any node, is published to the stream and acknowledged by JetStream before
 //! its publisher is answered: the stream's sequence numbers are the cluster's one order. Each
-//! node's bridge actor ([`Bridge`]) reads the whole stream through one ordered consumer of its
+//! node's bridge actor (`Bridge`) reads the whole stream through one ordered consumer of its
 //! own, from a position it keeps itself, and feeds its router, so every node fans out the same
 //! updates in the same order, and a subscriber may be on any node.
 //!
@@ -13,34 +13,48 @@
 //! - header `Quicksilver-Format: 1` (a node refuses a message of a format it does not know);
 //! - header `Nats-Msg-Id`: the id and a digest of the whole update, so that a publication retried
 //!   after a lost acknowledgement is stored once, while another update reusing the id is kept;
+//! - header `Nats-TTL: 3600` on subscription events, which expire from the stream after an hour;
 //! - payload: the update as JSON, the embedded store's encoding.
 //!
 //! # History
 //!
-//! The bridge keeps the updates it has read in a bounded window; a replay from inside the window
-//! is served from memory, an older one reads the stream by sequence number. `Last-Event-ID` is
-//! looked up with the stream leader's "first message on subject" on the id's subject, never with
-//! a replica that may lag behind an acknowledgement made on another node.
+//! The bridge keeps the updates it has read in a bounded window (no more than the stream keeps);
+//! a replay from inside the window is served from memory, an older one reads the stream by
+//! sequence number, a page of requests in flight at once. `Last-Event-ID` is looked up with the
+//! stream leader's "first message on subject" on the id's subject, never with a replica that may
+//! lag behind an acknowledgement made on another node.
+//!
+//! # Never backwards
+//!
+//! The bridge checks the stream at the first message of every consumer and every 2 s: a stream
+//! deleted and created again, or updates that left it before this node read them, reset the
+//! router (every open stream ends, and its client resumes); a consumer that stalls is created
+//! again from the bridge's own position.
+//!
+//! # Parts
+//!
+//! - `connection`: publishing (acknowledged, idempotent retries), the probe that tells when the
+//!   server stops answering, and the message format's functions;
+//! - `presence`: subscriptions listed across nodes, departures of dead nodes, and
+//!   announcements queued through outages.
 
+mod connection;
 mod presence;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::datetime::DateTime as OffsetDateTime;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::context::{CreateStreamErrorKind, PublishErrorKind};
-use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::context::CreateStreamErrorKind;
 use async_nats::jetstream::stream::{
     Config as StreamConfig, RawMessageErrorKind, StorageType, Stream,
 };
 use async_nats::jetstream::ErrorCode;
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::feed::{Feed, NewFeed, RouterStopped};
@@ -50,30 +64,16 @@ use super::{Announcement, Transport, TransportError};
 use crate::config::{NatsAuth, NatsSettings};
 use crate::metrics::{Metrics, NatsMetrics};
 use crate::update::{Dispatched, Seq, Update};
+use connection::{decode, subject, unavailable, Connection, PRESENCE_TTL, RETRY};
 use presence::Presence;
 
-/// The message format this node writes and reads.
-const FORMAT: &str = "1";
-/// Header naming the message format.
-const FORMAT_HEADER: &str = "Quicksilver-Format";
 /// Oldest NATS server version the transport accepts.
 const MIN_SERVER: (u64, u64) = (2, 11);
-/// How long to wait before trying NATS again after a failure.
-const RETRY: Duration = Duration::from_secs(1);
-/// What a client is told to wait when NATS is out of reach.
-const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How often the client pings its server: a server that stops answering is given up after two
 /// unanswered pings, so the node turns unready within about three times this.
 const PING_INTERVAL: Duration = Duration::from_secs(4);
-/// How long subscription events stay in the stream: they describe connections, and a single
-/// node keeps only its last 10,000 in memory; this bounds what clients opening and closing
-/// subscriptions add to the stream.
-const PRESENCE_TTL: Duration = Duration::from_secs(3600);
-/// How often the bridge checks that its server answers, and how long it waits for the answer.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// A subject nobody subscribes to: the server itself answers "no responders".
-const PROBE_SUBJECT: &str = "_QUICKSILVER.probe";
+/// Requests for old history that one replay page keeps in flight.
+const READS_IN_FLIGHT: usize = 64;
 /// How often the bridge checks that the stream it reads is still there, the same, and read.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long after start a stream that cannot be placed on enough servers is still retried: the
@@ -83,115 +83,15 @@ const START_GRACE: Duration = Duration::from_secs(30);
 /// What the bridge and the transport's handles share.
 #[derive(Debug)]
 struct Shared {
-    settings: NatsSettings,
+    connection: Arc<Connection>,
     history_size: u64,
-    /// Set once the bridge has connected and the stream exists.
-    jetstream: OnceLock<async_nats::jetstream::Context>,
     /// Whether the bridge is reading the stream (readiness).
     reading: AtomicBool,
-    /// Whether the server answered the last probe: a server that stopped answering keeps its
-    /// connection open for a while (until pings go unanswered), and what is sent to it then
-    /// may be stored whenever it wakes up.
-    answering: AtomicBool,
     /// The updates the bridge has read, most recent last. Written by the bridge only; a lock
     /// rather than messages, so that replays never wait behind the consumer.
     window: Mutex<Window>,
     /// Why the bridge gave up for good, once it has.
     fatal: watch::Sender<Option<String>>,
-    metrics: NatsMetrics,
-}
-
-impl Shared {
-    /// The JetStream context while connected; refused at once otherwise.
-    fn jetstream(&self) -> Result<&async_nats::jetstream::Context, TransportError> {
-        let jetstream = self.jetstream.get().ok_or_else(|| unavailable("not connected"))?;
-        match jetstream.client().connection_state() {
-            // A server that does not answer may store later what it is sent now, after its
-            // publisher was told it failed: refuse at once instead.
-            async_nats::connection::State::Connected if self.answering.load(Ordering::Acquire) => {
-                Ok(jetstream)
-            }
-            async_nats::connection::State::Connected => {
-                Err(unavailable("the server does not answer"))
-            }
-            // A publication made now would wait inside the client and might be stored after
-            // its publisher was told it failed: refuse it at once instead.
-            _ => Err(unavailable("the connection is down")),
-        }
-    }
-
-    /// Asks the server a question only it answers (a request nobody subscribes to: "no
-    /// responders"), every [`PROBE_INTERVAL`], and keeps [`Self::answering`] up to date.
-    async fn probe(&self, client: async_nats::Client) {
-        let mut tick = tokio::time::interval(PROBE_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let asked = client.request(PROBE_SUBJECT, Bytes::new());
-            let answered = match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
-                Ok(Ok(_)) => true,
-                Ok(Err(error)) => error.kind() == async_nats::RequestErrorKind::NoResponders,
-                Err(_) => false,
-            };
-            if self.answering.swap(answered, Ordering::AcqRel) != answered {
-                tracing::warn!(answered, "the NATS server's answers to probes changed");
-            }
-        }
-    }
-
-    /// Publishes one update and waits for its acknowledgement, trying again with the same
-    /// message id (so it is stored once) while the stream has no leader, up to the timeout.
-    async fn publish_one(
-        &self,
-        update: &Update,
-        ttl: Option<Duration>,
-    ) -> Result<Seq, TransportError> {
-        let payload = Bytes::from(
-            serde_json::to_vec(update)
-                .map_err(|e| TransportError::Store(format!("cannot encode an update: {e}")))?,
-        );
-        let subject = subject(&self.settings.stream, update.id.as_str());
-        let message_id = message_id(update, &payload);
-        let too_large = |limit: usize| TransportError::TooLarge { size: payload.len(), limit };
-        let limit = self.jetstream()?.client().server_info().max_payload;
-        if payload.len() > limit {
-            return Err(too_large(limit));
-        }
-        let sent = tokio::time::Instant::now();
-        let deadline = sent + self.settings.publish_timeout;
-        loop {
-            let mut message = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&message_id)
-                .header(FORMAT_HEADER, FORMAT);
-            if let Some(ttl) = ttl {
-                message = message.ttl(ttl);
-            }
-            let attempt = async {
-                let ack = self.jetstream()?.send_publish(subject.clone(), message).await;
-                let ack = ack.map_err(PublishFailure::new)?;
-                ack.await.map_err(PublishFailure::new)
-            };
-            let failure = match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(Ok(ack)) => {
-                    self.metrics.acknowledged(sent.elapsed());
-                    return Ok(ack.sequence);
-                }
-                Ok(Err(PublishFailure::TooLarge)) => return Err(too_large(limit)),
-                Ok(Err(PublishFailure::Refused(error))) => return Err(error),
-                Ok(Err(PublishFailure::Transient(reason))) => reason,
-                Err(_) => "no acknowledgement in time".to_owned(),
-            };
-            if tokio::time::Instant::now() + RETRY / 4 >= deadline {
-                return Err(unavailable(&format!(
-                    "JetStream did not acknowledge the update within {:?} \
-                     (nats_publish_timeout): {failure}",
-                    self.settings.publish_timeout
-                )));
-            }
-            tokio::time::sleep(RETRY / 4).await;
-        }
-    }
 }
 
 /// The last updates read from the stream (the last [`super::recent::RECENT_EPHEMERAL`], about
@@ -256,14 +156,11 @@ impl NatsTransport {
         let history = metrics.clone();
         let metrics = metrics.nats();
         let shared = Arc::new(Shared {
-            settings,
+            connection: Arc::new(Connection::new(settings, metrics.clone())),
             history_size,
-            jetstream: OnceLock::new(),
             reading: AtomicBool::new(false),
-            answering: AtomicBool::new(true),
             window: Mutex::default(),
             fatal: watch::Sender::new(None),
-            metrics: metrics.clone(),
         });
         let presence = Arc::new(Presence::new());
         let bridge = Bridge {
@@ -295,8 +192,9 @@ impl NatsTransport {
     }
 
     async fn stream(&self) -> Result<async_nats::jetstream::stream::Stream<()>, TransportError> {
-        let name = &self.shared.settings.stream;
+        let name = &self.shared.connection.settings.stream;
         self.shared
+            .connection
             .jetstream()?
             .get_stream_no_info(name)
             .await
@@ -307,7 +205,7 @@ impl NatsTransport {
     /// may lag behind an acknowledgement made on another node.
     async fn find_in_stream(&self, id: &str) -> Result<Option<Arc<Dispatched>>, TransportError> {
         let stream = self.stream().await?;
-        let subject = subject(&self.shared.settings.stream, id);
+        let subject = subject(&self.shared.connection.settings.stream, id);
         let mut from = 1;
         // Ids whose keys collide share a subject: step over the other ids.
         loop {
@@ -343,12 +241,18 @@ impl NatsTransport {
         }
         let stream = self.stream().await?;
         let info = stream.get_info().await.map_err(|e| unavailable(&e.to_string()))?;
-        // What the stream trimmed is not asked for, one missing number at a time.
+        // What the stream trimmed is not asked for.
         let start = (after + 1).max(info.state.first_sequence);
         let mut chunk = Chunk { updates: Vec::new(), through: bound };
         let mut size = 0;
-        for seq in start..=bound {
-            match stream.get_raw_message(seq).await {
+        // A page of requests in flight at once, answered by the stream's leader in order: a
+        // replica could lag behind what this node has read.
+        let stream = &stream;
+        let mut messages = futures_util::stream::iter(start..=bound)
+            .map(|seq| async move { (seq, stream.get_raw_message(seq).await) })
+            .buffered(READS_IN_FLIGHT);
+        while let Some((seq, message)) = messages.next().await {
+            match message {
                 Ok(message) => {
                     // As the bridge does, a message this node cannot read is skipped, not fatal.
                     let Ok(update) = decode(seq, &message.headers, &message.payload) else {
@@ -370,35 +274,6 @@ impl NatsTransport {
     }
 }
 
-/// Why one publication attempt failed.
-enum PublishFailure {
-    /// Worth trying again with the same message id (no leader yet, connection hiccup).
-    Transient(String),
-    /// The message with its headers is over the server's `max_payload`.
-    TooLarge,
-    /// Final: trying again cannot help.
-    Refused(TransportError),
-}
-
-impl From<TransportError> for PublishFailure {
-    fn from(error: TransportError) -> Self {
-        Self::Refused(error)
-    }
-}
-
-impl PublishFailure {
-    fn new(error: async_nats::jetstream::context::PublishError) -> Self {
-        match error.kind() {
-            PublishErrorKind::MaxPayloadExceeded => Self::TooLarge,
-            PublishErrorKind::StreamNotFound
-            | PublishErrorKind::TimedOut
-            | PublishErrorKind::BrokenPipe
-            | PublishErrorKind::MaxAckPending => Self::Transient(error.to_string()),
-            _ => Self::Refused(unavailable(&error.to_string())),
-        }
-    }
-}
-
 #[async_trait]
 impl Transport for NatsTransport {
     async fn publish_all(&self, updates: Vec<Update>, keep: Keep) -> Result<Seq, TransportError> {
@@ -408,7 +283,7 @@ impl Transport for NatsTransport {
         let ttl = (keep == Keep::Recent).then_some(PRESENCE_TTL);
         let mut last = 0;
         for update in &updates {
-            last = self.shared.publish_one(update, ttl).await?;
+            last = self.shared.connection.publish_one(update, ttl).await?;
         }
         Ok(last)
     }
@@ -418,7 +293,7 @@ impl Transport for NatsTransport {
         // would make an EventSource give up for good; an update this node read lately is found
         // in its window meanwhile.
         loop {
-            match self.shared.jetstream() {
+            match self.shared.connection.jetstream() {
                 Ok(_) => match self.find_in_stream(id).await {
                     Err(TransportError::Unavailable { .. }) => {}
                     found => return found,
@@ -438,7 +313,7 @@ impl Transport for NatsTransport {
     }
 
     fn is_ready(&self) -> bool {
-        self.shared.reading.load(Ordering::Acquire) && self.shared.jetstream().is_ok()
+        self.shared.reading.load(Ordering::Acquire) && self.shared.connection.jetstream().is_ok()
     }
 
     async fn arrive(
@@ -449,8 +324,8 @@ impl Transport for NatsTransport {
         // Queued, and made in order by the bridge, also after an outage: a subscription is
         // served while NATS is out of reach, and announced when it is back. While NATS is
         // there, the subscriber waits for its arrival to be made, as on a single node.
-        let within = if self.shared.jetstream().is_ok() {
-            self.shared.settings.publish_timeout
+        let within = if self.shared.connection.jetstream().is_ok() {
+            self.shared.connection.settings.publish_timeout
         } else {
             Duration::ZERO
         };
@@ -510,7 +385,7 @@ enum SetupError {
 impl Bridge {
     async fn run(mut self, feed: NewFeed) {
         let shared = self.shared.clone();
-        let settings = &shared.settings;
+        let settings = &shared.connection.settings;
         let servers = settings.redacted_servers();
         let started = tokio::time::Instant::now();
         let (jetstream, stream) = loop {
@@ -519,7 +394,8 @@ impl Bridge {
                 Err(SetupError::Fatal(reason)) => {
                     tracing::error!(%servers, %reason, "cannot use NATS");
                     // The feed is dropped unstarted: the router stops with the hub.
-                    let _ = self.shared.fatal.send(Some(reason));
+                    // Kept for whoever asks later, even if nobody is listening yet.
+                    self.shared.fatal.send_replace(Some(reason));
                     return;
                 }
                 Err(SetupError::Retry(error)) => {
@@ -531,17 +407,17 @@ impl Bridge {
         let info = stream.cached_info();
         self.created = Some(info.created);
         self.position = info.state.last_sequence;
-        let _ = self.shared.jetstream.set(jetstream.clone());
+        let _ = self.shared.connection.jetstream.set(jetstream.clone());
         // The probe and presence run beside the consumer, on this thread, for as long as the
         // bridge does.
         tokio::spawn({
-            let (shared, client) = (self.shared.clone(), jetstream.client());
-            async move { shared.probe(client).await }
+            let (connection, client) = (self.shared.connection.clone(), jetstream.client());
+            async move { connection.probe(client).await }
         });
         tokio::spawn({
-            let (presence, shared, jetstream) =
-                (self.presence.clone(), self.shared.clone(), jetstream.clone());
-            async move { presence.run(&shared, jetstream).await }
+            let (presence, connection, jetstream) =
+                (self.presence.clone(), self.shared.connection.clone(), jetstream.clone());
+            async move { presence.run(&connection, jetstream).await }
         });
         lock(&self.shared.window).from = self.position + 1;
         let feed = feed.start(self.position);
@@ -585,7 +461,7 @@ impl Bridge {
         &self,
         late: bool,
     ) -> Result<(async_nats::jetstream::Context, Stream), SetupError> {
-        let settings = &self.shared.settings;
+        let settings = &self.shared.connection.settings;
         let metrics = self.metrics.clone();
         let options = async_nats::ConnectOptions::new()
             .ping_interval(PING_INTERVAL)
@@ -643,7 +519,7 @@ impl Bridge {
         jetstream: &async_nats::jetstream::Context,
         late: bool,
     ) -> Result<Stream, SetupError> {
-        let settings = &self.shared.settings;
+        let settings = &self.shared.connection.settings;
         let name = &settings.stream;
         let config = StreamConfig {
             name: name.clone(),
@@ -795,37 +671,6 @@ fn replicas_refused(replicas: usize, error: &dyn std::fmt::Display) -> String {
     )
 }
 
-/// The subject of the updates whose id is `id`.
-fn subject(stream: &str, id: &str) -> String {
-    let digest = Sha256::digest(id.as_bytes());
-    let key: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
-    format!("{stream}.u.{key}")
-}
-
-/// `Nats-Msg-Id` of an update: its id and a digest of its encoding.
-fn message_id(update: &Update, payload: &[u8]) -> String {
-    let digest = Sha256::digest(payload);
-    let short: String = digest.iter().take(12).map(|byte| format!("{byte:02x}")).collect();
-    format!("{}:{short}", update.id.as_str())
-}
-
-/// Decodes the message numbered `seq`.
-fn decode(
-    seq: Seq,
-    headers: &async_nats::HeaderMap,
-    payload: &[u8],
-) -> Result<Arc<Dispatched>, TransportError> {
-    let format = headers.get(FORMAT_HEADER).map(|v| v.as_str());
-    if format != Some(FORMAT) {
-        return Err(TransportError::Store(format!(
-            "message {seq} of the stream has format {format:?}, this node reads {FORMAT}"
-        )));
-    }
-    let update: Update = serde_json::from_slice(payload)
-        .map_err(|e| TransportError::Store(format!("corrupted message {seq}: {e}")))?;
-    Ok(Arc::new(Dispatched::new(seq, update)))
-}
-
 /// Whether a server version (`2.11.3`, `v2.12.0-beta`) is at least [`MIN_SERVER`].
 fn recent_enough(version: &str) -> bool {
     let mut numbers = version.trim_start_matches('v').split(['.', '-']).map(|n| n.parse::<u64>());
@@ -833,10 +678,6 @@ fn recent_enough(version: &str) -> bool {
         (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= MIN_SERVER,
         _ => false,
     }
-}
-
-fn unavailable(reason: &str) -> TransportError {
-    TransportError::Unavailable { reason: format!("NATS: {reason}"), retry_after: RETRY_AFTER }
 }
 
 fn lock(window: &Mutex<Window>) -> std::sync::MutexGuard<'_, Window> {
@@ -847,20 +688,6 @@ fn lock(window: &Mutex<Window>) -> std::sync::MutexGuard<'_, Window> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subjects_and_message_ids_are_stable_and_distinct() {
-        let a = subject("MERCURE", "urn:uuid:1");
-        assert_eq!(a, subject("MERCURE", "urn:uuid:1"));
-        assert_ne!(a, subject("MERCURE", "urn:uuid:2"));
-        assert!(a.starts_with("MERCURE.u.") && a.len() == "MERCURE.u.".len() + 16, "{a}");
-        let update = Update::for_test("x");
-        let mut other = update.clone();
-        other.data = "different".into();
-        let encode = |u: &Update| serde_json::to_vec(u).expect("encodes");
-        assert_eq!(message_id(&update, &encode(&update)), message_id(&update, &encode(&update)));
-        assert_ne!(message_id(&update, &encode(&update)), message_id(&other, &encode(&other)));
-    }
 
     #[test]
     fn server_versions() {

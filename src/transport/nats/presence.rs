@@ -30,7 +30,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{Shared, PRESENCE_TTL, RETRY};
+use super::connection::{Connection, PRESENCE_TTL, RETRY};
 use crate::transport::{Announcement, TransportError};
 use crate::update::Update;
 
@@ -153,7 +153,7 @@ impl Presence {
 
     /// Sets up the buckets, then makes the announcements, follows the records and the nodes,
     /// for as long as the bridge runs.
-    pub(super) async fn run(&self, shared: &Shared, jetstream: Context) {
+    pub(super) async fn run(&self, shared: &Connection, jetstream: Context) {
         let (records, nodes) = loop {
             match self.buckets(shared, &jetstream).await {
                 Ok(buckets) => break buckets,
@@ -172,7 +172,7 @@ impl Presence {
 
     async fn buckets(
         &self,
-        shared: &Shared,
+        shared: &Connection,
         jetstream: &Context,
     ) -> Result<(Store, Store), String> {
         let stream = &shared.settings.stream;
@@ -206,7 +206,7 @@ impl Presence {
     }
 
     /// Makes the queued announcements one by one, each again until it is made.
-    async fn announce(&self, shared: &Shared, records: &Store) {
+    async fn announce(&self, shared: &Connection, records: &Store) {
         loop {
             let next = {
                 let mut queue = lock(&self.queue);
@@ -240,7 +240,7 @@ impl Presence {
 
     async fn make(
         &self,
-        shared: &Shared,
+        shared: &Connection,
         records: &Store,
         pending: &Pending,
     ) -> Result<(), String> {
@@ -310,7 +310,7 @@ impl Presence {
 
     /// Refreshes this node's entry, and announces the departures of the dead nodes' records
     /// when this node is the live one with the smallest id.
-    async fn keep_alive(&self, shared: &Shared, records: &Store, nodes: &Store) {
+    async fn keep_alive(&self, shared: &Connection, records: &Store, nodes: &Store) {
         let mut tick = tokio::time::interval(NODE_REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Nodes with records but no entry, since when this node has seen them so.
@@ -377,7 +377,7 @@ fn node_of(key: &str) -> &str {
     key.split('.').next().unwrap_or_default()
 }
 
-async fn publish(shared: &Shared, update: &Update) -> Result<(), String> {
+async fn publish(shared: &Connection, update: &Update) -> Result<(), String> {
     match shared.publish_one(update, Some(PRESENCE_TTL)).await {
         Ok(_) => Ok(()),
         Err(TransportError::Unavailable { reason, .. }) => Err(reason),
