@@ -79,8 +79,9 @@ sleep 2
 MERCURE_ADDR="127.0.0.1:$((port + 1))" MERCURE_TRANSPORT=embedded \
   MERCURE_HISTORY_PATH="$dir/embedded.redb" "$QUICKSILVER_BIN" >"$cluster/hub-1.log" 2>&1 &
 echo $! >"$cluster/hub-1.pid"
+# Ready, and seen so by HAProxy's health check.
 for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$((port + 1))/readyz" >/dev/null && break
+  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break
   sleep 0.1
 done
 run one-embedded-node "1 embedded node behind HAProxy" --hub "$(hub "$port")" "${fanout[@]}"

@@ -3,6 +3,7 @@
 //! refusing at once when the server is out of reach (a probe every second tells), and the
 //! message format described in the parent module.
 
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -96,29 +97,17 @@ impl Connection {
         update: &Update,
         ttl: Option<Duration>,
     ) -> Result<Seq, TransportError> {
-        let payload = Bytes::from(
-            serde_json::to_vec(update)
-                .map_err(|e| TransportError::Store(format!("cannot encode an update: {e}")))?,
-        );
-        let subject = subject(&self.settings.stream, update.id.as_str());
-        let message_id = message_id(update, &payload);
-        let too_large = |limit: usize| TransportError::TooLarge { size: payload.len(), limit };
+        let (subject, message, size) = self.message(update, ttl)?;
+        let too_large = |limit: usize| TransportError::TooLarge { size, limit };
         let limit = self.jetstream()?.client().server_info().max_payload;
-        if payload.len() > limit {
+        if size > limit {
             return Err(too_large(limit));
         }
         let sent = tokio::time::Instant::now();
         let deadline = sent + self.settings.publish_timeout;
         loop {
-            let mut message = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&message_id)
-                .header(FORMAT_HEADER, FORMAT);
-            if let Some(ttl) = ttl {
-                message = message.ttl(ttl);
-            }
             let attempt = async {
-                let ack = self.jetstream()?.send_publish(subject.clone(), message).await;
+                let ack = self.jetstream()?.send_publish(subject.clone(), message.clone()).await;
                 let ack = ack.map_err(PublishFailure::new)?;
                 ack.await.map_err(PublishFailure::new)
             };
@@ -141,6 +130,54 @@ impl Connection {
             }
             tokio::time::sleep(RETRY / 4).await;
         }
+    }
+
+    /// Publishes `updates` in this order, every one sent before any acknowledgement is awaited;
+    /// a failure fails the whole batch, which can be published again (each is stored once:
+    /// same message ids). For subscription events, which come in bursts.
+    pub(super) async fn publish_batch(
+        &self,
+        updates: &[&Update],
+        ttl: Option<Duration>,
+    ) -> Result<(), TransportError> {
+        let jetstream = self.jetstream()?;
+        let sent = tokio::time::Instant::now();
+        let mut acks = Vec::with_capacity(updates.len());
+        for update in updates {
+            let (subject, message, _) = self.message(update, ttl)?;
+            let ack = jetstream.send_publish(subject, message).await;
+            acks.push(ack.map_err(|e| unavailable(&e.to_string()))?);
+        }
+        let acknowledged =
+            futures_util::future::try_join_all(acks.into_iter().map(|a| a.into_future()));
+        match tokio::time::timeout(self.settings.publish_timeout, acknowledged).await {
+            Ok(Ok(_)) => {
+                self.metrics.acknowledged(sent.elapsed());
+                Ok(())
+            }
+            Ok(Err(error)) => Err(unavailable(&error.to_string())),
+            Err(_) => Err(unavailable("no acknowledgement in time (nats_publish_timeout)")),
+        }
+    }
+
+    /// The subject and message of `update`, in the message format, and the payload's size.
+    fn message(
+        &self,
+        update: &Update,
+        ttl: Option<Duration>,
+    ) -> Result<(String, PublishMessage, usize), TransportError> {
+        let payload = serde_json::to_vec(update)
+            .map_err(|e| TransportError::Store(format!("cannot encode an update: {e}")))?;
+        let size = payload.len();
+        let message_id = message_id(update, &payload);
+        let mut message = PublishMessage::build()
+            .payload(Bytes::from(payload))
+            .message_id(message_id)
+            .header(FORMAT_HEADER, FORMAT);
+        if let Some(ttl) = ttl {
+            message = message.ttl(ttl);
+        }
+        Ok((subject(&self.settings.stream, update.id.as_str()), message, size))
     }
 }
 

@@ -38,6 +38,8 @@ use crate::update::Update;
 const NODE_TTL: Duration = Duration::from_secs(6);
 /// How often a node refreshes its entry and looks for dead nodes' records.
 const NODE_REFRESH: Duration = Duration::from_secs(2);
+/// Announcements made together: their events are sent at once, then acknowledged.
+const BATCH: usize = 256;
 
 /// One announcement still to make.
 #[derive(Debug)]
@@ -153,9 +155,9 @@ impl Presence {
 
     /// Sets up the buckets, then makes the announcements, follows the records and the nodes,
     /// for as long as the bridge runs.
-    pub(super) async fn run(&self, shared: &Connection, jetstream: Context) {
+    pub(super) async fn run(&self, connection: &Connection, jetstream: Context) {
         let (records, nodes) = loop {
-            match self.buckets(shared, &jetstream).await {
+            match self.buckets(connection, &jetstream).await {
                 Ok(buckets) => break buckets,
                 Err(error) => {
                     tracing::warn!(%error, "cannot set up the presence buckets; trying again");
@@ -164,25 +166,25 @@ impl Presence {
             }
         };
         tokio::join!(
-            self.announce(shared, &records),
+            self.announce(connection, &records),
             self.follow(&records),
-            self.keep_alive(shared, &records, &nodes),
+            self.keep_alive(connection, &records, &nodes),
         );
     }
 
     async fn buckets(
         &self,
-        shared: &Connection,
+        connection: &Connection,
         jetstream: &Context,
     ) -> Result<(Store, Store), String> {
-        let stream = &shared.settings.stream;
+        let stream = &connection.settings.stream;
         let records = jetstream
             .create_or_update_key_value(kv::Config {
                 bucket: format!("{stream}_presence"),
                 description: "Quicksilver: the subscriptions of every node".into(),
                 history: 1,
                 storage: StorageType::File,
-                num_replicas: shared.settings.replicas,
+                num_replicas: connection.settings.replicas,
                 ..kv::Config::default()
             })
             .await
@@ -194,7 +196,7 @@ impl Presence {
                 history: 1,
                 max_age: NODE_TTL,
                 storage: StorageType::Memory,
-                num_replicas: shared.settings.replicas,
+                num_replicas: connection.settings.replicas,
                 ..kv::Config::default()
             })
             .await
@@ -205,31 +207,37 @@ impl Presence {
         Ok((records, nodes))
     }
 
-    /// Makes the queued announcements one by one, each again until it is made.
-    async fn announce(&self, shared: &Connection, records: &Store) {
+    /// Makes the queued announcements, up to [`BATCH`] at a time, each batch again until it is
+    /// made (what was already stored is stored once: same message ids, same keys).
+    async fn announce(&self, connection: &Connection, records: &Store) {
         loop {
-            let next = {
+            let batch: Vec<Pending> = {
                 let mut queue = lock(&self.queue);
-                let next = queue.pending.pop_front();
-                queue.busy = next.is_some();
-                next
+                let size = queue.pending.len().min(BATCH);
+                let batch: Vec<Pending> = queue.pending.drain(..size).collect();
+                queue.busy = !batch.is_empty();
+                batch
             };
-            let Some(pending) = next else {
+            if batch.is_empty() {
                 self.queued.notified().await;
                 continue;
-            };
-            match self.make(shared, records, &pending).await {
+            }
+            match self.make(connection, records, &batch).await {
                 Ok(()) => {
                     lock(&self.queue).busy = false;
-                    if let Pending::Arrive { made: Some(made), .. } = pending {
-                        let _ = made.send(());
+                    for pending in batch {
+                        if let Pending::Arrive { made: Some(made), .. } = pending {
+                            let _ = made.send(());
+                        }
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "cannot announce a subscription yet; trying again");
+                    tracing::warn!(%error, "cannot announce subscriptions yet; trying again");
                     {
                         let mut queue = lock(&self.queue);
-                        queue.pending.push_front(pending);
+                        for pending in batch.into_iter().rev() {
+                            queue.pending.push_front(pending);
+                        }
                         queue.busy = false;
                     }
                     tokio::time::sleep(RETRY).await;
@@ -238,34 +246,46 @@ impl Presence {
         }
     }
 
+    /// Makes a batch: the arrivals' records, then every event in order (sent together, then
+    /// acknowledged), then the departed records' deletion.
     async fn make(
         &self,
-        shared: &Connection,
+        connection: &Connection,
         records: &Store,
-        pending: &Pending,
+        batch: &[Pending],
     ) -> Result<(), String> {
-        match pending {
-            Pending::Arrive { arrivals, announcements, .. } => {
-                for announcement in announcements {
-                    let record = serde_json::to_vec(announcement).map_err(|e| e.to_string())?;
-                    shared.jetstream().map_err(|e| e.to_string())?;
-                    records
-                        .put(self.key(announcement), record.into())
-                        .await
-                        .map_err(|e| e.to_string())?;
+        let mut puts = Vec::new();
+        let mut events = Vec::new();
+        let mut deletes = Vec::new();
+        for pending in batch {
+            match pending {
+                Pending::Arrive { arrivals, announcements, .. } => {
+                    for announcement in announcements {
+                        let record = serde_json::to_vec(announcement).map_err(|e| e.to_string())?;
+                        puts.push((self.key(announcement), Bytes::from(record)));
+                    }
+                    events.extend(arrivals);
                 }
-                for arrival in arrivals {
-                    publish(shared, arrival).await?;
-                }
-            }
-            Pending::Depart(announcements) => {
-                for announcement in announcements {
-                    publish(shared, &announcement.departure).await?;
-                    shared.jetstream().map_err(|e| e.to_string())?;
-                    records.delete(self.key(announcement)).await.map_err(|e| e.to_string())?;
+                Pending::Depart(announcements) => {
+                    for announcement in announcements {
+                        events.push(&announcement.departure);
+                        deletes.push(self.key(announcement));
+                    }
                 }
             }
         }
+        connection.jetstream().map_err(|e| e.to_string())?;
+        let puts = puts.into_iter().map(|(key, record)| records.put(key, record));
+        futures_util::future::try_join_all(puts).await.map_err(|e| e.to_string())?;
+        match connection.publish_batch(&events, Some(PRESENCE_TTL)).await {
+            Ok(()) => {}
+            Err(TransportError::Unavailable { reason, .. }) => return Err(reason),
+            // Trying again cannot help: said, and dropped, so that the queue goes on.
+            Err(error) => tracing::error!(%error, "cannot publish subscription events"),
+        }
+        connection.jetstream().map_err(|e| e.to_string())?;
+        let deletes = deletes.iter().map(|key| records.delete(key));
+        futures_util::future::try_join_all(deletes).await.map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -310,14 +330,14 @@ impl Presence {
 
     /// Refreshes this node's entry, and announces the departures of the dead nodes' records
     /// when this node is the live one with the smallest id.
-    async fn keep_alive(&self, shared: &Connection, records: &Store, nodes: &Store) {
+    async fn keep_alive(&self, connection: &Connection, records: &Store, nodes: &Store) {
         let mut tick = tokio::time::interval(NODE_REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Nodes with records but no entry, since when this node has seen them so.
         let mut missing: HashMap<String, tokio::time::Instant> = HashMap::new();
         loop {
             tick.tick().await;
-            if shared.jetstream().is_err() {
+            if connection.jetstream().is_err() {
                 continue;
             }
             if let Err(error) = nodes.put(&self.node, Bytes::new()).await {
@@ -353,7 +373,7 @@ impl Presence {
                 if missing.get(node).is_none_or(|since| now - *since < NODE_TTL) {
                     continue;
                 }
-                let departed = publish(shared, &announcement.departure).await;
+                let departed = publish(connection, &announcement.departure).await;
                 if let Err(error) = departed {
                     tracing::warn!(%error, "cannot announce a dead node's departures yet");
                     break;
@@ -377,8 +397,8 @@ fn node_of(key: &str) -> &str {
     key.split('.').next().unwrap_or_default()
 }
 
-async fn publish(shared: &Connection, update: &Update) -> Result<(), String> {
-    match shared.publish_one(update, Some(PRESENCE_TTL)).await {
+async fn publish(connection: &Connection, update: &Update) -> Result<(), String> {
+    match connection.publish_one(update, Some(PRESENCE_TTL)).await {
         Ok(_) => Ok(()),
         Err(TransportError::Unavailable { reason, .. }) => Err(reason),
         // Trying again cannot help: said, and dropped, so that the queue goes on.
