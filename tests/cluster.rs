@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use common::*;
+use nats::node::Node;
 use nats::NatsCluster;
 
 /// How long a node may take to connect and read the stream (a bound for a hung test only).
@@ -402,57 +403,6 @@ async fn nodes_authenticate_to_nats_with_a_token() {
     assert_eq!(ready.status(), 503);
 }
 
-/// The hub binary on `transport = nats`, on a free port; killed (SIGKILL) when dropped.
-struct HubProcess {
-    child: std::process::Child,
-    url: String,
-    base: String,
-}
-
-impl HubProcess {
-    async fn start(cluster: &NatsCluster, stream: &str, settings: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_quicksilver"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("MERCURE_JWT_KEY", KEY)
-            .env("MERCURE_ADDR", format!("127.0.0.1:{port}"))
-            .env("MERCURE_TRANSPORT", "nats")
-            .env("MERCURE_NATS_URL", cluster.urls())
-            .env("MERCURE_NATS_STREAM", stream)
-            .envs(settings.iter().copied())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the hub starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let process = Self { child, url: format!("{base}{HUB}"), base };
-        let deadline = tokio::time::Instant::now() + READY_WITHIN;
-        loop {
-            let ready = client().get(format!("{}/readyz", process.base)).send().await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return process;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the hub process is not ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 const WATCH: &str = "/.well-known/mercure/subscriptions{/topic}{/subscriber}";
 
 /// The subscriptions the API of `hub` lists, as (topic, subscriber) pairs.
@@ -483,7 +433,7 @@ async fn every_node_lists_every_subscription_and_a_killed_node_departs_once() {
     let cluster = NatsCluster::start(1).await;
     let presence = [("MERCURE_SUBSCRIPTIONS", "true")];
     let here = node_with(&cluster, "PRESENCE", &presence).await;
-    let mut there = HubProcess::start(&cluster, "PRESENCE", &presence).await;
+    let there = Node::start(&cluster, "PRESENCE", &presence).await;
     let watcher_token = token(serde_json::json!({ "subscribe": [WATCH] }));
     let mut watcher = Events::open(&here, &topics_query(&[WATCH]), Some(&watcher_token)).await;
     let own: serde_json::Value = serde_json::from_str(&watcher.next().await.data).expect("JSON");
@@ -577,7 +527,7 @@ async fn subscriptions_during_a_nats_outage_are_served_and_announced_when_it_is_
 async fn a_node_stopped_with_sigterm_announces_its_departures_before_it_exits() {
     let cluster = NatsCluster::start(1).await;
     let settings = [("MERCURE_SUBSCRIPTIONS", "true"), ("MERCURE_DRAIN_TIMEOUT", "1s")];
-    let mut node = HubProcess::start(&cluster, "BYE", &settings).await;
+    let node = Node::start(&cluster, "BYE", &settings).await;
     let response = client()
         .get(format!("{}?topic=%2Fbye", node.url))
         .bearer_auth(subscriber())
@@ -594,11 +544,21 @@ async fn a_node_stopped_with_sigterm_announces_its_departures_before_it_exits() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let pid = node.child.id().to_string();
+    let pid = node.pid.to_string();
     let status = std::process::Command::new("kill").args(["-TERM", &pid]).status();
     assert!(status.is_ok_and(|s| s.success()));
-    let exited = node.child.wait().expect("the node exits");
-    assert!(exited.success(), "a clean exit: {exited:?}");
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    // Exited: gone, or a zombie until its watchdog shell reaps it.
+    let running = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        state.is_some_and(|state| state != 'Z')
+    };
+    while running() {
+        assert!(tokio::time::Instant::now() < deadline, "the node exits:\n{}", node.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(node.logs().ends_with("stopped"), "a clean exit:\n{}", node.logs());
     drop(response);
 
     // No other node exists: what the stream and the bucket hold now, the node did itself.

@@ -17,22 +17,15 @@
 mod common;
 mod nats;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use nats::node::{Node, READY_WITHIN};
 use nats::NatsCluster;
 use tokio::time::Instant;
 
-const BIN: &str = env!("CARGO_BIN_EXE_quicksilver");
-/// How long a node may take to log that it listens (a bound for a hung test only).
-const LISTENING_WITHIN: Duration = Duration::from_secs(30);
-/// How long a node may take to connect to NATS and read the stream, at start or after a fault.
-const READY_WITHIN: Duration = Duration::from_secs(60);
 /// How long a publication may take to be acknowledged, retries included.
 const ACKNOWLEDGED_WITHIN: Duration = Duration::from_secs(90);
 /// How long a subscriber may take to receive everything it waits for (a node whose consumer
@@ -44,190 +37,6 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// The pause between two publications of a continuous publisher: enough that the fault happens
 /// while the publications go on, short enough to keep the test quick.
 const PACE: Duration = Duration::from_millis(10);
-
-/// Runs the hub given as `$0` with the arguments given (its stdout discarded, its stderr passed
-/// on), prints its pid, waits for stdin to close and kills the hub: the hub dies with the test
-/// process, however that dies.
-const WATCHDOG: &str = r#""$0" "$@" >/dev/null &
-hub=$!
-echo "$hub"
-read -r _ || true
-kill -9 "$hub" 2>/dev/null
-wait "$hub" 2>/dev/null
-exit 0"#;
-
-// ---------------------------------------------------------------------------------------------
-// A hub node: the real binary
-// ---------------------------------------------------------------------------------------------
-
-/// A hub process on `transport = nats`, on an ephemeral port; killed (`SIGKILL`) when dropped.
-struct Node {
-    addr: SocketAddr,
-    /// The hub endpoint, `http://addr/.well-known/mercure`.
-    url: String,
-    pid: u32,
-    watchdog: Child,
-    /// Closing it makes the watchdog kill the hub.
-    lifeline: Option<ChildStdin>,
-    /// Every log line so far, for failure messages.
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Node {
-    /// A node on `cluster`'s stream `stream` (replicated on every server), with more settings,
-    /// once it is ready.
-    async fn start(cluster: &NatsCluster, stream: &str, settings: &[(&str, &str)]) -> Self {
-        let every: Vec<usize> = (0..cluster.servers.len()).collect();
-        Self::start_on(cluster, &every, stream, settings).await
-    }
-
-    /// [`Self::start`], given the URLs of the servers numbered `servers` only (it may still learn
-    /// of the others from them, as NATS clients do).
-    async fn start_on(
-        cluster: &NatsCluster,
-        servers: &[usize],
-        stream: &str,
-        settings: &[(&str, &str)],
-    ) -> Self {
-        let urls: Vec<String> = servers.iter().map(|&i| cluster.servers[i].url()).collect();
-        let urls = urls.join(",");
-        let replicas = cluster.servers.len().to_string();
-        let mut env = vec![
-            ("MERCURE_NATS_URL", urls.as_str()),
-            ("MERCURE_NATS_STREAM", stream),
-            ("MERCURE_NATS_REPLICAS", replicas.as_str()),
-        ];
-        env.extend_from_slice(settings);
-        let node = Self::spawn(&env);
-        let waited = node.wait_ready(true).await;
-        assert!(
-            waited.is_some(),
-            "the node is not ready within {READY_WITHIN:?}:\n{}",
-            node.logs()
-        );
-        node
-    }
-
-    /// Spawns the binary with a cleared environment plus `env`, and waits for its "listening on"
-    /// log line.
-    fn spawn(env: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir();
-        let mut command = Command::new("sh");
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .env("MERCURE_ADDR", "127.0.0.1:0")
-            .env("MERCURE_WORKERS", "1")
-            .env("MERCURE_JWT_KEY", KEY)
-            .env("MERCURE_TRANSPORT", "nats")
-            .current_dir(dir);
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut watchdog = command
-            .args(["-c", WATCHDOG, BIN])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sh runs");
-        let mut pid = String::new();
-        let stdout = watchdog.stdout.take().expect("piped stdout");
-        BufReader::new(stdout).read_line(&mut pid).expect("the watchdog prints the pid");
-        let pid = pid.trim().parse().expect("a pid");
-        let lifeline = watchdog.stdin.take();
-        let stderr = watchdog.stderr.take().expect("piped stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (listening, is_listening) = std::sync::mpsc::channel();
-        {
-            // Drains the log for the life of the hub, so that it never blocks on a full pipe.
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addr) = listening_addr(&line) {
-                        let _ = listening.send(addr);
-                    }
-                    lines.lock().expect("no panic while holding the log").push(line);
-                }
-            });
-        }
-        let mut node = Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            url: String::new(),
-            pid,
-            watchdog,
-            lifeline,
-            lines,
-        };
-        match is_listening.recv_timeout(LISTENING_WITHIN) {
-            Ok(addr) => {
-                node.addr = addr;
-                node.url = format!("http://{addr}{HUB}");
-                node
-            }
-            Err(_) => {
-                panic!("no \"listening on\" line within {LISTENING_WITHIN:?}:\n{}", node.logs())
-            }
-        }
-    }
-
-    /// `http://addr` + `path`.
-    fn at(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// The status of `GET path`; `None` when the node does not answer.
-    async fn status(&self, path: &str) -> Option<u16> {
-        let request = client().get(self.at(path)).timeout(Duration::from_secs(5));
-        Some(request.send().await.ok()?.status().as_u16())
-    }
-
-    /// Waits until `/readyz` answers 200 (`ready`) or not; how long that took, `None` after
-    /// [`READY_WITHIN`].
-    async fn wait_ready(&self, ready: bool) -> Option<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < READY_WITHIN {
-            // A node that does not answer at all is neither.
-            if let Some(status) = self.status("/readyz").await {
-                if (status == 200) == ready {
-                    return Some(start.elapsed());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-
-    /// Kills the hub at once (`SIGKILL`), as a crash.
-    fn kill(&self) {
-        let status = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -9 {}", self.pid);
-    }
-
-    /// The log so far.
-    fn logs(&self) -> String {
-        let lines = self.lines.lock().expect("no panic while holding the log");
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // Closing the lifeline makes the watchdog kill the hub; wait for both to be gone.
-        if let Some(mut lifeline) = self.lifeline.take() {
-            let _ = lifeline.write_all(b"\n");
-        }
-        let _ = self.watchdog.wait();
-    }
-}
-
-/// `ADDR` in "... listening on http://ADDR/.well-known/mercure ...".
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.split_once("listening on http://")?.1;
-    rest.split(['/', ' ']).next()?.parse().ok()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Publishers and subscribers

@@ -4,6 +4,7 @@
 //! leader to a crash and elects another, takes the crashed server back, and leaves no process
 //! behind.
 
+mod common;
 mod nats;
 
 use nats::{server_binary, NatsCluster};

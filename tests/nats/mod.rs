@@ -13,6 +13,8 @@
 //! too, so a server left stopped by a failing test is gone as well.
 #![allow(dead_code, missing_docs)]
 
+pub mod node;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -23,14 +25,15 @@ use std::time::Duration;
 /// seconds; the limit only bounds a test that would otherwise hang).
 const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
 
-/// Runs the server given as `$0` with the arguments given, prints its pid, then waits for its
-/// stdin to close and kills the server.
-const WATCHDOG: &str = r#""$0" "$@" >/dev/null 2>&1 &
-server=$!
-echo "$server"
+/// Runs the program given as `$0` with the arguments given (its standard output discarded, its
+/// standard error the shell's), prints its pid, then waits for its stdin to close and kills the
+/// program: a server or a hub dies with the test process, however that dies.
+pub const WATCHDOG: &str = r#""$0" "$@" >/dev/null &
+child=$!
+echo "$child"
 read -r _ || true
-kill -9 "$server" 2>/dev/null
-wait "$server" 2>/dev/null
+kill -9 "$child" 2>/dev/null
+wait "$child" 2>/dev/null
 exit 0"#;
 
 /// The nats-server binary to run.
