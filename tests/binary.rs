@@ -546,6 +546,15 @@ async fn sigterm_drains_streams_and_keeps_every_acknowledged_update() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.terminate();
+    // Draining, the node is no longer ready: load balancers send new clients elsewhere.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !server.stderr().contains("draining") {
+        assert!(std::time::Instant::now() < deadline, "{}", server.stderr());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ready = client().get(format!("http://{}/readyz", server.addr)).send().await;
+    let ready = ready.map(|r| r.status().as_u16());
+    assert!(!matches!(ready, Ok(200)), "ready while draining: {ready:?}");
     let status = tokio::task::block_in_place(|| server.wait_exit(PATIENCE));
     assert!(status.success(), "exit status {status:?}\n{}", server.stderr());
     assert!(server.stderr().contains("draining"), "{}", server.stderr());

@@ -579,3 +579,14 @@ async fn a_node_stopped_with_sigterm_announces_its_departures_before_it_exits() 
     assert_eq!(events, expected, "one arrival, then one departure");
     assert_eq!(records.keys().await.expect("keys").count().await, 0, "its record is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_limit_above_the_servers_max_payload_is_warned_about_at_start() {
+    let cluster = NatsCluster::start(1).await;
+    // The servers' max_payload is 1 MiB by default.
+    let node = Node::start(&cluster, "BODY", &[("MERCURE_MAX_REQUEST_BODY_SIZE", "2MiB")]).await;
+    let logs = node.logs();
+    assert!(logs.contains("max_payload=1048576") && logs.contains("will get 413"), "{logs}");
+    let quiet = Node::start(&cluster, "BODY", &[("MERCURE_MAX_REQUEST_BODY_SIZE", "512KiB")]).await;
+    assert!(!quiet.logs().contains("will get 413"), "{}", quiet.logs());
+}

@@ -16,14 +16,14 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n")
 }
 
-/// Readiness: the transport accepts publications.
+/// Readiness: the transport accepts publications, and the node is not shutting down.
 pub async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
-    if hub.transport.is_ready() {
+    if hub.is_ready() {
         HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready\n")
     } else {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain; charset=utf-8")
-            .body("not ready: the transport cannot store updates\n")
+            .body("not ready: shutting down, or the transport cannot store updates\n")
     }
 }
 

@@ -204,14 +204,16 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Waits for SIGTERM or SIGINT, then shuts down gracefully: stops accepting connections, ends
-/// open streams spread over `drain_timeout` (clients reconnect, through a load balancer to
-/// another node), lets in-flight publications finish, and returns so the process exits 0.
+/// Waits for SIGTERM or SIGINT, then shuts down gracefully: turns unready (`/readyz` 503), stops
+/// accepting connections, ends open streams spread over `drain_timeout` (clients reconnect,
+/// through a load balancer to another node), lets in-flight publications finish, and returns so
+/// the process exits 0.
 /// Every acknowledged publication was already durably stored before its answer.
 pub async fn shutdown_on_signal(hub: Hub, server: actix_web::dev::ServerHandle) {
     wait_for_signal().await;
     let drain = hub.config.drain_timeout;
     tracing::info!(?drain, "shutdown signal received: draining");
+    hub.stop();
     let _ = hub.router.drain(drain);
     // `stop(true)` stops accepting at once and waits for open connections (the streams, which
     // the router ends within `drain`) up to the shutdown timeout.

@@ -13,6 +13,7 @@ pub mod presence;
 pub mod router;
 pub mod subscriber;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::config::{Config, NatsSettings, TransportKind};
@@ -37,6 +38,8 @@ pub struct Hub {
     pub router: Router,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Raised when a shutdown starts: the node is no longer ready.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Hub {
@@ -54,9 +57,8 @@ impl Hub {
                     Arc::new(LocalTransport::start(store, feed, metrics, memory)?)
                 }
                 TransportKind::Nats(settings) => {
-                    let size = config.history_size;
                     let settings = NatsSettings::clone(settings);
-                    Arc::new(NatsTransport::start(settings, size, feed, memory, &metrics)?)
+                    Arc::new(NatsTransport::start(settings, config, feed, &metrics)?)
                 }
             })
         })
@@ -74,6 +76,33 @@ impl Hub {
         let (feed, received) = feed::channel();
         let router = router::start(received, metrics.clone())?;
         let transport = build(feed, &config, metrics.clone())?;
-        Ok(Self { config: Arc::new(config), transport, router, metrics })
+        Ok(Self { config: Arc::new(config), transport, router, metrics, stopping: Arc::default() })
+    }
+
+    /// Starts a shutdown: from now on the node is not ready, so that load balancers send new
+    /// clients elsewhere while its streams drain.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Whether the node accepts new work: its transport is ready and it is not shutting down.
+    pub fn is_ready(&self) -> bool {
+        !self.stopping.load(Ordering::Acquire) && self.transport.is_ready()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hub_that_is_stopping_is_not_ready() {
+        let env = [("MERCURE_JWT_KEY", "k"), ("MERCURE_TRANSPORT", "memory")];
+        let env = env.map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let hub = Hub::start(Config::from_sources(None, env).expect("valid")).expect("started");
+        assert!(hub.is_ready());
+        hub.clone().stop();
+        assert!(!hub.is_ready(), "every handle sees it");
+        assert!(hub.transport.is_ready(), "while the transport still works");
     }
 }

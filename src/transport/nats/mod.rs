@@ -61,7 +61,7 @@ use super::feed::{Feed, NewFeed, RouterStopped};
 use super::pages::{self, Chunk, Page, ReplayPages};
 use super::recent::{Keep, Recent};
 use super::{Announcement, Transport, TransportError};
-use crate::config::{NatsAuth, NatsSettings};
+use crate::config::{Config, NatsAuth, NatsSettings};
 use crate::metrics::{Metrics, NatsMetrics};
 use crate::update::{Dispatched, Seq, Update};
 use connection::{decode, subject, unavailable, Connection, PRESENCE_TTL, RETRY};
@@ -85,6 +85,8 @@ const START_GRACE: Duration = Duration::from_secs(30);
 struct Shared {
     connection: Arc<Connection>,
     history_size: u64,
+    /// `max_request_body_size`: the largest publication the hub takes.
+    largest_body: usize,
     /// Whether the bridge is reading the stream (readiness).
     reading: AtomicBool,
     /// The updates the bridge has read, most recent last. Written by the bridge only; a lock
@@ -148,16 +150,17 @@ impl NatsTransport {
     /// the stream cannot be set up with these settings, [`Transport::fatal`] says why.
     pub fn start(
         settings: NatsSettings,
-        history_size: u64,
+        config: &Config,
         feed: NewFeed,
-        replay_memory: usize,
         metrics: &Metrics,
     ) -> Result<Self, TransportError> {
+        let (history_size, replay_memory) = (config.history_size, config.replay_memory);
         let history = metrics.clone();
         let metrics = metrics.nats();
         let shared = Arc::new(Shared {
             connection: Arc::new(Connection::new(settings, metrics.clone())),
             history_size,
+            largest_body: config.max_request_body_size,
             reading: AtomicBool::new(false),
             window: Mutex::default(),
             fatal: watch::Sender::new(None),
@@ -393,8 +396,8 @@ impl Bridge {
                 Ok(connected) => break connected,
                 Err(SetupError::Fatal(reason)) => {
                     tracing::error!(%servers, %reason, "cannot use NATS");
-                    // The feed is dropped unstarted: the router stops with the hub.
-                    // Kept for whoever asks later, even if nobody is listening yet.
+                    // Kept for whoever asks later, even if nobody listens yet. The feed is
+                    // dropped unstarted: the router stops with the hub.
                     self.shared.fatal.send_replace(Some(reason));
                     return;
                 }
@@ -501,6 +504,15 @@ impl Bridge {
             .await
             .map_err(|e| SetupError::Retry(format!("cannot connect: {e}")))?;
         self.metrics.set_connected(true);
+        let max_payload = client.server_info().max_payload;
+        if self.shared.largest_body > max_payload {
+            tracing::warn!(
+                max_request_body_size = self.shared.largest_body,
+                max_payload,
+                "publications larger than the NATS server's max_payload will get 413: lower \
+                 max_request_body_size, or raise max_payload on the servers"
+            );
+        }
         let version = client.server_info().version;
         if !recent_enough(&version) {
             return Err(SetupError::Fatal(format!(
