@@ -216,7 +216,7 @@ fn run_until_exit(cluster: &NatsCluster, settings: &[(&str, &str)]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_the_hub_cannot_set_up_stops_start_up_naming_the_setting() {
-    use async_nats::jetstream::stream::{Config, StorageType};
+    use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
     let cluster = NatsCluster::start(1).await;
     let jetstream =
         async_nats::jetstream::new(async_nats::connect(cluster.urls()).await.expect("connect"));
@@ -233,6 +233,14 @@ async fn a_stream_the_hub_cannot_set_up_stops_start_up_naming_the_setting() {
         };
         jetstream.create_stream(config).await.expect("stream created");
     }
+    // And one that deletes what a consumer acknowledged: history would vanish.
+    let config = Config {
+        name: "QUEUE".into(),
+        subjects: vec!["QUEUE.>".into()],
+        retention: RetentionPolicy::WorkQueue,
+        ..Config::default()
+    };
+    jetstream.create_stream(config).await.expect("stream created");
 
     // A single server cannot hold 3 copies.
     let stderr = run_until_exit(&cluster, &[("MERCURE_NATS_REPLICAS", "3")]);
@@ -240,6 +248,8 @@ async fn a_stream_the_hub_cannot_set_up_stops_start_up_naming_the_setting() {
     let stderr = run_until_exit(&cluster, &[("MERCURE_NATS_STREAM", "MEM")]);
     assert!(stderr.contains("stream MEM exists with settings"), "{stderr}");
     assert!(stderr.contains("nats_stream"), "{stderr}");
+    let stderr = run_until_exit(&cluster, &[("MERCURE_NATS_STREAM", "QUEUE")]);
+    assert!(stderr.contains("stream QUEUE exists with settings"), "{stderr}");
     let stderr = run_until_exit(&cluster, &[("MERCURE_NATS_STREAM", "TAKEN")]);
     assert!(stderr.contains("of nats_stream TAKEN belong to another stream"), "{stderr}");
     let info = jetstream.get_stream("MEM").await.expect("still there").cached_info().clone();
