@@ -600,3 +600,38 @@ async fn a_body_limit_above_the_servers_max_payload_is_warned_about_at_start() {
     let quiet = Node::start(&cluster, "BODY", &[("MERCURE_MAX_REQUEST_BODY_SIZE", "512KiB")]).await;
     assert!(!quiet.logs().contains("will get 413"), "{}", quiet.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_taken_for_dead_ends_the_streams_whose_departure_was_announced() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("quicksilver=debug,async_nats::jetstream=debug")
+        .try_init();
+    // Servers that do not tell clients about each other: the first node knows only the first.
+    let mut cluster = NatsCluster::start_with(3, &["--no_advertise"]).await;
+    let urls: Vec<String> = cluster.servers.iter().map(|s| s.url()).collect();
+    let others = urls[1..].join(",");
+    let presence = ("MERCURE_SUBSCRIPTIONS", "true");
+    let cut = node_with(&cluster, "TAKEN", &[presence, ("MERCURE_NATS_URL", &urls[0])]).await;
+    let watching = node_with(&cluster, "TAKEN", &[presence, ("MERCURE_NATS_URL", &others)]).await;
+    let watcher_token = token(serde_json::json!({ "subscribe": [WATCH] }));
+    let mut watcher = Events::open(&watching, &topics_query(&[WATCH]), Some(&watcher_token)).await;
+    let event = |e: Event| -> (String, bool) {
+        let body: serde_json::Value = serde_json::from_str(&e.data).expect("JSON");
+        (body["topic"].as_str().unwrap_or_default().to_owned(), body["active"] == true)
+    };
+    let own = watcher.next_within(READY_WITHIN).await.expect("its own arrival");
+    assert_eq!(event(own), (WATCH.to_owned(), true));
+    let mut open = Events::open(&cut, &topics_query(&["/cut"]), Some(&subscriber())).await;
+    assert_eq!(event(watcher.next().await), ("/cut".to_owned(), true));
+
+    // Cut off from NATS long enough to be taken for dead: its subscription's departure is
+    // announced by the other node while the stream is still open.
+    cluster.kill(0);
+    let departure = watcher.next_within(READY_WITHIN).await.expect("a departure");
+    assert_eq!(event(departure), ("/cut".to_owned(), false));
+    cluster.restart(0).await;
+    // Back, the node learns it and ends the stream, so that the departure is true and the
+    // client comes back; its own departure is the same update, stored once.
+    assert!(open.closed_within(READY_WITHIN).await, "the stream ends");
+    watcher.assert_silent(Duration::from_secs(2)).await;
+}

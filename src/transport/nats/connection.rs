@@ -26,6 +26,10 @@ pub(super) const FORMAT_HEADER: &str = "Quicksilver-Format";
 pub(super) const RETRY: Duration = Duration::from_secs(1);
 /// What a client is told to wait when NATS is out of reach.
 pub(super) const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// How long a request that sets up a stream or a bucket may take. JetStream (2.14) answers
+/// neither of two clients creating the same stream at once; asked again, both get their
+/// answer, so this is short and the request is repeated.
+pub(super) const SETUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long subscription events stay in the stream: they describe connections, and a single
 /// node keeps only its last 10,000 in memory; this bounds what clients opening and closing
 /// subscriptions add to the stream.

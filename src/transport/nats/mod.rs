@@ -64,7 +64,7 @@ use super::{Announcement, Transport, TransportError};
 use crate::config::{Config, NatsAuth, NatsSettings};
 use crate::metrics::{Metrics, NatsMetrics};
 use crate::update::{Dispatched, Seq, Update};
-use connection::{decode, subject, unavailable, Connection, PRESENCE_TTL, RETRY};
+use connection::{decode, subject, unavailable, Connection, PRESENCE_TTL, RETRY, SETUP_TIMEOUT};
 use presence::Presence;
 
 /// Oldest NATS server version the transport accepts.
@@ -547,7 +547,9 @@ impl Bridge {
             allow_message_ttl: true,
             ..StreamConfig::default()
         };
-        let info = jetstream.create_or_update_stream(config).await.map_err(|error| {
+        let mut setup = jetstream.clone();
+        setup.set_timeout(SETUP_TIMEOUT);
+        let info = setup.create_or_update_stream(config).await.map_err(|error| {
             let code = match error.kind() {
                 CreateStreamErrorKind::JetStream(error) => Some(error.error_code()),
                 _ => None,
@@ -605,6 +607,14 @@ impl Bridge {
         loop {
             let message = tokio::select! {
                 message = messages.next() => message,
+                () = self.presence.taken_for_dead() => {
+                    // The other nodes announced the end of this node's subscriptions: end
+                    // them, so that their clients come back and are announced again.
+                    if feed.reset(self.position).await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 _ = watch.tick() => {
                     let (first, last) = self.check(stream).await?;
                     lock(&self.shared.window).trim_before(first);

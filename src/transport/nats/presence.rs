@@ -6,12 +6,14 @@
 //!   [`Announcement`] as JSON), and watches that bucket, so that its subscriptions API lists the
 //!   subscriptions of every node.
 //! - **Liveness.** Every node keeps an entry of its own in `{stream}_nodes`, refreshed every
-//!   [`NODE_REFRESH`]; an entry not refreshed for [`NODE_TTL`] expires, and the node's records
-//!   are no longer listed. A node still without an entry [`NODE_TTL`] later is dead (the wait
-//!   lets live nodes list themselves again after a NATS restart): the live node with the
-//!   smallest id publishes the departures of its records and deletes them. A departure is made
-//!   at arrival, so that if the dead node had published it already, JetStream's duplicate window
-//!   drops the second copy.
+//!   [`NODE_REFRESH`]. An entry older than [`NODE_TTL`] (by the server's time stamps, compared
+//!   with the newest entry's, so that the nodes' clocks do not matter) is stale, and its node's
+//!   records are no longer listed. A node still stale [`NODE_TTL`] later is dead (the wait lets
+//!   live nodes refresh again after a NATS restart): the live node with the smallest id publishes
+//!   the departures of its records and deletes them, then its entry. A departure is made at
+//!   arrival, so that if the dead node had published it already, JetStream's duplicate window
+//!   drops the second copy. A node that finds its records deleted while their subscriptions are
+//!   open (it was cut off from NATS, and taken for dead) ends their streams.
 //! - **Outages.** Announcements are queued, in order, and made by one task, which waits while
 //!   NATS is out of reach: a subscription opened meanwhile is served and announced when NATS is
 //!   back, and one that also ended meanwhile is never announced at all. The record is written
@@ -30,7 +32,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::connection::{Connection, PRESENCE_TTL, RETRY};
+use super::connection::{Connection, PRESENCE_TTL, RETRY, SETUP_TIMEOUT};
 use crate::transport::{Announcement, TransportError};
 use crate::update::Update;
 
@@ -79,6 +81,11 @@ pub(super) struct Presence {
     listed: Mutex<HashMap<String, Announcement>>,
     /// The nodes listed as alive at the last look, `None` before the first.
     live: Mutex<Option<BTreeSet<String>>>,
+    /// The keys of this node's records whose subscriptions are still open.
+    own: Mutex<HashSet<String>>,
+    /// Told when another node deleted one of those records: it took this node for dead (cut
+    /// off from NATS for longer than [`NODE_TTL`] twice) and announced the departures.
+    taken_for_dead: tokio::sync::Notify,
 }
 
 impl Presence {
@@ -89,7 +96,16 @@ impl Presence {
             queued: tokio::sync::Notify::new(),
             listed: Mutex::default(),
             live: Mutex::default(),
+            own: Mutex::default(),
+            taken_for_dead: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves when another node took this one for dead and announced the departures of its
+    /// subscriptions, although they are open: their streams must end (their clients then come
+    /// back, and are announced again).
+    pub(super) async fn taken_for_dead(&self) {
+        self.taken_for_dead.notified().await;
     }
 
     /// Queues the announcement of a subscription, and waits until it is made, at most
@@ -178,6 +194,8 @@ impl Presence {
         jetstream: &Context,
     ) -> Result<(Store, Store), String> {
         let stream = &connection.settings.stream;
+        let mut jetstream = jetstream.clone();
+        jetstream.set_timeout(SETUP_TIMEOUT);
         let records = jetstream
             .create_or_update_key_value(kv::Config {
                 bucket: format!("{stream}_presence"),
@@ -194,8 +212,7 @@ impl Presence {
                 bucket: format!("{stream}_nodes"),
                 description: "Quicksilver: the live nodes".into(),
                 history: 1,
-                max_age: NODE_TTL,
-                storage: StorageType::Memory,
+                storage: StorageType::File,
                 num_replicas: connection.settings.replicas,
                 ..kv::Config::default()
             })
@@ -262,14 +279,18 @@ impl Presence {
                 Pending::Arrive { arrivals, announcements, .. } => {
                     for announcement in announcements {
                         let record = serde_json::to_vec(announcement).map_err(|e| e.to_string())?;
-                        puts.push((self.key(announcement), Bytes::from(record)));
+                        let key = self.key(announcement);
+                        lock(&self.own).insert(key.clone());
+                        puts.push((key, Bytes::from(record)));
                     }
                     events.extend(arrivals);
                 }
                 Pending::Depart(announcements) => {
                     for announcement in announcements {
                         events.push(&announcement.departure);
-                        deletes.push(self.key(announcement));
+                        let key = self.key(announcement);
+                        lock(&self.own).remove(&key);
+                        deletes.push(key);
                     }
                 }
             }
@@ -318,6 +339,14 @@ impl Presence {
                             },
                             Operation::Delete | Operation::Purge => {
                                 listed.remove(&entry.key);
+                                if lock(&self.own).remove(&entry.key) {
+                                    tracing::warn!(
+                                        key = entry.key,
+                                        "another node took this one for dead and announced \
+                                         the end of its open subscriptions: ending them"
+                                    );
+                                    self.taken_for_dead.notify_one();
+                                }
                             }
                         }
                     }
@@ -350,8 +379,8 @@ impl Presence {
                 let listed = lock(&self.listed);
                 listed.iter().filter(|(k, _)| node_of(k) != self.node).map(clone_pair).collect()
             };
-            let live = match live_nodes(nodes).await {
-                Ok(live) => live,
+            let (live, stale) = match live_nodes(nodes).await {
+                Ok(nodes) => nodes,
                 Err(error) => {
                     tracing::warn!(%error, "cannot list the live nodes");
                     continue;
@@ -367,6 +396,12 @@ impl Presence {
             }
             if live.first() != Some(&self.node) {
                 continue;
+            }
+            // The entries of dead nodes whose records are all dealt with.
+            for node in stale.iter().filter(|n| !others.iter().any(|(k, _)| node_of(k) == *n)) {
+                if let Err(error) = nodes.delete(node).await {
+                    tracing::warn!(%error, "cannot delete a dead node's entry");
+                }
             }
             for (key, announcement) in others {
                 let node = node_of(&key);
@@ -409,13 +444,25 @@ async fn publish(connection: &Connection, update: &Update) -> Result<(), String>
     }
 }
 
-async fn live_nodes(nodes: &Store) -> Result<BTreeSet<String>, String> {
+/// The nodes whose entries are fresh (refreshed within [`NODE_TTL`] of the newest entry), and
+/// those whose entries are stale.
+async fn live_nodes(nodes: &Store) -> Result<(BTreeSet<String>, Vec<String>), String> {
     let mut keys = nodes.keys().await.map_err(|e| e.to_string())?;
-    let mut live = BTreeSet::new();
+    let mut stamped = Vec::new();
     while let Some(key) = keys.next().await {
-        live.insert(key.map_err(|e| e.to_string())?);
+        let key = key.map_err(|e| e.to_string())?;
+        if let Some(entry) = nodes.entry(&key).await.map_err(|e| e.to_string())? {
+            stamped.push((key, entry.created.unix_timestamp_nanos()));
+        }
     }
-    Ok(live)
+    let newest = stamped.iter().map(|(_, at)| *at).max().unwrap_or_default();
+    let ttl = i128::try_from(NODE_TTL.as_nanos()).unwrap_or(i128::MAX);
+    let (live, stale): (Vec<_>, Vec<_>) =
+        stamped.into_iter().partition(|(_, at)| newest - at <= ttl);
+    Ok((
+        live.into_iter().map(|(key, _)| key).collect(),
+        stale.into_iter().map(|(key, _)| key).collect(),
+    ))
 }
 
 fn clone_pair((key, announcement): (&String, &Announcement)) -> (String, Announcement) {
