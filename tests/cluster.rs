@@ -496,11 +496,16 @@ async fn subscriptions_during_a_nats_outage_are_served_and_announced_when_it_is_
     let before = Events::open(&hub, &topics_query(&["/before"]), Some(&subscriber())).await;
     let (topic, before_id, active) = event(watcher.next().await);
     assert_eq!((topic.as_str(), active), ("/before", true));
+    assert_eq!(metric(&hub, "mercure_nats_connected").await, 1);
 
     cluster.kill(0);
     let deadline = tokio::time::Instant::now() + READY_WITHIN;
     while client().get(hub.at("/readyz")).send().await.expect("readyz").status() == 200 {
         assert!(tokio::time::Instant::now() < deadline, "unready without NATS");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while metric(&hub, "mercure_nats_connected").await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the metric says disconnected");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Meanwhile: one subscription ends, one opens (and is served: no 5xx, which would make an
@@ -525,6 +530,7 @@ async fn subscriptions_during_a_nats_outage_are_served_and_announced_when_it_is_
         seen.push((topic, active));
     }
     watcher.assert_silent(Duration::from_secs(1)).await;
+    assert_eq!(metric(&hub, "mercure_nats_connected").await, 1, "connected again");
     let brief: Vec<bool> = seen.iter().filter(|(t, _)| t == "/brief").map(|(_, a)| *a).collect();
     assert!(brief.is_empty() || brief == [true, false], "{seen:?}");
     assert_eq!(seen.len(), 2 + brief.len(), "once each: {seen:?}");
