@@ -41,10 +41,23 @@ pub fn server_binary() -> String {
     std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".to_owned())
 }
 
-/// A free TCP port on loopback (free when this returns; the server binds it right after).
+/// A free TCP port on loopback (free when this returns; the server binds it right after), never
+/// the same twice in a test process: the kernel may hand a port it just freed out again, and two
+/// servers given one port fail.
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
-    listener.local_addr().expect("its address").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Held until a new one is found, so that the kernel cannot give the same one again.
+    let mut held = Vec::new();
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+        let port = listener.local_addr().expect("its address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+        held.push(listener);
+    }
 }
 
 /// One server of the cluster.
