@@ -188,36 +188,28 @@ impl Presence {
         );
     }
 
+    /// Creates or updates the two buckets (`{stream}_presence`, `{stream}_nodes`), then lists
+    /// this node as alive.
     async fn buckets(
         &self,
         connection: &Connection,
         jetstream: &Context,
     ) -> Result<(Store, Store), String> {
-        let stream = &connection.settings.stream;
         let mut jetstream = jetstream.clone();
         jetstream.set_timeout(SETUP_TIMEOUT);
-        let records = jetstream
-            .create_or_update_key_value(kv::Config {
-                bucket: format!("{stream}_presence"),
-                description: "Quicksilver: the subscriptions of every node".into(),
+        let bucket = |suffix: &str, description: &str| {
+            jetstream.create_or_update_key_value(kv::Config {
+                bucket: format!("{}_{suffix}", connection.settings.stream),
+                description: format!("Quicksilver: {description}"),
                 history: 1,
                 storage: StorageType::File,
                 num_replicas: connection.settings.replicas,
                 ..kv::Config::default()
             })
-            .await
-            .map_err(|e| e.to_string())?;
-        let nodes = jetstream
-            .create_or_update_key_value(kv::Config {
-                bucket: format!("{stream}_nodes"),
-                description: "Quicksilver: the live nodes".into(),
-                history: 1,
-                storage: StorageType::File,
-                num_replicas: connection.settings.replicas,
-                ..kv::Config::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        };
+        let records = bucket("presence", "the subscriptions of every node").await;
+        let records = records.map_err(|e| e.to_string())?;
+        let nodes = bucket("nodes", "the live nodes").await.map_err(|e| e.to_string())?;
         // Listed as alive before any record is written: a record is never seen without its
         // node's entry (see `keep_alive`).
         nodes.put(&self.node, Bytes::new()).await.map_err(|e| e.to_string())?;
