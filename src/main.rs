@@ -10,22 +10,25 @@ use quicksilver::{serve, serve_metrics, shutdown_on_signal, telemetry, Hub, HUB_
 /// during a NATS outage); past it, the other nodes of the cluster make them.
 const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-const USAGE: &str = "Usage: quicksilver [--config PATH]
+const USAGE: &str = "Usage: quicksilver [--config PATH] [--check-config]
 
 A Mercure hub. Settings come from defaults, then the optional TOML file, then environment
 variables MERCURE_<KEY> (for example MERCURE_ADDR=127.0.0.1:9000 MERCURE_JWT_KEY=secret).
-Log verbosity: RUST_LOG (default info).
+Log verbosity: RUST_LOG (default info). --check-config validates the settings as start-up
+does, without listening or connecting, and exits (non-zero when they are invalid).
 
 Settings:";
 
 fn main() -> anyhow::Result<()> {
     let mut config_path = None;
+    let mut check_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => {
                 config_path = Some(PathBuf::from(args.next().context("--config needs a path")?));
             }
+            "--check-config" => check_only = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 for (key, help) in KEYS {
@@ -42,6 +45,16 @@ fn main() -> anyhow::Result<()> {
     }
 
     let config = Config::load(config_path.as_deref()).context("invalid configuration")?;
+    if check_only {
+        if config.dev_key.is_some() {
+            eprintln!(
+                "warning: no JWT key is set (jwt_key, or publisher_jwt_key and \
+                 subscriber_jwt_key): each start would generate a development key"
+            );
+        }
+        println!("configuration is valid");
+        return Ok(());
+    }
     // Kept until the end of `main`: dropping it flushes the spans still to export.
     let _telemetry = telemetry::init(config.log_format).context("cannot set up logging")?;
     let listener = quicksilver::bind(config.addr)

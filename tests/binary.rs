@@ -386,6 +386,42 @@ fn a_port_in_use_is_refused_naming_addr() {
     drop(taken);
 }
 
+#[test]
+fn check_config_validates_without_listening_or_connecting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A port in use and a NATS server nobody runs: start-up would fail or wait on both.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("local addr").to_string();
+    let settings = [
+        ("MERCURE_ADDR", addr.as_str()),
+        ("MERCURE_JWT_KEY", KEY),
+        ("MERCURE_TRANSPORT", "nats"),
+        ("MERCURE_NATS_URL", "nats://127.0.0.1:1"),
+        ("MERCURE_DRAIN_TIMEOUT", "20s"),
+    ];
+    let output = run(dir.path(), &["--check-config"], &settings);
+    assert!(output.status.success(), "{}", output.stderr);
+    assert_eq!(output.stdout.trim(), "configuration is valid");
+    assert!(!output.stderr.contains("warning"), "{}", output.stderr);
+    assert_eq!(std::fs::read_dir(dir.path()).expect("read dir").count(), 0);
+
+    // The same checks as start-up: a bad value is named, and the exit status says so.
+    let output = assert_refused(
+        &["--check-config"],
+        &[("MERCURE_JWT_KEY", KEY), ("MERCURE_DRAIN_TIMEOUT", "twenty")],
+        &["drain_timeout"],
+    );
+    assert!(!output.stdout.contains("valid"), "{}", output.stdout);
+    assert_refused(&["--check-config"], &[("MERCURE_HEARTBEET", "1s")], &["MERCURE_HEARTBEET"]);
+
+    // No key is valid (development mode) but never what a deployment wants: it says so.
+    let output = run(dir.path(), &["--check-config"], &[("MERCURE_ADDR", "127.0.0.1:0")]);
+    assert!(output.status.success(), "{}", output.stderr);
+    assert!(output.stderr.contains("warning: no JWT key"), "{}", output.stderr);
+    assert!(!output.stderr.contains("token"), "printed a token:\n{}", output.stderr);
+    drop(taken);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Development mode
 // ---------------------------------------------------------------------------------------------
