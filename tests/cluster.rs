@@ -156,8 +156,6 @@ async fn publications_on_any_node_reach_every_node_and_resume_anywhere() {
 async fn nodes_authenticate_to_nats_and_a_wrong_password_keeps_them_unready() {
     let cluster = NatsCluster::start_with(1, &["--user", "hub", "--pass", "right-password"]).await;
     let user = ("MERCURE_NATS_USER", "hub");
-    // The node with the wrong password starts first: by the time the other one, started after
-    // it, is ready, it has been refused.
     let bad = start_node(&cluster, "AUTH", &[user, ("MERCURE_NATS_PASSWORD", "wrong")]);
     let good =
         node_with(&cluster, "AUTH", &[user, ("MERCURE_NATS_PASSWORD", "right-password")]).await;
@@ -166,6 +164,7 @@ async fn nodes_authenticate_to_nats_and_a_wrong_password_keeps_them_unready() {
 
     // Refused, it is not ready, and it answers publications at once with 503 and Retry-After
     // rather than holding them.
+    cluster.servers[0].logged("authentication error").await;
     let ready = client().get(bad.at("/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 503);
     let form = [("topic", "a"), ("id", "out")];
@@ -395,6 +394,8 @@ async fn nodes_reach_nats_over_tls_with_a_client_certificate() {
     let mut events = Events::open(&good, &topics_query(&[topic]), Some(&subscriber())).await;
     assert_eq!(publish(&good, &[("topic", topic), ("id", "sealed")]).await.0, 200);
     assert_eq!(events.next().await.id, "sealed");
+    cluster.servers[0].logged("tls: unknown certificate authority").await;
+    cluster.servers[0].logged("tls: client didn't provide a certificate").await;
     for refused in [&untrusted, &anonymous] {
         let ready = client().get(refused.at("/readyz")).send().await.expect("readyz");
         assert_eq!(ready.status(), 503);
@@ -409,7 +410,98 @@ async fn nodes_authenticate_to_nats_with_a_token() {
     let wrong = start_node(&cluster, "TOKEN", &[("MERCURE_NATS_TOKEN", "guess")]);
     let good = node_with(&cluster, "TOKEN", &[("MERCURE_NATS_TOKEN", "s3cret-token")]).await;
     assert_eq!(publish(&good, &[("topic", "a"), ("id", "in")]).await.0, 200);
+    cluster.servers[0].logged("authentication error").await;
     let ready = client().get(wrong.at("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 503);
+}
+
+/// A NATS JWT (the `ed25519-nkey` kind the server's decentralised authentication reads):
+/// `claims` about `subject`, signed by `issuer`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, claims: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    let body = serde_json::json!({
+        "jti": format!("{subject}-{}", now.as_nanos()),
+        "iat": now.as_secs(),
+        "iss": issuer.public_key(),
+        "sub": subject,
+        "name": "quicksilver-test",
+        "nats": claims,
+    });
+    let header = encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let signed = format!("{header}.{}", encode(body.to_string().as_bytes()));
+    let signature = issuer.sign(signed.as_bytes()).expect("signed");
+    format!("{signed}.{}", encode(&signature))
+}
+
+/// A server configuration in operator mode (accounts and users as JWTs, the accounts preloaded)
+/// with one JetStream-enabled account, and in `dir` a credentials file for a user of it
+/// (`hub.creds`) and one for a user signed by an account the server does not know
+/// (`stranger.creds`). Returns the configuration file's path.
+fn operator_mode(dir: &std::path::Path) -> String {
+    let operator = nkeys::KeyPair::new_operator();
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        serde_json::json!({ "type": "operator", "version": 2 }),
+    );
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true,
+        "conn": -1, "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1,
+        "consumer": -1,
+    });
+    let account = |limits: serde_json::Value| {
+        let key = nkeys::KeyPair::new_account();
+        let claims = serde_json::json!({ "limits": limits, "type": "account", "version": 2 });
+        let jwt = nats_jwt(&operator, &key.public_key(), claims);
+        (key, jwt)
+    };
+    let (hub, hub_jwt) = account(unlimited);
+    let (system, system_jwt) = account(serde_json::json!({ "conn": -1 }));
+    let (stranger, _) = account(serde_json::json!({}));
+    for (name, signer) in [("hub", &hub), ("stranger", &stranger)] {
+        let user = nkeys::KeyPair::new_user();
+        let claims = serde_json::json!({
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+            "type": "user", "version": 2,
+        });
+        let jwt = nats_jwt(signer, &user.public_key(), claims);
+        let seed = user.seed().expect("a seed");
+        let creds = format!(
+            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        );
+        std::fs::write(dir.join(format!("{name}.creds")), creds).expect("creds written");
+    }
+    let config = format!(
+        "operator: {operator_jwt}\nsystem_account: {sys}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {sys}: {system_jwt}\n  {hub_key}: {hub_jwt}\n}}\n",
+        sys = system.public_key(),
+        hub_key = hub.public_key(),
+    );
+    let path = dir.join("operator.conf");
+    std::fs::write(&path, config).expect("config written");
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_authenticate_to_nats_with_a_credentials_file() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = operator_mode(dir.path());
+    let creds = |name: &str| dir.path().join(name).to_str().expect("utf-8 path").to_owned();
+    let cluster = NatsCluster::start_with(1, &["-c", &config]).await;
+    let stranger =
+        start_node(&cluster, "CREDS", &[("MERCURE_NATS_CREDS", &creds("stranger.creds"))]);
+    let good = node_with(&cluster, "CREDS", &[("MERCURE_NATS_CREDS", &creds("hub.creds"))]).await;
+    let topic = "https://example.com/creds";
+    let mut events = Events::open(&good, &topics_query(&[topic]), Some(&subscriber())).await;
+    assert_eq!(publish(&good, &[("topic", topic), ("id", "signed")]).await.0, 200);
+    assert_eq!(events.next().await.id, "signed");
+    let ready = client().get(stranger.at("/readyz")).send().await.expect("readyz");
+    // A user of an account the server does not know is refused, and stays unready.
+    cluster.servers[0].logged("authentication error").await;
+    let ready = client().get(stranger.at("/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 503);
 }
 
