@@ -498,7 +498,6 @@ async fn nodes_authenticate_to_nats_with_a_credentials_file() {
     let mut events = Events::open(&good, &topics_query(&[topic]), Some(&subscriber())).await;
     assert_eq!(publish(&good, &[("topic", topic), ("id", "signed")]).await.0, 200);
     assert_eq!(events.next().await.id, "signed");
-    let ready = client().get(stranger.at("/readyz")).send().await.expect("readyz");
     // A user of an account the server does not know is refused, and stays unready.
     cluster.servers[0].logged("authentication error").await;
     let ready = client().get(stranger.at("/readyz")).send().await.expect("readyz");
