@@ -688,12 +688,22 @@ async fn a_node_stopped_with_sigterm_announces_its_departures_before_it_exits() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_limit_above_the_servers_max_payload_is_warned_about_at_start() {
+async fn a_body_limit_above_the_servers_max_payload_is_warned_about_then_refused_with_413() {
     let cluster = NatsCluster::start(1).await;
     // The servers' max_payload is 1 MiB by default.
     let node = Node::start(&cluster, "BODY", &[("MERCURE_MAX_REQUEST_BODY_SIZE", "2MiB")]).await;
     let logs = node.logs();
     assert!(logs.contains("max_payload=1048576") && logs.contains("will get 413"), "{logs}");
+    // As warned: a publication the hub accepts but the servers cannot carry is a 413 naming
+    // the limit; a smaller one goes through.
+    let big = "x".repeat(1_500_000);
+    let (status, body) =
+        publish_to(&node.url, &publisher(), &[("topic", "a"), ("data", &big)]).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("1048576"), "{body}");
+    let small = "x".repeat(100_000);
+    let form = [("topic", "a"), ("data", small.as_str()), ("id", "small")];
+    assert_eq!(publish_to(&node.url, &publisher(), &form).await, (200, "small".to_owned()));
     let quiet = Node::start(&cluster, "BODY", &[("MERCURE_MAX_REQUEST_BODY_SIZE", "512KiB")]).await;
     assert!(!quiet.logs().contains("will get 413"), "{}", quiet.logs());
 }
