@@ -92,6 +92,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("publisher_jwt_alg", "publisher key algorithm"),
     ("subscriber_jwt_key", "subscriber key (overrides jwt_key)"),
     ("subscriber_jwt_alg", "subscriber key algorithm"),
+    ("cert_file", "HTTPS: PEM certificate chain, with key_file; reloaded when it changes"),
+    ("key_file", "HTTPS: PEM private key of cert_file (never logged)"),
     ("anonymous", "let subscribers without a token receive public updates"),
     ("subscriptions", "publish subscription events and serve the subscriptions API"),
     ("cors_origins", "origins allowed by CORS, space or comma separated, * allowed"),
@@ -353,6 +355,17 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// HTTP worker threads.
     pub workers: usize,
+    /// HTTPS from certificate files (`cert_file` and `key_file`); `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The certificate files of an HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `cert_file`: the PEM certificate, followed by its chain.
+    pub cert_file: PathBuf,
+    /// `key_file`: the certificate's PEM private key.
+    pub key_file: PathBuf,
 }
 
 impl Config {
@@ -500,6 +513,21 @@ impl Config {
                 Some(0) => return Err(invalid("workers", "must be at least 1")),
                 Some(n) => usize::try_from(n).map_err(|_| invalid("workers", "too large"))?,
                 None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
+            tls: match (
+                values.string("cert_file")?.filter(|path| !path.is_empty()),
+                values.string("key_file")?.filter(|path| !path.is_empty()),
+            ) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => {
+                    Some(TlsFiles { cert_file: cert.into(), key_file: key.into() })
+                }
+                (Some(_), None) => {
+                    return Err(invalid("key_file", "cert_file is set: set key_file too"));
+                }
+                (None, Some(_)) => {
+                    return Err(invalid("cert_file", "key_file is set: set cert_file too"));
+                }
             },
         })
     }

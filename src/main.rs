@@ -71,10 +71,11 @@ fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}{HUB_PATH}");
     if let Some(secret) = &config.dev_key {
-        print_development_banner(secret.expose(), &addr.to_string())?;
+        print_development_banner(secret.expose(), &url)?;
     }
-    tracing::info!(%addr, transport = ?config.transport, "Quicksilver listening on http://{addr}{HUB_PATH}");
 
     actix_web::rt::System::new().block_on(async move {
         let hub = Hub::start(config).context("cannot start the hub")?;
@@ -86,7 +87,9 @@ fn main() -> anyhow::Result<()> {
         if let Some(server) = metrics_server {
             actix_web::rt::spawn(server);
         }
+        let transport_kind = hub.config.transport.clone();
         let server = serve(listener, hub.clone())?;
+        tracing::info!(%addr, transport = ?transport_kind, "Quicksilver listening on {url}");
         let (failed, mut failure) = tokio::sync::oneshot::channel();
         actix_web::rt::spawn({
             // A transport that can never work (a NATS stream with settings the hub cannot
@@ -115,14 +118,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// No key was configured: show the generated key's tokens so a developer can start at once.
-fn print_development_banner(secret: &str, addr: &str) -> anyhow::Result<()> {
+fn print_development_banner(secret: &str, url: &str) -> anyhow::Result<()> {
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
     let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     let publisher = serde_json::json!({ "mercure": { "publish": ["*"] } });
     let subscriber = serde_json::json!({ "mercure": { "subscribe": ["*"] } });
     let publisher = jsonwebtoken::encode(&header, &publisher, &key)?;
     let subscriber = jsonwebtoken::encode(&header, &subscriber, &key)?;
-    let url = format!("http://{addr}{HUB_PATH}");
     eprintln!(
         "
 No key configured: generated a development key for this run only.

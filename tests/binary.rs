@@ -214,9 +214,10 @@ impl Drop for Server {
     }
 }
 
-/// `ADDR` in "... listening on http://ADDR/.well-known/mercure ...".
+/// `ADDR` in "... listening on http://ADDR/.well-known/mercure ..." (or https://).
 fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.split_once("listening on http://")?.1;
+    let rest = line.split_once("listening on http")?.1;
+    let rest = rest.strip_prefix("s://").or_else(|| rest.strip_prefix("://"))?;
     let addr = rest.split(['/', ' ']).next()?;
     addr.parse().ok()
 }
@@ -420,6 +421,43 @@ fn check_config_validates_without_listening_or_connecting() {
     assert!(output.stderr.contains("warning: no JWT key"), "{}", output.stderr);
     assert!(!output.stderr.contains("token"), "printed a token:\n{}", output.stderr);
     drop(taken);
+}
+
+#[test]
+fn certificate_files_that_cannot_be_used_stop_start_up_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&key, "not a key").expect("written");
+    let (cert, key) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+    let env = [("MERCURE_JWT_KEY", KEY), ("MERCURE_CERT_FILE", cert), ("MERCURE_KEY_FILE", key)];
+    assert_refused(&[], &env, &["cannot read cert_file", cert]);
+    std::fs::write(cert, "not a certificate").expect("written");
+    assert_refused(&[], &env, &["cert_file holds no certificate"]);
+    assert_refused(&[], &env[..2], &["key_file", "set key_file too"]);
+}
+
+#[test]
+fn sighup_reloads_the_certificate_files_and_the_hub_carries_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    common::make_certificates(dir.path(), &["hub"], &[]);
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
+    let (cert, key) = (path("hub.pem"), path("hub.key"));
+    let env = [("MERCURE_JWT_KEY", KEY), ("MERCURE_CERT_FILE", &cert), ("MERCURE_KEY_FILE", &key)];
+    let server = Server::start(dir.path(), &env);
+    assert!(server.stderr().contains("listening on https://"), "{}", server.stderr());
+    let status = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let deadline = Instant::now() + PATIENCE;
+    while !server.stderr().contains("SIGHUP: the certificate files are unchanged") {
+        assert!(Instant::now() < deadline, "SIGHUP is handled:\n{}", server.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Still running: SIGHUP's default action would have ended the process.
+    let mut server = server;
+    assert!(server.child.try_wait().expect("poll the hub").is_none(), "{}", server.stderr());
 }
 
 // ---------------------------------------------------------------------------------------------

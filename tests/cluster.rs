@@ -342,34 +342,10 @@ async fn updates_trimmed_while_a_node_was_away_end_its_open_streams() {
     resumed.assert_silent(Duration::from_millis(300)).await;
 }
 
-/// A certificate authority, a server certificate for 127.0.0.1 and a client certificate, made
-/// with openssl in `dir`: `ca.pem`, `server.pem` + `server.key`, `client.pem` + `client.key`.
-fn make_certificates(dir: &std::path::Path) {
-    let script = r#"set -e
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-  -subj /CN=test-ca -keyout ca.key -out ca.pem 2>/dev/null
-for name in server client; do
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" \
-    -keyout "$name.key" -out "$name.csr" 2>/dev/null
-done
-printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
-printf 'extendedKeyUsage=clientAuth\n' > client.ext
-for name in server client; do
-  openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-    -extfile "$name.ext" -out "$name.pem" 2>/dev/null
-done"#;
-    let status = std::process::Command::new("sh")
-        .args(["-c", script])
-        .current_dir(dir)
-        .status()
-        .expect("openssl runs");
-    assert!(status.success(), "certificates made");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_reach_nats_over_tls_with_a_client_certificate() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    make_certificates(dir.path());
+    make_certificates(dir.path(), &["server"], &["client"]);
     let file = |name: &str| dir.path().join(name).to_str().expect("utf-8 path").to_owned();
     let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
     let (server_cert, server_key) = (file("server.pem"), file("server.key"));
