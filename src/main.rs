@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use quicksilver::config::{Config, KEYS};
+use quicksilver::config::{legacy, Config, KEYS};
 use quicksilver::{serve, serve_metrics, shutdown_on_signal, telemetry, Hub, HUB_PATH};
 
 /// How long an exiting node waits for the announcements still queued (subscription departures
@@ -45,7 +45,11 @@ fn main() -> anyhow::Result<()> {
     }
 
     let config = Config::load(config_path.as_deref()).context("invalid configuration")?;
+    let legacy = legacy::advice(std::env::vars());
     if check_only {
+        for line in &legacy {
+            eprintln!("warning: {line}");
+        }
         if config.dev_key.is_some() {
             eprintln!(
                 "warning: no JWT key is set (jwt_key, or publisher_jwt_key and \
@@ -57,6 +61,9 @@ fn main() -> anyhow::Result<()> {
     }
     // Kept until the end of `main`: dropping it flushes the spans still to export.
     let _telemetry = telemetry::init(config.log_format).context("cannot set up logging")?;
+    for line in &legacy {
+        tracing::warn!("{line}");
+    }
     let listener = quicksilver::bind(config.addr)
         .with_context(|| format!("cannot listen on {} (setting `addr`)", config.addr))?;
     let addr = listener.local_addr()?;

@@ -415,6 +415,17 @@ fn check_config_validates_without_listening_or_connecting() {
     assert!(!output.stdout.contains("valid"), "{}", output.stdout);
     assert_refused(&["--check-config"], &[("MERCURE_HEARTBEET", "1s")], &["MERCURE_HEARTBEET"]);
 
+    // A variable of the legacy hub is pointed to its setting.
+    let mut legacy = settings.to_vec();
+    legacy.extend([("ALLOW_ANONYMOUS", "1"), ("HEARTBEAT_INTERVAL", "15s")]);
+    let output = run(dir.path(), &["--check-config"], &legacy);
+    assert!(output.status.success(), "{}", output.stderr);
+    for advice in
+        ["MERCURE_ANONYMOUS (setting `anonymous`)", "MERCURE_HEARTBEAT (setting `heartbeat`)"]
+    {
+        assert!(output.stderr.contains(advice), "{advice}: {}", output.stderr);
+    }
+
     // No key is valid (development mode) but never what a deployment wants: it says so.
     let output = run(dir.path(), &["--check-config"], &[("MERCURE_ADDR", "127.0.0.1:0")]);
     assert!(output.status.success(), "{}", output.stderr);
@@ -662,6 +673,38 @@ fn logged_addr(server: &Server, message: &str) -> SocketAddr {
     let line = stderr.lines().find(|l| l.contains(message)).expect("the log line");
     let addr = line.split("addr=").nth(1).expect("an addr field");
     addr.split([' ', '"']).next().expect("address").parse().expect("a socket address")
+}
+
+#[tokio::test]
+async fn logs_name_the_client_behind_a_trusted_proxy() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [
+        ("MERCURE_JWT_KEY", KEY),
+        ("MERCURE_TRANSPORT", "memory"),
+        ("MERCURE_USE_FORWARDED_HEADERS", "true"),
+        ("MERCURE_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8"),
+        ("RUST_LOG", "quicksilver=debug"),
+    ];
+    let server = Server::start(dir.path(), &env);
+    // The test client is the trusted proxy; its client wrote a first address itself.
+    let response = client()
+        .get(format!("http://{}/healthz", server.addr))
+        .header("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.0.0.2")
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(response.status(), 200);
+    let deadline = Instant::now() + PATIENCE;
+    let logged = |server: &Server| {
+        server
+            .stderr()
+            .lines()
+            .any(|line| line.contains("path=/healthz") && line.contains("client=203.0.113.9"))
+    };
+    while !logged(&server) {
+        assert!(Instant::now() < deadline, "the client is logged:\n{}", server.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

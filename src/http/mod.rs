@@ -7,11 +7,13 @@
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` and the welcome page at `/`;
 //! - [`authorization`] (tokens of a request) and [`cors`] (browsers on other origins);
 //! - [`connection`]: every accepted socket, watched for a client that stops reading;
+//! - [`forwarded`]: the client behind proxies (`use_forwarded_headers`, `trusted_proxies`);
 //! - [`tls`]: HTTPS (and HTTP/2 by ALPN) from certificate files reloaded when they change.
 
 pub mod authorization;
 pub mod connection;
 pub mod cors;
+pub mod forwarded;
 pub mod health;
 pub mod publish;
 pub mod subscribe;
@@ -363,6 +365,7 @@ pub fn serve_metrics(listener: TcpListener, metrics: Metrics) -> std::io::Result
 
 /// One request, logged at debug level when it ends, with tokens in the query string redacted.
 struct RequestLog {
+    client: Option<std::net::IpAddr>,
     method: actix_web::http::Method,
     path: String,
     query: String,
@@ -373,6 +376,7 @@ impl RequestLog {
     /// `None` (and no allocation) unless debug logging is on.
     fn start(req: &actix_web::dev::ServiceRequest) -> Option<Self> {
         tracing::enabled!(tracing::Level::DEBUG).then(|| Self {
+            client: forwarded::client_address(req.request()),
             method: req.method().clone(),
             path: req.path().to_owned(),
             query: telemetry::redact_query(req.query_string()).into_owned(),
@@ -382,6 +386,7 @@ impl RequestLog {
 
     fn finish(self, status: actix_web::http::StatusCode) {
         tracing::debug!(
+            client = self.client.map(tracing::field::display),
             method = %self.method,
             path = %self.path,
             query = %self.query,
