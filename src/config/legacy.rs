@@ -49,11 +49,7 @@ pub const VARIABLES: &[Legacy] = &[
     },
     moved("CERT_FILE", "cert_file", ""),
     moved("KEY_FILE", "key_file", ""),
-    Legacy {
-        variable: "COMPRESS",
-        setting: None,
-        note: "responses are not compressed yet; event streams never were",
-    },
+    moved("COMPRESS", "compress", "event streams are never compressed"),
     moved("DB_PATH", "history_path", "the legacy Bolt file cannot be read: history starts empty"),
     moved("HEARTBEAT_INTERVAL", "heartbeat", ""),
     moved("HISTORY_SIZE", "history_size", ""),

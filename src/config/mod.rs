@@ -143,6 +143,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("max_selector_length", "most bytes in one subscriber topic selector (default 4096)"),
     ("max_template_variables", "most variables in one subscriber URI template (default 32)"),
     ("selector_cache_size", "memory for compiled URI templates, e.g. 16MiB (default 16MiB)"),
+    ("compress", "gzip or brotli for the UI, the subscriptions API and / (default true)"),
     ("ui", "serve the debugging UI at /.well-known/mercure/ui/"),
     ("log_format", "text (default) or json: one JSON object per log line"),
     ("metrics_addr", "serve /metrics on this host:port instead of the hub's address"),
@@ -373,6 +374,8 @@ pub struct Config {
     pub workers: usize,
     /// HTTPS from certificate files (`cert_file` and `key_file`); `None` serves plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Compress the responses that gain from it (never event streams).
+    pub compress: bool,
     /// Time allowed to receive a request's head, and a TLS handshake; `None` waits for ever.
     pub read_timeout: Option<Duration>,
     /// Most bytes of request header names and values.
@@ -603,6 +606,7 @@ impl Config {
                 None => std::thread::available_parallelism().map_or(1, usize::from),
             },
             trusted_proxies: values.trusted_proxies()?,
+            compress: values.bool("compress")?.unwrap_or(true),
             read_timeout: values.duration("read_timeout", DEFAULT_READ_TIMEOUT)?,
             max_header_size: values.size("max_header_size", DEFAULT_MAX_HEADER_SIZE)?,
             tls: match (

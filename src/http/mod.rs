@@ -240,6 +240,7 @@ fn app(
     let cors_origins = shared.cors_origins.clone();
     let metrics = shared.metrics.clone();
     let max_header_size = config.max_header_size;
+    let compress = config.compress;
     App::new()
         .app_data(shared.hub.clone())
         .app_data(shared.metrics.clone())
@@ -280,11 +281,12 @@ fn app(
         )
         .configure(|cfg| {
             if ui {
-                ui::configure(cfg);
+                ui::configure(cfg, compress);
             }
             if subscriptions {
                 let api = |path: &'static str| {
                     web::resource(path)
+                        .wrap(compression(compress))
                         .route(web::get().to(subscriptions::api))
                         .default_service(web::to(subscriptions::method_not_allowed))
                 };
@@ -307,8 +309,20 @@ fn app(
         })
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
-        .route("/", web::get().to(health::welcome))
+        .service(
+            web::resource("/").wrap(compression(compress)).route(web::get().to(health::welcome)),
+        )
         .default_service(web::to(not_found))
+}
+
+/// Compression (gzip or brotli, as the client accepts) for the responses that gain from it,
+/// with `compress` on: the UI, the subscriptions API and the welcome page. Never on the hub's
+/// URL: an encoder holds data back until it has enough to compress, which an event stream must
+/// never wait for, and its other answers are a few bytes long.
+fn compression(
+    compress: bool,
+) -> actix_web::middleware::Condition<actix_web::middleware::Compress> {
+    actix_web::middleware::Condition::new(compress, actix_web::middleware::Compress::default())
 }
 
 /// Binds a listening socket with a backlog fit for reconnect storms. `std::net::TcpListener::bind`

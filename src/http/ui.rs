@@ -28,7 +28,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 ///
 /// `…/ui` redirects (301) to `…/ui/`, which serves `index.html`; `…/ui/{file}` serves the named
 /// asset. Unknown files answer 404, and methods other than `GET` and `HEAD` answer 405.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut web::ServiceConfig, compress: bool) {
     cfg.service(
         web::resource(UI_PATH)
             .route(web::get().to(redirect))
@@ -38,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         // `[^/]*` also matches the empty name of `…/ui/` itself.
         web::resource(format!("{UI_PATH}/{{file:[^/]*}}"))
+            .wrap(super::compression(compress))
             .route(web::get().to(asset))
             .route(web::head().to(asset))
             .default_service(web::to(method_not_allowed)),
@@ -85,7 +86,7 @@ mod tests {
 
     /// Status, headers and body of `method path` on an app with only the UI routes.
     async fn call(method: Method, path: &str) -> (StatusCode, HeaderMap, String) {
-        let app = test::init_service(App::new().configure(configure)).await;
+        let app = test::init_service(App::new().configure(|cfg| configure(cfg, false))).await;
         let request = test::TestRequest::default().method(method).uri(path).to_request();
         let response = test::call_service(&app, request).await;
         let status = response.status();
