@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use quicksilver::config::{Config, KEYS};
+use quicksilver::config::{legacy, Config, KEYS};
 use quicksilver::{serve, serve_metrics, shutdown_on_signal, telemetry, Hub, HUB_PATH};
 
 /// How long an exiting node waits for the announcements still queued (subscription departures
@@ -45,7 +45,11 @@ fn main() -> anyhow::Result<()> {
     }
 
     let config = Config::load(config_path.as_deref()).context("invalid configuration")?;
+    let legacy = legacy::advice(std::env::vars());
     if check_only {
+        for line in &legacy {
+            eprintln!("warning: {line}");
+        }
         if config.dev_key.is_some() {
             eprintln!(
                 "warning: no JWT key is set (jwt_key, or publisher_jwt_key and \
@@ -57,6 +61,9 @@ fn main() -> anyhow::Result<()> {
     }
     // Kept until the end of `main`: dropping it flushes the spans still to export.
     let _telemetry = telemetry::init(config.log_format).context("cannot set up logging")?;
+    for line in &legacy {
+        tracing::warn!("{line}");
+    }
     let listener = quicksilver::bind(config.addr)
         .with_context(|| format!("cannot listen on {} (setting `addr`)", config.addr))?;
     let addr = listener.local_addr()?;
@@ -71,10 +78,11 @@ fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}{HUB_PATH}");
     if let Some(secret) = &config.dev_key {
-        print_development_banner(secret.expose(), &addr.to_string())?;
+        print_development_banner(secret.expose(), &url)?;
     }
-    tracing::info!(%addr, transport = ?config.transport, "Quicksilver listening on http://{addr}{HUB_PATH}");
 
     actix_web::rt::System::new().block_on(async move {
         let hub = Hub::start(config).context("cannot start the hub")?;
@@ -86,7 +94,9 @@ fn main() -> anyhow::Result<()> {
         if let Some(server) = metrics_server {
             actix_web::rt::spawn(server);
         }
+        let transport_kind = hub.config.transport.clone();
         let server = serve(listener, hub.clone())?;
+        tracing::info!(%addr, transport = ?transport_kind, "Quicksilver listening on {url}");
         let (failed, mut failure) = tokio::sync::oneshot::channel();
         actix_web::rt::spawn({
             // A transport that can never work (a NATS stream with settings the hub cannot
@@ -115,14 +125,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// No key was configured: show the generated key's tokens so a developer can start at once.
-fn print_development_banner(secret: &str, addr: &str) -> anyhow::Result<()> {
+fn print_development_banner(secret: &str, url: &str) -> anyhow::Result<()> {
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
     let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     let publisher = serde_json::json!({ "mercure": { "publish": ["*"] } });
     let subscriber = serde_json::json!({ "mercure": { "subscribe": ["*"] } });
     let publisher = jsonwebtoken::encode(&header, &publisher, &key)?;
     let subscriber = jsonwebtoken::encode(&header, &subscriber, &key)?;
-    let url = format!("http://{addr}{HUB_PATH}");
     eprintln!(
         "
 No key configured: generated a development key for this run only.

@@ -214,9 +214,10 @@ impl Drop for Server {
     }
 }
 
-/// `ADDR` in "... listening on http://ADDR/.well-known/mercure ...".
+/// `ADDR` in "... listening on http://ADDR/.well-known/mercure ..." (or https://).
 fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.split_once("listening on http://")?.1;
+    let rest = line.split_once("listening on http")?.1;
+    let rest = rest.strip_prefix("s://").or_else(|| rest.strip_prefix("://"))?;
     let addr = rest.split(['/', ' ']).next()?;
     addr.parse().ok()
 }
@@ -414,12 +415,60 @@ fn check_config_validates_without_listening_or_connecting() {
     assert!(!output.stdout.contains("valid"), "{}", output.stdout);
     assert_refused(&["--check-config"], &[("MERCURE_HEARTBEET", "1s")], &["MERCURE_HEARTBEET"]);
 
+    // A variable of the legacy hub is pointed to its setting.
+    let mut legacy = settings.to_vec();
+    legacy.extend([("ALLOW_ANONYMOUS", "1"), ("HEARTBEAT_INTERVAL", "15s")]);
+    let output = run(dir.path(), &["--check-config"], &legacy);
+    assert!(output.status.success(), "{}", output.stderr);
+    for advice in
+        ["MERCURE_ANONYMOUS (setting `anonymous`)", "MERCURE_HEARTBEAT (setting `heartbeat`)"]
+    {
+        assert!(output.stderr.contains(advice), "{advice}: {}", output.stderr);
+    }
+
     // No key is valid (development mode) but never what a deployment wants: it says so.
     let output = run(dir.path(), &["--check-config"], &[("MERCURE_ADDR", "127.0.0.1:0")]);
     assert!(output.status.success(), "{}", output.stderr);
     assert!(output.stderr.contains("warning: no JWT key"), "{}", output.stderr);
     assert!(!output.stderr.contains("token"), "printed a token:\n{}", output.stderr);
     drop(taken);
+}
+
+#[test]
+fn certificate_files_that_cannot_be_used_stop_start_up_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&key, "not a key").expect("written");
+    let (cert, key) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+    let env = [("MERCURE_JWT_KEY", KEY), ("MERCURE_CERT_FILE", cert), ("MERCURE_KEY_FILE", key)];
+    assert_refused(&[], &env, &["cannot read cert_file", cert]);
+    std::fs::write(cert, "not a certificate").expect("written");
+    assert_refused(&[], &env, &["cert_file holds no certificate"]);
+    assert_refused(&[], &env[..2], &["key_file", "set key_file too"]);
+}
+
+#[test]
+fn sighup_reloads_the_certificate_files_and_the_hub_carries_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    common::make_certificates(dir.path(), &["hub"], &[]);
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
+    let (cert, key) = (path("hub.pem"), path("hub.key"));
+    let env = [("MERCURE_JWT_KEY", KEY), ("MERCURE_CERT_FILE", &cert), ("MERCURE_KEY_FILE", &key)];
+    let server = Server::start(dir.path(), &env);
+    assert!(server.stderr().contains("listening on https://"), "{}", server.stderr());
+    let status = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let deadline = Instant::now() + PATIENCE;
+    while !server.stderr().contains("SIGHUP: the certificate files are unchanged") {
+        assert!(Instant::now() < deadline, "SIGHUP is handled:\n{}", server.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Still running: SIGHUP's default action would have ended the process.
+    let mut server = server;
+    assert!(server.child.try_wait().expect("poll the hub").is_none(), "{}", server.stderr());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -624,6 +673,38 @@ fn logged_addr(server: &Server, message: &str) -> SocketAddr {
     let line = stderr.lines().find(|l| l.contains(message)).expect("the log line");
     let addr = line.split("addr=").nth(1).expect("an addr field");
     addr.split([' ', '"']).next().expect("address").parse().expect("a socket address")
+}
+
+#[tokio::test]
+async fn logs_name_the_client_behind_a_trusted_proxy() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [
+        ("MERCURE_JWT_KEY", KEY),
+        ("MERCURE_TRANSPORT", "memory"),
+        ("MERCURE_USE_FORWARDED_HEADERS", "true"),
+        ("MERCURE_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8"),
+        ("RUST_LOG", "quicksilver=debug"),
+    ];
+    let server = Server::start(dir.path(), &env);
+    // The test client is the trusted proxy; its client wrote a first address itself.
+    let response = client()
+        .get(format!("http://{}/healthz", server.addr))
+        .header("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.0.0.2")
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(response.status(), 200);
+    let deadline = Instant::now() + PATIENCE;
+    let logged = |server: &Server| {
+        server
+            .stderr()
+            .lines()
+            .any(|line| line.contains("path=/healthz") && line.contains("client=203.0.113.9"))
+    };
+    while !logged(&server) {
+        assert!(Instant::now() < deadline, "the client is logged:\n{}", server.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

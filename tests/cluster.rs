@@ -156,8 +156,6 @@ async fn publications_on_any_node_reach_every_node_and_resume_anywhere() {
 async fn nodes_authenticate_to_nats_and_a_wrong_password_keeps_them_unready() {
     let cluster = NatsCluster::start_with(1, &["--user", "hub", "--pass", "right-password"]).await;
     let user = ("MERCURE_NATS_USER", "hub");
-    // The node with the wrong password starts first: by the time the other one, started after
-    // it, is ready, it has been refused.
     let bad = start_node(&cluster, "AUTH", &[user, ("MERCURE_NATS_PASSWORD", "wrong")]);
     let good =
         node_with(&cluster, "AUTH", &[user, ("MERCURE_NATS_PASSWORD", "right-password")]).await;
@@ -166,6 +164,7 @@ async fn nodes_authenticate_to_nats_and_a_wrong_password_keeps_them_unready() {
 
     // Refused, it is not ready, and it answers publications at once with 503 and Retry-After
     // rather than holding them.
+    cluster.servers[0].logged("authentication error").await;
     let ready = client().get(bad.at("/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 503);
     let form = [("topic", "a"), ("id", "out")];
@@ -343,34 +342,10 @@ async fn updates_trimmed_while_a_node_was_away_end_its_open_streams() {
     resumed.assert_silent(Duration::from_millis(300)).await;
 }
 
-/// A certificate authority, a server certificate for 127.0.0.1 and a client certificate, made
-/// with openssl in `dir`: `ca.pem`, `server.pem` + `server.key`, `client.pem` + `client.key`.
-fn make_certificates(dir: &std::path::Path) {
-    let script = r#"set -e
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-  -subj /CN=test-ca -keyout ca.key -out ca.pem 2>/dev/null
-for name in server client; do
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" \
-    -keyout "$name.key" -out "$name.csr" 2>/dev/null
-done
-printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
-printf 'extendedKeyUsage=clientAuth\n' > client.ext
-for name in server client; do
-  openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-    -extfile "$name.ext" -out "$name.pem" 2>/dev/null
-done"#;
-    let status = std::process::Command::new("sh")
-        .args(["-c", script])
-        .current_dir(dir)
-        .status()
-        .expect("openssl runs");
-    assert!(status.success(), "certificates made");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_reach_nats_over_tls_with_a_client_certificate() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    make_certificates(dir.path());
+    make_certificates(dir.path(), &["server"], &["client"]);
     let file = |name: &str| dir.path().join(name).to_str().expect("utf-8 path").to_owned();
     let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
     let (server_cert, server_key) = (file("server.pem"), file("server.key"));
@@ -395,6 +370,8 @@ async fn nodes_reach_nats_over_tls_with_a_client_certificate() {
     let mut events = Events::open(&good, &topics_query(&[topic]), Some(&subscriber())).await;
     assert_eq!(publish(&good, &[("topic", topic), ("id", "sealed")]).await.0, 200);
     assert_eq!(events.next().await.id, "sealed");
+    cluster.servers[0].logged("tls: unknown certificate authority").await;
+    cluster.servers[0].logged("tls: client didn't provide a certificate").await;
     for refused in [&untrusted, &anonymous] {
         let ready = client().get(refused.at("/readyz")).send().await.expect("readyz");
         assert_eq!(ready.status(), 503);
@@ -409,7 +386,97 @@ async fn nodes_authenticate_to_nats_with_a_token() {
     let wrong = start_node(&cluster, "TOKEN", &[("MERCURE_NATS_TOKEN", "guess")]);
     let good = node_with(&cluster, "TOKEN", &[("MERCURE_NATS_TOKEN", "s3cret-token")]).await;
     assert_eq!(publish(&good, &[("topic", "a"), ("id", "in")]).await.0, 200);
+    cluster.servers[0].logged("authentication error").await;
     let ready = client().get(wrong.at("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 503);
+}
+
+/// A NATS JWT (the `ed25519-nkey` kind the server's decentralised authentication reads):
+/// `claims` about `subject`, signed by `issuer`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, claims: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    let body = serde_json::json!({
+        "jti": format!("{subject}-{}", now.as_nanos()),
+        "iat": now.as_secs(),
+        "iss": issuer.public_key(),
+        "sub": subject,
+        "name": "quicksilver-test",
+        "nats": claims,
+    });
+    let header = encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let signed = format!("{header}.{}", encode(body.to_string().as_bytes()));
+    let signature = issuer.sign(signed.as_bytes()).expect("signed");
+    format!("{signed}.{}", encode(&signature))
+}
+
+/// A server configuration in operator mode (accounts and users as JWTs, the accounts preloaded)
+/// with one JetStream-enabled account, and in `dir` a credentials file for a user of it
+/// (`hub.creds`) and one for a user signed by an account the server does not know
+/// (`stranger.creds`). Returns the configuration file's path.
+fn operator_mode(dir: &std::path::Path) -> String {
+    let operator = nkeys::KeyPair::new_operator();
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        serde_json::json!({ "type": "operator", "version": 2 }),
+    );
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true,
+        "conn": -1, "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1,
+        "consumer": -1,
+    });
+    let account = |limits: serde_json::Value| {
+        let key = nkeys::KeyPair::new_account();
+        let claims = serde_json::json!({ "limits": limits, "type": "account", "version": 2 });
+        let jwt = nats_jwt(&operator, &key.public_key(), claims);
+        (key, jwt)
+    };
+    let (hub, hub_jwt) = account(unlimited);
+    let (system, system_jwt) = account(serde_json::json!({ "conn": -1 }));
+    let (stranger, _) = account(serde_json::json!({}));
+    for (name, signer) in [("hub", &hub), ("stranger", &stranger)] {
+        let user = nkeys::KeyPair::new_user();
+        let claims = serde_json::json!({
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+            "type": "user", "version": 2,
+        });
+        let jwt = nats_jwt(signer, &user.public_key(), claims);
+        let seed = user.seed().expect("a seed");
+        let creds = format!(
+            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        );
+        std::fs::write(dir.join(format!("{name}.creds")), creds).expect("creds written");
+    }
+    let config = format!(
+        "operator: {operator_jwt}\nsystem_account: {sys}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {sys}: {system_jwt}\n  {hub_key}: {hub_jwt}\n}}\n",
+        sys = system.public_key(),
+        hub_key = hub.public_key(),
+    );
+    let path = dir.join("operator.conf");
+    std::fs::write(&path, config).expect("config written");
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_authenticate_to_nats_with_a_credentials_file() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = operator_mode(dir.path());
+    let creds = |name: &str| dir.path().join(name).to_str().expect("utf-8 path").to_owned();
+    let cluster = NatsCluster::start_with(1, &["-c", &config]).await;
+    let stranger =
+        start_node(&cluster, "CREDS", &[("MERCURE_NATS_CREDS", &creds("stranger.creds"))]);
+    let good = node_with(&cluster, "CREDS", &[("MERCURE_NATS_CREDS", &creds("hub.creds"))]).await;
+    let topic = "https://example.com/creds";
+    let mut events = Events::open(&good, &topics_query(&[topic]), Some(&subscriber())).await;
+    assert_eq!(publish(&good, &[("topic", topic), ("id", "signed")]).await.0, 200);
+    assert_eq!(events.next().await.id, "signed");
+    // A user of an account the server does not know is refused, and stays unready.
+    cluster.servers[0].logged("authentication error").await;
+    let ready = client().get(stranger.at("/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 503);
 }
 
@@ -597,12 +664,22 @@ async fn a_node_stopped_with_sigterm_announces_its_departures_before_it_exits() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_limit_above_the_servers_max_payload_is_warned_about_at_start() {
+async fn a_body_limit_above_the_servers_max_payload_is_warned_about_then_refused_with_413() {
     let cluster = NatsCluster::start(1).await;
     // The servers' max_payload is 1 MiB by default.
     let node = Node::start(&cluster, "BODY", &[("MERCURE_MAX_REQUEST_BODY_SIZE", "2MiB")]).await;
     let logs = node.logs();
     assert!(logs.contains("max_payload=1048576") && logs.contains("will get 413"), "{logs}");
+    // As warned: a publication the hub accepts but the servers cannot carry is a 413 naming
+    // the limit; a smaller one goes through.
+    let big = "x".repeat(1_500_000);
+    let (status, body) =
+        publish_to(&node.url, &publisher(), &[("topic", "a"), ("data", &big)]).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("1048576"), "{body}");
+    let small = "x".repeat(100_000);
+    let form = [("topic", "a"), ("data", small.as_str()), ("id", "small")];
+    assert_eq!(publish_to(&node.url, &publisher(), &form).await, (200, "small".to_owned()));
     let quiet = Node::start(&cluster, "BODY", &[("MERCURE_MAX_REQUEST_BODY_SIZE", "512KiB")]).await;
     assert!(!quiet.logs().contains("will get 413"), "{}", quiet.logs());
 }

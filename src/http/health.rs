@@ -29,8 +29,8 @@ pub async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
 
 /// A small page saying what this server is, as the reference hub serves at `/`.
 pub async fn welcome(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
-    let info = req.connection_info();
-    let hub_url = html_escape(&format!("{}://{}{HUB_PATH}", info.scheme(), info.host()));
+    let client = super::forwarded::client_info(&req);
+    let hub_url = html_escape(&format!("{}://{}{HUB_PATH}", client.scheme, client.host));
     let ui = if hub.config.ui {
         format!("<p>Debugging UI: <a href=\"{HUB_PATH}/ui/\">{HUB_PATH}/ui/</a>.</p>")
     } else {

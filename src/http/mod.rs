@@ -6,21 +6,27 @@
 //! - [`subscriptions`]: the subscriptions API; [`ui`]: the debugging page;
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` and the welcome page at `/`;
 //! - [`authorization`] (tokens of a request) and [`cors`] (browsers on other origins);
-//! - [`connection`]: every accepted socket, watched for a client that stops reading.
+//! - [`connection`]: every accepted socket, watched for a client that stops reading;
+//! - [`forwarded`]: the client behind proxies (`use_forwarded_headers`, `trusted_proxies`);
+//! - [`tls`]: HTTPS (and HTTP/2 by ALPN) from certificate files reloaded when they change.
 
 pub mod authorization;
 pub mod connection;
 pub mod cors;
+pub mod forwarded;
 pub mod health;
 pub mod publish;
 pub mod subscribe;
 pub mod subscriptions;
+pub mod tls;
 pub mod ui;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_http::error::DispatchError;
+use actix_http::Protocol;
 use actix_service::ServiceFactoryExt;
 use actix_web::dev::{AppConfig, Server};
 use actix_web::http::header;
@@ -40,7 +46,9 @@ pub const HUB_PATH: &str = "/.well-known/mercure";
 /// The methods the hub's URL accepts (`Allow` of its 405 answers).
 pub const HUB_METHODS: &str = "GET, HEAD, POST";
 
-/// Starts the HTTP server on `listener`. The returned [`Server`] runs when awaited (inside an
+/// Starts the HTTP server on `listener`: HTTPS when `cert_file` and `key_file` are set (HTTP/2
+/// or HTTP/1.1 by ALPN), else plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge, as load
+/// balancers speak it to their backends). The returned [`Server`] runs when awaited (inside an
 /// actix system) and is stopped through its handle: signals are the caller's business (see
 /// [`shutdown_on_signal`]), so that a shutdown can drain streams first.
 ///
@@ -52,6 +60,16 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
     let dispatch_timeout = hub.config.dispatch_timeout;
     // Slack past the drain time for in-flight publications to be answered.
     let shutdown_timeout = hub.config.drain_timeout.as_secs() + 2;
+    let tls = match &hub.config.tls {
+        Some(files) => {
+            let certificates = tls::CertificateFiles::load(&files.cert_file, &files.key_file)
+                .map_err(std::io::Error::other)?;
+            let config = certificates.server_config().map_err(std::io::Error::other)?;
+            actix_web::rt::spawn(certificates.watch());
+            Some(tokio_rustls::TlsAcceptor::from(config))
+        }
+        None => None,
+    };
     let local_addr = listener.local_addr()?;
     let builder = actix_server::Server::build();
     let shutting_down = builder.graceful_shutdown_signal();
@@ -61,36 +79,120 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
         .disable_signals()
         .shutdown_timeout(shutdown_timeout)
         .listen("quicksilver", listener, move || {
-            let shutting_down = shutting_down.clone();
-            let http = actix_http::HttpService::build()
-                // The defaults of actix-web's `HttpServer`.
-                .keep_alive(Duration::from_secs(5))
-                .client_request_timeout(Duration::from_secs(5))
-                .client_disconnect_timeout(Duration::from_secs(1))
-                // A client that closes its side has gone: end its stream at once (so its
-                // departure is announced and its resources freed) instead of waiting for the
-                // next failed write.
-                .h1_allow_half_closed(false)
-                // Idle keep-alive connections close when a shutdown starts.
-                .graceful_shutdown_signal(move || {
-                    let signal = shutting_down.clone();
-                    async move { signal.notified().await }
-                })
-                .local_addr(local_addr)
-                .on_connect_ext(|connection: &Connection, data| {
-                    data.insert(connection.cut_off());
-                })
-                .h1(actix_service::map_config(app(&shared), |()| AppConfig::default()));
-            actix_service::fn_service(move |stream: TcpStream| {
-                let peer = stream.peer_addr().ok();
-                std::future::ready(Ok::<_, actix_http::error::DispatchError>((
-                    Connection::new(stream, dispatch_timeout),
-                    peer,
-                )))
-            })
-            .and_then(http)
+            let http = Http { shared: &shared, shutting_down: &shutting_down, local_addr };
+            match &tls {
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    let http = http.service(|tls: &TlsConnection| tls.get_ref().0.cut_off());
+                    let accept = move |stream: TcpStream| {
+                        let acceptor = acceptor.clone();
+                        async move {
+                            let peer = stream.peer_addr().ok();
+                            let connection = Connection::new(stream, dispatch_timeout);
+                            let handshake = acceptor.accept(connection);
+                            let tls = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, handshake)
+                                .await
+                                .map_err(|_| DispatchError::SlowRequestTimeout)?
+                                .map_err(DispatchError::Io)?;
+                            let protocol = match tls.get_ref().1.alpn_protocol() {
+                                Some(b"h2") => Protocol::Http2,
+                                _ => Protocol::Http1,
+                            };
+                            Ok((tls, protocol, peer))
+                        }
+                    };
+                    actix_service::boxed::factory(actix_service::fn_service(accept).and_then(http))
+                }
+                None => {
+                    let http = http.service(Connection::cut_off);
+                    let accept = move |stream: TcpStream| async move {
+                        let protocol = plain_protocol(&stream).await?;
+                        let peer = stream.peer_addr().ok();
+                        Ok((Connection::new(stream, dispatch_timeout), protocol, peer))
+                    };
+                    actix_service::boxed::factory(actix_service::fn_service(accept).and_then(http))
+                }
+            }
         })?
         .run())
+}
+
+/// A client connection under TLS.
+type TlsConnection = tokio_rustls::server::TlsStream<Connection>;
+
+/// The protocol of a plain connection: HTTP/2 when it opens with the HTTP/2 preface (prior
+/// knowledge, RFC 9113 §3.3), else HTTP/1.1. A client that sends nothing for as long as a
+/// request head may take is dropped.
+async fn plain_protocol(stream: &TcpStream) -> Result<Protocol, DispatchError> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+    let mut seen = [0; PREFACE.len()];
+    let peek = async {
+        loop {
+            let read = stream.peek(&mut seen).await?;
+            // Decided as soon as the bytes differ, or the whole line is in (or the client
+            // closed: HTTP/1.1's parser reports that).
+            if read == 0 || read == PREFACE.len() || seen[..read] != PREFACE[..read] {
+                return Ok::<_, std::io::Error>(read == PREFACE.len() && seen == *PREFACE);
+            }
+            // Part of the preface: wait for more without spinning on the same bytes.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    match tokio::time::timeout(REQUEST_HEAD_TIMEOUT, peek).await {
+        Ok(Ok(true)) => Ok(Protocol::Http2),
+        Ok(Ok(false)) => Ok(Protocol::Http1),
+        Ok(Err(error)) => Err(DispatchError::Io(error)),
+        Err(_) => Err(DispatchError::SlowRequestTimeout),
+    }
+}
+
+/// Time allowed for a request's head (its line and headers) to arrive.
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the HTTP service of one worker is built from.
+struct Http<'a> {
+    shared: &'a AppShared,
+    shutting_down: &'a actix_server::GracefulShutdownSignal,
+    local_addr: std::net::SocketAddr,
+}
+
+impl Http<'_> {
+    /// The HTTP/1.1 and HTTP/2 service over connections of type `T`, which hand it the flag a
+    /// connection raises when it ends itself for not reading.
+    fn service<T>(
+        self,
+        cut_off: impl Fn(&T) -> crate::hub::subscriber::CutOff + 'static,
+    ) -> impl actix_service::ServiceFactory<
+        (T, Protocol, Option<std::net::SocketAddr>),
+        Config = (),
+        Response = (),
+        Error = DispatchError,
+        InitError = (),
+    >
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    {
+        let shutting_down = self.shutting_down.clone();
+        actix_http::HttpService::build()
+            // The defaults of actix-web's `HttpServer`.
+            .keep_alive(Duration::from_secs(5))
+            .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+            .client_disconnect_timeout(Duration::from_secs(1))
+            // A client that closes its side has gone: end its stream at once (so its
+            // departure is announced and its resources freed) instead of waiting for the
+            // next failed write.
+            .h1_allow_half_closed(false)
+            // Idle keep-alive connections close when a shutdown starts.
+            .graceful_shutdown_signal(move || {
+                let signal = shutting_down.clone();
+                async move { signal.notified().await }
+            })
+            .local_addr(self.local_addr)
+            .on_connect_ext(move |connection: &T, data| {
+                data.insert(cut_off(connection));
+            })
+            .finish(actix_service::map_config(app(self.shared), |()| AppConfig::default()))
+    }
 }
 
 /// What every worker's application shares.
@@ -263,6 +365,7 @@ pub fn serve_metrics(listener: TcpListener, metrics: Metrics) -> std::io::Result
 
 /// One request, logged at debug level when it ends, with tokens in the query string redacted.
 struct RequestLog {
+    client: Option<std::net::IpAddr>,
     method: actix_web::http::Method,
     path: String,
     query: String,
@@ -273,6 +376,7 @@ impl RequestLog {
     /// `None` (and no allocation) unless debug logging is on.
     fn start(req: &actix_web::dev::ServiceRequest) -> Option<Self> {
         tracing::enabled!(tracing::Level::DEBUG).then(|| Self {
+            client: forwarded::client_address(req.request()),
             method: req.method().clone(),
             path: req.path().to_owned(),
             query: telemetry::redact_query(req.query_string()).into_owned(),
@@ -282,6 +386,7 @@ impl RequestLog {
 
     fn finish(self, status: actix_web::http::StatusCode) {
         tracing::debug!(
+            client = self.client.map(tracing::field::display),
             method = %self.method,
             path = %self.path,
             query = %self.query,

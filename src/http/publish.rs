@@ -29,8 +29,10 @@ pub async fn publish(
     body: web::Payload,
     hub: web::Data<Hub>,
 ) -> Result<HttpResponse, HubError> {
+    let client = super::forwarded::client_address(&req);
     let span = tracing::info_span!(
         "mercure.publish",
+        client.address = client.map(tracing::field::display),
         mercure.topic = tracing::field::Empty,
         mercure.topics = tracing::field::Empty,
         mercure.update.id = tracing::field::Empty,

@@ -29,8 +29,10 @@ const EARLIEST: &str = "earliest";
 
 /// The subscribe handler, for `GET` and `HEAD`.
 pub async fn subscribe(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
+    let client = super::forwarded::client_address(&req);
     let span = tracing::info_span!(
         "mercure.subscribe",
+        client.address = client.map(tracing::field::display),
         mercure.topics = tracing::field::Empty,
         mercure.subscriber.id = tracing::field::Empty,
         mercure.last_event_id = tracing::field::Empty,

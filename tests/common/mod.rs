@@ -516,3 +516,35 @@ pub async fn history_updates(hub: &TestHub) -> u64 {
         .and_then(|value| value.trim().parse::<u64>().ok())
         .expect("history gauge")
 }
+
+/// Certificates made with openssl in `dir`: a certificate authority (`ca.pem`, `ca.key`) and,
+/// signed by it, `{name}.pem` + `{name}.key` for each of `servers` (valid for 127.0.0.1 and
+/// `localhost`) and each of `clients` (client authentication).
+pub fn make_certificates(dir: &Path, servers: &[&str], clients: &[&str]) {
+    let mut script = String::from(
+        "set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \\
+  -subj /CN=test-ca -keyout ca.key -out ca.pem 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > server.ext
+printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+make() {
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj \"/CN=$1\" \\
+    -keyout \"$1.key\" -out \"$1.csr\" 2>/dev/null
+  openssl x509 -req -in \"$1.csr\" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \\
+    -extfile \"$2.ext\" -out \"$1.pem\" 2>/dev/null
+}
+",
+    );
+    for name in servers {
+        script.push_str(&format!("make {name} server\n"));
+    }
+    for name in clients {
+        script.push_str(&format!("make {name} client\n"));
+    }
+    let status = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir)
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "certificates made");
+}

@@ -99,6 +99,17 @@ impl NatsServer {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// Waits until the server's log holds `fragment` (for example a refused client's
+    /// `authentication error`); panics with the log's tail after a minute.
+    pub async fn logged(&self, fragment: &str) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !std::fs::read_to_string(&self.log).unwrap_or_default().contains(fragment) {
+            let tail = self.log_tail();
+            assert!(tokio::time::Instant::now() < deadline, "{fragment:?} logged:\n{tail}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Starts the server; `routes` empty for a server alone.
     fn spawn(&mut self, routes: &str, extra: &[String]) {
         let mut command = Command::new("sh");

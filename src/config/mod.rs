@@ -5,9 +5,11 @@
 //! start-up with a message naming the key, because a typo that silently switches a feature off (as
 //! the reference hub v0.21.4 allows) is worse than a refusal to start.
 
+pub mod legacy;
+
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -92,6 +94,13 @@ pub const KEYS: &[(&str, &str)] = &[
     ("publisher_jwt_alg", "publisher key algorithm"),
     ("subscriber_jwt_key", "subscriber key (overrides jwt_key)"),
     ("subscriber_jwt_alg", "subscriber key algorithm"),
+    ("cert_file", "HTTPS: PEM certificate chain, with key_file; reloaded when it changes"),
+    ("key_file", "HTTPS: PEM private key of cert_file (never logged)"),
+    (
+        "use_forwarded_headers",
+        "take the client, scheme and host from proxy headers (trusted_proxies)",
+    ),
+    ("trusted_proxies", "addresses or networks whose forwarded headers are believed (10.0.0.0/8)"),
     ("anonymous", "let subscribers without a token receive public updates"),
     ("subscriptions", "publish subscription events and serve the subscriptions API"),
     ("cors_origins", "origins allowed by CORS, space or comma separated, * allowed"),
@@ -353,6 +362,85 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// HTTP worker threads.
     pub workers: usize,
+    /// HTTPS from certificate files (`cert_file` and `key_file`); `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// With `use_forwarded_headers`: the peers whose forwarded headers are believed
+    /// (`trusted_proxies`); `None` ignores those headers.
+    pub trusted_proxies: Option<TrustedProxies>,
+}
+
+/// Addresses and networks (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`) whose forwarded headers are
+/// believed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses a comma- or space-separated list; an error quotes the entry that is not an address
+    /// or network.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut networks = Vec::new();
+        for entry in text.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
+            let (address, prefix) = match entry.split_once('/') {
+                Some((address, prefix)) => (address, Some(prefix)),
+                None => (entry, None),
+            };
+            let address: IpAddr = address
+                .parse()
+                .map_err(|_| format!("`{entry}` is not an IP address or network (a.b.c.d/n)"))?;
+            let bits = if address.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => bits,
+                Some(prefix) => {
+                    prefix.parse::<u8>().ok().filter(|prefix| *prefix <= bits).ok_or_else(|| {
+                        format!("`{entry}`: the prefix length must be 0 to {bits}")
+                    })?
+                }
+            };
+            networks.push((address, prefix));
+        }
+        Ok(Self(networks))
+    }
+
+    /// Whether no address is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `address` is in one of the networks. An IPv4 address seen as IPv6
+    /// (`::ffff:a.b.c.d`, from a dual-stack socket) matches the IPv4 networks.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().any(|(network, prefix)| match (network, address) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                same_prefix(&network.octets(), &address.octets(), *prefix)
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                same_prefix(&network.octets(), &address.octets(), *prefix)
+            }
+            _ => false,
+        })
+    }
+}
+
+/// Whether the first `prefix` bits of `a` and `b` are equal.
+fn same_prefix(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let (bytes, bits) = (usize::from(prefix / 8), prefix % 8);
+    if a[..bytes] != b[..bytes] {
+        return false;
+    }
+    bits == 0 || (a[bytes] ^ b[bytes]) >> (8 - bits) == 0
+}
+
+/// The certificate files of an HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `cert_file`: the PEM certificate, followed by its chain.
+    pub cert_file: PathBuf,
+    /// `key_file`: the certificate's PEM private key.
+    pub key_file: PathBuf,
 }
 
 impl Config {
@@ -500,6 +588,22 @@ impl Config {
                 Some(0) => return Err(invalid("workers", "must be at least 1")),
                 Some(n) => usize::try_from(n).map_err(|_| invalid("workers", "too large"))?,
                 None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
+            trusted_proxies: values.trusted_proxies()?,
+            tls: match (
+                values.string("cert_file")?.filter(|path| !path.is_empty()),
+                values.string("key_file")?.filter(|path| !path.is_empty()),
+            ) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => {
+                    Some(TlsFiles { cert_file: cert.into(), key_file: key.into() })
+                }
+                (Some(_), None) => {
+                    return Err(invalid("key_file", "cert_file is set: set key_file too"));
+                }
+                (None, Some(_)) => {
+                    return Err(invalid("cert_file", "key_file is set: set cert_file too"));
+                }
             },
         })
     }
@@ -672,7 +776,8 @@ impl Values {
         }
     }
 
-    fn origins(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+    /// A list: a TOML array of strings, or one string of items separated by spaces or commas.
+    fn list(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
         let items: Vec<String> = match self.0.get(key) {
             None => return Ok(Vec::new()),
             Some(value) => match value.clone().into_array() {
@@ -683,12 +788,35 @@ impl Values {
                 Err(_) => self.string(key)?.into_iter().collect(),
             },
         };
-        items
+        Ok(items
             .iter()
             .flat_map(|item| item.split([' ', ',', '\t', '\n']))
-            .filter(|o| !o.is_empty())
-            .map(|origin| validate_origin(key, origin))
-            .collect()
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    fn origins(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        self.list(key)?.iter().map(|origin| validate_origin(key, origin)).collect()
+    }
+
+    /// `trusted_proxies`, read only with `use_forwarded_headers`: each needs the other.
+    fn trusted_proxies(&self) -> Result<Option<TrustedProxies>, ConfigError> {
+        let proxies = TrustedProxies::parse(&self.list("trusted_proxies")?.join(","))
+            .map_err(|reason| invalid("trusted_proxies", reason))?;
+        match (self.bool("use_forwarded_headers")?.unwrap_or(false), proxies.is_empty()) {
+            (true, false) => Ok(Some(proxies)),
+            (false, true) => Ok(None),
+            (true, true) => Err(invalid(
+                "trusted_proxies",
+                "use_forwarded_headers is on: list the addresses or networks of your proxies \
+                 (for example 10.0.0.0/8); headers from any other peer are ignored",
+            )),
+            (false, false) => Err(invalid(
+                "use_forwarded_headers",
+                "trusted_proxies is set: set use_forwarded_headers = true to use it",
+            )),
+        }
     }
 
     fn cookie_name(&self) -> Result<String, ConfigError> {
@@ -964,6 +1092,17 @@ mod tests {
             (&[("MERCURE_MAX_SELECTOR_LENGTH", "-1")], "`max_selector_length`"),
             (&[("MERCURE_MAX_TEMPLATE_VARIABLES", "many")], "`max_template_variables`"),
             (&[("MERCURE_SELECTOR_CACHE_SIZE", "0")], "`selector_cache_size`"),
+            (&[("MERCURE_USE_FORWARDED_HEADERS", "1")], "`trusted_proxies`"),
+            (&[("MERCURE_TRUSTED_PROXIES", "10.0.0.0/8")], "`use_forwarded_headers`"),
+            (
+                &[
+                    ("MERCURE_USE_FORWARDED_HEADERS", "1"),
+                    ("MERCURE_TRUSTED_PROXIES", "10.0.0.0/40"),
+                ],
+                "`trusted_proxies`",
+            ),
+            (&[("MERCURE_CERT_FILE", "tls.crt")], "`key_file`"),
+            (&[("MERCURE_KEY_FILE", "tls.key")], "`cert_file`"),
         ];
         for (pairs, expected) in cases {
             let message = load(pairs).expect_err("must be refused").to_string();
