@@ -203,6 +203,12 @@ secrets from the Secret, and RUST_LOG.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- if .Values.tls.secretName }}
+- name: MERCURE_CERT_FILE
+  value: /etc/quicksilver/tls/tls.crt
+- name: MERCURE_KEY_FILE
+  value: /etc/quicksilver/tls/tls.key
+{{- end }}
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
 {{- with .Values.extraEnv }}
@@ -230,7 +236,7 @@ metadata:
     {{- end }}
   annotations:
     # Pods roll when the Secret's values (or the Secret they name) change.
-    checksum/secret: {{ list .Values.secret .Values.natsFiles | toJson | sha256sum }}
+    checksum/secret: {{ list .Values.secret .Values.natsFiles .Values.tls | toJson | sha256sum }}
     {{- with .Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -269,6 +275,9 @@ spec:
         httpGet:
           path: /healthz
           port: http
+          {{- if .Values.tls.secretName }}
+          scheme: HTTPS
+          {{- end }}
         periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
         timeoutSeconds: {{ .Values.probes.liveness.timeoutSeconds }}
         failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
@@ -277,6 +286,9 @@ spec:
         httpGet:
           path: /readyz
           port: http
+          {{- if .Values.tls.secretName }}
+          scheme: HTTPS
+          {{- end }}
         periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
         timeoutSeconds: {{ .Values.probes.readiness.timeoutSeconds }}
         failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
@@ -293,7 +305,7 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       {{- $embedded := include "quicksilver.embedded" . }}
-      {{- if or $embedded .Values.natsFiles.secretName }}
+      {{- if or $embedded .Values.natsFiles.secretName .Values.tls.secretName }}
       volumeMounts:
         {{- if $embedded }}
         - name: data
@@ -302,6 +314,12 @@ spec:
         {{- if .Values.natsFiles.secretName }}
         - name: nats-files
           mountPath: /etc/quicksilver/nats
+          readOnly: true
+        {{- end }}
+        {{- if .Values.tls.secretName }}
+        # The whole directory, not subPaths: renewed files then appear in the pod.
+        - name: tls
+          mountPath: /etc/quicksilver/tls
           readOnly: true
         {{- end }}
       {{- end }}
@@ -313,6 +331,9 @@ spec:
   {{- end }}
   {{- with .Values.natsFiles.secretName }}
   {{- $volumes = append $volumes (dict "name" "nats-files" "secret" (dict "secretName" . "defaultMode" 288)) }}
+  {{- end }}
+  {{- with .Values.tls.secretName }}
+  {{- $volumes = append $volumes (dict "name" "tls" "secret" (dict "secretName" . "defaultMode" 288)) }}
   {{- end }}
   {{- with $volumes }}
   volumes:

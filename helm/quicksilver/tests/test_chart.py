@@ -65,6 +65,8 @@ CHART_MANAGED_SETTINGS = {
     "nats_tls_ca",
     "nats_tls_cert",
     "nats_tls_key",
+    "cert_file",
+    "key_file",
 }
 # Test keys of the repository (public halves only), standing in for PEM keys in Secrets.
 JWT_FIXTURES = REPO / "tests" / "fixtures" / "jwt"
@@ -565,6 +567,30 @@ class Ingress(unittest.TestCase):
         self.assertEqual(annotations["haproxy.org/timeout-server"], "1h")
         self.assertEqual(annotations["haproxy-ingress.github.io/timeout-server"], "1h")
         self.assertEqual(annotations["cert-manager.io/cluster-issuer"], "letsencrypt")
+        # The hub serves HTTPS (tls.secretName): ingress-nginx speaks HTTPS to it.
+        self.assertEqual(annotations["nginx.ingress.kubernetes.io/backend-protocol"], "HTTPS")
+        plain = one(render("--set", "ingress.enabled=true"), "Ingress")["metadata"]["annotations"]
+        self.assertNotIn("nginx.ingress.kubernetes.io/backend-protocol", plain)
+
+    def test_https_from_the_hub(self):
+        container = hub_container(self.docs)
+        env = env_values(container)
+        self.assertEqual(env["MERCURE_CERT_FILE"], "/etc/quicksilver/tls/tls.crt")
+        self.assertEqual(env["MERCURE_KEY_FILE"], "/etc/quicksilver/tls/tls.key")
+        self.assertEqual(env["MERCURE_TRUSTED_PROXIES"], "10.0.0.0/8,fd00::/8")
+        self.assertIn({"name": "tls", "mountPath": "/etc/quicksilver/tls", "readOnly": True},
+                      container["volumeMounts"])
+        volumes = workload(self.docs)["spec"]["template"]["spec"]["volumes"]
+        self.assertIn({"name": "tls", "secret": {"secretName": "quicksilver-tls",
+                                                 "defaultMode": 0o440}}, volumes)
+        for probe in ("livenessProbe", "readinessProbe"):
+            self.assertEqual(container[probe]["httpGet"]["scheme"], "HTTPS")
+        self.assertEqual(one(self.docs, "Service")["spec"]["ports"][0]["appProtocol"], "https")
+        env = env_values(test_pod(self.docs)["spec"]["containers"][0])
+        self.assertTrue(env["HUB_URL"].startswith("https://"))
+        self.assertEqual(env["HUB_INSECURE"], "1")
+        plain = hub_container(render())
+        self.assertNotIn("scheme", plain["livenessProbe"]["httpGet"])
 
     def test_user_annotations_win_and_null_drops_one(self):
         docs = render_values({"ingress": {
@@ -871,12 +897,11 @@ class HubAcceptsTheEnvironment(unittest.TestCase):
             for item in hub_container(render("-f", str(path)))["env"]:
                 if item["name"].startswith("MERCURE_"):
                     seen.add(item["name"].removeprefix("MERCURE_").lower())
-        seen |= {"jwt_key", "nats_token", "nats_creds", "nats_tls_cert", "nats_tls_key"} & {
-            item["name"].removeprefix("MERCURE_").lower()
-            for item in hub_container(render_values({
-                "secret": {"jwt_key": "k" * 40, "nats_token": "t"},
-                "natsFiles": {"secretName": "nats-files", "creds": "a.creds", "tlsCert": "tls.crt",
-                              "tlsKey": "tls.key"}}))["env"]}
+        seen |= {item["name"].removeprefix("MERCURE_").lower()
+                 for item in hub_container(render_values({
+                     "secret": {"jwt_key": "k" * 40, "nats_token": "t"},
+                     "natsFiles": {"secretName": "nats-files", "creds": "a.creds",
+                                   "tlsCert": "tls.crt", "tlsKey": "tls.key"}}))["env"]}
         self.assertLessEqual(CHART_MANAGED_SETTINGS, seen)
 
 
