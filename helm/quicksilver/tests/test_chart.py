@@ -251,6 +251,17 @@ class Lint(unittest.TestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("kubeVersion", result.stderr)
 
+    def test_package_leaves_out_the_checks(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([HELM, "package", str(CHART), "--destination", tmp],
+                           capture_output=True, text=True, check=True, timeout=60)
+            (archive,) = Path(tmp).glob("*.tgz")
+            names = subprocess.run(["tar", "tzf", str(archive)], capture_output=True, text=True,
+                                   check=True).stdout.split()
+        self.assertIn(f"{CHART.name}/templates/tests/publish-subscribe.yaml", names)
+        self.assertIn(f"{CHART.name}/values.schema.json", names)
+        self.assertFalse([n for n in names if n.startswith(f"{CHART.name}/tests/")])
+
     def test_no_repository_or_dependency(self):
         chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
         self.assertNotIn("dependencies", chart)
