@@ -37,6 +37,17 @@ pub enum HubError {
          without pauses"
     )]
     RequestTimeout(std::time::Duration),
+    /// The request's headers are larger than `max_header_size` (431).
+    #[error(
+        "Request Header Fields Too Large: {size} bytes of headers, over the {limit}-byte limit \
+         (max_header_size); a large cookie is the usual cause"
+    )]
+    HeadersTooLarge {
+        /// Bytes of header names and values received.
+        size: usize,
+        /// `max_header_size`.
+        limit: usize,
+    },
     /// The path exists but not for this method (405); the methods it accepts, for `Allow`.
     #[error("Method Not Allowed")]
     MethodNotAllowed(&'static str),
@@ -60,6 +71,7 @@ impl ResponseError for HubError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) | Self::ContentTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,

@@ -58,11 +58,11 @@ pub const VARIABLES: &[Legacy] = &[
     moved("HEARTBEAT_INTERVAL", "heartbeat", ""),
     moved("HISTORY_SIZE", "history_size", ""),
     moved("WRITE_TIMEOUT", "write_timeout", ""),
-    Legacy {
-        variable: "READ_TIMEOUT",
-        setting: None,
-        note: "request heads must arrive within 5 s and publish bodies within body_read_timeout",
-    },
+    moved(
+        "READ_TIMEOUT",
+        "read_timeout",
+        "for the request head; publish bodies have body_read_timeout",
+    ),
     moved(
         "USE_FORWARDED_HEADERS",
         "use_forwarded_headers",

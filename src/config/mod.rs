@@ -68,6 +68,13 @@ const OTHER_PUBLISH_FIELDS: usize = 5;
 /// body (slowloris) would otherwise hold its connection and buffer forever. 30 s carries a full
 /// 1 MiB body at 300 kbit/s; publishers are usually servers on fast links sending a few KB.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for a request's head (request line and headers), and for a TLS handshake, to
+/// arrive. A client that trickles its headers (slowloris) would otherwise hold a connection for
+/// ever. It never applies to an open event stream, whose request was read long ago.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of request headers: 64 KiB leaves room for large cookies (browsers cap one at 4 KiB,
+/// and an origin rarely sends more than a few) while bounding what one request may hold.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
 /// Topic selectors in one subscription: 100, the limit of the reference hub's current version,
 /// so that no client written for it is refused.
 pub const DEFAULT_MAX_TOPICS_PER_SUBSCRIPTION: usize = 100;
@@ -129,6 +136,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("replay_memory", "memory all history replays may hold at once (default 64MiB)"),
     ("max_topics_per_update", "topics of one update, canonical and alternate (default 1000)"),
     ("max_form_fields", "key=value pairs of a publish body or query string (default 4096)"),
+    ("read_timeout", "time for a request's head and TLS handshake, 0s = off (default 10s)"),
+    ("max_header_size", "most bytes of request headers, names and values (default 64KiB)"),
     ("body_read_timeout", "time allowed to receive a publish body, 0s = off (default 30s)"),
     ("max_topics_per_subscription", "most topic selectors in one subscription (default 100)"),
     ("max_selector_length", "most bytes in one subscriber topic selector (default 4096)"),
@@ -364,6 +373,10 @@ pub struct Config {
     pub workers: usize,
     /// HTTPS from certificate files (`cert_file` and `key_file`); `None` serves plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Time allowed to receive a request's head, and a TLS handshake; `None` waits for ever.
+    pub read_timeout: Option<Duration>,
+    /// Most bytes of request header names and values.
+    pub max_header_size: usize,
     /// With `use_forwarded_headers`: the peers whose forwarded headers are believed
     /// (`trusted_proxies`); `None` ignores those headers.
     pub trusted_proxies: Option<TrustedProxies>,
@@ -590,6 +603,8 @@ impl Config {
                 None => std::thread::available_parallelism().map_or(1, usize::from),
             },
             trusted_proxies: values.trusted_proxies()?,
+            read_timeout: values.duration("read_timeout", DEFAULT_READ_TIMEOUT)?,
+            max_header_size: values.size("max_header_size", DEFAULT_MAX_HEADER_SIZE)?,
             tls: match (
                 values.string("cert_file")?.filter(|path| !path.is_empty()),
                 values.string("key_file")?.filter(|path| !path.is_empty()),

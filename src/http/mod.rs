@@ -58,6 +58,7 @@ pub const HUB_METHODS: &str = "GET, HEAD, POST";
 pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
     let workers = hub.config.workers;
     let dispatch_timeout = hub.config.dispatch_timeout;
+    let read_timeout = hub.config.read_timeout;
     // Slack past the drain time for in-flight publications to be answered.
     let shutdown_timeout = hub.config.drain_timeout.as_secs() + 2;
     let tls = match &hub.config.tls {
@@ -79,7 +80,8 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
         .disable_signals()
         .shutdown_timeout(shutdown_timeout)
         .listen("quicksilver", listener, move || {
-            let http = Http { shared: &shared, shutting_down: &shutting_down, local_addr };
+            let http =
+                Http { shared: &shared, shutting_down: &shutting_down, local_addr, read_timeout };
             match &tls {
                 Some(acceptor) => {
                     let acceptor = acceptor.clone();
@@ -90,9 +92,8 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
                             let peer = stream.peer_addr().ok();
                             let connection = Connection::new(stream, dispatch_timeout);
                             let handshake = acceptor.accept(connection);
-                            let tls = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, handshake)
-                                .await
-                                .map_err(|_| DispatchError::SlowRequestTimeout)?
+                            let tls = within(read_timeout, handshake)
+                                .await?
                                 .map_err(DispatchError::Io)?;
                             let protocol = match tls.get_ref().1.alpn_protocol() {
                                 Some(b"h2") => Protocol::Http2,
@@ -106,7 +107,7 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
                 None => {
                     let http = http.service(Connection::cut_off);
                     let accept = move |stream: TcpStream| async move {
-                        let protocol = plain_protocol(&stream).await?;
+                        let protocol = within(read_timeout, plain_protocol(&stream)).await??;
                         let peer = stream.peer_addr().ok();
                         Ok((Connection::new(stream, dispatch_timeout), protocol, peer))
                     };
@@ -121,39 +122,43 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
 type TlsConnection = tokio_rustls::server::TlsStream<Connection>;
 
 /// The protocol of a plain connection: HTTP/2 when it opens with the HTTP/2 preface (prior
-/// knowledge, RFC 9113 §3.3), else HTTP/1.1. A client that sends nothing for as long as a
-/// request head may take is dropped.
+/// knowledge, RFC 9113 §3.3), else HTTP/1.1.
 async fn plain_protocol(stream: &TcpStream) -> Result<Protocol, DispatchError> {
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
     let mut seen = [0; PREFACE.len()];
-    let peek = async {
-        loop {
-            let read = stream.peek(&mut seen).await?;
-            // Decided as soon as the bytes differ, or the whole line is in (or the client
-            // closed: HTTP/1.1's parser reports that).
-            if read == 0 || read == PREFACE.len() || seen[..read] != PREFACE[..read] {
-                return Ok::<_, std::io::Error>(read == PREFACE.len() && seen == *PREFACE);
-            }
-            // Part of the preface: wait for more without spinning on the same bytes.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    loop {
+        let read = stream.peek(&mut seen).await.map_err(DispatchError::Io)?;
+        // Decided as soon as the bytes differ, or the whole line is in (or the client closed:
+        // HTTP/1.1's parser reports that).
+        if read == 0 || read == PREFACE.len() || seen[..read] != PREFACE[..read] {
+            let http2 = read == PREFACE.len() && seen == *PREFACE;
+            return Ok(if http2 { Protocol::Http2 } else { Protocol::Http1 });
         }
-    };
-    match tokio::time::timeout(REQUEST_HEAD_TIMEOUT, peek).await {
-        Ok(Ok(true)) => Ok(Protocol::Http2),
-        Ok(Ok(false)) => Ok(Protocol::Http1),
-        Ok(Err(error)) => Err(DispatchError::Io(error)),
-        Err(_) => Err(DispatchError::SlowRequestTimeout),
+        // Part of the preface: wait for more without spinning on the same bytes.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
-/// Time allowed for a request's head (its line and headers) to arrive.
-const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// `future`, failed as a slow request after `limit` (`read_timeout`) unless that is `None`.
+async fn within<T>(
+    limit: Option<Duration>,
+    future: impl std::future::Future<Output = T>,
+) -> Result<T, DispatchError> {
+    match limit {
+        Some(limit) => {
+            tokio::time::timeout(limit, future).await.map_err(|_| DispatchError::SlowRequestTimeout)
+        }
+        None => Ok(future.await),
+    }
+}
 
 /// What the HTTP service of one worker is built from.
 struct Http<'a> {
     shared: &'a AppShared,
     shutting_down: &'a actix_server::GracefulShutdownSignal,
     local_addr: std::net::SocketAddr,
+    /// `read_timeout`: for a request's head.
+    read_timeout: Option<Duration>,
 }
 
 impl Http<'_> {
@@ -174,9 +179,9 @@ impl Http<'_> {
     {
         let shutting_down = self.shutting_down.clone();
         actix_http::HttpService::build()
-            // The defaults of actix-web's `HttpServer`.
+            // The defaults of actix-web's `HttpServer`, but for the request head's time.
             .keep_alive(Duration::from_secs(5))
-            .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+            .client_request_timeout(self.read_timeout.unwrap_or(Duration::ZERO))
             .client_disconnect_timeout(Duration::from_secs(1))
             // A client that closes its side has gone: end its stream at once (so its
             // departure is announced and its resources freed) instead of waiting for the
@@ -234,6 +239,7 @@ fn app(
     let metrics_here = config.metrics_addr.is_none();
     let cors_origins = shared.cors_origins.clone();
     let metrics = shared.metrics.clone();
+    let max_header_size = config.max_header_size;
     App::new()
         .app_data(shared.hub.clone())
         .app_data(shared.metrics.clone())
@@ -241,7 +247,19 @@ fn app(
             let origins = cors_origins.clone();
             let metrics = metrics.clone();
             let request = RequestLog::start(&req);
-            actix_web::dev::Service::call(service, req).map(move |result| {
+            let size: usize =
+                req.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+            let answer = if size > max_header_size {
+                let error = HubError::HeadersTooLarge { size, limit: max_header_size };
+                let response = req.error_response(error).map_into_right_body();
+                futures_util::future::Either::Left(std::future::ready(Ok(response)))
+            } else {
+                let answer = actix_web::dev::Service::call(service, req);
+                futures_util::future::Either::Right(
+                    answer.map(|result| result.map(|response| response.map_into_left_body())),
+                )
+            };
+            answer.map(move |result| {
                 result.map(|response| {
                     metrics.http_response(response.status().as_u16());
                     if let Some(request) = request {

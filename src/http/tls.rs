@@ -23,9 +23,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// How often the files are compared with the pair in use.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
-/// Time allowed for a client's TLS handshake, so that a connection that never finishes it
-/// cannot hold a socket.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The certificate in use, and the file contents it was made from.
 struct Loaded {
