@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
     for line in &legacy {
         tracing::warn!("{line}");
     }
+    raise_open_files_limit();
     let listener = quicksilver::bind(config.addr)
         .with_context(|| format!("cannot listen on {} (setting `addr`)", config.addr))?;
     let addr = listener.local_addr()?;
@@ -122,6 +123,25 @@ fn main() -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Each connection is an open file. Many systems (and container runtimes) start processes with
+/// a soft limit of 1024, far below what the hard limit allows: raise it, so that a node is
+/// limited by its resources rather than by a default.
+fn raise_open_files_limit() {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft);
+    match (before, rlimit::increase_nofile_limit(u64::MAX)) {
+        (Ok(before), Ok(now)) if now > before => {
+            tracing::info!(before, now, "open files limit raised (one per connection)");
+        }
+        (Ok(_), Ok(now)) if now < 10_000 => tracing::warn!(
+            limit = now,
+            "the open files limit allows about {now} connections; raise the hard limit \
+             (ulimit -Hn, LimitNOFILE=, or the container runtime's default)"
+        ),
+        (_, Err(error)) => tracing::warn!(%error, "cannot raise the open files limit"),
+        _ => {}
+    }
 }
 
 /// No key was configured: show the generated key's tokens so a developer can start at once.

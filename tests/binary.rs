@@ -435,6 +435,35 @@ fn check_config_validates_without_listening_or_connecting() {
 }
 
 #[test]
+fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The hub started as a low default starts it: a soft limit of 256 (the hard one above).
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\"", BIN])
+        .env_clear()
+        .current_dir(dir.path())
+        .envs([("NO_COLOR", "1"), ("RUST_LOG", "info"), ("MERCURE_ADDR", "127.0.0.1:0")])
+        .envs([("MERCURE_JWT_KEY", KEY), ("MERCURE_TRANSPORT", "memory")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    let stderr = BufReader::new(child.stderr.take().expect("piped"));
+    let mut seen = String::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = seen.lines().find(|l| l.contains("open files limit raised")).unwrap_or_default();
+    assert!(line.contains("before=256"), "the limit is raised:\n{seen}");
+}
+
+#[test]
 fn certificate_files_that_cannot_be_used_stop_start_up_naming_the_setting() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
