@@ -6,7 +6,7 @@
 //   CHROMIUM_PATH     the browser (default /usr/bin/chromium)
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -68,20 +68,21 @@ function freePort() {
   });
 }
 
-/** Starts the hub binary on a free port; retries when another process took the port between
- * the probe and the hub's bind. */
-async function startHub() {
+/** Starts the hub binary on a free port, with `settings` added to its environment; retries when
+ * another process took the port between the probe and the hub's bind. */
+async function startHub(settings = {}) {
   for (let attempt = 1; ; attempt += 1) {
     try {
-      return await startHubOnce();
+      return await startHubOnce(settings);
     } catch (error) {
       if (attempt >= 3 || !/cannot listen/.test(error.message)) throw error;
     }
   }
 }
 
-/** Starts the hub binary; resolves once /healthz answers 200. */
-async function startHubOnce() {
+/** Starts the hub binary; resolves once it logs that it listens (and, over plain HTTP, once
+ * /healthz answers 200). With `MERCURE_CERT_FILE` in `settings` it serves HTTPS. */
+async function startHubOnce(settings) {
   const port = await freePort();
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !name.startsWith('MERCURE_')),
@@ -97,8 +98,10 @@ async function startHubOnce() {
     // Subscription events and the subscriptions API, so the UI's list shows real subscriptions.
     MERCURE_SUBSCRIPTIONS: '1',
     MERCURE_WORKERS: '2',
-    RUST_LOG: process.env.RUST_LOG || 'warn',
+    // The "listening on" line is at info level.
+    RUST_LOG: process.env.RUST_LOG || 'info',
   });
+  Object.assign(env, settings);
   const child = spawn(BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let log = '';
@@ -116,17 +119,23 @@ async function startHubOnce() {
     exited = { error };
   });
 
-  const url = `http://127.0.0.1:${port}`;
+  const tls = Boolean(settings.MERCURE_CERT_FILE);
+  const url = `${tls ? 'https' : 'http'}://${tls ? 'localhost' : '127.0.0.1'}:${port}`;
   const deadline = Date.now() + WAIT_MS;
   for (;;) {
     if (exited) {
       throw new Error(`the hub (${BIN}) exited before it was ready: ${JSON.stringify(exited)}\n${log}`);
     }
-    try {
-      const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      if (response.status === 200) break;
-    } catch {
-      // not listening yet
+    if (tls) {
+      // Node's fetch does not trust the test certificate; the hub logs once it serves.
+      if (log.includes('listening on https://')) break;
+    } else {
+      try {
+        const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+        if (response.status === 200) break;
+      } catch {
+        // not listening yet
+      }
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -474,6 +483,131 @@ describe('Quicksilver in a real browser', { timeout: 50_000 }, () => {
       assert.match(response.headers.get('content-security-policy'), /^default-src 'self'/);
     }
     assert.equal((await fetch(`${hub.url}${HUB_PATH}/ui/missing.js`)).status, 404);
+  });
+});
+
+/** A self-signed certificate for localhost and 127.0.0.1, made with openssl in `dir`. */
+function selfSignedCertificate(dir) {
+  mkdirSync(dir, { recursive: true });
+  const cert = path.join(dir, 'hub.pem');
+  const key = path.join(dir, 'hub.key');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    '-keyout', key, '-out', cert,
+  ], { stdio: 'ignore' });
+  return { cert, key };
+}
+
+/** Opens `count` EventSources on `url` in `page` (each counted in `window.opened` when open and
+ * in `window.delivered` when it receives a message), without waiting for them. */
+async function openMany(page, url, count) {
+  await page.evaluate(
+    ({ url, count }) => {
+      window.opened = 0;
+      window.delivered = 0;
+      window.sources = [];
+      for (let i = 0; i < count; i += 1) {
+        const source = new EventSource(url);
+        source.onopen = () => { window.opened += 1; };
+        source.onmessage = () => { window.delivered += 1; };
+        window.sources.push(source);
+      }
+    },
+    { url, count },
+  );
+}
+
+/** Publishes from inside `page` (same origin, so the page's trust of the certificate applies). */
+async function publishFromPage(page, hubUrl, topic, id) {
+  return page.evaluate(
+    async ({ hubUrl, topic, id, token }) => {
+      const body = new URLSearchParams({ topic, id });
+      const response = await fetch(hubUrl, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+        body,
+      });
+      return response.status;
+    },
+    { hubUrl, topic, id, token: PUBLISHER },
+  );
+}
+
+describe('HTTP/2 lets one page hold many streams; HTTP/1.1 stalls at six', { timeout: 50_000 }, () => {
+  const STREAMS = 20;
+  let https;
+  let http;
+  let browser;
+  let context;
+
+  before(async () => {
+    const { cert, key } = selfSignedCertificate(path.join(SCREENSHOT_DIR, `tls-${process.pid}`));
+    https = await startHub({ MERCURE_CERT_FILE: cert, MERCURE_KEY_FILE: key });
+    http = await startHub();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: WAIT_MS,
+    });
+    // The test certificate is self-signed; HTTP/2 is negotiated all the same.
+    context = await browser.newContext({ ignoreHTTPSErrors: true });
+    context.setDefaultTimeout(WAIT_MS);
+  });
+
+  after(async () => {
+    try {
+      if (browser) await browser.close();
+    } finally {
+      if (https) await https.stop();
+      if (http) await http.stop();
+    }
+  });
+
+  test(`over HTTPS (HTTP/2), ${STREAMS} EventSources of one page all receive an update`, async () => {
+    const page = await context.newPage();
+    try {
+      assert.equal((await page.goto(`${https.url}/`)).status(), 200);
+      const protocol = await page.evaluate(
+        () => performance.getEntriesByType('navigation')[0].nextHopProtocol,
+      );
+      assert.equal(protocol, 'h2');
+      const topic = uniqueTopic('h2');
+      await openMany(page, subscribeUrl(https, [topic]), STREAMS);
+      await page.waitForFunction((n) => window.opened === n, STREAMS);
+      assert.equal(await publishFromPage(page, https.hub, topic, 'to-all'), 200);
+      await page.waitForFunction((n) => window.delivered === n, STREAMS);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test(`over HTTP/1.1 the same page gets six streams and the other ${STREAMS - 6} wait`, async () => {
+    const page = await context.newPage();
+    try {
+      assert.equal((await page.goto(`${http.url}/`)).status(), 200);
+      const protocol = await page.evaluate(
+        () => performance.getEntriesByType('navigation')[0].nextHopProtocol,
+      );
+      assert.equal(protocol, 'http/1.1');
+      const topic = uniqueTopic('h1');
+      await openMany(page, subscribeUrl(http, [topic]), STREAMS);
+      await page.waitForFunction(() => window.opened === 6);
+      // Published from Node: the page has no connection left to publish with.
+      const published = await publish(http, [['topic', topic], ['id', 'to-six']]);
+      assert.equal(published.status, 200, published.body);
+      await page.waitForFunction(() => window.delivered === 6);
+      // The six connections stay open, so no other stream can ever start: the stall.
+      const state = await page.evaluate(() => ({
+        opened: window.opened,
+        delivered: window.delivered,
+        connecting: window.sources.filter((s) => s.readyState === EventSource.CONNECTING).length,
+      }));
+      assert.deepEqual(state, { opened: 6, delivered: 6, connecting: STREAMS - 6 });
+    } finally {
+      await page.close();
+    }
   });
 });
 
