@@ -144,11 +144,6 @@ impl Target {
         }
         Ok(Target { url, addr, tls_name, host_header, path_and_query })
     }
-
-    /// Whether the URL is `https://`.
-    pub fn is_https(&self) -> bool {
-        self.tls_name.is_some()
-    }
 }
 
 /// The name an `https://` hub's certificate must be valid for: the host of its URL. An address
@@ -894,7 +889,7 @@ mod tests {
         assert_eq!(target.host_header, "localhost:8443");
 
         let target = Target::resolve("http://127.0.0.1:8080/m").await.expect("valid");
-        assert!(!target.is_https());
+        assert_eq!(target.tls_name, None);
         assert!(Target::resolve("ws://127.0.0.1/m").await.is_err());
     }
 
