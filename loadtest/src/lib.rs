@@ -1,8 +1,8 @@
 //! Load tests for Mercure hubs, over the wire protocol only.
 //!
-//! The tool measures any hub that speaks Mercure over HTTP/1.1 (Quicksilver, the reference Go hub,
-//! ...): it subscribes with `GET` event streams and publishes with form `POST`s, nothing else. The
-//! pieces:
+//! The tool measures any hub that speaks Mercure over HTTP/1.1, plain or inside TLS (Quicksilver,
+//! the reference Go hub, ...): it subscribes with `GET` event streams and publishes with form
+//! `POST`s, nothing else. The pieces:
 //!
 //! - [`cli`]: the command line, one subcommand per scenario;
 //! - [`token`]: JWTs minted from a key, or given as they are;
