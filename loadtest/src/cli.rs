@@ -14,14 +14,15 @@ use crate::follow::FollowArg;
 /// Hub URL used when `--hub` is not given: Quicksilver's default address.
 pub const DEFAULT_HUB: &str = "http://127.0.0.1:8080/.well-known/mercure";
 
-/// Measures a Mercure hub (Quicksilver, the reference hub, or any other) over HTTP.
+/// Measures a Mercure hub (Quicksilver, the reference hub, or any other) over HTTP or HTTPS.
 #[derive(Debug, Parser)]
 #[command(
     name = "loadtest",
     version,
     long_about = "Measures a Mercure hub (Quicksilver, the reference Go hub, or any other) over \
-HTTP/1.1, using only the protocol: subscriptions are GET event streams, publications are form \
-POSTs, tokens are JWTs minted from --key or given with --publisher-token/--subscriber-token.
+HTTP/1.1, plain (http:// URLs) or over TLS (https:// URLs, trusting --tls-ca), using only the \
+protocol: subscriptions are GET event streams, publications are form POSTs, tokens are JWTs \
+minted from --key or given with --publisher-token/--subscriber-token.
 
 Scenarios (see `loadtest <SCENARIO> --help` for their options):
   fanout     N subscribers on one topic, M updates: deliveries/s, delivery latency, lost and
@@ -39,7 +40,7 @@ Every run reports the CPU time and memory of the processes it follows (--hub-pid
 (--publish-hub) and subscribers others (--subscribe-hub), e.g. nodes of a cluster.
 
 Common options go before or after the scenario name; the repeatable ones (--follow, \
---follow-dir, --subscribe-hub) all on the same side.
+--follow-dir, --subscribe-hub, --tls-ca) all on the same side.
 
 A progress bar is drawn on stderr when it is a terminal; the results are printed as a table on \
 stdout, and written as JSON (--json) and as an SVG or HTML latency chart (--plot) when asked. \
@@ -58,7 +59,7 @@ pub struct Cli {
 /// Common options that may be given several times. Clap keeps only the occurrences on one side of
 /// the scenario name when they are on both (clap-rs/clap#3959), so [`Cli::try_parse_checked`]
 /// refuses that instead of dropping some silently.
-const REPEATABLE: [&str; 3] = ["--follow", "--follow-dir", "--subscribe-hub"];
+const REPEATABLE: [&str; 4] = ["--follow", "--follow-dir", "--subscribe-hub", "--tls-ca"];
 
 impl Cli {
     /// Parses `args` (the program name first) like [`Parser::try_parse_from`], and refuses a
@@ -70,8 +71,13 @@ impl Cli {
     {
         let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
         let cli = Cli::try_parse_from(&args)?;
-        let parsed =
-            [cli.common.follow.len(), cli.common.follow_dir.len(), cli.common.subscribe_hub.len()];
+        let common = &cli.common;
+        let parsed = [
+            common.follow.len(),
+            common.follow_dir.len(),
+            common.subscribe_hub.len(),
+            common.tls_ca.len(),
+        ];
         for (option, parsed) in REPEATABLE.into_iter().zip(parsed) {
             // Each occurrence takes exactly one value, and clap refuses an option name as a value:
             // counting the tokens counts the occurrences.
@@ -97,8 +103,8 @@ impl Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Common options (before or after the scenario)")]
 pub struct CommonArgs {
-    /// URL of the hub (http only). Publishers and subscribers use it unless --publish-hub or
-    /// --subscribe-hub says otherwise.
+    /// URL of the hub, http:// or https:// (then with --tls-ca). Publishers and subscribers use it
+    /// unless --publish-hub or --subscribe-hub says otherwise.
     #[arg(long, global = true, default_value = DEFAULT_HUB, value_name = "URL")]
     pub hub: String,
 
@@ -113,6 +119,13 @@ pub struct CommonArgs {
     /// Default: --hub.
     #[arg(long, global = true, value_name = "URL")]
     pub subscribe_hub: Vec<String>,
+
+    /// PEM certificate to trust for https:// URLs: the CA that signed the hub's certificate, or the
+    /// hub's self-signed certificate itself. Repeatable, and a file may hold several. Required by
+    /// https:// URLs: the tool has no built-in trust roots. Every connection makes a full TLS
+    /// handshake (no session resumption), counted in the connect time. Default: none.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub tls_ca: Vec<PathBuf>,
 
     /// Key used to mint tokens: the HMAC secret for HS*, a PEM private key for RS*/PS*/ES*/EdDSA.
     /// Default: none (then tokens must be given, unless --key-file is).
@@ -459,6 +472,10 @@ mod tests {
         assert!(error.to_string().contains("same side"), "{error}");
         let both = ["loadtest", "--follow-dir=/a", "idle", "--follow-dir", "/b"];
         assert!(Cli::try_parse_checked(both).is_err());
+        let both = ["loadtest", "--tls-ca", "a.pem", "idle", "--tls-ca", "b.pem"];
+        assert!(Cli::try_parse_checked(both).is_err());
+        let before = ["loadtest", "--tls-ca", "a.pem", "--tls-ca=b.pem", "idle"];
+        assert_eq!(Cli::try_parse_checked(before).expect("valid").common.tls_ca.len(), 2);
         let after = ["loadtest", "idle", "--follow", "a=1", "--follow", "b=2"];
         assert_eq!(Cli::try_parse_checked(after).expect("valid").common.follow.len(), 2);
     }

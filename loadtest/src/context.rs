@@ -16,6 +16,7 @@ use crate::cli::CommonArgs;
 use crate::follow::{self, Followed, ProcessUsage, Watch};
 use crate::http::Endpoint;
 use crate::procstat::Sample;
+use crate::tls;
 use crate::token::{self, Role};
 
 /// Errors counted by category; they are rare, so one lock is enough.
@@ -73,14 +74,16 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Resolves the hub URLs, prepares the tokens, and finds the processes to follow (they must be
-    /// running).
+    /// Resolves the hub URLs, reads the certificates to trust for https:// ones, prepares the
+    /// tokens, and finds the processes to follow (they must be running).
     pub async fn new(args: &CommonArgs) -> anyhow::Result<Self> {
+        // One TLS configuration for every connection of the run, whatever its URL.
+        let tls = tls::client_config(&args.tls_ca)?;
         let (publish_option, publish_url) = match &args.publish_hub {
             Some(url) => ("--publish-hub", url),
             None => ("--hub", &args.hub),
         };
-        let publish = Endpoint::resolve(publish_url, args.source_ips)
+        let publish = Endpoint::resolve(publish_url, args.source_ips, tls.as_ref())
             .await
             .with_context(|| format!("{publish_option} {publish_url}"))?;
         let (subscribe_option, subscribe_urls) = if args.subscribe_hub.is_empty() {
@@ -90,7 +93,7 @@ impl Ctx {
         };
         let mut subscribe = Vec::with_capacity(subscribe_urls.len());
         for url in subscribe_urls {
-            let endpoint = Endpoint::resolve(url, args.source_ips)
+            let endpoint = Endpoint::resolve(url, args.source_ips, tls.as_ref())
                 .await
                 .with_context(|| format!("{subscribe_option} {url}"))?;
             subscribe.push(endpoint);
@@ -262,9 +265,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_url_names_its_option() {
-        let cli = Cli::try_parse_checked(["loadtest", "fanout", "--subscribe-hub", "https://x/"])
+        let cli = Cli::try_parse_checked(["loadtest", "fanout", "--subscribe-hub", "ftp://x/"])
             .expect("valid command line");
-        let error = Ctx::new(&cli.common).await.expect_err("https is refused");
-        assert!(format!("{error:#}").starts_with("--subscribe-hub https://x/: "), "{error:#}");
+        let error = Ctx::new(&cli.common).await.expect_err("ftp is refused");
+        assert!(format!("{error:#}").starts_with("--subscribe-hub ftp://x/: "), "{error:#}");
+    }
+
+    #[tokio::test]
+    async fn https_without_a_certificate_to_trust_is_refused() {
+        let url = "https://127.0.0.1:8443/.well-known/mercure";
+        let cli = Cli::try_parse_checked(["loadtest", "fanout", "--publish-hub", url])
+            .expect("valid command line");
+        let error = Ctx::new(&cli.common).await.expect_err("no --tls-ca");
+        let message = format!("{error:#}");
+        assert!(message.starts_with(&format!("--publish-hub {url}: ")), "{message}");
+        assert!(message.contains("needs --tls-ca PATH"), "{message}");
     }
 }

@@ -1,9 +1,10 @@
 //! Minimal HTTP/1.1 client side: just what the Mercure protocol needs.
 //!
-//! - [`Target`]: a hub URL, resolved once;
+//! - [`Target`]: a hub URL (`http://` or `https://`), resolved once;
 //! - [`Connector`]: opens sockets, each bound to the next of the loopback source addresses
 //!   `127.0.0.1 .. 127.0.0.N` so that tens of thousands of connections do not exhaust the ephemeral
-//!   ports of a single address;
+//!   ports of a single address, and makes the TLS handshake on them for `https://`;
+//! - [`Connection`]: what it returns, plain TCP or TLS over it, read and written alike;
 //! - [`Endpoint`]: the two together, one per hub URL the run uses (publishers may use one node of
 //!   a cluster and subscribers others);
 //! - [`parse_head`] and [`read_head`]: response status line and headers (with `httparse`);
@@ -13,17 +14,25 @@
 //!   framed by `Content-Length` or chunked, for publishers.
 //!
 //! Requests are written by hand ([`subscribe_request`], [`publish_request`]): a subscriber costs
-//! one socket, one small buffer and one task.
+//! one socket, one small buffer and one task (and, over TLS, the client's TLS state; see
+//! [`crate::tls`]).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 use url::form_urlencoded;
-use url::Url;
+use url::{Host, Url};
 
 /// Largest response head accepted; a hub's heads are a few hundred bytes.
 const MAX_HEAD: usize = 64 * 1024;
@@ -40,6 +49,9 @@ pub enum HttpError {
     /// The TCP connection could not be established.
     #[error("connect: {0}")]
     Connect(io::Error),
+    /// The TLS handshake failed (an `https://` URL).
+    #[error("TLS handshake: {0}")]
+    Tls(io::Error),
     /// Reading or writing failed on an established connection.
     #[error("i/o: {0}")]
     Io(io::Error),
@@ -69,6 +81,7 @@ impl HttpError {
                 _ if error.raw_os_error() == Some(EMFILE) => "connect: too many open files".into(),
                 kind => format!("connect: {kind:?}"),
             },
+            HttpError::Tls(error) => crate::tls::failure_kind(error),
             HttpError::Io(error) => match error.kind() {
                 io::ErrorKind::ConnectionReset => "connection reset".into(),
                 io::ErrorKind::BrokenPipe => "broken pipe".into(),
@@ -89,6 +102,8 @@ pub struct Target {
     pub url: Url,
     /// The socket address connected to.
     pub addr: SocketAddr,
+    /// For an `https://` URL, the name the hub's certificate must be valid for: the URL's host.
+    pub tls_name: Option<ServerName<'static>>,
     /// Value of the `Host` header.
     pub host_header: String,
     /// Path (and query, if the URL has one) used in the request line.
@@ -96,14 +111,23 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses and resolves a hub URL. Only `http` is supported: TLS would measure the TLS stack.
+    /// Parses and resolves a hub URL, `http://` or `https://`.
     pub async fn resolve(url: &str) -> anyhow::Result<Self> {
         let url =
             Url::parse(url).map_err(|error| anyhow::anyhow!("invalid hub URL {url:?}: {error}"))?;
-        anyhow::ensure!(url.scheme() == "http", "a hub URL must be http://, not {url}");
+        let https = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => anyhow::bail!("a hub URL must be http:// or https://, not {url}"),
+        };
         let host =
             url.host_str().ok_or_else(|| anyhow::anyhow!("the hub URL {url} has no host"))?;
-        let port = url.port_or_known_default().unwrap_or(80);
+        let tls_name = match url.host() {
+            Some(host) if https => Some(server_name(host)?),
+            _ => None,
+        };
+        // Both schemes have a known default port.
+        let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
         let addr = tokio::net::lookup_host((host, port))
             .await
             .map_err(|error| anyhow::anyhow!("cannot resolve {host}: {error}"))?
@@ -118,17 +142,46 @@ impl Target {
             path_and_query.push('?');
             path_and_query.push_str(query);
         }
-        Ok(Target { url, addr, host_header, path_and_query })
+        Ok(Target { url, addr, tls_name, host_header, path_and_query })
     }
 }
 
-/// Opens TCP connections to the target, spreading them over loopback source addresses.
+/// The name an `https://` hub's certificate must be valid for: the host of its URL. An address
+/// is matched against the certificate's IP address names, a domain against its DNS names.
+fn server_name(host: Host<&str>) -> anyhow::Result<ServerName<'static>> {
+    Ok(match host {
+        Host::Ipv4(ip) => ServerName::IpAddress(IpAddr::V4(ip).into()),
+        Host::Ipv6(ip) => ServerName::IpAddress(IpAddr::V6(ip).into()),
+        Host::Domain(name) => ServerName::try_from(name.to_owned()).map_err(|error| {
+            anyhow::anyhow!("{name:?} cannot be checked against a certificate: {error}")
+        })?,
+    })
+}
+
+/// What a [`Connector`] needs for the TLS handshake.
+struct TlsSetup {
+    /// Holds the one client configuration of the run, shared by every connection.
+    connector: TlsConnector,
+    /// The name the hub's certificate must be valid for.
+    name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSetup").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Opens connections to the target, spreading them over loopback source addresses, with a TLS
+/// handshake when the target is `https://`.
 #[derive(Debug)]
 pub struct Connector {
     target: SocketAddr,
     /// Source addresses used in turn; empty lets the system choose.
     sources: Vec<Ipv4Addr>,
     next: AtomicUsize,
+    /// `None`: plain TCP.
+    tls: Option<TlsSetup>,
 }
 
 impl Connector {
@@ -142,7 +195,13 @@ impl Connector {
         } else {
             Vec::new()
         };
-        Connector { target, sources, next: AtomicUsize::new(0) }
+        Connector { target, sources, next: AtomicUsize::new(0), tls: None }
+    }
+
+    /// The same connector, making a TLS handshake with `config` on each connection and checking
+    /// that the hub's certificate is valid for `name`.
+    pub fn with_tls(self, config: Arc<ClientConfig>, name: ServerName<'static>) -> Self {
+        Connector { tls: Some(TlsSetup { connector: TlsConnector::from(config), name }), ..self }
     }
 
     /// Number of source addresses in use (0 when the system chooses).
@@ -151,8 +210,9 @@ impl Connector {
     }
 
     /// Opens one connection, bound to the next source address, with Nagle's algorithm off (each
-    /// request is written at once and must leave at once).
-    pub async fn connect(&self) -> Result<TcpStream, HttpError> {
+    /// request is written at once and must leave at once). For `https://` the TLS handshake is
+    /// part of it, so it counts in the connect time.
+    pub async fn connect(&self) -> Result<Connection, HttpError> {
         let socket = match self.target {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -165,7 +225,93 @@ impl Connector {
         }
         let stream = socket.connect(self.target).await.map_err(HttpError::Connect)?;
         stream.set_nodelay(true).map_err(HttpError::Connect)?;
-        Ok(stream)
+        let Some(tls) = &self.tls else { return Ok(Connection::Plain(stream)) };
+        let stream =
+            tls.connector.connect(tls.name.clone(), stream).await.map_err(HttpError::Tls)?;
+        Ok(Connection::Tls(Box::new(stream)))
+    }
+}
+
+/// One connection to the hub, plain or TLS, read and written through tokio's traits. The TLS
+/// state is boxed so that a plain connection stays the size of a `TcpStream`.
+#[derive(Debug)]
+pub enum Connection {
+    /// `http://`.
+    Plain(TcpStream),
+    /// `https://`.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Connection {
+    /// Writes all of `bytes` and flushes them: TLS buffers records until flushed.
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_all(bytes).await?;
+        self.flush().await
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Connection::Tls(stream) => match Pin::new(stream.as_mut()).poll_read(cx, buf) {
+                // The hub closed the connection without a TLS close_notify: an end, as the same
+                // close is on a plain connection, so that both schemes count closes alike.
+                Poll::Ready(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Connection::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Connection::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Connection::Plain(stream) => stream.is_write_vectored(),
+            Connection::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Connection::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Connection::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
@@ -180,9 +326,24 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Resolves `url`; connections to it are spread over `source_ips` loopback source addresses.
-    pub async fn resolve(url: &str, source_ips: u8) -> anyhow::Result<Self> {
+    /// An `https://` URL needs `tls`, the client configuration built from `--tls-ca`.
+    pub async fn resolve(
+        url: &str,
+        source_ips: u8,
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> anyhow::Result<Self> {
         let target = Target::resolve(url).await?;
-        let connector = Connector::new(target.addr, source_ips);
+        let mut connector = Connector::new(target.addr, source_ips);
+        if let Some(name) = &target.tls_name {
+            let config = tls.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "an https:// URL needs --tls-ca PATH, the PEM certificate of the CA that \
+                     signed the hub's certificate (or the hub's self-signed certificate): the \
+                     tool has no built-in trust roots"
+                )
+            })?;
+            connector = connector.with_tls(Arc::clone(config), name.clone());
+        }
         Ok(Endpoint { target, connector })
     }
 
@@ -272,7 +433,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, HttpError
 /// Reads from `stream` into `buf` (which may already hold the start of the answer) until a whole
 /// response head is there. Returns the head and its length; the bytes after it stay in `buf`.
 pub async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut Connection,
     buf: &mut Vec<u8>,
 ) -> Result<(ResponseHead, usize), HttpError> {
     loop {
@@ -438,7 +599,7 @@ pub struct Response {
 /// One keep-alive connection to the hub, reopened when the hub closes it or an exchange fails.
 #[derive(Debug)]
 pub struct KeepAlive {
-    stream: Option<TcpStream>,
+    stream: Option<Connection>,
     buf: Vec<u8>,
     timeout: Duration,
 }
@@ -489,7 +650,7 @@ impl KeepAlive {
     /// Writes the request and reads the answer; returns it and whether the connection stays open.
     async fn exchange(&mut self, request: &[u8]) -> Result<(Response, bool), HttpError> {
         let stream = self.stream.as_mut().ok_or(HttpError::Closed)?;
-        stream.write_all(request).await.map_err(HttpError::Io)?;
+        stream.send(request).await.map_err(HttpError::Io)?;
         let (head, head_length) = read_head(stream, &mut self.buf).await?;
         self.buf.drain(..head_length);
         let mut body = Vec::new();
@@ -688,6 +849,7 @@ mod tests {
         Target {
             url: Url::parse("http://127.0.0.1:8090/.well-known/mercure").expect("valid URL"),
             addr: "127.0.0.1:8090".parse().expect("valid address"),
+            tls_name: None,
             host_header: "127.0.0.1:8090".into(),
             path_and_query: "/.well-known/mercure".into(),
         }
@@ -711,6 +873,24 @@ mod tests {
         assert!(text.starts_with("POST /.well-known/mercure HTTP/1.1\r\n"));
         assert!(text.contains(&format!("Content-Length: {}\r\n\r\n", body.len())));
         assert!(text.ends_with(body));
+    }
+
+    #[tokio::test]
+    async fn https_targets_name_their_host_for_the_certificate() {
+        let target = Target::resolve("https://127.0.0.1/.well-known/mercure").await.expect("valid");
+        assert_eq!(target.addr, "127.0.0.1:443".parse().expect("valid address"));
+        assert_eq!(target.host_header, "127.0.0.1");
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(target.tls_name, Some(ServerName::IpAddress(ip.into())));
+
+        let target = Target::resolve("https://localhost:8443/m").await.expect("valid");
+        let name = ServerName::try_from("localhost").expect("a DNS name");
+        assert_eq!(target.tls_name, Some(name));
+        assert_eq!(target.host_header, "localhost:8443");
+
+        let target = Target::resolve("http://127.0.0.1:8080/m").await.expect("valid");
+        assert_eq!(target.tls_name, None);
+        assert!(Target::resolve("ws://127.0.0.1/m").await.is_err());
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Load tests for Mercure hubs, over the wire protocol only.
 //!
-//! The tool measures any hub that speaks Mercure over HTTP/1.1 (Quicksilver, the reference Go hub,
-//! ...): it subscribes with `GET` event streams and publishes with form `POST`s, nothing else. The
-//! pieces:
+//! The tool measures any hub that speaks Mercure over HTTP/1.1, plain or inside TLS (Quicksilver,
+//! the reference Go hub, ...): it subscribes with `GET` event streams and publishes with form
+//! `POST`s, nothing else. The pieces:
 //!
 //! - [`cli`]: the command line, one subcommand per scenario;
 //! - [`token`]: JWTs minted from a key, or given as they are;
 //! - [`http`]: sockets spread over several loopback source addresses, response heads, chunked
-//!   framing, and a keep-alive client for publishers;
+//!   framing, and a keep-alive client for publishers; [`tls`]: what `https://` URLs need;
 //! - [`sse`]: an incremental `text/event-stream` parser, and [`subscriber`]: one event stream;
 //! - [`payload`]: what each update carries (its sequence number and send time);
 //! - [`fleet`] and [`publisher`]: many subscribers and publishers driven together;
@@ -33,6 +33,7 @@ pub mod scenario;
 pub mod sse;
 pub mod stats;
 pub mod subscriber;
+pub mod tls;
 pub mod token;
 
 use std::sync::Arc;

@@ -7,10 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
-use crate::http::{self, ChunkedDecoder, Connector, Framing, HttpError, ResponseHead, Target};
+use crate::http::{
+    self, ChunkedDecoder, Connection, Connector, Framing, HttpError, ResponseHead, Target,
+};
 use crate::sse::{Event, SseParser};
 
 /// Bytes read at a time from a stream: small, because there may be tens of thousands of streams.
@@ -27,7 +28,7 @@ enum Body {
 /// An open event stream.
 #[derive(Debug)]
 pub struct SseStream {
-    stream: TcpStream,
+    stream: Connection,
     buf: Box<[u8]>,
     body: Body,
     parser: SseParser,
@@ -41,7 +42,7 @@ pub struct SseStream {
 pub struct Opened {
     /// The stream.
     pub stream: SseStream,
-    /// From starting to connect to receiving the first bytes of the body.
+    /// From starting to connect (TLS handshake included) to receiving the first bytes of the body.
     pub connect_time: Duration,
 }
 
@@ -60,7 +61,7 @@ impl SseStream {
         let request = http::subscribe_request(target, token, topics, last_event_id);
         let opening = async {
             let mut stream = connector.connect().await?;
-            stream.write_all(&request).await.map_err(HttpError::Io)?;
+            stream.send(&request).await.map_err(HttpError::Io)?;
             let mut head_buf = Vec::with_capacity(1024);
             let (head, head_length) = http::read_head(&mut stream, &mut head_buf).await?;
             if head.status != 200 {

@@ -2,7 +2,9 @@
 //!
 //! The tests that need a hub run every scenario, small, against the real Quicksilver binary named
 //! by `QUICKSILVER_BIN` (build it first: `cargo build --release -p quicksilver`); without that
-//! variable they print why and pass without doing anything. The others need no hub.
+//! variable they print why and pass without doing anything. The HTTPS tests also need `openssl`
+//! to make a self-signed certificate, and are skipped the same way without it. The others need no
+//! hub.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,8 +22,21 @@ struct Hub {
 }
 
 impl Hub {
-    /// Starts the binary named by `QUICKSILVER_BIN`, or returns `None` (with the reason printed).
+    /// Starts the binary named by `QUICKSILVER_BIN` serving plain HTTP, or returns `None` (with
+    /// the reason printed).
     fn start() -> Option<Hub> {
+        Hub::start_with("http", &[])
+    }
+
+    /// Starts the binary named by `QUICKSILVER_BIN` serving HTTPS with the PEM certificate `cert`
+    /// and its key `key`, or returns `None` (with the reason printed).
+    fn start_https(cert: &Path, key: &Path) -> Option<Hub> {
+        let (cert, key) = (cert.to_str().expect("a UTF-8 path"), key.to_str().expect("UTF-8"));
+        Hub::start_with("https", &[("MERCURE_CERT_FILE", cert), ("MERCURE_KEY_FILE", key)])
+    }
+
+    /// Starts the binary with the settings `env` on top of the common ones; its URL has `scheme`.
+    fn start_with(scheme: &str, env: &[(&str, &str)]) -> Option<Hub> {
         let Some(binary) = std::env::var_os("QUICKSILVER_BIN") else {
             eprintln!("skipped: set QUICKSILVER_BIN to a quicksilver binary to run this test");
             return None;
@@ -37,10 +52,11 @@ impl Hub {
             .env("MERCURE_TRANSPORT", "memory")
             .env("MERCURE_ADDR", &addr)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("QUICKSILVER_BIN starts");
-        let hub = Hub { child, url: format!("http://{addr}/.well-known/mercure") };
+        let hub = Hub { child, url: format!("{scheme}://{addr}/.well-known/mercure") };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(&addr).is_err() {
             assert!(Instant::now() < deadline, "the hub did not listen on {addr} within 10 s");
@@ -54,6 +70,58 @@ impl Drop for Hub {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A directory of this test run in the temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let path = temp_path(name);
+        std::fs::create_dir_all(&path).expect("a temporary directory");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a test certificate is marked as.
+#[derive(Clone, Copy, PartialEq)]
+enum Marked {
+    /// `basicConstraints=critical,CA:FALSE`: a server certificate, which rustls accepts.
+    Server,
+    /// Left as `openssl req -x509` makes it, CA:TRUE, which rustls refuses as a server's.
+    Ca,
+}
+
+/// Makes a self-signed certificate for 127.0.0.1 and localhost in `dir`, `{name}.pem` with its
+/// key `{name}.key`, and returns their paths; `None` (with the reason printed) without openssl.
+fn self_signed(dir: &Path, name: &str, marked: Marked) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    let mut command = Command::new("openssl");
+    command
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args(["-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert);
+    if marked == Marked::Server {
+        command.args(["-addext", "basicConstraints=critical,CA:FALSE"]);
+    }
+    match command.output() {
+        Ok(output) if output.status.success() => Some((cert, key)),
+        Ok(output) => panic!("openssl failed: {}", String::from_utf8_lossy(&output.stderr)),
+        Err(error) => {
+            eprintln!("skipped: openssl cannot run ({error}); it makes the test certificate");
+            None
+        }
     }
 }
 
@@ -324,6 +392,68 @@ fn publishing_and_subscribing_on_different_urls() {
     let dead_host = dead.trim_start_matches("http://").split('/').next().expect("a host");
     let refused = format!("subscribe via {dead_host}: connect: refused");
     assert_eq!(report["errors"][refused.as_str()], 5, "{report:#}");
+}
+
+#[test]
+fn fanout_over_https() {
+    let dir = TempDir::new("tls");
+    let Some((cert, key)) = self_signed(&dir.0, "hub", Marked::Server) else { return };
+    let Some(hub) = Hub::start_https(&cert, &key) else { return };
+    assert!(hub.url.starts_with("https://127.0.0.1:"), "{}", hub.url);
+    let ca = cert.to_str().expect("a UTF-8 path");
+    let args = ["--hub", &hub.url, "--key", KEY, "--tls-ca", ca];
+    let args = [&args[..], &["fanout", "--subscribers", "20", "--updates", "20"]].concat();
+
+    let json = temp_path("https-fanout");
+    let output = loadtest_command(&args, &json).output().expect("loadtest runs");
+    let report = report_of(&args, &output, &json);
+    assert_clean(&report, "subscribers_connected");
+    assert_eq!(report["results"]["deliveries"]["count"], 20 * 20, "{report:#}");
+    assert_eq!(report["results"]["out_of_order"], 0, "{report:#}");
+    assert_eq!(report["publish_hub"], hub.url.as_str());
+    // The table names the scheme too.
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.lines().any(|line| line.starts_with("hub ") && line.contains(&hub.url)));
+}
+
+#[test]
+fn https_with_a_certificate_not_trusted_is_a_clear_error() {
+    let dir = TempDir::new("tls-untrusted");
+    let Some((cert, key)) = self_signed(&dir.0, "hub", Marked::Server) else { return };
+    let Some((other, _)) = self_signed(&dir.0, "other", Marked::Server) else { return };
+    let Some((ca_cert, ca_key)) = self_signed(&dir.0, "ca", Marked::Ca) else { return };
+    let Some(hub) = Hub::start_https(&cert, &key) else { return };
+
+    // Without --tls-ca the run does not start, and says what is missing.
+    let scenario = ["fanout", "--subscribers", "3", "--updates", "2"];
+    let args = [&["--hub", hub.url.as_str(), "--key", KEY][..], &scenario].concat();
+    let json = temp_path("https-no-ca");
+    let output = loadtest_command(&args, &json).output().expect("loadtest runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("--hub {}: ", hub.url)), "{stderr}");
+    assert!(stderr.contains("needs --tls-ca PATH"), "{stderr}");
+
+    // With another certificate to trust, every handshake fails, each counted under a name that
+    // says why; nothing is delivered.
+    let other = other.to_str().expect("a UTF-8 path");
+    let args = [&["--hub", hub.url.as_str(), "--key", KEY, "--tls-ca", other][..], &scenario];
+    let report = loadtest("https-other-ca", &args.concat());
+    let untrusted = "TLS: the hub's certificate is not signed by a --tls-ca certificate";
+    assert_eq!(report["results"]["subscribers_connected"]["count"], 0, "{report:#}");
+    assert_eq!(report["errors"][format!("subscribe: {untrusted}")], 3, "{report:#}");
+    assert_eq!(report["errors"][format!("publish: {untrusted}")], 2, "{report:#}");
+
+    // A hub serving a CA:TRUE certificate is refused even when it is the one trusted, and the
+    // error says so.
+    let Some(ca_hub) = Hub::start_https(&ca_cert, &ca_key) else { return };
+    let ca = ca_cert.to_str().expect("a UTF-8 path");
+    let args = [&["--hub", ca_hub.url.as_str(), "--key", KEY, "--tls-ca", ca][..], &scenario];
+    let report = loadtest("https-ca-as-server", &args.concat());
+    let refused = "TLS: the hub's certificate is a CA certificate (CA:TRUE), refused as a server \
+                   certificate";
+    assert_eq!(report["results"]["subscribers_connected"]["count"], 0, "{report:#}");
+    assert_eq!(report["errors"][format!("subscribe: {refused}")], 3, "{report:#}");
 }
 
 #[test]
