@@ -3,7 +3,7 @@
 # loadtest/RESULTS.md (machine, date, command, figures). Any hub works: the command is yours.
 #
 # Usage: loadtest/bench.sh --label NAME --url HUB_URL [--key KEY] [--quick] [--only A,B]
-#                          -- HUB COMMAND...
+#                          [--tls-ca PEM] -- HUB COMMAND...
 #
 #   loadtest/bench.sh --label quicksilver --url http://127.0.0.1:8090/.well-known/mercure -- \
 #     env MERCURE_JWT_KEY=k MERCURE_TRANSPORT=memory MERCURE_ADDR=127.0.0.1:8090 \
@@ -12,11 +12,12 @@
 # The hub is started afresh for every scenario, pinned to CPU 0; the load runs on CPU 1 (taskset),
 # so the two do not steal each other's core. The hub must accept HS256 tokens signed with KEY
 # (default `k`) and be reachable at HUB_URL. --quick runs smaller sizes (a minute in all);
-# --only runs the named scenarios (e.g. fanout-1k,publish).
+# --only runs the named scenarios (e.g. fanout-1k,publish). An https:// URL needs --tls-ca, the
+# certificate (or its CA) the hub serves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-label="" url="" key="k" quick=0 only=""
+label="" url="" key="k" quick=0 only="" tls=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --label) label="$2"; shift 2 ;;
@@ -24,6 +25,7 @@ while [ $# -gt 0 ]; do
     --key) key="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
     --only) only=",$2,"; shift 2 ;;
+    --tls-ca) tls=(--tls-ca "$2"); shift 2 ;;
     --) shift; break ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
@@ -89,7 +91,7 @@ for entry in "${scenarios[@]}"; do
   if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then continue; fi
   printf '==> %s: %s\n' "$name" "${args[*]}" >&2
   start_hub
-  taskset -c 1 "$loadtest" --hub "$url" --key "$key" --hub-pid "$hub_pid" --label "$label" \
+  taskset -c 1 "$loadtest" --hub "$url" "${tls[@]}" --key "$key" --hub-pid "$hub_pid" --label "$label" \
     --time-limit 120s "${args[@]}" --json "$out/$name.json" >"$out/$name.txt" || true
   stop_hub
 done
