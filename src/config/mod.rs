@@ -102,7 +102,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("subscriber_jwt_key", "subscriber key (overrides jwt_key)"),
     ("subscriber_jwt_alg", "subscriber key algorithm"),
     ("cert_file", "HTTPS: PEM certificate chain, with key_file; reloaded when it changes"),
-    ("key_file", "HTTPS: PEM private key of cert_file (never logged)"),
+    ("key_file", "HTTPS: file of the PEM private key of cert_file"),
     (
         "use_forwarded_headers",
         "take the client, scheme and host from proxy headers (trusted_proxies)",
