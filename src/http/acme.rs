@@ -413,8 +413,11 @@ impl AcmeCertificates {
 
 impl ResolvesServerCert for AcmeCertificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let validation =
-            hello.alpn().is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        // A validation connection offers `acme-tls/1` and nothing else (RFC 8737 §3).
+        let validation = hello.alpn().is_some_and(|offered| {
+            let offered: Vec<&[u8]> = offered.collect();
+            offered == [ACME_TLS_ALPN]
+        });
         if validation {
             let host = hello.server_name()?.to_ascii_lowercase();
             let challenges =
