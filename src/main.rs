@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let scheme = if config.https() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}{HUB_PATH}");
     if let Some(secret) = &config.dev_key {
         print_development_banner(secret.expose(), &url)?;

@@ -32,20 +32,16 @@ pub const VARIABLES: &[Legacy] = &[
     moved("CORS_ALLOWED_ORIGINS", "cors_origins", ""),
     moved("PUBLISH_ALLOWED_ORIGINS", "publish_origins", ""),
     moved("ADDR", "addr", "the default is 127.0.0.1:8080; use 0.0.0.0:PORT for every interface"),
-    Legacy {
-        variable: "ACME_HOSTS",
-        setting: None,
-        note: "automatic certificates are not supported yet: use cert_file and key_file",
-    },
-    Legacy {
-        variable: "ACME_CERT_DIR",
-        setting: None,
-        note: "automatic certificates are not supported yet: use cert_file and key_file",
-    },
+    moved(
+        "ACME_HOSTS",
+        "acme_hosts",
+        "challenges are TLS-ALPN-01 on the hub's own HTTPS port; see acme_directory, acme_email",
+    ),
+    moved("ACME_CERT_DIR", "acme_cert_dir", "certificates stored by the legacy hub are not read"),
     Legacy {
         variable: "ACME_HTTP01_ADDR",
         setting: None,
-        note: "automatic certificates are not supported yet: use cert_file and key_file",
+        note: "HTTP-01 is not used: the hub answers TLS-ALPN-01 on its own HTTPS port (acme_hosts)",
     },
     moved("CERT_FILE", "cert_file", ""),
     moved("KEY_FILE", "key_file", ""),

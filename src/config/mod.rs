@@ -39,6 +39,11 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Time given to open streams to end after a shutdown signal: below the 30 s Kubernetes gives a
 /// pod by default, so the process exits on its own before it would be killed.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default ACME server: Let's Encrypt's production directory.
+pub const DEFAULT_ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Default directory of the ACME account and certificate, relative to the working directory
+/// like `history_path`, so that a restart reuses them instead of asking the CA again.
+pub const DEFAULT_ACME_CERT_DIR: &str = "acme";
 /// Default file of the embedded history store.
 pub const DEFAULT_HISTORY_PATH: &str = "quicksilver.redb";
 /// Default JetStream stream of the `nats` transport.
@@ -103,6 +108,14 @@ pub const KEYS: &[(&str, &str)] = &[
     ("subscriber_jwt_alg", "subscriber key algorithm"),
     ("cert_file", "HTTPS: PEM certificate chain, with key_file; reloaded when it changes"),
     ("key_file", "HTTPS: file of the PEM private key of cert_file"),
+    (
+        "acme_hosts",
+        "HTTPS with automatic certificates (ACME) for these host names, comma-separated",
+    ),
+    ("acme_directory", "ACME server's directory URL (default Let's Encrypt production)"),
+    ("acme_email", "contact address given to the ACME server (optional)"),
+    ("acme_cert_dir", "where the ACME account and certificate are kept (default acme)"),
+    ("acme_ca_root", "PEM CA to trust for the ACME server's own HTTPS (private ACME servers)"),
     (
         "use_forwarded_headers",
         "take the client, scheme and host from proxy headers (trusted_proxies)",
@@ -374,6 +387,9 @@ pub struct Config {
     pub workers: usize,
     /// HTTPS from certificate files (`cert_file` and `key_file`); `None` serves plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// HTTPS with certificates obtained from an ACME server (`acme_hosts`); never set together
+    /// with `tls`.
+    pub acme: Option<AcmeSettings>,
     /// Compress the responses that gain from it (never event streams).
     pub compress: bool,
     /// Time allowed to receive a request's head, and a TLS handshake; `None` waits for ever.
@@ -459,7 +475,28 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
+/// Automatic certificates from an ACME server (`acme_*` settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// `acme_hosts`: the host names of the certificate, in the order given.
+    pub hosts: Vec<String>,
+    /// `acme_directory`: the ACME server's directory URL.
+    pub directory: String,
+    /// `acme_email`: the account's contact address, if any.
+    pub email: Option<String>,
+    /// `acme_cert_dir`: where the account credentials and the certificate are kept.
+    pub cert_dir: PathBuf,
+    /// `acme_ca_root`: a PEM certificate to trust for the ACME server's HTTPS instead of the
+    /// system's roots.
+    pub ca_root: Option<PathBuf>,
+}
+
 impl Config {
+    /// Whether the hub serves HTTPS: from certificate files or from an ACME server.
+    pub fn https(&self) -> bool {
+        self.tls.is_some() || self.acme.is_some()
+    }
+
     /// Loads the configuration from the optional TOML file and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         Self::from_sources(file, std::env::vars())
@@ -624,6 +661,7 @@ impl Config {
                     return Err(invalid("cert_file", "key_file is set: set cert_file too"));
                 }
             },
+            acme: values.acme()?,
         })
     }
 }
@@ -718,6 +756,63 @@ impl Values {
             .get(key)
             .map(|v| v.clone().into_string().map_err(|_| invalid(key, "expected a string")))
             .transpose()
+    }
+
+    /// The `acme_*` settings; `None` without `acme_hosts`. Refused beside `cert_file` or
+    /// `key_file`: the hub would not know which certificate to serve.
+    fn acme(&self) -> Result<Option<AcmeSettings>, ConfigError> {
+        let text = |key| Ok::<_, ConfigError>(self.string(key)?.filter(|s| !s.trim().is_empty()));
+        let Some(hosts) = text("acme_hosts")? else {
+            return Ok(None);
+        };
+        for file in ["cert_file", "key_file"] {
+            if text(file)?.is_some() {
+                return Err(invalid(
+                    "acme_hosts",
+                    format!("{file} is set too: use either cert_file and key_file, or acme_hosts"),
+                ));
+            }
+        }
+        let hosts: Vec<String> = hosts
+            .split(',')
+            .map(|host| host.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|host| !host.is_empty())
+            .collect();
+        for host in &hosts {
+            let valid_label = |label: &str| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            if host.len() > 253
+                || !host.split('.').all(valid_label)
+                || host.parse::<IpAddr>().is_ok()
+            {
+                return Err(invalid(
+                    "acme_hosts",
+                    format!("`{host}` is not a DNS host name (no wildcards, no IP addresses)"),
+                ));
+            }
+        }
+        let directory = text("acme_directory")?.unwrap_or_else(|| DEFAULT_ACME_DIRECTORY.into());
+        if !directory.starts_with("https://") {
+            return Err(invalid("acme_directory", "must be an https:// URL"));
+        }
+        let email = text("acme_email")?;
+        if let Some(email) = &email {
+            if !email.contains('@') || email.contains(char::is_whitespace) {
+                return Err(invalid("acme_email", format!("`{email}` is not an e-mail address")));
+            }
+        }
+        Ok(Some(AcmeSettings {
+            hosts,
+            directory,
+            email,
+            cert_dir: text("acme_cert_dir")?.unwrap_or_else(|| DEFAULT_ACME_CERT_DIR.into()).into(),
+            ca_root: text("acme_ca_root")?.map(PathBuf::from),
+        }))
     }
 
     fn secret(&self, key: &'static str) -> Result<Option<Secret>, ConfigError> {
@@ -1122,6 +1217,24 @@ mod tests {
             ),
             (&[("MERCURE_CERT_FILE", "tls.crt")], "`key_file`"),
             (&[("MERCURE_KEY_FILE", "tls.key")], "`cert_file`"),
+            (
+                &[
+                    ("MERCURE_CERT_FILE", "tls.crt"),
+                    ("MERCURE_KEY_FILE", "tls.key"),
+                    ("MERCURE_ACME_HOSTS", "hub.example.com"),
+                ],
+                "`acme_hosts`",
+            ),
+            (&[("MERCURE_ACME_HOSTS", "*.example.com")], "`acme_hosts`"),
+            (&[("MERCURE_ACME_HOSTS", "127.0.0.1")], "`acme_hosts`"),
+            (
+                &[("MERCURE_ACME_HOSTS", "a.example"), ("MERCURE_ACME_DIRECTORY", "http://x/dir")],
+                "`acme_directory`",
+            ),
+            (
+                &[("MERCURE_ACME_HOSTS", "a.example"), ("MERCURE_ACME_EMAIL", "nobody")],
+                "`acme_email`",
+            ),
         ];
         for (pairs, expected) in cases {
             let message = load(pairs).expect_err("must be refused").to_string();

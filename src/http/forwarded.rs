@@ -186,7 +186,7 @@ pub fn client_info(req: &actix_web::HttpRequest) -> ClientInfo {
     resolve(
         req.headers(),
         req.peer_addr(),
-        config.is_some_and(|config| config.tls.is_some()),
+        config.is_some_and(|config| config.https()),
         &host,
         config.and_then(|config| config.trusted_proxies.as_ref()),
     )

@@ -8,8 +8,10 @@
 //! - [`authorization`] (tokens of a request) and [`cors`] (browsers on other origins);
 //! - [`connection`]: every accepted socket, watched for a client that stops reading;
 //! - [`forwarded`]: the client behind proxies (`use_forwarded_headers`, `trusted_proxies`);
-//! - [`tls`]: HTTPS (and HTTP/2 by ALPN) from certificate files reloaded when they change.
+//! - [`tls`]: HTTPS (and HTTP/2 by ALPN) from certificate files reloaded when they change;
+//! - [`acme`]: HTTPS with certificates obtained and renewed automatically (`acme_hosts`).
 
+pub mod acme;
 pub mod authorization;
 pub mod connection;
 pub mod cors;
@@ -46,7 +48,7 @@ pub const HUB_PATH: &str = "/.well-known/mercure";
 /// The methods the hub's URL accepts (`Allow` of its 405 answers).
 pub const HUB_METHODS: &str = "GET, HEAD, POST";
 
-/// Starts the HTTP server on `listener`: HTTPS when `cert_file` and `key_file` are set (HTTP/2
+/// Starts the HTTP server on `listener`: HTTPS when `cert_file` and `key_file` (or `acme_hosts`) are set (HTTP/2
 /// or HTTP/1.1 by ALPN), else plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge, as load
 /// balancers speak it to their backends). The returned [`Server`] runs when awaited (inside an
 /// actix system) and is stopped through its handle: signals are the caller's business (see
@@ -69,7 +71,16 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
             actix_web::rt::spawn(certificates.watch());
             Some(tokio_rustls::TlsAcceptor::from(config))
         }
-        None => None,
+        None => match &hub.config.acme {
+            Some(settings) => {
+                let certificates =
+                    acme::AcmeCertificates::load(settings).map_err(std::io::Error::other)?;
+                let config = certificates.server_config().map_err(std::io::Error::other)?;
+                actix_web::rt::spawn(certificates.run());
+                Some(tokio_rustls::TlsAcceptor::from(config))
+            }
+            None => None,
+        },
     };
     let local_addr = listener.local_addr()?;
     let builder = actix_server::Server::build();
@@ -101,6 +112,13 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
                                 .map_err(DispatchError::Io)?;
                             let protocol = match tls.get_ref().1.alpn_protocol() {
                                 Some(b"h2") => Protocol::Http2,
+                                // An ACME server's TLS-ALPN-01 validation: the handshake was
+                                // the whole exchange, no HTTP follows.
+                                Some(acme::ACME_TLS_ALPN) => {
+                                    return Err(DispatchError::Io(std::io::Error::other(
+                                        "ACME validation connection closed after its handshake",
+                                    )));
+                                }
                                 _ => Protocol::Http1,
                             };
                             Ok((tls, protocol, peer))

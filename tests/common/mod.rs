@@ -81,6 +81,14 @@ impl TestHub {
         Self::start_env_with_ready(env, start_hub, wait)
     }
 
+    /// A hub with the test key and the memory transport on `listener`, bound by the test (which
+    /// needed to know the port first: to tell an ACME server where to validate, for one).
+    pub fn start_on(listener: TcpListener, settings: &[(&str, &str)]) -> Self {
+        let mut env = vec![("MERCURE_JWT_KEY", KEY), ("MERCURE_TRANSPORT", "memory")];
+        env.extend_from_slice(settings);
+        Self::start_listening(&env, start_hub, false, Some(listener))
+    }
+
     fn start_env_with(
         env: &[(&str, &str)],
         make: impl FnOnce(Config) -> Hub + Send + 'static,
@@ -94,12 +102,24 @@ impl TestHub {
         make: impl FnOnce(Config) -> Hub + Send + 'static,
         wait_ready: bool,
     ) -> Self {
+        Self::start_listening(env, make, wait_ready, None)
+    }
+
+    /// Starts the hub `make` builds on `listener` (else on an ephemeral port); with
+    /// `wait_ready`, returns once it is ready.
+    fn start_listening(
+        env: &[(&str, &str)],
+        make: impl FnOnce(Config) -> Hub + Send + 'static,
+        wait_ready: bool,
+        listener: Option<TcpListener>,
+    ) -> Self {
         let mut env: Vec<(String, String)> =
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         env.push(("MERCURE_ADDR".into(), "127.0.0.1:0".into()));
         env.push(("MERCURE_WORKERS".into(), "1".into()));
         let config = Config::from_sources(None, env).expect("valid test configuration");
-        let listener = TcpListener::bind(config.addr).expect("bind an ephemeral port");
+        let listener = listener
+            .unwrap_or_else(|| TcpListener::bind(config.addr).expect("bind an ephemeral port"));
         let addr = listener.local_addr().expect("local address");
         let (started, is_started) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
