@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use quicksilver::config::{legacy, Config, KEYS};
+use quicksilver::http::redirect::serve_redirect;
 use quicksilver::{serve, serve_metrics, shutdown_on_signal, telemetry, Hub, HUB_PATH};
 
 /// How long an exiting node waits for the announcements still queued (subscription departures
@@ -79,6 +80,15 @@ fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let redirect_listener = match config.http_redirect_addr {
+        Some(redirect_addr) => {
+            let listener = quicksilver::bind(redirect_addr).with_context(|| {
+                format!("cannot listen on {redirect_addr} (setting `http_redirect_addr`)")
+            })?;
+            Some(listener)
+        }
+        None => None,
+    };
     let scheme = if config.https() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}{HUB_PATH}");
     if let Some(secret) = &config.dev_key {
@@ -94,6 +104,11 @@ fn main() -> anyhow::Result<()> {
         let metrics_handle = metrics_server.as_ref().map(|server| server.handle());
         if let Some(server) = metrics_server {
             actix_web::rt::spawn(server);
+        }
+        if let Some(listener) = redirect_listener {
+            let redirect_addr = listener.local_addr()?;
+            actix_web::rt::spawn(serve_redirect(listener, addr.port())?);
+            tracing::info!(addr = %redirect_addr, "plain HTTP on http://{redirect_addr} redirected to HTTPS");
         }
         let transport_kind = hub.config.transport.clone();
         let server = serve(listener, hub.clone())?;

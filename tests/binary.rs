@@ -737,6 +737,36 @@ async fn logs_name_the_client_behind_a_trusted_proxy() {
 }
 
 #[tokio::test]
+async fn plain_http_beside_https_is_redirected() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    common::make_certificates(dir.path(), &["hub"], &[]);
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
+    let (cert, key) = (path("hub.pem"), path("hub.key"));
+    let env = [
+        ("MERCURE_JWT_KEY", KEY),
+        ("MERCURE_TRANSPORT", "memory"),
+        ("MERCURE_CERT_FILE", &cert),
+        ("MERCURE_KEY_FILE", &key),
+        ("MERCURE_HTTP_REDIRECT_ADDR", "127.0.0.1:0"),
+    ];
+    let server = Server::start(dir.path(), &env);
+    let redirect_addr = logged_addr(&server, "redirected to HTTPS");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let response = no_redirects
+        .post(format!("http://{redirect_addr}{HUB}?topic=a"))
+        .header("host", "hub.example.com")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 308, "the method and body are kept");
+    let expected = format!("https://hub.example.com:{}{HUB}?topic=a", server.addr.port());
+    assert_eq!(response.headers()["location"], expected.as_str());
+}
+
+#[tokio::test]
 async fn metrics_can_move_to_their_own_listener() {
     let dir = tempfile::tempdir().expect("temp dir");
     let env = [

@@ -38,11 +38,11 @@ pub const VARIABLES: &[Legacy] = &[
         "challenges are TLS-ALPN-01 on the hub's own HTTPS port; see acme_directory, acme_email",
     ),
     moved("ACME_CERT_DIR", "acme_cert_dir", "certificates stored by the legacy hub are not read"),
-    Legacy {
-        variable: "ACME_HTTP01_ADDR",
-        setting: None,
-        note: "HTTP-01 is not used: the hub answers TLS-ALPN-01 on its own HTTPS port (acme_hosts)",
-    },
+    moved(
+        "ACME_HTTP01_ADDR",
+        "http_redirect_addr",
+        "plain HTTP there is redirected to HTTPS; challenges use TLS-ALPN-01 on the HTTPS port",
+    ),
     moved("CERT_FILE", "cert_file", ""),
     moved("KEY_FILE", "key_file", ""),
     moved("COMPRESS", "compress", "event streams are never compressed"),

@@ -116,6 +116,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("acme_email", "contact address given to the ACME server (optional)"),
     ("acme_cert_dir", "where the ACME account and certificate are kept (default acme)"),
     ("acme_ca_root", "PEM CA to trust for the ACME server's own HTTPS (private ACME servers)"),
+    ("http_redirect_addr", "with HTTPS: also listen here for plain HTTP, redirected to HTTPS"),
     (
         "use_forwarded_headers",
         "take the client, scheme and host from proxy headers (trusted_proxies)",
@@ -390,6 +391,8 @@ pub struct Config {
     /// HTTPS with certificates obtained from an ACME server (`acme_hosts`); never set together
     /// with `tls`.
     pub acme: Option<AcmeSettings>,
+    /// With HTTPS: a plain HTTP listener whose requests are redirected to HTTPS.
+    pub http_redirect_addr: Option<SocketAddr>,
     /// Compress the responses that gain from it (never event streams).
     pub compress: bool,
     /// Time allowed to receive a request's head, and a TLS handshake; `None` waits for ever.
@@ -593,7 +596,7 @@ impl Config {
             ));
         }
 
-        Ok(Self {
+        let config = Self {
             addr: parse_addr("addr", &addr)?,
             publisher,
             subscriber,
@@ -643,6 +646,11 @@ impl Config {
                 None => std::thread::available_parallelism().map_or(1, usize::from),
             },
             trusted_proxies: values.trusted_proxies()?,
+            http_redirect_addr: values
+                .string("http_redirect_addr")?
+                .filter(|addr| !addr.is_empty())
+                .map(|addr| parse_addr("http_redirect_addr", &addr))
+                .transpose()?,
             compress: values.bool("compress")?.unwrap_or(true),
             read_timeout: values.duration("read_timeout", DEFAULT_READ_TIMEOUT)?,
             max_header_size: values.size("max_header_size", DEFAULT_MAX_HEADER_SIZE)?,
@@ -662,7 +670,14 @@ impl Config {
                 }
             },
             acme: values.acme()?,
-        })
+        };
+        if config.http_redirect_addr.is_some() && !config.https() {
+            return Err(invalid(
+                "http_redirect_addr",
+                "redirects to HTTPS, which needs cert_file and key_file, or acme_hosts",
+            ));
+        }
+        Ok(config)
     }
 }
 
@@ -1217,6 +1232,7 @@ mod tests {
             ),
             (&[("MERCURE_CERT_FILE", "tls.crt")], "`key_file`"),
             (&[("MERCURE_KEY_FILE", "tls.key")], "`cert_file`"),
+            (&[("MERCURE_HTTP_REDIRECT_ADDR", "127.0.0.1:8080")], "`http_redirect_addr`"),
             (
                 &[
                     ("MERCURE_CERT_FILE", "tls.crt"),

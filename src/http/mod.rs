@@ -8,6 +8,7 @@
 //! - [`authorization`] (tokens of a request) and [`cors`] (browsers on other origins);
 //! - [`connection`]: every accepted socket, watched for a client that stops reading;
 //! - [`forwarded`]: the client behind proxies (`use_forwarded_headers`, `trusted_proxies`);
+//! - [`redirect`]: plain HTTP sent to HTTPS (`http_redirect_addr`);
 //! - [`tls`]: HTTPS (and HTTP/2 by ALPN) from certificate files reloaded when they change;
 //! - [`acme`]: HTTPS with certificates obtained and renewed automatically (`acme_hosts`).
 
@@ -18,6 +19,7 @@ pub mod cors;
 pub mod forwarded;
 pub mod health;
 pub mod publish;
+pub mod redirect;
 pub mod subscribe;
 pub mod subscriptions;
 pub mod tls;
