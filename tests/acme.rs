@@ -9,8 +9,6 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
 use common::*;
 use pebble::Pebble;
 
@@ -90,22 +88,6 @@ async fn publish_to_hub(root: &[u8], port: u16, topic: &str, id: &str) {
     assert_eq!(response.status(), 200);
 }
 
-/// Reads an event stream until an event with `id` arrives.
-async fn wait_for_id(
-    body: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-    id: &str,
-) {
-    let mut text = String::new();
-    let wanted = format!("id: {id}\n");
-    let read = async {
-        while !text.contains(&wanted) {
-            let chunk = body.next().await.expect("the stream is open").expect("a chunk");
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    };
-    tokio::time::timeout(WITHIN, read).await.expect("the event arrives");
-}
-
 async fn subscribe(root: &[u8], port: u16, topic: &str) -> reqwest::Response {
     let url = format!("{}?{}", hub_url(port), topics_query(&[topic]));
     let response =
@@ -132,7 +114,7 @@ async fn a_certificate_is_obtained_and_served_and_a_restart_reuses_it_without_a_
     let topic = "https://example.com/acme";
     let mut stream = subscribe(&root, port, topic).await.bytes_stream();
     publish_to_hub(&root, port, topic, "over-acme").await;
-    wait_for_id(&mut stream, "over-acme").await;
+    read_until_id(&mut stream, "over-acme").await;
     assert_eq!(pebble.issued(), 1, "one certificate ordered");
     drop(stream);
     drop(hub);
@@ -163,11 +145,11 @@ async fn a_short_lived_certificate_is_renewed_while_an_open_stream_keeps_deliver
     let topic = "https://example.com/acme-renewal";
     let mut stream = subscribe(&root, port, topic).await.bytes_stream();
     publish_to_hub(&root, port, topic, "before-renewal").await;
-    wait_for_id(&mut stream, "before-renewal").await;
+    read_until_id(&mut stream, "before-renewal").await;
 
     let renewed = served_other_than(&pebble, &root, port, &first).await;
     assert_ne!(renewed, first);
     // The stream opened under the first certificate still delivers.
     publish_to_hub(&root, port, topic, "after-renewal").await;
-    wait_for_id(&mut stream, "after-renewal").await;
+    read_until_id(&mut stream, "after-renewal").await;
 }

@@ -8,8 +8,6 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
 use common::*;
 
 /// A bound for a hung test only.
@@ -84,20 +82,6 @@ async fn publish_over_https(dir: &Path, url: &str, http1: bool, form: &[(&str, &
     assert_eq!(response.version(), version);
 }
 
-/// Reads an event stream until an event with `id` arrives.
-async fn wait_for_id(response: reqwest::Response, id: &str) {
-    let mut body = response.bytes_stream();
-    let mut text = String::new();
-    let wanted = format!("id: {id}\n");
-    let read = async {
-        while !text.contains(&wanted) {
-            let chunk = body.next().await.expect("the stream is open").expect("a chunk");
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    };
-    tokio::time::timeout(WITHIN, read).await.expect("the event arrives");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serves_http2_and_http1_and_delivers_updates_over_both() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -121,7 +105,7 @@ async fn https_serves_http2_and_http1_and_delivers_updates_over_both() {
         publish_over_https(dir.path(), &url, http1, &[("topic", topic), ("id", id)]).await;
     }
     for response in streams {
-        wait_for_id(response, "over-h1").await;
+        read_until_id(&mut response.bytes_stream(), "over-h1").await;
     }
 }
 
@@ -156,7 +140,7 @@ async fn replaced_certificate_files_reach_new_connections_while_open_streams_car
     }
     // The stream opened before the renewal is still open and still delivers.
     publish_over_https(dir.path(), &url, false, &[("topic", topic), ("id", "after-renewal")]).await;
-    wait_for_id(open, "after-renewal").await;
+    read_until_id(&mut open.bytes_stream(), "after-renewal").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,5 +165,5 @@ async fn plain_http_speaks_http2_with_prior_knowledge_and_http1() {
         .expect("published");
     assert_eq!(published.status(), 200);
     assert_eq!(published.version(), reqwest::Version::HTTP_2);
-    wait_for_id(response, "over-h2c").await;
+    read_until_id(&mut response.bytes_stream(), "over-h2c").await;
 }

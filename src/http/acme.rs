@@ -142,13 +142,7 @@ impl AcmeCertificates {
     /// The rustls configuration of the hub's listener: HTTP/2, HTTP/1.1, and `acme-tls/1` for
     /// the CA's validation connections.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, String> {
-        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS set-up: {e}"))?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
-        Ok(Arc::new(config))
+        super::tls::server_config(self.provider.clone(), self.clone(), &[ACME_TLS_ALPN])
     }
 
     /// Obtains and renews the certificate until the process ends: each step is logged, and a

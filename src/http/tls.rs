@@ -119,14 +119,25 @@ impl CertificateFiles {
 
     /// The rustls configuration of the hub's listener: this certificate, HTTP/2 then HTTP/1.1.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, String> {
-        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS set-up: {e}"))?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        server_config(self.provider.clone(), self.clone(), &[])
     }
+}
+
+/// The rustls configuration of an HTTPS listener whose certificates come from `resolver`:
+/// HTTP/2 then HTTP/1.1 by ALPN, then the `extra_alpn` protocols.
+pub fn server_config(
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<dyn ResolvesServerCert>,
+    extra_alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols.extend(extra_alpn.iter().map(|protocol| protocol.to_vec()));
+    Ok(Arc::new(config))
 }
 
 impl ResolvesServerCert for CertificateFiles {

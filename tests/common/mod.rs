@@ -568,3 +568,39 @@ make() {
         .expect("openssl runs");
     assert!(status.success(), "certificates made");
 }
+
+/// Reads a raw event stream until an event with `id` arrives (within 30 s; a bound for a hung
+/// test only), for clients the [`Events`] reader does not cover (HTTPS with a test CA).
+pub async fn read_until_id(
+    body: &mut (impl Stream<Item = reqwest::Result<Bytes>> + Unpin),
+    id: &str,
+) {
+    let mut text = String::new();
+    let wanted = format!("id: {id}\n");
+    let read = async {
+        while !text.contains(&wanted) {
+            let chunk = body.next().await.expect("the stream is open").expect("a chunk");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read).await.expect("the event arrives");
+}
+
+/// A free TCP port on loopback (free when this returns; the server binds it right after), never
+/// the same twice in a test process: the kernel may hand a port it just freed out again, and two
+/// servers given one port fail.
+pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Held until a new one is found, so that the kernel cannot give the same one again.
+    let mut held = Vec::new();
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+        let port = listener.local_addr().expect("its address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+        held.push(listener);
+    }
+}

@@ -16,7 +16,6 @@
 pub mod node;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
@@ -39,25 +38,6 @@ exit 0"#;
 /// The nats-server binary to run.
 pub fn server_binary() -> String {
     std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".to_owned())
-}
-
-/// A free TCP port on loopback (free when this returns; the server binds it right after), never
-/// the same twice in a test process: the kernel may hand a port it just freed out again, and two
-/// servers given one port fail.
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    // Held until a new one is found, so that the kernel cannot give the same one again.
-    let mut held = Vec::new();
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
-        let port = listener.local_addr().expect("its address").port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-        held.push(listener);
-    }
 }
 
 /// One server of the cluster.
@@ -213,9 +193,9 @@ impl NatsCluster {
         let servers: Vec<NatsServer> = (1..=size)
             .map(|n| NatsServer {
                 name: format!("n{n}"),
-                client_port: free_port(),
-                cluster_port: free_port(),
-                monitor_port: free_port(),
+                client_port: crate::common::free_port(),
+                cluster_port: crate::common::free_port(),
+                monitor_port: crate::common::free_port(),
                 store: dir.path().join(format!("n{n}")),
                 log: dir.path().join(format!("n{n}.log")),
                 running: None,

@@ -12,7 +12,6 @@
 #![allow(dead_code, missing_docs)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
@@ -53,12 +52,6 @@ pub fn bin_dir() -> PathBuf {
         );
     }
     dir
-}
-
-/// A free TCP port on loopback (free when this returns; the server binds it right after).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
-    listener.local_addr().expect("its address").port()
 }
 
 /// One watched process.
@@ -114,8 +107,12 @@ impl Pebble {
     pub async fn start(tls_port: u16, validity: u64) -> Self {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("temp dir");
-        let (port, management_port, dns_port, dns_management_port) =
-            (free_port(), free_port(), free_port(), free_port());
+        let (port, management_port, dns_port, dns_management_port) = (
+            crate::common::free_port(),
+            crate::common::free_port(),
+            crate::common::free_port(),
+            crate::common::free_port(),
+        );
         let certs = bin.join("certs");
         let config = serde_json::json!({
             "pebble": {
@@ -123,7 +120,7 @@ impl Pebble {
                 "managementListenAddress": format!("127.0.0.1:{management_port}"),
                 "certificate": certs.join("cert.pem"),
                 "privateKey": certs.join("key.pem"),
-                "httpPort": free_port(),
+                "httpPort": crate::common::free_port(),
                 "tlsPort": tls_port,
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": false,
