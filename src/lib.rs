@@ -17,18 +17,22 @@
 //! The binary (`main.rs`) loads the configuration, binds, and calls [`serve`]; tests call the same
 //! function on `127.0.0.1:0`.
 
+pub mod access_token;
 pub mod config;
 pub mod error;
 pub mod form;
 pub mod http;
 pub mod hub;
+pub mod jwks;
 pub mod jwt;
 pub mod metrics;
+pub mod mint;
 pub mod subscription;
 pub mod telemetry;
 pub mod topic_selector;
 pub mod transport;
 pub mod update;
+pub mod url_pattern;
 
 pub use http::{bind, serve, serve_metrics, shutdown_on_signal, HUB_METHODS, HUB_PATH};
 pub use hub::Hub;

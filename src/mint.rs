@@ -1,0 +1,1 @@
+//! Minting tokens for development and scripts (`quicksilver token`): to be written.
