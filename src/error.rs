@@ -15,7 +15,10 @@ use crate::transport::{TransportError, RETRY_AFTER_CLOSED};
 /// An error answered to an HTTP client.
 #[derive(Debug, Error)]
 pub enum HubError {
-    /// No usable credential: missing, malformed, expired or badly signed (401).
+    /// No credential where one is required (401, a challenge without an error code).
+    #[error("Unauthorized: {0}")]
+    TokenMissing(String),
+    /// An unusable credential: malformed, expired, badly signed, for another audience (401).
     #[error("Unauthorized: {0}")]
     Unauthorized(String),
     /// A valid credential that does not allow this (403).
@@ -54,6 +57,9 @@ pub enum HubError {
     /// Nothing at this path (404).
     #[error("Not Found")]
     NotFound,
+    /// A request for a host the hub does not answer as (`public_urls`) (421).
+    #[error("Misdirected Request: {0}")]
+    Misdirected(String),
     /// The hub cannot serve the request right now but expects to soon (503); `Retry-After`
     /// says when, in whole seconds (at least one).
     #[error("Service Unavailable: {0}; retry later")]
@@ -66,7 +72,7 @@ pub enum HubError {
 impl ResponseError for HubError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::TokenMissing(_) | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) | Self::ContentTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -74,6 +80,7 @@ impl ResponseError for HubError {
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,7 +90,12 @@ impl ResponseError for HubError {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"));
         match self {
-            // RFC 6750: tell a Bearer client which kind of failure this is.
+            // RFC 6750: a request without a token gets a challenge without an error code...
+            Self::TokenMissing(_) => {
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            // ... and one with a token says which kind of failure this is.
             Self::Unauthorized(_) => {
                 response.insert_header((
                     header::WWW_AUTHENTICATE,

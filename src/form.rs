@@ -60,6 +60,11 @@ impl Form {
         self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
+    /// Every `(key, value)` pair, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(key, value)| (key.as_str(), value.as_str()))
+    }
+
     /// Whether `key` is present at all, even with an empty value.
     pub fn contains(&self, key: &str) -> bool {
         self.0.iter().any(|(k, _)| k == key)

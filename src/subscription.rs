@@ -6,14 +6,26 @@
 use crate::topic_selector::{matches_any, TopicSelector};
 use crate::update::Dispatched;
 
+/// The version of the Mercure protocol a request speaks, told by what it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Draft-07: `topic` parameters (URI templates), tokens with a `mercure` claim.
+    Draft07,
+    /// Mercure 1.0: `match` parameters (exact or URL Pattern), RFC 9068 access tokens.
+    V1,
+}
+
 /// What one subscriber asked for and what its credentials allow.
 #[derive(Debug)]
 pub struct Subscription {
+    /// The protocol its request spoke: it decides the format of the subscription events it
+    /// receives and makes.
+    pub protocol: Protocol,
     /// The subscriber's id: `urn:uuid:` and a random UUID, as the reference hub.
     pub id: String,
     /// The token's `mercure.payload`, published with subscription events.
     pub payload: Option<serde_json::Value>,
-    /// The `topic` selectors of the request.
+    /// The `topic` selectors (draft-07) or matchers (Mercure 1.0) of the request.
     pub selectors: Vec<TopicSelector>,
     /// The token's `mercure.subscribe` selectors; `None` for anonymous subscribers, who never
     /// receive private updates.
@@ -21,13 +33,25 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// A new subscription with a fresh subscriber id.
+    /// A new draft-07 subscription with a fresh subscriber id.
     pub fn new(
         selectors: Vec<TopicSelector>,
         authorized: Option<Vec<TopicSelector>>,
         payload: Option<serde_json::Value>,
     ) -> Self {
-        Self { id: format!("urn:uuid:{}", uuid::Uuid::new_v4()), payload, selectors, authorized }
+        Self {
+            protocol: Protocol::Draft07,
+            id: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            payload,
+            selectors,
+            authorized,
+        }
+    }
+
+    /// The same subscription, for a request that spoke `protocol`.
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
     }
 
     /// Whether this subscriber receives `update`: one of its topics matches one of the selectors

@@ -46,6 +46,8 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 use regex::{Regex, RegexBuilder};
 use thiserror::Error;
 
+use crate::url_pattern::{UrlPatternError, UrlPatternMatcher};
+
 /// Most bytes the compiled program of one subscriber's selector may take, as the regex crate
 /// counts them (its NFA; the whole compiled regex is about 1.5 times that).
 ///
@@ -91,6 +93,9 @@ pub enum TopicSelector {
         /// The compiled form of `raw`, anchored at both ends.
         regex: Regex,
     },
+    /// A Mercure 1.0 URL Pattern (`match_urlpattern`, `match_type: urlpattern`), resolved
+    /// against the hub's URL. Only Mercure 1.0 requests and tokens make these.
+    UrlPattern(UrlPatternMatcher),
 }
 
 impl TopicSelector {
@@ -152,11 +157,42 @@ impl TopicSelector {
         }
     }
 
+    /// Parses a Mercure 1.0 matcher of `kind`, which a token signed or (for
+    /// [`parse_matchers`]) a subscriber sent. `*` is the wildcard whatever the kind; an exact
+    /// matcher is compared byte for byte even when it contains `{`; a URL Pattern is resolved
+    /// against `base`.
+    pub fn parse_matcher(
+        pattern: &str,
+        kind: MatchKind,
+        base: &url::Url,
+    ) -> Result<TopicSelector, UrlPatternError> {
+        if pattern == "*" {
+            return Ok(TopicSelector::Any);
+        }
+        match kind {
+            MatchKind::Exact => Ok(TopicSelector::Exact(pattern.to_owned())),
+            MatchKind::UrlPattern => {
+                UrlPatternMatcher::parse(pattern, base).map(TopicSelector::UrlPattern)
+            }
+        }
+    }
+
     /// The selector as the subscriber wrote it.
     pub fn as_str(&self) -> &str {
         match self {
             TopicSelector::Any => "*",
             TopicSelector::Exact(raw) | TopicSelector::Template { raw, .. } => raw,
+            TopicSelector::UrlPattern(pattern) => pattern.as_str(),
+        }
+    }
+
+    /// The Mercure 1.0 matcher type of this selector (`exact` for `*` and exact strings),
+    /// `None` for a draft-07 URI template.
+    pub fn match_kind(&self) -> Option<MatchKind> {
+        match self {
+            TopicSelector::Any | TopicSelector::Exact(_) => Some(MatchKind::Exact),
+            TopicSelector::UrlPattern(_) => Some(MatchKind::UrlPattern),
+            TopicSelector::Template { .. } => None,
         }
     }
 
@@ -170,6 +206,7 @@ impl TopicSelector {
             TopicSelector::Any => true,
             TopicSelector::Exact(raw) => raw == topic,
             TopicSelector::Template { raw, regex } => raw == topic || regex.is_match(topic),
+            TopicSelector::UrlPattern(pattern) => pattern.matches_str(topic),
         }
     }
 
@@ -184,7 +221,7 @@ impl TopicSelector {
     pub fn literal_prefix(&self) -> &str {
         match self {
             TopicSelector::Template { raw, .. } => raw.split('{').next().unwrap_or_default(),
-            TopicSelector::Any | TopicSelector::Exact(_) => "",
+            TopicSelector::Any | TopicSelector::Exact(_) | TopicSelector::UrlPattern(_) => "",
         }
     }
 
@@ -193,7 +230,38 @@ impl TopicSelector {
     pub fn exact(&self) -> Option<&str> {
         match self {
             TopicSelector::Exact(raw) => Some(raw),
-            TopicSelector::Any | TopicSelector::Template { .. } => None,
+            TopicSelector::Any | TopicSelector::Template { .. } | TopicSelector::UrlPattern(_) => {
+                None
+            }
+        }
+    }
+}
+
+/// The Mercure 1.0 matcher types: the `match_type` of a token's topic and the suffix of a
+/// subscriber's `match_*` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchKind {
+    /// `exact` (also the bare `match` parameter): byte-for-byte comparison.
+    Exact,
+    /// `urlpattern`: a WHATWG URL Pattern.
+    UrlPattern,
+}
+
+impl MatchKind {
+    /// The name used in `match_type`, parameters, presence topics and the subscriptions API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchKind::Exact => "exact",
+            MatchKind::UrlPattern => "urlpattern",
+        }
+    }
+
+    /// The kind named `name` (`exact` or `urlpattern`, exactly).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "exact" => Some(MatchKind::Exact),
+            "urlpattern" => Some(MatchKind::UrlPattern),
+            _ => None,
         }
     }
 }
@@ -291,6 +359,31 @@ pub enum SelectorError {
         /// [`REGEX_SIZE_LIMIT`].
         limit: usize,
     },
+    /// More Mercure 1.0 matchers than `max_topics_per_subscription`.
+    #[error(
+        "too many matchers: {count}, the limit is {max} per subscription \
+         (max_topics_per_subscription); subscribe with fewer match parameters, for example \
+         with one URL pattern covering several topics"
+    )]
+    TooManyMatchers {
+        /// Matchers in the request.
+        count: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A matcher holding a control character (C0, DEL, C1) or an invisible format character
+    /// (Unicode `Cf`), which could hide what a subscription really matches.
+    #[error(
+        "a matcher contains a control or invisible formatting character (U+{code:04X}); \
+         remove it (percent-encode it if the topic really contains it)"
+    )]
+    ForbiddenCharacter {
+        /// The character's code point.
+        code: u32,
+    },
+    /// A `match_urlpattern` value that is not a valid URL Pattern, or one too complex.
+    #[error("{0}")]
+    UrlPattern(#[from] UrlPatternError),
 }
 
 /// Parses the `topic` parameters of a subscription within `limits`: the count first, then
@@ -303,6 +396,69 @@ pub fn parse_subscription(
         return Err(SelectorError::TooManyTopics { count: topics.len(), max: limits.max_topics });
     }
     topics.iter().map(|topic| TopicSelector::parse_limited(topic, limits)).collect()
+}
+
+/// Parses the matchers of a Mercure 1.0 subscription (`match`, `match_exact`,
+/// `match_urlpattern`) within `limits`: the count, then each value's length and characters
+/// before anything is compiled. URL Patterns are resolved against `base`, the hub's URL.
+pub fn parse_matchers(
+    matchers: &[(MatchKind, &str)],
+    limits: &SelectorLimits,
+    base: &url::Url,
+) -> Result<Vec<TopicSelector>, SelectorError> {
+    if matchers.len() > limits.max_topics {
+        return Err(SelectorError::TooManyMatchers {
+            count: matchers.len(),
+            max: limits.max_topics,
+        });
+    }
+    for (_, pattern) in matchers {
+        if pattern.len() > limits.max_length {
+            return Err(SelectorError::TooLong { length: pattern.len(), max: limits.max_length });
+        }
+        if let Some(forbidden) = pattern.chars().find(|&c| is_forbidden_in_matcher(c)) {
+            return Err(SelectorError::ForbiddenCharacter { code: u32::from(forbidden) });
+        }
+    }
+    matchers
+        .iter()
+        .map(|&(kind, pattern)| Ok(TopicSelector::parse_matcher(pattern, kind, base)?))
+        .collect()
+}
+
+/// C0 and C1 controls, DEL, and the Unicode format characters (`Cf`: zero-width joiners,
+/// bidirectional overrides, soft hyphen...), which the Mercure 1.0 specification forbids in
+/// matchers. Rust's `char::is_control` covers C0, DEL and C1; `Cf` is listed here (Unicode 16).
+pub fn is_forbidden_in_matcher(c: char) -> bool {
+    c.is_control() || is_format_character(c)
+}
+
+/// Whether `c` is in the Unicode general category `Cf` (format), per Unicode 16.0.
+pub fn is_format_character(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// Sets the bytes the process-wide cache of compiled templates may hold, evicting at once if

@@ -996,6 +996,16 @@ async fn publish_as(hub: &TestHub, token: Option<&str>, body: &str) -> reqwest::
     request.send().await.expect("publish")
 }
 
+/// The Bearer challenge of `hub` (RFC 6750) with its metadata URL (RFC 9728).
+fn metadata_challenge(hub: &TestHub, error: Option<&str>) -> String {
+    let metadata =
+        format!("http://{}/.well-known/oauth-protected-resource/.well-known/mercure", hub.addr);
+    match error {
+        None => format!("Bearer resource_metadata=\"{metadata}\""),
+        Some(error) => format!("Bearer error=\"{error}\", resource_metadata=\"{metadata}\""),
+    }
+}
+
 #[tokio::test]
 async fn publish_status_codes() {
     let hub = TestHub::start(&[]);
@@ -1007,9 +1017,10 @@ async fn publish_status_codes() {
 
     let response = publish_as(&hub, None, &body(&[a])).await;
     assert_eq!(response.status(), 401, "no token");
+    // RFC 6750: no error code without a token, and where to find out how to get one.
     assert_eq!(
         header(response.headers(), "www-authenticate"),
-        Some("Bearer error=\"invalid_token\"")
+        Some(metadata_challenge(&hub, None).as_str())
     );
 
     let subscribe_only = token(json!({ "subscribe": ["*"] }));
@@ -1022,7 +1033,7 @@ async fn publish_status_codes() {
     assert_eq!(response.status(), 403, "topic not allowed");
     assert_eq!(
         header(response.headers(), "www-authenticate"),
-        Some("Bearer error=\"insufficient_scope\"")
+        Some(metadata_challenge(&hub, Some("insufficient_scope")).as_str())
     );
     assert_eq!(publish_as(&hub, Some(&only_a), &body(&[a, b])).await.status(), 403, "alternate");
     assert_eq!(
@@ -1049,7 +1060,17 @@ async fn subscribe_status_codes() {
     assert_eq!(response.status(), 401, "no token on a non-anonymous hub");
     assert_eq!(
         header(response.headers(), "www-authenticate"),
-        Some("Bearer error=\"invalid_token\"")
+        Some(metadata_challenge(&hub, None).as_str())
+    );
+    let response = client()
+        .get(hub_with_query(&hub, "topic=a"))
+        .bearer_auth(expired_token())
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(
+        header(response.headers(), "www-authenticate"),
+        Some(metadata_challenge(&hub, Some("invalid_token")).as_str())
     );
     assert_eq!(subscribe_status(&anonymous, "topic=a", None).await, 200, "anonymous");
 

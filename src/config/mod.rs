@@ -122,6 +122,16 @@ pub const KEYS: &[(&str, &str)] = &[
         "take the client, scheme and host from proxy headers (trusted_proxies)",
     ),
     ("trusted_proxies", "addresses or networks whose forwarded headers are believed (10.0.0.0/8)"),
+    ("protocols", "Mercure protocols served: draft-07 and 1.0, comma-separated (default both)"),
+    (
+        "trusted_issuers",
+        "Mercure 1.0: iss of the RFC 9068 tokens signed with the hub's keys (comma-separated)",
+    ),
+    (
+        "resource_identifier",
+        "Mercure 1.0: the hub's URL, expected in tokens' aud (default: from each request)",
+    ),
+    ("public_urls", "Mercure 1.0: scheme://host of the hub; other hosts get 421 (default: any)"),
     ("anonymous", "let subscribers without a token receive public updates"),
     ("subscriptions", "publish subscription events and serve the subscriptions API"),
     ("cors_origins", "origins allowed by CORS, space or comma separated, * allowed"),
@@ -336,6 +346,16 @@ pub struct Config {
     pub subscriber: JwtVerifier,
     /// Set when no key was configured and a development key was generated for both roles.
     pub dev_key: Option<Secret>,
+    /// Which protocol versions the hub answers.
+    pub protocols: Protocols,
+    /// Mercure 1.0: the `iss` of RFC 9068 tokens signed with `publisher` and `subscriber`.
+    pub trusted_issuers: Vec<String>,
+    /// Mercure 1.0: the hub's URL (the `aud` tokens must carry, and the base of relative URL
+    /// Patterns); `None` derives it from each request as `scheme://host/.well-known/mercure`.
+    pub resource_identifier: Option<url::Url>,
+    /// Mercure 1.0: the `scheme://host[:port]` the hub answers as; requests for another host
+    /// get 421. Empty accepts any host.
+    pub public_urls: Vec<String>,
     /// Subscribers without a token receive public updates.
     pub anonymous: bool,
     /// Subscription events and the subscriptions API.
@@ -402,6 +422,22 @@ pub struct Config {
     /// With `use_forwarded_headers`: the peers whose forwarded headers are believed
     /// (`trusted_proxies`); `None` ignores those headers.
     pub trusted_proxies: Option<TrustedProxies>,
+}
+
+/// The protocol versions a hub answers (`protocols`): Mercure draft-07 (`topic` parameters,
+/// `mercure` claims) and Mercure 1.0 (`match` parameters, RFC 9068 tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocols {
+    /// Draft-07 requests are served.
+    pub draft_07: bool,
+    /// Mercure 1.0 requests are served.
+    pub v1: bool,
+}
+
+impl Protocols {
+    /// Both versions: the default, so that clients migrate one by one.
+    pub const ALL: Protocols = Protocols { draft_07: true, v1: true };
+    const NONE: Protocols = Protocols { draft_07: false, v1: false };
 }
 
 /// Addresses and networks (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`) whose forwarded headers are
@@ -602,6 +638,10 @@ impl Config {
             subscriber,
             dev_key,
             anonymous,
+            protocols: values.protocols()?,
+            trusted_issuers: values.trusted_issuers()?,
+            resource_identifier: values.resource_identifier()?,
+            public_urls: values.public_urls()?,
             subscriptions: values.bool("subscriptions")?.unwrap_or(false),
             cors_origins: values.origins("cors_origins")?,
             publish_origins: values.origins("publish_origins")?,
@@ -946,6 +986,74 @@ impl Values {
                 "trusted_proxies is set: set use_forwarded_headers = true to use it",
             )),
         }
+    }
+
+    /// `protocols`: `draft-07` and/or `1.0` (aliases `7`, `legacy`, `8`, `draft-08`).
+    fn protocols(&self) -> Result<Protocols, ConfigError> {
+        if !self.0.contains_key("protocols") {
+            return Ok(Protocols::ALL);
+        }
+        let names = self.list("protocols")?;
+        if names.is_empty() {
+            return Err(invalid("protocols", "list draft-07, 1.0 or both"));
+        }
+        let mut protocols = Protocols::NONE;
+        for name in &names {
+            match name.to_ascii_lowercase().as_str() {
+                "draft-07" | "7" | "legacy" => protocols.draft_07 = true,
+                "1.0" | "8" | "draft-08" => protocols.v1 = true,
+                _ => {
+                    return Err(invalid(
+                        "protocols",
+                        format!("`{name}` is not a protocol: use draft-07, 1.0 or both"),
+                    ))
+                }
+            }
+        }
+        Ok(protocols)
+    }
+
+    fn trusted_issuers(&self) -> Result<Vec<String>, ConfigError> {
+        let issuers = self.list("trusted_issuers")?;
+        if let Some(empty) = issuers.iter().find(|iss| iss.trim().is_empty()) {
+            return Err(invalid("trusted_issuers", format!("`{empty}` is not an issuer")));
+        }
+        Ok(issuers)
+    }
+
+    fn resource_identifier(&self) -> Result<Option<url::Url>, ConfigError> {
+        let Some(text) = self.string("resource_identifier")?.filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let url = url::Url::parse(&text).map_err(|e| {
+            invalid("resource_identifier", format!("`{text}` is not an absolute URL: {e}"))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.fragment().is_some() {
+            return Err(invalid(
+                "resource_identifier",
+                format!("`{text}` must be an http or https URL without a fragment"),
+            ));
+        }
+        Ok(Some(url))
+    }
+
+    /// `public_urls`: origins (`scheme://host[:port]`), kept as the hub compares them.
+    fn public_urls(&self) -> Result<Vec<String>, ConfigError> {
+        self.list("public_urls")?
+            .iter()
+            .map(|text| {
+                let url = url::Url::parse(text).ok().filter(|url| {
+                    matches!(url.scheme(), "http" | "https") && url.host_str().is_some()
+                });
+                match url {
+                    Some(url) => Ok(url.origin().ascii_serialization()),
+                    None => Err(invalid(
+                        "public_urls",
+                        format!("`{text}` is not an http or https URL such as https://example.com"),
+                    )),
+                }
+            })
+            .collect()
     }
 
     fn cookie_name(&self) -> Result<String, ConfigError> {

@@ -26,9 +26,14 @@ pub enum TokenSource {
     Cookie,
 }
 
-/// The one way to answer "not authenticated".
+/// The one way to answer "not authenticated" for a credential that is present but unusable.
 pub fn unauthorized(reason: impl Into<String>) -> HubError {
     HubError::Unauthorized(reason.into())
+}
+
+/// The one way to answer "a credential is needed and none was sent".
+pub fn token_missing(reason: impl Into<String>) -> HubError {
+    HubError::TokenMissing(reason.into())
 }
 
 /// Finds the request's token. A higher-precedence source that is present but malformed fails the
@@ -86,7 +91,7 @@ impl Publisher {
         config: &Config,
     ) -> Result<Self, HubError> {
         let (token, source) = find_token(req, query, &config.cookie_name)?.ok_or_else(|| {
-            unauthorized(format!(
+            token_missing(format!(
                 "publishing needs a token: send `Authorization: Bearer <JWT>` or the {} cookie",
                 config.cookie_name
             ))
@@ -175,7 +180,7 @@ impl SubscriberGrant {
     ) -> Result<Self, HubError> {
         match find_token(req, query, &config.cookie_name)? {
             None if config.anonymous => Ok(Self::default()),
-            None => Err(unauthorized(format!(
+            None => Err(token_missing(format!(
                 "subscribing needs a token: send `Authorization: Bearer <JWT>`, the \
                  `authorization` query parameter or the {} cookie",
                 config.cookie_name
@@ -188,6 +193,25 @@ impl SubscriberGrant {
                     expires_at: claims.expires_at,
                 })
             }
+        }
+    }
+}
+
+impl SubscriberGrant {
+    /// Authenticates a Mercure 1.0 subscribe request for the hub at `resource`, given the
+    /// request's token.
+    pub async fn authenticate_v1(
+        _req: &HttpRequest,
+        token: &Option<(String, TokenSource)>,
+        _resource: &url::Url,
+        hub: &crate::hub::Hub,
+    ) -> Result<Self, HubError> {
+        match token {
+            None if hub.config.anonymous => Ok(Self::default()),
+            None => Err(token_missing(
+                "subscribing needs a token: send `Authorization: Bearer <access token>`",
+            )),
+            Some(_) => Err(unauthorized("invalid token")),
         }
     }
 }

@@ -25,7 +25,7 @@ use super::authorization::origin_allowed;
 use crate::error::HubError;
 use crate::hub::Hub;
 
-const ALLOWED_METHODS: &[&str] = &["GET", "HEAD", "POST"];
+const ALLOWED_METHODS: &[&str] = &["GET", "HEAD", "POST", "QUERY"];
 const ALLOWED_HEADERS: &[&str] =
     &["authorization", "cache-control", "last-event-id", "content-type"];
 /// The entry of `cors_origins` that allows every origin, without credentials.
@@ -147,7 +147,8 @@ pub fn add_headers<B>(origins: &[String], mut response: ServiceResponse<B>) -> S
         insert_grant(headers, grant);
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Last-Event-ID"),
+            // The cursor headers of both protocols, and the subscriptions API's `Link`.
+            HeaderValue::from_static("Last-Event-ID, Mercure-Last-Event-ID, Link"),
         );
     }
     response

@@ -9,6 +9,7 @@
 //! - [`connection`]: every accepted socket, watched for a client that stops reading;
 //! - [`forwarded`]: the client behind proxies (`use_forwarded_headers`, `trusted_proxies`);
 //! - [`redirect`]: plain HTTP sent to HTTPS (`http_redirect_addr`);
+//! - [`resource`]: the hub's URL in Mercure 1.0, `public_urls`, and its metadata document;
 //! - [`tls`]: HTTPS (and HTTP/2 by ALPN) from certificate files reloaded when they change;
 //! - [`acme`]: HTTPS with certificates obtained and renewed automatically (`acme_hosts`).
 
@@ -20,6 +21,7 @@ pub mod forwarded;
 pub mod health;
 pub mod publish;
 pub mod redirect;
+pub mod resource;
 pub mod subscribe;
 pub mod subscriptions;
 pub mod tls;
@@ -47,8 +49,12 @@ use connection::Connection;
 
 /// The path of the hub, fixed by the protocol.
 pub const HUB_PATH: &str = "/.well-known/mercure";
+/// `QUERY` (RFC 10008), the safe method with a body Mercure 1.0 subscribes with.
+static QUERY: std::sync::LazyLock<actix_web::http::Method> = std::sync::LazyLock::new(|| {
+    actix_web::http::Method::from_bytes(b"QUERY").expect("QUERY is a valid method token")
+});
 /// The methods the hub's URL accepts (`Allow` of its 405 answers).
-pub const HUB_METHODS: &str = "GET, HEAD, POST";
+pub const HUB_METHODS: &str = "GET, HEAD, POST, QUERY";
 
 /// Starts the HTTP server on `listener`: HTTPS when `cert_file` and `key_file` (or `acme_hosts`) are set (HTTP/2
 /// or HTTP/1.1 by ALPN), else plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge, as load
@@ -274,8 +280,12 @@ fn app(
             let request = RequestLog::start(&req);
             let size: usize =
                 req.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
-            let answer = if size > max_header_size {
-                let error = HubError::HeadersTooLarge { size, limit: max_header_size };
+            let refusal = if size > max_header_size {
+                Some(HubError::HeadersTooLarge { size, limit: max_header_size })
+            } else {
+                misdirected(req.request())
+            };
+            let answer = if let Some(error) = refusal {
                 let response = req.error_response(error).map_into_right_body();
                 futures_util::future::Either::Left(std::future::ready(Ok(response)))
             } else {
@@ -285,8 +295,18 @@ fn app(
                 )
             };
             answer.map(move |result| {
-                result.map(|response| {
+                result.map(|mut response| {
                     metrics.http_response(response.status().as_u16());
+                    if response.headers().contains_key(header::WWW_AUTHENTICATE) {
+                        let req = response.request().clone();
+                        if let Some(hub) = req.app_data::<web::Data<Hub>>() {
+                            resource::add_challenge_metadata(
+                                &req,
+                                &hub.config,
+                                response.headers_mut(),
+                            );
+                        }
+                    }
                     if let Some(request) = request {
                         request.finish(response.status());
                     }
@@ -323,10 +343,18 @@ fn app(
                 .route(web::get().to(subscribe::subscribe))
                 .route(web::head().to(subscribe::subscribe))
                 .route(web::post().to(publish::publish))
+                .route(web::method(QUERY.clone()).to(subscribe::subscribe_query))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
                 .default_service(web::to(method_not_allowed)),
         )
         .configure(|cfg| {
+            if resource::serves_metadata(config) {
+                cfg.service(
+                    web::resource(resource::METADATA_PATH)
+                        .route(web::get().to(resource::metadata))
+                        .route(web::head().to(resource::metadata)),
+                );
+            }
             if metrics_here {
                 cfg.route("/metrics", web::get().to(health::render_metrics));
             }
@@ -337,6 +365,16 @@ fn app(
             web::resource("/").wrap(compression(compress)).route(web::get().to(health::welcome)),
         )
         .default_service(web::to(not_found))
+}
+
+/// With `public_urls`, the refusal (421) of a request to the hub's URLs (`/.well-known/...`)
+/// for another host. Health checks and metrics answer whatever the host: probes use addresses.
+fn misdirected(req: &actix_web::HttpRequest) -> Option<HubError> {
+    let hub = req.app_data::<web::Data<Hub>>()?;
+    if hub.config.public_urls.is_empty() || !req.path().starts_with("/.well-known/") {
+        return None;
+    }
+    resource::hub_url(req, &hub.config).err()
 }
 
 /// Compression (gzip or brotli, as the client accepts) for the responses that gain from it,

@@ -85,7 +85,7 @@ async fn publish_update(
 }
 
 /// Reads and decodes a form body within the configured limits: bytes, fields and read time.
-async fn read_form(
+pub(super) async fn read_form(
     req: &HttpRequest,
     body: web::Payload,
     config: &Config,

@@ -15,55 +15,205 @@ use rand::Rng;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::authorization::SubscriberGrant;
+use super::authorization::{find_token, SubscriberGrant, TokenSource};
+use super::resource;
+use crate::access_token::is_access_token;
 use crate::error::HubError;
 use crate::form::Form;
 use crate::hub::presence;
 use crate::hub::subscriber::{CutOff, StreamStart, SubscriberStream, QUEUE_CAPACITY};
 use crate::hub::Hub;
-use crate::subscription::Subscription;
-use crate::topic_selector::{parse_subscription, SelectorLimits, TopicSelector};
+use crate::subscription::{Protocol, Subscription};
+use crate::topic_selector::{
+    parse_matchers, parse_subscription, MatchKind, SelectorLimits, TopicSelector,
+};
 
 /// The `Last-Event-ID` value meaning "from the beginning of history".
 const EARLIEST: &str = "earliest";
 
 /// The subscribe handler, for `GET` and `HEAD`.
 pub async fn subscribe(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
-    let client = super::forwarded::client_address(&req);
-    let span = tracing::info_span!(
+    let span = subscribe_span(&req);
+    open_stream(req, None, hub).instrument(span).await
+}
+
+/// The subscribe handler for `QUERY` (Mercure 1.0): the matchers and `last_event_id` may also
+/// come in a form-encoded body, merged with the query string (for long lists of matchers that
+/// do not fit in a URL).
+pub async fn subscribe_query(
+    req: HttpRequest,
+    body: web::Payload,
+    hub: web::Data<Hub>,
+) -> Result<HttpResponse, HubError> {
+    let span = subscribe_span(&req);
+    async move {
+        let form = super::publish::read_form(&req, body, &hub.config).await?;
+        open_stream(req, Some(form), hub).await
+    }
+    .instrument(span)
+    .await
+}
+
+fn subscribe_span(req: &HttpRequest) -> tracing::Span {
+    let client = super::forwarded::client_address(req);
+    tracing::info_span!(
         "mercure.subscribe",
         client.address = client.map(tracing::field::display),
         mercure.topics = tracing::field::Empty,
         mercure.subscriber.id = tracing::field::Empty,
         mercure.last_event_id = tracing::field::Empty,
         mercure.anonymous = tracing::field::Empty,
-    );
-    open_stream(req, hub).instrument(span).await
+        mercure.protocol = tracing::field::Empty,
+    )
 }
 
-async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
+/// What a subscribe request asked for, once its protocol is known.
+struct Request {
+    protocol: Protocol,
+    selectors: Vec<TopicSelector>,
+    /// The cursor the client sent, `Some("")` when it sent an empty one.
+    last_event_id: Option<String>,
+    grant: SubscriberGrant,
+}
+
+/// Reads a subscribe request: its protocol (from what it carries), its selectors or matchers,
+/// its cursor and its credentials.
+async fn read_request(
+    req: &HttpRequest,
+    query: &Form,
+    body: Option<&Form>,
+    hub: &Hub,
+) -> Result<Request, HubError> {
+    let config = &hub.config;
+    let mut matchers = Vec::new();
+    for (name, value) in query.pairs().chain(body.into_iter().flat_map(Form::pairs)) {
+        // Names are case-sensitive, but any other name that looks like a matcher is refused
+        // rather than ignored: a typo must not turn into a subscription to nothing.
+        if name.len() >= 5 && name[..5].eq_ignore_ascii_case("match") {
+            let kind = match name {
+                "match" | "match_exact" => MatchKind::Exact,
+                "match_urlpattern" => MatchKind::UrlPattern,
+                other => {
+                    return Err(HubError::BadRequest(format!(
+                        "unsupported matcher parameter {other:?}: use match (or match_exact) \
+                         or match_urlpattern; parameter names are case-sensitive"
+                    )))
+                }
+            };
+            matchers.push((kind, value));
+        }
+    }
+    let topics: Vec<&str> = query.all("topic").collect();
+    if body.is_some_and(|body| body.contains("topic")) {
+        return Err(HubError::BadRequest(
+            "QUERY subscriptions are Mercure 1.0: send match parameters, not topic".into(),
+        ));
+    }
+    let token = find_token(req, query, &config.cookie_name)?;
+    // A token says which protocol it is for when its header can be read; a garbage token says
+    // nothing and is refused by whichever verifier the rest of the request picks.
+    let token_protocol = token.as_ref().and_then(|(token, _)| token_protocol(token));
+    let v1 = !matchers.is_empty() || token_protocol == Some(Protocol::V1) || body.is_some();
+    let draft_07 = !topics.is_empty()
+        || token.as_ref().is_some_and(|(_, source)| *source == TokenSource::Query)
+        || token_protocol == Some(Protocol::Draft07);
+    let protocol = match (v1, draft_07) {
+        (true, true) => {
+            return Err(HubError::BadRequest(
+                "this request mixes Mercure 1.0 (match parameters, an RFC 9068 access token \
+                 with typ at+jwt, the QUERY method) and draft-07 (topic parameters, a token \
+                 with a mercure claim, the authorization query parameter): use one protocol \
+                 per request"
+                    .into(),
+            ))
+        }
+        (true, false) => Protocol::V1,
+        (false, true) => Protocol::Draft07,
+        // Nothing tells: the answer is about what is missing.
+        (false, false) if config.protocols.draft_07 => Protocol::Draft07,
+        (false, false) => Protocol::V1,
+    };
+    match protocol {
+        Protocol::Draft07 if !config.protocols.draft_07 => Err(HubError::BadRequest(
+            "this hub serves Mercure 1.0 only (protocols): subscribe with match parameters and \
+             an RFC 9068 access token"
+                .into(),
+        )),
+        Protocol::V1 if !config.protocols.v1 => Err(HubError::BadRequest(
+            "this hub serves Mercure draft-07 only (protocols): subscribe with topic parameters"
+                .into(),
+        )),
+        Protocol::Draft07 => {
+            let grant = SubscriberGrant::authenticate(req, query, config)?;
+            // Anyone may send these: limited before anything is compiled (see `SelectorLimits`).
+            let selectors = parse_subscription(&topics, &SelectorLimits::from(&**config))
+                .map_err(|e| HubError::BadRequest(e.to_string()))?;
+            if selectors.is_empty() {
+                return Err(HubError::BadRequest("Missing \"topic\" parameter.".into()));
+            }
+            let last_event_id = req
+                .headers()
+                .get("last-event-id")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .filter(|id| !id.is_empty())
+                .or_else(|| {
+                    query.first("lastEventID").filter(|id| !id.is_empty()).map(str::to_owned)
+                });
+            Ok(Request { protocol, selectors, last_event_id, grant })
+        }
+        Protocol::V1 => {
+            let resource = resource::hub_url(req, config)?;
+            let grant = SubscriberGrant::authenticate_v1(req, &token, &resource, hub).await?;
+            let selectors = parse_matchers(&matchers, &SelectorLimits::from(&**config), &resource)
+                .map_err(|e| HubError::BadRequest(e.to_string()))?;
+            if selectors.is_empty() {
+                return Err(HubError::BadRequest(
+                    "missing \"match\" subscription parameter".into(),
+                ));
+            }
+            // The header beats the query string, which beats the body.
+            let last_event_id = req
+                .headers()
+                .get("last-event-id")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .or_else(|| query.first("last_event_id").map(str::to_owned))
+                .or_else(|| body.and_then(|b| b.first("last_event_id")).map(str::to_owned));
+            Ok(Request { protocol, selectors, last_event_id, grant })
+        }
+    }
+}
+
+/// The protocol a token is for: Mercure 1.0 for an RFC 9068 access token (`typ: at+jwt`),
+/// draft-07 for any other JWT; `None` when its header cannot be read.
+fn token_protocol(token: &str) -> Option<Protocol> {
+    jsonwebtoken::decode_header(token).ok()?;
+    Some(if is_access_token(token) { Protocol::V1 } else { Protocol::Draft07 })
+}
+
+async fn open_stream(
+    req: HttpRequest,
+    body: Option<Form>,
+    hub: web::Data<Hub>,
+) -> Result<HttpResponse, HubError> {
     let query = Form::parse(req.query_string().as_bytes(), hub.config.max_form_fields)
         .map_err(|e| HubError::BadRequest(format!("malformed query string: {e}")))?;
-    let grant = SubscriberGrant::authenticate(&req, &query, &hub.config)?;
-    // Anyone may send these: limited before anything is compiled (see `SelectorLimits`).
-    let topics: Vec<&str> = query.all("topic").collect();
-    let selectors = parse_subscription(&topics, &SelectorLimits::from(&*hub.config))
-        .map_err(|e| HubError::BadRequest(e.to_string()))?;
-    if selectors.is_empty() {
-        return Err(HubError::BadRequest("Missing \"topic\" parameter.".into()));
-    }
-    let last_event_id = last_event_id(&req, &query);
+    let Request { protocol, selectors, last_event_id, grant } =
+        read_request(&req, &query, body.as_ref(), &hub).await?;
 
     if req.method() == Method::HEAD {
         // Headers only: a HEAD response has no body, so there is no stream to keep open.
         return Ok(stream_headers().finish());
     }
 
-    let subscription = Arc::new(Subscription::new(selectors, grant.authorized, grant.payload));
+    let subscription = Arc::new(
+        Subscription::new(selectors, grant.authorized, grant.payload).with_protocol(protocol),
+    );
     let registered = hub.router.register(subscription.clone(), QUEUE_CAPACITY).await?;
 
     let (replay_after, cursor) = match last_event_id.as_deref() {
         None => (None, None),
+        // Mercure 1.0 answers an empty cursor too (draft-07 ignores it above): no replay.
+        Some("") => (None, Some(String::new())),
         Some(EARLIEST) => (Some(0), Some(EARLIEST.to_owned())),
         Some(id) => match hub.transport.find(id).await {
             Ok(Some(found)) if subscription.may_receive(&found) => {
@@ -97,6 +247,7 @@ async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespon
     span.record("mercure.topics", tracing::field::debug(&topics));
     span.record("mercure.subscriber.id", subscription.id.as_str());
     span.record("mercure.anonymous", subscription.authorized.is_none());
+    span.record("mercure.protocol", if protocol == Protocol::V1 { "1.0" } else { "draft-07" });
     if let Some(cursor) = &cursor {
         span.record("mercure.last_event_id", cursor.as_str());
     }
@@ -112,19 +263,14 @@ async fn open_stream(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespon
         // Ids hold no control characters (validated at publish), so this cannot fail for them;
         // a client-sent unknown id with odd bytes is answered as `earliest` above.
         if let Ok(value) = HeaderValue::from_bytes(cursor.as_bytes()) {
-            response.insert_header((HeaderName::from_static("last-event-id"), value));
+            let name = match protocol {
+                Protocol::Draft07 => "last-event-id",
+                Protocol::V1 => "mercure-last-event-id",
+            };
+            response.insert_header((HeaderName::from_static(name), value));
         }
     }
     Ok(response.streaming(stream))
-}
-
-/// A non-empty `Last-Event-ID` header, else a non-empty `lastEventID` query parameter.
-fn last_event_id(req: &HttpRequest, query: &Form) -> Option<String> {
-    req.headers()
-        .get("last-event-id")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .filter(|id| !id.is_empty())
-        .or_else(|| query.first("lastEventID").filter(|id| !id.is_empty()).map(str::to_owned))
 }
 
 /// The headers of an event stream, byte for byte those of the reference hub.

@@ -9,7 +9,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
-use super::authorization::{find_token, unauthorized};
+use super::authorization::{find_token, token_missing, unauthorized};
 use crate::error::HubError;
 use crate::form::{self, Form};
 use crate::hub::presence::{Document, CONTEXT, SUBSCRIPTIONS_PATH};
@@ -61,7 +61,7 @@ fn authorize(req: &HttpRequest, hub: &Hub) -> Result<Vec<TopicSelector>, HubErro
     let query = Form::parse(req.query_string().as_bytes(), hub.config.max_form_fields)
         .map_err(|e| HubError::BadRequest(format!("malformed query string: {e}")))?;
     let (token, _) = find_token(req, &query, &hub.config.cookie_name)?.ok_or_else(|| {
-        unauthorized("the subscriptions API needs a subscriber token (Authorization: Bearer)")
+        token_missing("the subscriptions API needs a subscriber token (Authorization: Bearer)")
     })?;
     let claims = hub
         .config

@@ -30,6 +30,7 @@ use crate::topic_selector::TopicSelector;
 pub use crate::transport::feed::RouterStopped;
 use crate::transport::feed::{Fed, FeedReceiver};
 use crate::update::{Dispatched, Seq};
+use crate::url_pattern::{TopicUrl, UrlPatternMatcher};
 
 /// Identifies a subscriber connection inside this process.
 pub type SubscriberKey = u64;
@@ -371,73 +372,194 @@ impl RouterState {
 }
 
 /// Which subscribers each topic selects, without looking at every subscriber: exact selectors in
-/// a hash map, `*` in a set, and each distinct template once, compiled once, found through its
-/// literal prefix (a topic can only match templates whose prefix it starts with). So the cost of
-/// an update grows with the subscribers it reaches, not with those it cannot.
+/// a hash map, `*` in a set, and each distinct template or URL Pattern once, compiled once, found
+/// through its literal prefix (a topic can only match templates whose prefix it starts with, and
+/// URL Patterns whose host it has and whose literal path prefix its path starts with). So the cost
+/// of an update grows with the subscribers it reaches, not with those it cannot.
 #[derive(Default)]
 struct SelectorIndex {
     exact: HashMap<String, HashSet<SubscriberKey>>,
     any: HashSet<SubscriberKey>,
-    /// Distinct templates, by their text.
+    /// Distinct templates, by their text, found by their literal prefix.
     templates: HashMap<String, (TopicSelector, HashSet<SubscriberKey>)>,
-    /// Template texts by literal prefix.
+    template_prefixes: PrefixSet,
+    /// URL Patterns, grouped by the base URL they resolve against (one per hub URL in use).
+    url_patterns: HashMap<String, UrlPatternGroup>,
+}
+
+/// Names (template texts, URL Patterns) by literal prefix, and the prefix lengths in use, so that
+/// a string finds the names whose prefix it starts with in one lookup per length.
+#[derive(Default)]
+struct PrefixSet {
     by_prefix: HashMap<String, HashSet<String>>,
     /// How many distinct prefixes have each length: the lengths to try on a topic.
-    prefix_lengths: BTreeMap<usize, usize>,
+    lengths: BTreeMap<usize, usize>,
+}
+
+impl PrefixSet {
+    fn insert(&mut self, prefix: &str, name: &str) {
+        let names = self.by_prefix.entry(prefix.to_owned()).or_default();
+        if names.is_empty() {
+            *self.lengths.entry(prefix.len()).or_default() += 1;
+        }
+        names.insert(name.to_owned());
+    }
+
+    fn remove(&mut self, prefix: &str, name: &str) {
+        let Some(names) = self.by_prefix.get_mut(prefix) else { return };
+        names.remove(name);
+        if names.is_empty() {
+            self.by_prefix.remove(prefix);
+            if let Some(count) = self.lengths.get_mut(&prefix.len()) {
+                *count -= 1;
+                if *count == 0 {
+                    self.lengths.remove(&prefix.len());
+                }
+            }
+        }
+    }
+
+    /// Every name whose prefix `text` starts with.
+    fn candidates<'a>(&'a self, text: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.lengths
+            .keys()
+            .take_while(move |&&length| length <= text.len())
+            // Not a character boundary: no prefix of this length can equal the text's start.
+            .filter_map(move |&length| text.get(..length))
+            .flat_map(move |prefix| self.by_prefix.get(prefix).into_iter().flatten())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_prefix.is_empty() && self.lengths.is_empty()
+    }
+}
+
+/// The URL Patterns resolved against one base URL: by literal host then literal path prefix
+/// when the pattern has them (nearly all do), else in a short list tried on every topic.
+struct UrlPatternGroup {
+    base: url::Url,
+    patterns: HashMap<String, (UrlPatternMatcher, HashSet<SubscriberKey>)>,
+    by_host: HashMap<String, PrefixSet>,
+    unindexed: HashSet<String>,
+}
+
+impl UrlPatternGroup {
+    fn select(&self, topic: &str, absolute: Option<&TopicUrl>, selected: &mut Vec<SubscriberKey>) {
+        let resolved;
+        let url = match absolute {
+            Some(url) => url,
+            None => {
+                resolved = TopicUrl::parse(topic, Some(&self.base));
+                &resolved
+            }
+        };
+        let mut check = |raw: &String| {
+            if let Some((pattern, keys)) = self.patterns.get(raw) {
+                if pattern.matches(url) {
+                    selected.extend(keys);
+                }
+            }
+        };
+        if let (Some(host), Some(path)) = (url.hostname(), url.pathname()) {
+            if let Some(prefixes) = self.by_host.get(host) {
+                prefixes.candidates(path).for_each(&mut check);
+            }
+        }
+        self.unindexed.iter().for_each(check);
+    }
 }
 
 impl SelectorIndex {
     fn insert(&mut self, key: SubscriberKey, selector: &TopicSelector) {
-        if selector.is_any() {
-            self.any.insert(key);
-        } else if let Some(topic) = selector.exact() {
-            self.exact.entry(topic.to_owned()).or_default().insert(key);
-        } else {
-            let raw = selector.as_str();
-            if !self.templates.contains_key(raw) {
-                let prefix = selector.literal_prefix();
-                let templates = self.by_prefix.entry(prefix.to_owned()).or_default();
-                if templates.is_empty() {
-                    *self.prefix_lengths.entry(prefix.len()).or_default() += 1;
-                }
-                templates.insert(raw.to_owned());
-                self.templates.insert(raw.to_owned(), (selector.clone(), HashSet::new()));
+        match selector {
+            TopicSelector::Any => {
+                self.any.insert(key);
             }
-            if let Some((_, keys)) = self.templates.get_mut(raw) {
+            TopicSelector::Exact(topic) => {
+                self.exact.entry(topic.clone()).or_default().insert(key);
+            }
+            TopicSelector::Template { raw, .. } => {
+                let (_, keys) = self.templates.entry(raw.clone()).or_insert_with(|| {
+                    self.template_prefixes.insert(selector.literal_prefix(), raw);
+                    (selector.clone(), HashSet::new())
+                });
+                keys.insert(key);
+            }
+            TopicSelector::UrlPattern(pattern) => {
+                let group =
+                    self.url_patterns.entry(pattern.base().to_string()).or_insert_with(|| {
+                        UrlPatternGroup {
+                            base: pattern.base().clone(),
+                            patterns: HashMap::new(),
+                            by_host: HashMap::new(),
+                            unindexed: HashSet::new(),
+                        }
+                    });
+                let raw = pattern.as_str();
+                let (_, keys) = group.patterns.entry(raw.to_owned()).or_insert_with(|| {
+                    match pattern.index_key() {
+                        Some(index) => group
+                            .by_host
+                            .entry(index.hostname)
+                            .or_default()
+                            .insert(&index.path_prefix, raw),
+                        None => {
+                            group.unindexed.insert(raw.to_owned());
+                        }
+                    }
+                    (pattern.clone(), HashSet::new())
+                });
                 keys.insert(key);
             }
         }
     }
 
     fn remove(&mut self, key: SubscriberKey, selector: &TopicSelector) {
-        if selector.is_any() {
-            self.any.remove(&key);
-        } else if let Some(topic) = selector.exact() {
-            if let Some(keys) = self.exact.get_mut(topic) {
-                keys.remove(&key);
-                if keys.is_empty() {
-                    self.exact.remove(topic);
+        match selector {
+            TopicSelector::Any => {
+                self.any.remove(&key);
+            }
+            TopicSelector::Exact(topic) => {
+                if let Some(keys) = self.exact.get_mut(topic) {
+                    keys.remove(&key);
+                    if keys.is_empty() {
+                        self.exact.remove(topic);
+                    }
                 }
             }
-        } else {
-            let raw = selector.as_str();
-            let Some((_, keys)) = self.templates.get_mut(raw) else { return };
-            keys.remove(&key);
-            if !keys.is_empty() {
-                return;
+            TopicSelector::Template { raw, .. } => {
+                let Some((_, keys)) = self.templates.get_mut(raw) else { return };
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.templates.remove(raw);
+                    self.template_prefixes.remove(selector.literal_prefix(), raw);
+                }
             }
-            self.templates.remove(raw);
-            let prefix = selector.literal_prefix();
-            if let Some(templates) = self.by_prefix.get_mut(prefix) {
-                templates.remove(raw);
-                if templates.is_empty() {
-                    self.by_prefix.remove(prefix);
-                    if let Some(count) = self.prefix_lengths.get_mut(&prefix.len()) {
-                        *count -= 1;
-                        if *count == 0 {
-                            self.prefix_lengths.remove(&prefix.len());
+            TopicSelector::UrlPattern(pattern) => {
+                let base = pattern.base().to_string();
+                let Some(group) = self.url_patterns.get_mut(&base) else { return };
+                let raw = pattern.as_str();
+                let Some((_, keys)) = group.patterns.get_mut(raw) else { return };
+                keys.remove(&key);
+                if !keys.is_empty() {
+                    return;
+                }
+                group.patterns.remove(raw);
+                match pattern.index_key() {
+                    Some(index) => {
+                        if let Some(prefixes) = group.by_host.get_mut(&index.hostname) {
+                            prefixes.remove(&index.path_prefix, raw);
+                            if prefixes.is_empty() {
+                                group.by_host.remove(&index.hostname);
+                            }
                         }
                     }
+                    None => {
+                        group.unindexed.remove(raw);
+                    }
+                }
+                if group.patterns.is_empty() {
+                    self.url_patterns.remove(&base);
                 }
             }
         }
@@ -456,23 +578,23 @@ impl SelectorIndex {
         }
     }
 
-    /// Appends the subscribers whose exact or template selector matches `topic`.
+    /// Appends the subscribers whose exact, template or URL Pattern selector matches `topic`.
     fn select_topic(&self, topic: &str, selected: &mut Vec<SubscriberKey>) {
         if let Some(keys) = self.exact.get(topic) {
             selected.extend(keys);
         }
-        for &length in self.prefix_lengths.keys() {
-            if length > topic.len() {
-                break;
-            }
-            // Not a character boundary: no prefix of this length can equal the topic's start.
-            let Some(prefix) = topic.get(..length) else { continue };
-            for raw in self.by_prefix.get(prefix).into_iter().flatten() {
-                if let Some((template, keys)) = self.templates.get(raw) {
-                    if template.matches(topic) {
-                        selected.extend(keys);
-                    }
+        for raw in self.template_prefixes.candidates(topic) {
+            if let Some((template, keys)) = self.templates.get(raw) {
+                if template.matches(topic) {
+                    selected.extend(keys);
                 }
+            }
+        }
+        if !self.url_patterns.is_empty() {
+            // An absolute topic is the same URL whatever the base: parsed once for all groups.
+            let absolute = TopicUrl::is_absolute(topic).then(|| TopicUrl::parse(topic, None));
+            for group in self.url_patterns.values() {
+                group.select(topic, absolute.as_ref(), selected);
             }
         }
     }
@@ -482,8 +604,8 @@ impl SelectorIndex {
         self.exact.is_empty()
             && self.any.is_empty()
             && self.templates.is_empty()
-            && self.by_prefix.is_empty()
-            && self.prefix_lengths.is_empty()
+            && self.template_prefixes.is_empty()
+            && self.url_patterns.is_empty()
     }
 }
 
@@ -743,7 +865,11 @@ mod tests {
         for key in 0..10_000 {
             index.insert(key, &TopicSelector::parse(&format!("https://e.com/t/{key}/{{x}}")));
         }
-        assert!(index.prefix_lengths.len() <= 5, "{:?}", index.prefix_lengths);
+        assert!(
+            index.template_prefixes.lengths.len() <= 5,
+            "{:?}",
+            index.template_prefixes.lengths
+        );
         assert_eq!(select(&index, "https://e.com/t/4242/anything"), [4242]);
         assert_eq!(select(&index, "https://other.com/t/4242/anything"), Vec::<u64>::new());
     }

@@ -1,0 +1,364 @@
+//! End to end: Mercure 1.0 (draft-08) requests on the same hub as draft-07 ones: `match`
+//! subscriptions (exact and URL Pattern), the `QUERY` method, `last_event_id` and
+//! `Mercure-Last-Event-ID`, telling the protocols apart, `protocols`, `public_urls`, the
+//! protected resource metadata and the Bearer challenges.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+
+const QUIET: Duration = Duration::from_millis(300);
+
+fn anonymous_hub(extra: &[(&str, &str)]) -> TestHub {
+    let mut settings = vec![("MERCURE_ANONYMOUS", "1")];
+    settings.extend_from_slice(extra);
+    TestHub::start(&settings)
+}
+
+/// The status and body of a GET subscription that the hub refuses (or the first headers of
+/// one it accepts, whose body is never read).
+async fn subscribe_status(hub: &TestHub, query: &str) -> (u16, String) {
+    let response = client().get(format!("{}?{query}", hub.url)).send().await.expect("subscribe");
+    let status = response.status().as_u16();
+    if status == 200 {
+        return (status, String::new());
+    }
+    (status, response.text().await.expect("body"))
+}
+
+/// An RFC 9068 access token granting everything, signed with `key`.
+fn access_token_signed_with(key: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    let claims = json!({
+        "iss": "https://localhost",
+        "aud": "https://localhost/.well-known/mercure",
+        "exp": 4102444800u64,
+        "authorization_details": [{
+            "type": "https://mercure.rocks/authorization-detail",
+            "actions": ["publish", "subscribe"],
+            "topics": [{ "match": "*" }],
+        }],
+    });
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()))
+        .expect("encode token")
+}
+
+fn query_method() -> Method {
+    Method::from_bytes(b"QUERY").expect("QUERY is a method token")
+}
+
+#[tokio::test]
+async fn a_draft_07_and_a_mercure_1_subscriber_both_receive_one_update() {
+    let hub = anonymous_hub(&[]);
+    let topic = "https://example.com/books/1";
+    let mut legacy =
+        Events::open(&hub, "topic=https://example.com/books/{id}", Some(&subscriber())).await;
+    let mut exact = Events::open(&hub, &format!("match={}", urlencode(topic)), None).await;
+    let mut pattern = Events::open(
+        &hub,
+        &format!("match_urlpattern={}", urlencode("https://example.com/books/:id")),
+        None,
+    )
+    .await;
+    let (status, id) = publish(&hub, &[("topic", topic), ("data", "hello"), ("id", "b-1")]).await;
+    assert_eq!((status, id.as_str()), (200, "b-1"));
+    for (which, events) in
+        [("draft-07", &mut legacy), ("exact", &mut exact), ("urlpattern", &mut pattern)]
+    {
+        assert_eq!(events.next().await.id_and_data(), ("b-1", "hello"), "{which}");
+    }
+}
+
+#[tokio::test]
+async fn exact_matchers_compare_bytes_and_url_patterns_follow_the_standard() {
+    let hub = anonymous_hub(&[]);
+    // `{` means nothing to an exact matcher: it is not a URI template.
+    let mut braces =
+        Events::open(&hub, &format!("match_exact={}", urlencode("https://e.com/{id}")), None).await;
+    let mut pattern = Events::open(
+        &hub,
+        &format!("match_urlpattern={}", urlencode("https://example.net/foo/:random")),
+        None,
+    )
+    .await;
+    let mut relative =
+        Events::open(&hub, &format!("match_urlpattern={}", urlencode("/books/:id")), None).await;
+    for (topic, id) in [
+        ("https://e.com/1", "t1"),
+        ("https://e.com/{id}", "t2"),
+        ("https://example.net/foo/abc", "t3"),
+        ("https://example.net/foo/abc/def", "t4"),
+        ("https://EXAMPLE.net/foo/xyz", "t5"),
+        ("https://example.net/FOO/abc", "t6"),
+        ("/books/7", "t7"),
+        (&format!("http://{}/books/8", hub.addr), "t8"),
+        ("not a url", "t9"),
+    ] {
+        assert_eq!(publish(&hub, &[("topic", topic), ("data", "x"), ("id", id)]).await.0, 200);
+    }
+    assert_eq!(braces.next().await.id, "t2");
+    // The host is case-insensitive in URLs, the path is not.
+    assert_eq!(pattern.next().await.id, "t3");
+    assert_eq!(pattern.next().await.id, "t5");
+    // A relative pattern and relative topics resolve against the hub's URL.
+    assert_eq!(relative.next().await.id, "t7");
+    assert_eq!(relative.next().await.id, "t8");
+    for events in [&mut braces, &mut pattern, &mut relative] {
+        events.assert_silent(QUIET).await;
+    }
+}
+
+#[tokio::test]
+async fn a_wildcard_matcher_and_private_updates() {
+    let hub = anonymous_hub(&[]);
+    let mut any = Events::open(&hub, "match=*", None).await;
+    let mut any_pattern = Events::open(&hub, "match_urlpattern=*", None).await;
+    assert_eq!(
+        publish(&hub, &[("topic", "a"), ("data", "p"), ("private", "on"), ("id", "p")]).await.0,
+        200
+    );
+    assert_eq!(publish(&hub, &[("topic", "b"), ("data", "x"), ("id", "x")]).await.0, 200);
+    // Anonymous subscribers never receive private updates.
+    assert_eq!(any.next().await.id, "x");
+    assert_eq!(any_pattern.next().await.id, "x");
+}
+
+#[tokio::test]
+async fn requests_that_mix_the_protocols_are_refused() {
+    let hub = anonymous_hub(&[]);
+    for (query, token) in [
+        ("topic=a&match=a", None),
+        ("match=a", Some(subscriber())),
+        ("match=a&authorization=x", None),
+    ] {
+        let mut request = client().get(format!("{}?{query}", hub.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("subscribe");
+        assert_eq!(response.status(), 400, "{query}");
+        let body = response.text().await.expect("body");
+        assert!(body.contains("mixes Mercure 1.0"), "{query}: {body}");
+    }
+    let response = client()
+        .request(query_method(), &hub.url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("topic=a")
+        .send()
+        .await
+        .expect("QUERY");
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn unknown_matcher_parameters_and_missing_matchers_are_refused() {
+    let hub = anonymous_hub(&[("MERCURE_PROTOCOLS", "1.0")]);
+    for query in ["Match=a", "match_regex=a", "MATCH_EXACT=a", "matchExact=a"] {
+        let (status, body) = subscribe_status(&hub, query).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(body.contains("unsupported matcher parameter"), "{query}: {body}");
+    }
+    let (status, body) = subscribe_status(&hub, "last_event_id=x").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("missing \"match\""), "{body}");
+    let (status, body) = subscribe_status(&hub, "topic=a").await;
+    assert_eq!(status, 400, "draft-07 is off");
+    assert!(body.contains("protocols"), "{body}");
+
+    let legacy_only = anonymous_hub(&[("MERCURE_PROTOCOLS", "draft-07")]);
+    let (status, body) = subscribe_status(&legacy_only, "match=a").await;
+    assert_eq!(status, 400, "1.0 is off");
+    assert!(body.contains("protocols"), "{body}");
+    assert_eq!(subscribe_status(&legacy_only, "topic=a").await.0, 200);
+    // Without Mercure 1.0, no metadata document.
+    let response = client()
+        .get(legacy_only.at("/.well-known/oauth-protected-resource/.well-known/mercure"))
+        .send()
+        .await
+        .expect("metadata");
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn matchers_are_limited_before_anything_is_compiled() {
+    let hub = anonymous_hub(&[]);
+    let many: Vec<String> = (0..101).map(|i| format!("match=t{i}")).collect();
+    let (status, body) = subscribe_status(&hub, &many.join("&")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("too many matchers"), "{body}");
+    let long = "a".repeat(4097);
+    let (status, body) = subscribe_status(&hub, &format!("match={long}")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("4096"), "{body}");
+    assert_eq!(subscribe_status(&hub, &format!("match={}", "a".repeat(4096))).await.0, 200);
+    for bad in ["a%00b", "a%7Fb", "a%C2%85b", "a%E2%80%8Bb", "a%E2%80%AEb", "a%EF%BB%BFb"] {
+        let (status, body) = subscribe_status(&hub, &format!("match={bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(body.contains("control or invisible formatting character"), "{bad}: {body}");
+    }
+    for invalid in ["https://e.com/(", "https://e.com/:id(\\d", "https://e.com/(?<x>a)"] {
+        let (status, body) =
+            subscribe_status(&hub, &format!("match_urlpattern={}", urlencode(invalid))).await;
+        assert_eq!(status, 400, "{invalid}");
+        assert!(body.contains("URL pattern"), "{invalid}: {body}");
+        assert!(!body.contains("regex") && !body.contains("error:"), "no compiler text: {body}");
+    }
+}
+
+#[tokio::test]
+async fn query_subscriptions_merge_the_body_with_the_query_string() {
+    let hub = anonymous_hub(&[("MERCURE_MAX_REQUEST_BODY_SIZE", "4KiB")]);
+    let response = client()
+        .request(query_method(), format!("{}?match=a", hub.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("match=b&match_urlpattern=https%3A%2F%2Fe.com%2F%3Aid")
+        .send()
+        .await
+        .expect("QUERY");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = response.bytes_stream();
+    use futures_util::StreamExt as _;
+    let opening = stream.next().await.expect("a first chunk").expect("bytes");
+    assert_eq!(&opening[..], b":\n");
+    for (topic, id) in [("a", "1"), ("b", "2"), ("c", "3"), ("https://e.com/x", "4")] {
+        assert_eq!(publish(&hub, &[("topic", topic), ("data", "x"), ("id", id)]).await.0, 200);
+    }
+    let mut received = String::new();
+    while !received.contains("id: 4") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("updates within 5 s")
+            .expect("open stream")
+            .expect("bytes");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(received.contains("id: 1") && received.contains("id: 2"), "{received}");
+    assert!(!received.contains("id: 3"), "{received}");
+
+    let response = client()
+        .request(query_method(), &hub.url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("match={}", "a".repeat(5000)))
+        .send()
+        .await
+        .expect("QUERY");
+    assert_eq!(response.status(), 413, "over max_request_body_size");
+}
+
+#[tokio::test]
+async fn the_cursor_is_read_from_the_header_then_the_query_then_the_body() {
+    let hub = anonymous_hub(&[]);
+    for id in ["c-1", "c-2", "c-3"] {
+        assert_eq!(publish(&hub, &[("topic", "c"), ("data", id), ("id", id)]).await.0, 200);
+    }
+    // `last_event_id` in the query string.
+    let mut events = Events::open(&hub, "match=c&last_event_id=c-1", None).await;
+    assert_eq!(events.response_headers["mercure-last-event-id"], "c-1");
+    assert!(events.response_headers.get("last-event-id").is_none(), "the draft-07 header");
+    assert_eq!(events.next().await.id, "c-2");
+    // The header beats the query string.
+    let mut events =
+        Events::open_with(&hub, "match=c&last_event_id=c-1", None, &[("last-event-id", "c-2")])
+            .await;
+    assert_eq!(events.response_headers["mercure-last-event-id"], "c-2");
+    assert_eq!(events.next().await.id, "c-3");
+    // Unknown: everything, and `earliest`.
+    let mut events = Events::open(&hub, "match=c&last_event_id=nope", None).await;
+    assert_eq!(events.response_headers["mercure-last-event-id"], "earliest");
+    assert_eq!(events.next().await.id, "c-1");
+    // Present but empty: answered, nothing replayed.
+    let mut events = Events::open(&hub, "match=c&last_event_id=", None).await;
+    assert_eq!(events.response_headers["mercure-last-event-id"], "");
+    events.assert_silent(QUIET).await;
+    // The draft-07 `lastEventID` is not a Mercure 1.0 parameter.
+    let mut events = Events::open(&hub, "match=c&lastEventID=c-1", None).await;
+    assert!(events.response_headers.get("mercure-last-event-id").is_none());
+    events.assert_silent(QUIET).await;
+
+    // QUERY: the query string beats the body.
+    let response = client()
+        .request(query_method(), format!("{}?last_event_id=c-2", hub.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("match=c&last_event_id=c-1")
+        .send()
+        .await
+        .expect("QUERY");
+    assert_eq!(response.headers()["mercure-last-event-id"], "c-2");
+    let response = client()
+        .request(query_method(), &hub.url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("match=c&last_event_id=c-1")
+        .send()
+        .await
+        .expect("QUERY");
+    assert_eq!(response.headers()["mercure-last-event-id"], "c-1");
+}
+
+#[tokio::test]
+async fn challenges_point_to_the_protected_resource_metadata() {
+    let hub = TestHub::start(&[("MERCURE_SUBSCRIPTIONS", "1")]);
+    let metadata_url =
+        format!("http://{}/.well-known/oauth-protected-resource/.well-known/mercure", hub.addr);
+    let response = client().get(format!("{}?match=a", hub.url)).send().await.expect("subscribe");
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        format!("Bearer resource_metadata=\"{metadata_url}\"").as_str(),
+        "no token: no error code"
+    );
+    let response = client()
+        .get(format!("{}?match=a", hub.url))
+        .bearer_auth(access_token_signed_with("not the hub's key"))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        format!("Bearer error=\"invalid_token\", resource_metadata=\"{metadata_url}\"").as_str()
+    );
+
+    let response = client().get(&metadata_url).send().await.expect("metadata");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let document: serde_json::Value =
+        serde_json::from_str(&response.text().await.expect("body")).expect("JSON");
+    assert_eq!(
+        document,
+        json!({
+            "resource": format!("http://{}/.well-known/mercure", hub.addr),
+            "bearer_methods_supported": ["header"],
+            "authorization_details_types_supported": ["https://mercure.rocks/authorization-detail"],
+            "mercure_cookie": "mercureAuthorization",
+            "mercure_subscriptions": true,
+        })
+    );
+}
+
+#[tokio::test]
+async fn public_urls_answer_421_for_other_hosts() {
+    let hub = anonymous_hub(&[
+        ("MERCURE_PUBLIC_URLS", "https://hub.example.com"),
+        ("MERCURE_USE_FORWARDED_HEADERS", "1"),
+        ("MERCURE_TRUSTED_PROXIES", "127.0.0.1"),
+    ]);
+    let response = client().get(format!("{}?match=a", hub.url)).send().await.expect("subscribe");
+    assert_eq!(response.status(), 421, "the hub's own address is not a public URL");
+    let response = client()
+        .get(format!("{}?match=a", hub.url))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "HUB.example.com")
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(response.status(), 200, "through the proxy, as the public URL");
+    let response = client().get(hub.at("/healthz")).send().await.expect("health");
+    assert_eq!(response.status(), 200, "probes use addresses");
+}
