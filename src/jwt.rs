@@ -32,6 +32,10 @@
 //!
 //! Neither tokens nor key material ever appear in errors or `Debug` output: errors only
 //! say what kind of problem was found.
+//!
+//! Mercure 1.0 access tokens ([`access_token`](crate::access_token)) reuse this module's
+//! key loading (through [`JwtVerifier`]), segment splitting, signature check and claim
+//! helpers, which are crate-visible for that purpose only.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -270,7 +274,7 @@ impl fmt::Debug for JwtVerifier {
 }
 
 /// Maps a configured algorithm name to jsonwebtoken's algorithm and our static name.
-pub(crate) fn parse_algorithm(alg: &str) -> Result<(Algorithm, &'static str), KeyError> {
+fn parse_algorithm(alg: &str) -> Result<(Algorithm, &'static str), KeyError> {
     let parsed = match alg {
         "HS256" => (Algorithm::HS256, "HS256"),
         "HS384" => (Algorithm::HS384, "HS384"),
@@ -319,11 +323,7 @@ const ED25519_KEY: PemRequirements = PemRequirements {
 /// points on the wrong curve and short Ed25519 keys (which later make its verifier
 /// panic), and it only parses RSA keys when verifying. Each of those would turn into
 /// every token failing, or worse, so they are all caught here.
-pub(crate) fn load_key(
-    algorithm: Algorithm,
-    name: &'static str,
-    key: &str,
-) -> Result<DecodingKey, KeyError> {
+fn load_key(algorithm: Algorithm, name: &'static str, key: &str) -> Result<DecodingKey, KeyError> {
     let invalid = |req: &PemRequirements, problem: &str| KeyError::InvalidKey {
         alg: name,
         expected: req.expected,
