@@ -32,6 +32,10 @@
 //!
 //! Neither tokens nor key material ever appear in errors or `Debug` output: errors only
 //! say what kind of problem was found.
+//!
+//! Mercure 1.0 access tokens ([`access_token`](crate::access_token)) reuse this module's
+//! key loading (through [`JwtVerifier`]), segment splitting, signature check and claim
+//! helpers, which are crate-visible for that purpose only.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -159,16 +163,11 @@ impl JwtVerifier {
 
     /// [`JwtVerifier::verify`] with the current time given, so tests can pin it.
     fn verify_at(&self, token: &str, now: u64) -> Result<MercureClaims, TokenError> {
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
+        let segments = Segments::split(token)?;
 
         // The pin: nothing but the configured algorithm is ever used to verify, so a
         // header naming `none`, or HS256 against an RSA key, stops here.
-        if header_algorithm(header)? != self.name {
+        if header_algorithm(segments.header)? != self.name {
             return Err(TokenError::WrongAlgorithm);
         }
 
@@ -176,18 +175,10 @@ impl JwtVerifier {
         // into its own registered-claims struct, which rejects some wrongly typed claims
         // this hub ignores (`sub` as an array, say) and accepts others: verifying the
         // signature directly keeps every rule in this module.
-        let signed = token.get(..header.len() + 1 + payload.len()).ok_or(TokenError::Malformed)?;
-        match jsonwebtoken::crypto::verify(signature, signed.as_bytes(), &self.key, self.algorithm)
-        {
-            Ok(true) => {}
-            Ok(false) => return Err(TokenError::BadSignature),
-            Err(err) => return Err(token_error(&err)),
-        }
+        verify_signature(&segments, &self.key, self.algorithm)?;
 
         // Only a payload signed by the configured key is parsed.
-        let json = base64url_decode(payload.as_bytes()).ok_or(TokenError::Malformed)?;
-        let mut claims: Map<String, Value> =
-            serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        let mut claims = json_object(segments.payload)?;
 
         let expires_at = numeric_date(claims.get("exp"), "`exp` must be a number")?;
         if expires_at.is_some_and(|exp| exp <= now) {
@@ -207,6 +198,73 @@ impl JwtVerifier {
         mercure.expires_at = expires_at;
         Ok(mercure)
     }
+}
+
+impl JwtVerifier {
+    /// The pinned algorithm, for verifiers built on this one (access tokens).
+    pub(crate) fn jwt_algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The loaded key, for verifiers built on this one (access tokens).
+    pub(crate) fn key(&self) -> &DecodingKey {
+        &self.key
+    }
+}
+
+/// The segments of a compact JWS, split but not decoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Segments<'a> {
+    /// The base64url header segment.
+    pub(crate) header: &'a str,
+    /// The base64url payload segment.
+    pub(crate) payload: &'a str,
+    /// The base64url signature segment.
+    pub(crate) signature: &'a str,
+    /// `header.payload`, the bytes the signature covers.
+    pub(crate) signed: &'a str,
+}
+
+impl<'a> Segments<'a> {
+    /// Splits a compact JWS into exactly three segments.
+    pub(crate) fn split(token: &'a str) -> Result<Self, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let signed = token.get(..header.len() + 1 + payload.len()).ok_or(TokenError::Malformed)?;
+        Ok(Self { header, payload, signature, signed })
+    }
+}
+
+/// Checks the signature of `segments` with `key` used as `algorithm`, and nothing else.
+///
+/// The caller has already decided that `algorithm` is the one to use (pinned, or allowed
+/// for the key); the header's `alg` is not read here.
+pub(crate) fn verify_signature(
+    segments: &Segments<'_>,
+    key: &DecodingKey,
+    algorithm: Algorithm,
+) -> Result<(), TokenError> {
+    match jsonwebtoken::crypto::verify(
+        segments.signature,
+        segments.signed.as_bytes(),
+        key,
+        algorithm,
+    ) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(TokenError::BadSignature),
+        Err(err) => Err(token_error(&err)),
+    }
+}
+
+/// Decodes a base64url segment holding a JSON object (a header or a payload).
+pub(crate) fn json_object(segment: &str) -> Result<Map<String, Value>, TokenError> {
+    let json = base64url_decode(segment.as_bytes()).ok_or(TokenError::Malformed)?;
+    // A map rather than a struct, which serde would also fill from a JSON array.
+    serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -332,7 +390,7 @@ fn unreadable(label: PemLabel) -> &'static str {
 }
 
 /// Whether jsonwebtoken can build a verifier for `key` and `algorithm`.
-fn usable(key: &DecodingKey, algorithm: Algorithm) -> bool {
+pub(crate) fn usable(key: &DecodingKey, algorithm: Algorithm) -> bool {
     // An empty signature never verifies; an error (rather than `Ok(false)`) means the
     // verifier could not be built from the key, which is what is being tested.
     jsonwebtoken::crypto::verify("", b"", key, algorithm).is_ok()
@@ -404,7 +462,7 @@ fn header_algorithm(header: &str) -> Result<String, TokenError> {
 }
 
 /// Decodes unpadded base64url, as used by JWS compact serialisation; None if invalid.
-fn base64url_decode(input: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn base64url_decode(input: &[u8]) -> Option<Vec<u8>> {
     // A single leftover character cannot encode a whole byte.
     if input.len() % 4 == 1 {
         return None;
@@ -450,7 +508,10 @@ fn token_error(err: &jsonwebtoken::errors::Error) -> TokenError {
 /// Negative values are moments before the epoch (so `0`, long past) and values past
 /// `u64::MAX` saturate, which float-to-integer `as` casts do by definition. `null` counts
 /// as absent, as in the reference.
-fn numeric_date(value: Option<&Value>, err: &'static str) -> Result<Option<u64>, TokenError> {
+pub(crate) fn numeric_date(
+    value: Option<&Value>,
+    err: &'static str,
+) -> Result<Option<u64>, TokenError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(Some(match (n.as_u64(), n.as_f64()) {
@@ -497,7 +558,7 @@ fn string_list(value: Option<Value>, err: &'static str) -> Result<Option<Vec<Str
 }
 
 /// Seconds since the Unix epoch; a clock set before 1970 reads as the epoch itself.
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
