@@ -46,6 +46,7 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 use regex::{Regex, RegexBuilder};
 use thiserror::Error;
 
+pub use crate::access_token::MatchType;
 use crate::url_pattern::{UrlPatternError, UrlPatternMatcher};
 
 /// Most bytes the compiled program of one subscriber's selector may take, as the regex crate
@@ -163,15 +164,15 @@ impl TopicSelector {
     /// against `base`.
     pub fn parse_matcher(
         pattern: &str,
-        kind: MatchKind,
+        kind: MatchType,
         base: &url::Url,
     ) -> Result<TopicSelector, UrlPatternError> {
         if pattern == "*" {
             return Ok(TopicSelector::Any);
         }
         match kind {
-            MatchKind::Exact => Ok(TopicSelector::Exact(pattern.to_owned())),
-            MatchKind::UrlPattern => {
+            MatchType::Exact => Ok(TopicSelector::Exact(pattern.to_owned())),
+            MatchType::UrlPattern => {
                 UrlPatternMatcher::parse(pattern, base).map(TopicSelector::UrlPattern)
             }
         }
@@ -188,10 +189,10 @@ impl TopicSelector {
 
     /// The Mercure 1.0 matcher type of this selector (`exact` for `*` and exact strings),
     /// `None` for a draft-07 URI template.
-    pub fn match_kind(&self) -> Option<MatchKind> {
+    pub fn match_kind(&self) -> Option<MatchType> {
         match self {
-            TopicSelector::Any | TopicSelector::Exact(_) => Some(MatchKind::Exact),
-            TopicSelector::UrlPattern(_) => Some(MatchKind::UrlPattern),
+            TopicSelector::Any | TopicSelector::Exact(_) => Some(MatchType::Exact),
+            TopicSelector::UrlPattern(_) => Some(MatchType::UrlPattern),
             TopicSelector::Template { .. } => None,
         }
     }
@@ -233,35 +234,6 @@ impl TopicSelector {
             TopicSelector::Any | TopicSelector::Template { .. } | TopicSelector::UrlPattern(_) => {
                 None
             }
-        }
-    }
-}
-
-/// The Mercure 1.0 matcher types: the `match_type` of a token's topic and the suffix of a
-/// subscriber's `match_*` parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MatchKind {
-    /// `exact` (also the bare `match` parameter): byte-for-byte comparison.
-    Exact,
-    /// `urlpattern`: a WHATWG URL Pattern.
-    UrlPattern,
-}
-
-impl MatchKind {
-    /// The name used in `match_type`, parameters, presence topics and the subscriptions API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MatchKind::Exact => "exact",
-            MatchKind::UrlPattern => "urlpattern",
-        }
-    }
-
-    /// The kind named `name` (`exact` or `urlpattern`, exactly).
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "exact" => Some(MatchKind::Exact),
-            "urlpattern" => Some(MatchKind::UrlPattern),
-            _ => None,
         }
     }
 }
@@ -402,7 +374,7 @@ pub fn parse_subscription(
 /// `match_urlpattern`) within `limits`: the count, then each value's length and characters
 /// before anything is compiled. URL Patterns are resolved against `base`, the hub's URL.
 pub fn parse_matchers(
-    matchers: &[(MatchKind, &str)],
+    matchers: &[(MatchType, &str)],
     limits: &SelectorLimits,
     base: &url::Url,
 ) -> Result<Vec<TopicSelector>, SelectorError> {

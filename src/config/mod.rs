@@ -16,6 +16,7 @@ use std::time::Duration;
 use config::{Environment, File, FileFormat, Value};
 use thiserror::Error;
 
+use crate::access_token::{IssuerSpec, KeySpec};
 use crate::jwt::JwtVerifier;
 use crate::telemetry::LogFormat;
 use crate::topic_selector::SelectorLimits;
@@ -131,6 +132,11 @@ pub const KEYS: &[(&str, &str)] = &[
         "resource_identifier",
         "Mercure 1.0: the hub's URL, expected in tokens' aud (default: from each request)",
     ),
+    (
+        "issuers",
+        "Mercure 1.0: trusted issuers with their own keys or JWK Sets (TOML table, or JSON)",
+    ),
+    ("jwks_ca", "PEM CA to trust, besides the system's, for the issuers' https:// JWK Sets"),
     ("public_urls", "Mercure 1.0: scheme://host of the hub; other hosts get 421 (default: any)"),
     ("anonymous", "let subscribers without a token receive public updates"),
     ("subscriptions", "publish subscription events and serve the subscriptions API"),
@@ -348,8 +354,11 @@ pub struct Config {
     pub dev_key: Option<Secret>,
     /// Which protocol versions the hub answers.
     pub protocols: Protocols,
-    /// Mercure 1.0: the `iss` of RFC 9068 tokens signed with `publisher` and `subscriber`.
-    pub trusted_issuers: Vec<String>,
+    /// Mercure 1.0: the issuers whose RFC 9068 access tokens are trusted, and how each one's
+    /// signatures are verified (`trusted_issuers` use the hub's own keys, `issuers` their own).
+    pub issuers: Vec<IssuerSpec>,
+    /// Extra CA for the issuers' `https://` JWK Sets.
+    pub jwks_ca: Option<PathBuf>,
     /// Mercure 1.0: the hub's URL (the `aud` tokens must carry, and the base of relative URL
     /// Patterns); `None` derives it from each request as `scheme://host/.well-known/mercure`.
     pub resource_identifier: Option<url::Url>,
@@ -587,9 +596,21 @@ impl Config {
         let subscriber_alg = values.string("subscriber_jwt_alg")?.unwrap_or(jwt_alg);
         let anonymous = values.bool("anonymous")?.unwrap_or(false);
 
+        // The keys `trusted_issuers` verify access tokens with, as the roles of the hub's own
+        // legacy tokens do (the generated development key for both when none is set).
+        let mut hub_keys = HubKeys {
+            publisher: publisher_key
+                .as_ref()
+                .map(|key| (key.expose().to_owned(), publisher_alg.clone())),
+            subscriber: subscriber_key
+                .as_ref()
+                .map(|key| (key.expose().to_owned(), subscriber_alg.clone())),
+        };
         let (publisher, subscriber, dev_key) = match (publisher_key, subscriber_key) {
             (None, None) => {
                 let secret = Secret(random_secret());
+                let generated = Some((secret.expose().to_owned(), "HS256".to_owned()));
+                hub_keys = HubKeys { publisher: generated.clone(), subscriber: generated };
                 let verifier = JwtVerifier::new(secret.expose(), "HS256")
                     .map_err(|e| invalid("jwt_key", e.to_string()))?;
                 (verifier.clone(), verifier, Some(secret))
@@ -614,6 +635,7 @@ impl Config {
                         "no subscriber key: set subscriber_jwt_key or jwt_key, or anonymous = true",
                     ));
                 }
+                hub_keys.subscriber = hub_keys.publisher.clone();
                 (publisher.clone(), publisher, None)
             }
         };
@@ -639,7 +661,8 @@ impl Config {
             dev_key,
             anonymous,
             protocols: values.protocols()?,
-            trusted_issuers: values.trusted_issuers()?,
+            issuers: values.issuers(&hub_keys)?,
+            jwks_ca: values.string("jwks_ca")?.filter(|path| !path.is_empty()).map(PathBuf::from),
             resource_identifier: values.resource_identifier()?,
             public_urls: values.public_urls()?,
             subscriptions: values.bool("subscriptions")?.unwrap_or(false),
@@ -800,6 +823,95 @@ fn parse_addr(key: &'static str, addr: &str) -> Result<SocketAddr, ConfigError> 
         .ok()
         .and_then(|mut addrs| addrs.next())
         .ok_or_else(|| invalid(key, format!("`{addr}` is not a host:port address")))
+}
+
+/// The hub's own keys and algorithms by role, which `trusted_issuers` use.
+struct HubKeys {
+    publisher: Option<(String, String)>,
+    subscriber: Option<(String, String)>,
+}
+
+/// Keys of one entry of `issuers`.
+const ISSUER_KEYS: &[&str] = &[
+    "authorization_server",
+    "publisher_jwt_key",
+    "publisher_jwt_alg",
+    "publisher_jwks_uri",
+    "subscriber_jwt_key",
+    "subscriber_jwt_alg",
+    "subscriber_jwks_uri",
+    "jwks_algorithms",
+];
+
+/// One entry of `issuers`: `{ publisher_jwt_key, publisher_jwt_alg | publisher_jwks_uri,
+/// subscriber_…, jwks_algorithms, authorization_server }`.
+fn issuer_spec(issuer: String, settings: &serde_json::Value) -> Result<IssuerSpec, ConfigError> {
+    let fail = |reason: String| invalid("issuers", format!("issuer {issuer}: {reason}"));
+    let serde_json::Value::Object(settings) = settings else {
+        return Err(fail("expected a table of settings".into()));
+    };
+    if let Some(unknown) = settings.keys().find(|key| !ISSUER_KEYS.contains(&key.as_str())) {
+        return Err(fail(format!(
+            "unknown setting `{unknown}`; valid: {}",
+            ISSUER_KEYS.join(", ")
+        )));
+    }
+    let text = |key: &str| -> Result<Option<String>, ConfigError> {
+        match settings.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(text)) if text.is_empty() => Ok(None),
+            Some(serde_json::Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(fail(format!("`{key}` must be a string"))),
+        }
+    };
+    let algorithms = match settings.get("jwks_algorithms") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| fail("`jwks_algorithms` must list algorithm names".into()))?,
+        ),
+        Some(serde_json::Value::String(list)) => {
+            Some(list.split([',', ' ']).filter(|a| !a.is_empty()).map(str::to_owned).collect())
+        }
+        Some(_) => return Err(fail("`jwks_algorithms` must list algorithm names".into())),
+    };
+    let role = |role: &str| -> Result<Option<KeySpec>, ConfigError> {
+        let key = text(&format!("{role}_jwt_key"))?;
+        let uri = text(&format!("{role}_jwks_uri"))?;
+        match (key, uri) {
+            (Some(_), Some(_)) => {
+                Err(fail(format!("set {role}_jwt_key or {role}_jwks_uri, not both")))
+            }
+            (Some(key), None) => Ok(Some(KeySpec::Key {
+                key,
+                alg: text(&format!("{role}_jwt_alg"))?.unwrap_or_else(|| DEFAULT_JWT_ALG.into()),
+            })),
+            (None, Some(uri)) => Ok(Some(KeySpec::Jwks { uri, algorithms: algorithms.clone() })),
+            (None, None) => Ok(None),
+        }
+    };
+    let authorization_server = match settings.get("authorization_server") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(flag)) => *flag,
+        Some(_) => return Err(fail("`authorization_server` must be true or false".into())),
+    };
+    let spec = IssuerSpec {
+        publisher: role("publisher")?,
+        subscriber: role("subscriber")?,
+        issuer: issuer.clone(),
+        authorization_server,
+    };
+    if spec.publisher.is_none() && spec.subscriber.is_none() {
+        return Err(fail(
+            "set a key (publisher_jwt_key, subscriber_jwt_key) or a JWK Set \
+             (publisher_jwks_uri, subscriber_jwks_uri)"
+                .into(),
+        ));
+    }
+    Ok(spec)
 }
 
 /// Raw values by key, with typed accessors that name the key in their errors.
@@ -1013,12 +1125,58 @@ impl Values {
         Ok(protocols)
     }
 
-    fn trusted_issuers(&self) -> Result<Vec<String>, ConfigError> {
-        let issuers = self.list("trusted_issuers")?;
-        if let Some(empty) = issuers.iter().find(|iss| iss.trim().is_empty()) {
-            return Err(invalid("trusted_issuers", format!("`{empty}` is not an issuer")));
+    /// `trusted_issuers` (verified with the hub's keys) and `issuers` (their own keys or JWK
+    /// Sets): every key is checked here, so that a bad one stops start-up.
+    fn issuers(&self, hub_keys: &HubKeys) -> Result<Vec<IssuerSpec>, ConfigError> {
+        let key_spec =
+            |(key, alg): &(String, String)| KeySpec::Key { key: key.clone(), alg: alg.clone() };
+        let mut specs = Vec::new();
+        for issuer in self.list("trusted_issuers")? {
+            specs.push(IssuerSpec {
+                issuer,
+                authorization_server: false,
+                publisher: hub_keys.publisher.as_ref().map(key_spec),
+                subscriber: hub_keys.subscriber.as_ref().map(key_spec),
+            });
         }
-        Ok(issuers)
+        let table = match self.0.get("issuers") {
+            None => serde_json::Map::new(),
+            Some(value) => {
+                let json = match value.clone().into_string() {
+                    // From the environment: a JSON object.
+                    Ok(text) if text.trim().is_empty() => {
+                        serde_json::Value::Object(Default::default())
+                    }
+                    Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                        invalid(
+                            "issuers",
+                            format!("not a JSON object ({e}); see README, Mercure 1.0"),
+                        )
+                    })?,
+                    Err(_) => value
+                        .clone()
+                        .try_deserialize::<serde_json::Value>()
+                        .map_err(|e| invalid("issuers", format!("not a table of issuers: {e}")))?,
+                };
+                match json {
+                    serde_json::Value::Object(table) => table,
+                    _ => return Err(invalid("issuers", "expected a table of issuers, by iss")),
+                }
+            }
+        };
+        for (issuer, settings) in table {
+            specs.push(issuer_spec(issuer, &settings)?);
+        }
+        for spec in &specs {
+            for (role, key) in [("publisher", &spec.publisher), ("subscriber", &spec.subscriber)] {
+                if let Some(KeySpec::Key { key, alg }) = key {
+                    JwtVerifier::new(key, alg).map_err(|e| {
+                        invalid("issuers", format!("issuer {}: {role} key: {e}", spec.issuer))
+                    })?;
+                }
+            }
+        }
+        Ok(specs)
     }
 
     fn resource_identifier(&self) -> Result<Option<url::Url>, ConfigError> {
@@ -1294,6 +1452,72 @@ mod tests {
         assert_eq!(config.write_timeout, Some(Duration::from_secs(90)));
         assert_eq!(config.cors_origins, ["https://a.example.com", "http://b.test:8080"]);
         assert_eq!(config.transport, TransportKind::Memory);
+    }
+
+    #[test]
+    fn issuers_from_the_file_and_from_json() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hub.toml");
+        std::fs::write(
+            &path,
+            "jwt_key = \"k\"\ntrusted_issuers = \"https://localhost\"\n\
+             [issuers.\"https://Auth.example.com/realms/a.b\"]\n\
+             authorization_server = true\n\
+             subscriber_jwks_uri = \"file:///etc/jwks.json\"\n\
+             jwks_algorithms = [\"RS256\"]\n",
+        )
+        .expect("write config");
+        let config = Config::from_sources(Some(&path), env(&[])).expect("valid configuration");
+        let own = KeySpec::Key { key: "k".into(), alg: "HS256".into() };
+        assert_eq!(
+            config.issuers,
+            [
+                IssuerSpec {
+                    issuer: "https://localhost".into(),
+                    authorization_server: false,
+                    publisher: Some(own.clone()),
+                    subscriber: Some(own),
+                },
+                IssuerSpec {
+                    issuer: "https://Auth.example.com/realms/a.b".into(),
+                    authorization_server: true,
+                    publisher: None,
+                    subscriber: Some(KeySpec::Jwks {
+                        uri: "file:///etc/jwks.json".into(),
+                        algorithms: Some(vec!["RS256".into()]),
+                    }),
+                },
+            ]
+        );
+        let config = load(&[
+            ("MERCURE_JWT_KEY", "k"),
+            (
+                "MERCURE_ISSUERS",
+                r#"{"https://i": {"publisher_jwt_key": "s", "publisher_jwt_alg": "HS512"}}"#,
+            ),
+        ])
+        .expect("valid configuration");
+        assert_eq!(
+            config.issuers[0].publisher,
+            Some(KeySpec::Key { key: "s".into(), alg: "HS512".into() })
+        );
+        for (bad, expected) in [
+            (r#"{"https://i": {}}"#, "set a key"),
+            (
+                r#"{"https://i": {"publisher_jwt_key": "s", "publisher_jwks_uri": "file:///x"}}"#,
+                "not both",
+            ),
+            (
+                r#"{"https://i": {"publisher_jwt_key": "-----BEGIN PUBLIC KEY-----", "publisher_jwt_alg": "RS256"}}"#,
+                "publisher key",
+            ),
+            (r#"{"https://i": {"publisher_key": "s"}}"#, "unknown setting `publisher_key`"),
+            ("[1]", "expected a table"),
+            ("{", "not a JSON object"),
+        ] {
+            let error = load(&[("MERCURE_JWT_KEY", "k"), ("MERCURE_ISSUERS", bad)]).expect_err(bad);
+            assert!(error.to_string().contains(expected), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -7,9 +7,12 @@
 use actix_web::http::header;
 use actix_web::HttpRequest;
 
+use super::resource;
+use crate::access_token::{is_access_token, AccessGrant, Role, TopicGrant};
 use crate::config::Config;
 use crate::error::HubError;
 use crate::form::Form;
+use crate::hub::Hub;
 use crate::jwt::{JwtVerifier, MercureClaims};
 use crate::topic_selector::{matches_any, TopicSelector};
 use crate::update::Topic;
@@ -85,24 +88,48 @@ impl Publisher {
     /// Authenticates a publish request: a valid publisher token with a `mercure.publish` claim,
     /// and, for a cookie, an `Origin` (or `Referer`) listed in `publish_origins`, which keeps
     /// other sites from publishing with a visitor's cookie (CSRF).
-    pub fn authenticate(
+    ///
+    /// A Mercure 1.0 access token (`typ: at+jwt`, never from the URL) is verified by the
+    /// trusted issuers for this hub's URL, and its `publish` details give the topics; any other
+    /// token is a draft-07 one with a `mercure.publish` claim.
+    pub async fn authenticate(
         req: &HttpRequest,
         query: &Form,
-        config: &Config,
+        hub: &Hub,
     ) -> Result<Self, HubError> {
+        let config = &hub.config;
         let (token, source) = find_token(req, query, &config.cookie_name)?.ok_or_else(|| {
             token_missing(format!(
                 "publishing needs a token: send `Authorization: Bearer <JWT>` or the {} cookie",
                 config.cookie_name
             ))
         })?;
-        let claims = verify(&config.publisher, &token)?;
+        let allowed = if is_access_token(&token) && source != TokenSource::Query {
+            if !config.protocols.v1 {
+                return Err(unauthorized(
+                    "this hub serves Mercure draft-07 only (protocols): access tokens are refused",
+                ));
+            }
+            let resource = resource::hub_url(req, config)?;
+            let grant = verify_access_token(hub, &token, Role::Publisher, &resource).await?;
+            grant.publish.iter().filter_map(|topic| granted_selector(topic, &resource)).collect()
+        } else {
+            if !config.protocols.draft_07 {
+                return Err(unauthorized(
+                    "this hub serves Mercure 1.0 only (protocols): publish with an RFC 9068 \
+                     access token (typ at+jwt)",
+                ));
+            }
+            let claims = verify(&config.publisher, &token)?;
+            let allowed = claims
+                .publish
+                .ok_or_else(|| unauthorized("the token has no mercure.publish claim"))?;
+            selectors(&allowed)
+        };
         if source == TokenSource::Cookie {
             check_cookie_origin(req, &config.publish_origins)?;
         }
-        let allowed =
-            claims.publish.ok_or_else(|| unauthorized("the token has no mercure.publish claim"))?;
-        Ok(Self { allowed: selectors(&allowed) })
+        Ok(Self { allowed })
     }
 
     /// Every topic, canonical and alternate, must match one of the token's publish selectors.
@@ -199,21 +226,59 @@ impl SubscriberGrant {
 
 impl SubscriberGrant {
     /// Authenticates a Mercure 1.0 subscribe request for the hub at `resource`, given the
-    /// request's token.
+    /// request's token (from the header or the cookie: never the URL). Private updates are
+    /// allowed by the token's `subscribe` details; `payload` is that of the detail serving
+    /// `first_matcher` (rule 23 of the protocol notes).
     pub async fn authenticate_v1(
-        _req: &HttpRequest,
-        token: &Option<(String, TokenSource)>,
-        _resource: &url::Url,
-        hub: &crate::hub::Hub,
+        token: Option<&(String, TokenSource)>,
+        resource: &url::Url,
+        first_matcher: &str,
+        hub: &Hub,
     ) -> Result<Self, HubError> {
-        match token {
-            None if hub.config.anonymous => Ok(Self::default()),
-            None => Err(token_missing(
-                "subscribing needs a token: send `Authorization: Bearer <access token>`",
-            )),
-            Some(_) => Err(unauthorized("invalid token")),
-        }
+        let Some((token, _)) = token else {
+            if hub.config.anonymous {
+                return Ok(Self::default());
+            }
+            return Err(token_missing(format!(
+                "subscribing needs an access token: send `Authorization: Bearer <token>` or the \
+                 {} cookie",
+                hub.config.cookie_name
+            )));
+        };
+        let grant = verify_access_token(hub, token, Role::Subscriber, resource).await?;
+        let authorized = grant
+            .subscribe
+            .iter()
+            .flat_map(|detail| &detail.topics)
+            .filter_map(|topic| granted_selector(topic, resource))
+            .collect();
+        Ok(Self {
+            payload: grant.subscribe_payload(first_matcher).cloned(),
+            authorized: Some(authorized),
+            expires_at: Some(grant.expires_at),
+        })
     }
+}
+
+/// Verifies a Mercure 1.0 access token for `role` at the hub `resource` (its `aud`). Every
+/// failure is the same 401 `invalid_token` for the client; the cause goes to the log, where the
+/// operator who configured the issuers can read it.
+async fn verify_access_token(
+    hub: &Hub,
+    token: &str,
+    role: Role,
+    resource: &url::Url,
+) -> Result<AccessGrant, HubError> {
+    hub.issuers.verify(token, role, resource.as_str()).await.map_err(|error| {
+        tracing::info!(%error, audience = %resource, "access token refused");
+        unauthorized("invalid access token")
+    })
+}
+
+/// The selector of a topic a token grants, resolved against the hub's URL. A URL Pattern that
+/// does not compile grants nothing (it can match no topic).
+fn granted_selector(topic: &TopicGrant, resource: &url::Url) -> Option<TopicSelector> {
+    TopicSelector::parse_matcher(&topic.pattern, topic.match_type, resource).ok()
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ async fn publish_update(
         }
         parsed => parsed.unwrap_or_default(),
     };
-    let publisher = Publisher::authenticate(&req, &query, config)?;
+    let publisher = Publisher::authenticate(&req, &query, &hub).await?;
     let form = read_form(&req, body, config).await?;
     let update = parse_update(&form, config.max_topics_per_update)?;
     let span = tracing::Span::current();

@@ -102,7 +102,7 @@ pub async fn metadata(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpRespo
     let document = Metadata {
         resource: resource.as_str(),
         bearer_methods_supported: ["header"],
-        authorization_servers: Vec::new(),
+        authorization_servers: hub.issuers.authorization_servers(),
         authorization_details_types_supported: [MERCURE_DETAIL_TYPE],
         mercure_cookie: &config.cookie_name,
         mercure_subscriptions: config.subscriptions,

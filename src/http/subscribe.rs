@@ -25,7 +25,7 @@ use crate::hub::subscriber::{CutOff, StreamStart, SubscriberStream, QUEUE_CAPACI
 use crate::hub::Hub;
 use crate::subscription::{Protocol, Subscription};
 use crate::topic_selector::{
-    parse_matchers, parse_subscription, MatchKind, SelectorLimits, TopicSelector,
+    parse_matchers, parse_subscription, MatchType, SelectorLimits, TopicSelector,
 };
 
 /// The `Last-Event-ID` value meaning "from the beginning of history".
@@ -91,8 +91,8 @@ async fn read_request(
         // rather than ignored: a typo must not turn into a subscription to nothing.
         if name.len() >= 5 && name[..5].eq_ignore_ascii_case("match") {
             let kind = match name {
-                "match" | "match_exact" => MatchKind::Exact,
-                "match_urlpattern" => MatchKind::UrlPattern,
+                "match" | "match_exact" => MatchType::Exact,
+                "match_urlpattern" => MatchType::UrlPattern,
                 other => {
                     return Err(HubError::BadRequest(format!(
                         "unsupported matcher parameter {other:?}: use match (or match_exact) \
@@ -163,7 +163,9 @@ async fn read_request(
         }
         Protocol::V1 => {
             let resource = resource::hub_url(req, config)?;
-            let grant = SubscriberGrant::authenticate_v1(req, &token, &resource, hub).await?;
+            let first = matchers.first().map_or("", |(_, pattern)| *pattern);
+            let grant =
+                SubscriberGrant::authenticate_v1(token.as_ref(), &resource, first, hub).await?;
             let selectors = parse_matchers(&matchers, &SelectorLimits::from(&**config), &resource)
                 .map_err(|e| HubError::BadRequest(e.to_string()))?;
             if selectors.is_empty() {

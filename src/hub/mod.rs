@@ -16,6 +16,7 @@ pub mod subscriber;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::access_token::{JwksOptions, TrustedIssuers};
 use crate::config::{Config, NatsSettings, TransportKind};
 use crate::metrics::Metrics;
 use crate::topic_selector;
@@ -38,6 +39,9 @@ pub struct Hub {
     pub router: Router,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Mercure 1.0: the trusted issuers that verify access tokens (their JWK Sets fetched and
+    /// refreshed by actors of their own).
+    pub issuers: TrustedIssuers,
     /// Raised when a shutdown starts: the node is no longer ready.
     stopping: Arc<AtomicBool>,
 }
@@ -76,7 +80,16 @@ impl Hub {
         let (feed, received) = feed::channel();
         let router = router::start(received, metrics.clone())?;
         let transport = build(feed, &config, metrics.clone())?;
-        Ok(Self { config: Arc::new(config), transport, router, metrics, stopping: Arc::default() })
+        let options = JwksOptions { ca_file: config.jwks_ca.clone(), ..JwksOptions::default() };
+        let issuers = TrustedIssuers::start(config.issuers.clone(), &options)?;
+        Ok(Self {
+            config: Arc::new(config),
+            transport,
+            router,
+            metrics,
+            issuers,
+            stopping: Arc::default(),
+        })
     }
 
     /// Starts a shutdown: from now on the node is not ready, so that load balancers send new
