@@ -56,7 +56,7 @@ Claims:
   --issuer ISS           iss (default https://localhost; with --legacy, only when given)
   --audience AUD         aud (default https://localhost/.well-known/mercure, the hub's URL;
                          with --legacy, only when given)
-  --subject SUB          sub: who the token is for, shown in subscription events
+  --subject SUB          sub: the user or client the token is for
 
 Key (by default the hub's own HMAC secret, read from --config PATH and the MERCURE_* variables
 as the hub reads them: the publisher key for a token that only publishes, else the subscriber

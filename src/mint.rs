@@ -251,7 +251,7 @@ impl TokenRequest {
         self
     }
 
-    /// Sets `sub`, which the hub shows in subscription events as the subscriber's identity.
+    /// Sets `sub`: the user or client the token is for (RFC 9068 asks for one).
     pub fn subject(mut self, subject: impl Into<String>) -> Self {
         self.subject = Some(subject.into());
         self
