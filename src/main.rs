@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use quicksilver::config::{legacy, Config, KEYS};
+use quicksilver::config::{legacy, parse_duration, Config, KEYS};
 use quicksilver::http::redirect::serve_redirect;
+use quicksilver::mint::{self, Format, Selector, SigningKey, TokenRequest};
 use quicksilver::{serve, serve_metrics, shutdown_on_signal, telemetry, Hub, HUB_PATH};
 
 /// How long an exiting node waits for the announcements still queued (subscription departures
@@ -12,18 +13,71 @@ use quicksilver::{serve, serve_metrics, shutdown_on_signal, telemetry, Hub, HUB_
 const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 const USAGE: &str = "Usage: quicksilver [--config PATH] [--check-config]
+       quicksilver token [--publish SEL]... [--subscribe SEL]... [OPTIONS]
 
 A Mercure hub. Settings come from defaults, then the optional TOML file, then environment
 variables MERCURE_<KEY> (for example MERCURE_ADDR=127.0.0.1:9000 MERCURE_JWT_KEY=secret).
 Log verbosity: RUST_LOG (default info). --check-config validates the settings as start-up
 does, without listening or connecting, and exits (non-zero when they are invalid).
 
+Tokens: `quicksilver token` mints one for development and scripts and prints it alone on
+stdout (TOKEN=$(quicksilver token --publish '*')). It signs with the hub's own key, read from
+--config PATH and the MERCURE_* variables as the hub reads them, or with --key or --key-file.
+Mercure 1.0 access tokens (RFC 9068) by default, draft-07 claims with --legacy. Every option:
+quicksilver token --help.
+
 Settings:";
+
+const TOKEN_USAGE: &str =
+    "Usage: quicksilver token [--publish SEL]... [--subscribe SEL]... [OPTIONS]
+
+Mints a token and prints it alone on stdout, for development and scripts:
+  TOKEN=$(quicksilver token --publish '*' --subscribe 'urlpattern:https://example.com/books/:id')
+Errors go to stderr, with a non-zero exit status (2 for a mistake in the options).
+
+By default the token is a Mercure 1.0 access token (RFC 9068): header typ at+jwt, claims iss,
+aud, exp, iat, a random jti, sub if given, and authorization_details holding one Mercure detail
+per action. --legacy mints the draft-07 claim {\"mercure\":{\"publish\":[...],\"subscribe\":[...]}}
+instead, which hubs before Mercure 1.0 read.
+
+Rights (at least one selector; both options may be repeated):
+  --publish SEL          topics the token may publish to
+  --subscribe SEL        topics whose private updates the token may receive
+                         SEL: a topic, * (every topic), or urlpattern:PATTERN for a URL Pattern
+                         (urlpattern:https://example.com/books/:id; not with --legacy, whose
+                         selectors may be URI templates: https://example.com/books/{id})
+  --payload JSON         JSON shown to others in subscription events (needs --subscribe unless
+                         --legacy)
+
+Claims:
+  --legacy               draft-07 claims instead of RFC 9068
+  --expires-in DURATION  lifetime: 30m, 1h, 24h, 3600s, 1h30m (default 1h); 0 mints no exp,
+                         which only --legacy allows (RFC 9068 tokens must expire)
+  --issuer ISS           iss (default https://localhost; with --legacy, only when given)
+  --audience AUD         aud (default https://localhost/.well-known/mercure, the hub's URL;
+                         with --legacy, only when given)
+  --subject SUB          sub: the user or client the token is for
+
+Key (by default the hub's own HMAC secret, read from --config PATH and the MERCURE_* variables
+as the hub reads them: the publisher key for a token that only publishes, else the subscriber
+key; a hub whose keys are public keys needs --key-file with the private key):
+  --key KEY              an HMAC secret or a PEM private key (other users may see it in `ps`:
+                         prefer --key-file)
+  --key-file PATH        a file holding the secret (a final newline is ignored) or the PEM
+                         private key (PKCS#8, or PKCS#1 for RSA)
+  --alg ALG              the key's algorithm: HS256 (default), HS384, HS512, RS256, RS384,
+                         RS512, PS256, PS384, PS512, ES256, ES384, EdDSA
+  --config PATH          the hub's configuration file, when no key is given
+  --help                 this text";
 
 fn main() -> anyhow::Result<()> {
     let mut config_path = None;
     let mut check_only = false;
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.next_if(|arg| arg == "token").is_some() {
+        // A command of its own, with its own exit statuses; nothing of the hub is started.
+        std::process::exit(token_main(args));
+    }
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => {
@@ -182,4 +236,178 @@ Publish:
 "
     );
     Ok(())
+}
+
+/// Why `quicksilver token` printed no token.
+enum TokenFailure {
+    /// A mistake in the options: exit status 2.
+    Usage(String),
+    /// The options are understood but no token can be minted: exit status 1.
+    Refused(String),
+}
+
+impl From<mint::MintError> for TokenFailure {
+    fn from(error: mint::MintError) -> Self {
+        Self::Refused(error.to_string())
+    }
+}
+
+/// `quicksilver token ARGS`: prints the token on stdout, or the reason on stderr; returns the
+/// exit status.
+fn token_main(args: impl Iterator<Item = String>) -> i32 {
+    use std::io::Write;
+    let (message, status) = match token_command(args) {
+        Ok(None) => {
+            // Ignored: a closed pipe (`quicksilver token --help | head`) is no error.
+            let _ = writeln!(std::io::stdout(), "{TOKEN_USAGE}");
+            return 0;
+        }
+        Ok(Some(token)) => {
+            let mut stdout = std::io::stdout().lock();
+            // Flushed before `exit`, which would not flush it.
+            return match writeln!(stdout, "{token}").and_then(|()| stdout.flush()) {
+                Ok(()) => 0,
+                Err(error) => {
+                    eprintln!("quicksilver token: cannot write the token: {error}");
+                    1
+                }
+            };
+        }
+        Err(TokenFailure::Usage(message)) => {
+            (format!("{message}\n(see quicksilver token --help)"), 2)
+        }
+        Err(TokenFailure::Refused(message)) => (message, 1),
+    };
+    eprintln!("quicksilver token: {message}");
+    status
+}
+
+/// Reads the options and mints the token; `None` when `--help` was asked.
+fn token_command(mut args: impl Iterator<Item = String>) -> Result<Option<String>, TokenFailure> {
+    let usage = |message: String| TokenFailure::Usage(message);
+    let mut format = Format::Rfc9068;
+    let (mut publish, mut subscribe) = (Vec::new(), Vec::new());
+    let (mut issuer, mut audience, mut subject, mut payload) = (None, None, None, None);
+    let mut expires_in = Some(mint::DEFAULT_EXPIRES_IN);
+    let (mut key, mut key_file, mut alg, mut config_path) = (None, None, None, None);
+    while let Some(arg) = args.next() {
+        // `--flag=value` and `--flag value` alike.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.into())),
+            _ => (arg, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| usage(format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--legacy" => format = Format::Legacy,
+            "--publish" => publish.push(value()?),
+            "--subscribe" => subscribe.push(value()?),
+            "--payload" => {
+                let text = value()?;
+                let json = serde_json::from_str(&text)
+                    .map_err(|error| usage(format!("--payload is not valid JSON: {error}")))?;
+                payload = Some(json);
+            }
+            "--issuer" => issuer = Some(value()?),
+            "--audience" => audience = Some(value()?),
+            "--subject" => subject = Some(value()?),
+            "--expires-in" => {
+                let text = value()?;
+                expires_in = match parse_duration(&text) {
+                    Some(duration) if duration.is_zero() => None,
+                    Some(duration) => Some(duration),
+                    None => {
+                        return Err(usage(format!(
+                            "--expires-in `{text}` is not a duration: give a number and a unit \
+                             (30m, 1h, 24h, 3600s, 1h30m), or 0 for no exp (--legacy only)"
+                        )))
+                    }
+                };
+            }
+            "--key" => key = Some(value()?.into_bytes()),
+            "--key-file" => key_file = Some(PathBuf::from(value()?)),
+            "--alg" => alg = Some(value()?),
+            "--config" | "-c" => config_path = Some(PathBuf::from(value()?)),
+            other => return Err(usage(format!("unknown option `{other}`"))),
+        }
+    }
+
+    let mut request = TokenRequest::new(format).expires_in(expires_in);
+    for text in publish {
+        request = request.publish(Selector::parse(&text)?);
+    }
+    for text in subscribe {
+        request = request.subscribe(Selector::parse(&text)?);
+    }
+    if !request.publishes() && !request.subscribes() {
+        return Err(usage(mint::MintError::NoSelector.to_string()));
+    }
+    if let Some(json) = payload {
+        request = request.payload(json);
+    }
+    if let Some(issuer) = issuer {
+        request = request.issuer(issuer);
+    }
+    if let Some(audience) = audience {
+        request = request.audience(audience);
+    }
+    if let Some(subject) = subject {
+        request = request.subject(subject);
+    }
+
+    let material = match (key, key_file) {
+        (Some(_), Some(_)) => {
+            return Err(usage("give either --key or --key-file, not both".into()))
+        }
+        (Some(key), None) => Some(key),
+        (None, Some(path)) => {
+            let mut bytes = std::fs::read(&path).map_err(|error| {
+                TokenFailure::Refused(format!("cannot read --key-file {}: {error}", path.display()))
+            })?;
+            // `echo secret > file` adds a newline that is not part of the secret.
+            if bytes.ends_with(b"\n") {
+                bytes.pop();
+                if bytes.ends_with(b"\r") {
+                    bytes.pop();
+                }
+            }
+            Some(bytes)
+        }
+        (None, None) => None,
+    };
+    let key = match material {
+        Some(material) => SigningKey::new(
+            alg.as_deref().unwrap_or(quicksilver::config::DEFAULT_JWT_ALG),
+            &material,
+        )?,
+        None if alg.is_some() => {
+            return Err(usage(
+                "--alg names the algorithm of --key or --key-file; without them the hub's \
+                 configured algorithm is used"
+                    .into(),
+            ))
+        }
+        None => match mint::hub_key(config_path.as_deref(), std::env::vars(), &request) {
+            Ok(key) => key,
+            Err(error) => {
+                // A half-done migration from the legacy hub (JWT_KEY without MERCURE_JWT_KEY)
+                // is the likeliest reason for a missing key.
+                if matches!(error, mint::MintError::NoConfiguredKey) {
+                    for line in legacy::advice(std::env::vars()) {
+                        eprintln!("warning: {line}");
+                    }
+                }
+                return Err(error.into());
+            }
+        },
+    };
+    for warning in request.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    Ok(Some(mint::mint(&request, &key)?))
 }

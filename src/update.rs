@@ -4,8 +4,15 @@
 //! in an id, a type or a topic would let a publisher inject SSE fields into other subscribers'
 //! streams (the reference hub v0.21.4 does not check). The frame is built once per update and
 //! shared, as `Bytes`, by every subscriber that receives it.
+//!
+//! Some values are refused only when a publisher sends them, because the hub itself uses them for
+//! its own events (Mercure 1.0, section "Publication"): topics in the reserved namespace
+//! `/.well-known/mercure` ([`Topic::check_published`]) and the event type `mercure`
+//! ([`EventType::check_published`]). The constructors accept them, so that presence events
+//! (`hub::presence`) are built from the same types.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -26,10 +33,118 @@ pub enum InvalidField {
     /// The id `earliest`, which means "the beginning of history" in `Last-Event-ID`.
     #[error("\"id\" must not be \"earliest\": that value means the start of history")]
     ReservedIdEarliest,
+    /// An invisible Unicode format character (category Cf), such as U+202E RIGHT-TO-LEFT
+    /// OVERRIDE, which would make a value display as another.
+    #[error(
+        "\"{0}\" must not contain invisible Unicode format characters (U+200B, U+202E, U+FEFF, ...)"
+    )]
+    FormatCharacter(&'static str),
+    /// A topic in the namespace of the hub's own events.
+    #[error(
+        "\"topic\" {0:?} is in the hub's reserved namespace (/.well-known/mercure, however \
+         written): those topics carry the hub's own events"
+    )]
+    ReservedTopic(String),
+    /// The event type of the hub's own events.
+    #[error(
+        "\"type\" must not be \"mercure\": that event type is reserved for the hub's own events"
+    )]
+    ReservedType,
 }
 
 fn has_control(value: &str) -> bool {
     value.chars().any(char::is_control)
+}
+
+/// The characters of Unicode's general category Cf (format), Unicode 15.0 to 16.0, as inclusive
+/// ranges. Rust's standard library has no general-category lookup, and the list is short and
+/// stable (the last addition, U+13439 to U+1343F, came with Unicode 15.0).
+const FORMAT_CHARACTERS: [(char, char); 21] = [
+    ('\u{AD}', '\u{AD}'),
+    ('\u{600}', '\u{605}'),
+    ('\u{61C}', '\u{61C}'),
+    ('\u{6DD}', '\u{6DD}'),
+    ('\u{70F}', '\u{70F}'),
+    ('\u{890}', '\u{891}'),
+    ('\u{8E2}', '\u{8E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+/// Whether `value` holds a Unicode format (Cf) character.
+fn has_format(value: &str) -> bool {
+    value.chars().any(|c| FORMAT_CHARACTERS.iter().any(|&(low, high)| (low..=high).contains(&c)))
+}
+
+/// The path of the hub, and the root of the namespace reserved for its own events.
+const RESERVED_PATH: &str = "/.well-known/mercure";
+
+/// The bases a relative topic is resolved against. Only the path of the result matters, so the
+/// host is a placeholder: the hub's URL (how Mercure 1.0 resolves topics for URL Pattern
+/// matching), and the bare origin (the reference hub's base when its resource identifier is not
+/// a hub URL), so that a relative topic landing in the namespace under either is refused.
+static BASES: LazyLock<[url::Url; 2]> = LazyLock::new(|| {
+    let base = |text| url::Url::parse(text).expect("a constant, valid absolute URL");
+    [base("https://hub.invalid/.well-known/mercure"), base("https://hub.invalid/")]
+});
+
+/// Whether `topic`, resolved like a URL, lies in the namespace of the hub's own events: its path,
+/// with dot segments removed (the WHATWG parser does it, `%2e` forms included) and `%XX` escapes
+/// of unreserved characters decoded, is `/.well-known/mercure` or below it. The host does not
+/// matter, since a subscriber's URL Pattern may match a topic on any host. A topic that is not a
+/// URL at all is outside unless its resolution lands inside.
+pub fn in_reserved_namespace(topic: &str) -> bool {
+    // A reference without a path (``, `?x`, `#x`) resolves to the hub's URL itself only because
+    // the hub's URL is the base: the empty topic has always been accepted (tests/http.rs), and
+    // the hub publishes nothing there. Such topics are resolved against the origin alone.
+    let pathless = topic.trim_start().is_empty() || topic.trim_start().starts_with(['?', '#']);
+    BASES.iter().skip(usize::from(pathless)).any(|base| {
+        base.join(topic).is_ok_and(|url| {
+            let path = decode_unreserved(url.path());
+            path == RESERVED_PATH
+                || path.strip_prefix(RESERVED_PATH).is_some_and(|rest| rest.starts_with('/'))
+        })
+    })
+}
+
+/// `path` with every `%XX` escape of an unreserved character (RFC 3986: ALPHA, DIGIT, `-`, `.`,
+/// `_`, `~`) decoded, hex digits in either case: `/.well-known/%6Dercure` is the hub's path.
+/// Other escapes stay as they are (`%2F` is not a `/`).
+fn decode_unreserved(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| path.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+        match decoded {
+            Some(byte) => {
+                out.push(char::from(byte));
+                i += 3;
+            }
+            None => {
+                // `path` is ASCII (the URL parser escapes the rest), so one byte is one char.
+                out.push(char::from(bytes[i]));
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// A topic: any string without control characters (usually an IRI).
@@ -51,6 +166,20 @@ impl Topic {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The checks of a topic a publisher sends, beyond those of [`Topic::new`]: no Unicode format
+    /// character, and not in the reserved namespace ([`in_reserved_namespace`]). Without them a
+    /// publisher could forge the hub's subscription events, which subscribers trust as the hub's
+    /// word. Never applied to the hub's own topics.
+    pub fn check_published(&self) -> Result<(), InvalidField> {
+        if has_format(&self.0) {
+            return Err(InvalidField::FormatCharacter("topic"));
+        }
+        if in_reserved_namespace(&self.0) {
+            return Err(InvalidField::ReservedTopic(self.0.clone()));
+        }
+        Ok(())
+    }
 }
 
 /// An update id, also the SSE `id` field and the cursor of `Last-Event-ID`.
@@ -59,11 +188,17 @@ impl Topic {
 pub struct EventId(String);
 
 impl EventId {
-    /// Validates an id chosen by a publisher.
+    /// Validates an id chosen by a publisher. Besides control characters, which would break the
+    /// frame, it refuses what would confuse a reconnecting client's cursor: `#...` (the hub's
+    /// own ids), `earliest` (the start of history) and invisible format characters (an id that
+    /// looks like another).
     pub fn new(value: impl Into<String>) -> Result<Self, InvalidField> {
         let value = value.into();
         if has_control(&value) {
             return Err(InvalidField::ControlCharacter("id"));
+        }
+        if has_format(&value) {
+            return Err(InvalidField::FormatCharacter("id"));
         }
         if value.starts_with('#') {
             return Err(InvalidField::ReservedIdPrefix);
@@ -97,13 +232,26 @@ impl fmt::Display for EventId {
 pub struct EventType(String);
 
 impl EventType {
-    /// Validates an event type.
+    /// Validates an event type: no control character (which would break the frame) and no
+    /// invisible format character (a type that looks like another).
     pub fn new(value: impl Into<String>) -> Result<Self, InvalidField> {
         let value = value.into();
         if has_control(&value) {
             return Err(InvalidField::ControlCharacter("type"));
         }
+        if has_format(&value) {
+            return Err(InvalidField::FormatCharacter("type"));
+        }
         Ok(Self(value))
+    }
+
+    /// The check of a type a publisher sends: not `mercure`, the type of the hub's own events,
+    /// which a publisher could otherwise forge. Never applied to the hub's own events.
+    pub fn check_published(&self) -> Result<(), InvalidField> {
+        if self.0 == HUB_EVENT_TYPE {
+            return Err(InvalidField::ReservedType);
+        }
+        Ok(())
     }
 
     /// The type text.
@@ -111,6 +259,9 @@ impl EventType {
         &self.0
     }
 }
+
+/// The SSE event type of the hub's own events (Mercure 1.0).
+pub const HUB_EVENT_TYPE: &str = "mercure";
 
 /// One publication. Immutable once built: the canonical topic is `topics[0]` forever (the
 /// reference hub once reordered topics during dispatch; nothing here can).
@@ -291,6 +442,98 @@ mod tests {
         assert!(EventType::new("x\r").is_err());
         assert!(Topic::new("https://e.com/\n").is_err());
         assert!(Topic::new("").is_ok());
+    }
+
+    #[test]
+    fn format_characters_are_refused_in_ids_and_types() {
+        for c in
+            ['\u{AD}', '\u{200B}', '\u{202E}', '\u{2066}', '\u{FEFF}', '\u{1343F}', '\u{E0041}']
+        {
+            let text = format!("a{c}b");
+            assert_eq!(EventId::new(text.clone()), Err(InvalidField::FormatCharacter("id")));
+            assert_eq!(EventType::new(text.clone()), Err(InvalidField::FormatCharacter("type")));
+            let topic = Topic::new(text).expect("the hub's constructor accepts it");
+            assert_eq!(topic.check_published(), Err(InvalidField::FormatCharacter("topic")));
+        }
+        // Neighbours of the ranges, and visible non-ASCII text, are fine.
+        for text in ["\u{AC}\u{AE}", "\u{200A}\u{2010}", "\u{2065}", "\u{E0000}\u{E0080}", "café ✓"]
+        {
+            assert!(EventId::new(text).is_ok(), "{text:?}");
+            assert!(Topic::new(text).expect("topic").check_published().is_ok(), "{text:?}");
+        }
+        // C1 controls are controls (category Cc).
+        assert_eq!(EventId::new("a\u{85}"), Err(InvalidField::ControlCharacter("id")));
+    }
+
+    #[test]
+    fn the_mercure_type_is_reserved_for_publishers_only() {
+        let hub_type = EventType::new("mercure").expect("the hub's own events use it");
+        assert_eq!(hub_type.check_published(), Err(InvalidField::ReservedType));
+        for fine in ["Mercure", "mercure2", "message", ""] {
+            assert!(EventType::new(fine).expect("type").check_published().is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn reserved_namespace_in_every_spelling() {
+        for topic in [
+            "/.well-known/mercure",
+            "/.well-known/mercure/",
+            "/.well-known/mercure/subscriptions/x",
+            "/.well-known/%6Dercure/x",
+            "/.well-known/%6dercure/x",
+            "/%2Ewell-known/mercure",
+            "/.well-known/merc%75re",
+            "https://evil.example/.well-known/mercure",
+            "http://evil.example:8080/.well-known/mercure/x?y#z",
+            "urn-like://host/.well-known/mercure",
+            "/a/../.well-known/mercure/x",
+            "/./.well-known/mercure",
+            "/a/%2e%2e/.well-known/mercure",
+            "/a/%2E./.well-known/mercure",
+            "/a/.%2e/.well-known/mercure",
+            "/.well-known/mercure/%2e",
+            ".well-known/mercure/x",
+            "mercure/x",
+            "../.well-known/mercure",
+            "\\.well-known\\mercure",
+            "https://evil.example\\.well-known\\mercure\\x",
+            "//other.example/.well-known/mercure",
+            " /.well-known/mercure",
+        ] {
+            assert!(in_reserved_namespace(topic), "{topic:?} should be reserved");
+            let topic = Topic::new(topic).expect("the hub's constructor accepts it");
+            assert!(matches!(topic.check_published(), Err(InvalidField::ReservedTopic(_))));
+        }
+    }
+
+    #[test]
+    fn topics_outside_the_namespace() {
+        for topic in [
+            "https://example.com/books/1",
+            "https://example.com/.well-known/mercure-not/x",
+            "/.well-known/mercurex",
+            "/.well-known/mercure%2Fx",
+            "/.well-known%2Fmercure",
+            "/.WELL-KNOWN/mercure",
+            "/x/.well-known/mercure",
+            "foo bar",
+            "",
+            "?x",
+            "#x",
+            "*",
+            "urn:uuid:0190-.well-known/mercure",
+            "mailto:a@.well-known/mercure",
+            "http://[::1",
+        ] {
+            assert!(!in_reserved_namespace(topic), "{topic:?} is an ordinary topic");
+        }
+    }
+
+    #[test]
+    fn decodes_only_unreserved_escapes() {
+        assert_eq!(decode_unreserved("/%41%7a%2D%2e%5F%7E"), "/Az-._~");
+        assert_eq!(decode_unreserved("/%2F%20%25%zz%4"), "/%2F%20%25%zz%4");
     }
 
     #[test]

@@ -1,8 +1,15 @@
 //! `POST /.well-known/mercure`: a publisher sends an update.
 //!
-//! Checks run in the reference hub's order (authentication, body, fields, topic rights) with the
-//! status codes of the specification where the reference differs: 403 for a topic the token may
-//! not publish to, 413 for a body over the limit, 400 for an id or type that could corrupt streams.
+//! Checks run in the order of Mercure 1.0: authentication, body, topics, topic rights (403), then
+//! the other fields (400), so that a token learns nothing about how a request it may not make
+//! would have been judged. The status codes are the specification's where the reference hub
+//! v0.21.4 differs: 403 for a topic the token may not publish to, 413 for a body over the limit,
+//! 400 for an id or type that could corrupt streams.
+//!
+//! Every publisher, whatever its token's format, is also kept from what only the hub may send
+//! (see `parse_update`): topics in `/.well-known/mercure`, however spelled, and the event type
+//! `mercure` would let it forge the hub's subscription events; ids starting with `#`, `earliest`
+//! and ids or types with invisible characters would confuse reconnecting clients' cursors.
 //!
 //! Every publish is bounded before it costs anything: its body by `max_request_body_size` bytes,
 //! `max_form_fields` pairs and `body_read_timeout` (408, so a trickling publisher cannot hold its
@@ -21,7 +28,7 @@ use crate::error::HubError;
 use crate::form::{Form, FormError};
 use crate::hub::Hub;
 use crate::transport::TransportError;
-use crate::update::{EventId, EventType, Topic, Update};
+use crate::update::{EventId, EventType, InvalidField, Topic, Update};
 
 /// The publish handler, traced as `mercure.publish`.
 pub async fn publish(
@@ -59,13 +66,16 @@ async fn publish_update(
     };
     let publisher = Publisher::authenticate(&req, &query, &hub).await?;
     let form = read_form(&req, body, config).await?;
-    let update = parse_update(&form, config.max_topics_per_update)?;
+    let topics = parse_topics(&form, config.max_topics_per_update)?;
     let span = tracing::Span::current();
-    span.record("mercure.topic", update.topics.first().map_or("", Topic::as_str));
-    span.record("mercure.topics", update.topics.len());
+    span.record("mercure.topic", topics.first().map_or("", Topic::as_str));
+    span.record("mercure.topics", topics.len());
+    // Before any other field is judged (Mercure 1.0): a publisher without the right to a topic
+    // gets 403 whatever else its request holds.
+    publisher.check_topics(&topics)?;
+    let update = parse_update(&form, topics)?;
     span.record("mercure.update.id", update.id.as_str());
     span.record("mercure.update.private", update.private);
-    publisher.check_topics(&update.topics)?;
 
     let id = update.id.clone();
     let seq = hub.transport.publish(update).await.map_err(|error| {
@@ -158,9 +168,9 @@ async fn read_body(mut body: web::Payload, limit: usize) -> Result<bytes::BytesM
     Ok(bytes)
 }
 
-/// Builds the update from the form fields, validating each one.
-fn parse_update(form: &Form, max_topics: usize) -> Result<Update, HubError> {
-    let bad = |e: crate::update::InvalidField| HubError::BadRequest(e.to_string());
+/// The topics of the form, canonical first: at most `max_topics`, at least one, none with a
+/// control character (a [`Topic`] cannot hold one, so this comes before the rights check).
+fn parse_topics(form: &Form, max_topics: usize) -> Result<Vec<Topic>, HubError> {
     // Counted before any topic is validated or copied.
     if form.all("topic").nth(max_topics).is_some() {
         return Err(HubError::ContentTooLarge(format!(
@@ -172,6 +182,25 @@ fn parse_update(form: &Form, max_topics: usize) -> Result<Update, HubError> {
     if topics.is_empty() {
         return Err(HubError::BadRequest("Missing \"topic\" parameter".into()));
     }
+    Ok(topics)
+}
+
+/// A refused field as a 400 whose text says which and why.
+fn bad(error: InvalidField) -> HubError {
+    HubError::BadRequest(error.to_string())
+}
+
+/// Builds the update from `topics` (already allowed by the token) and the other form fields,
+/// refusing what only the hub may send. `data` needs no check: the form decoder refuses bytes
+/// that are not UTF-8.
+fn parse_update(form: &Form, topics: Vec<Topic>) -> Result<Update, HubError> {
+    // Canonical and alternate topics alike: a subscriber may match either.
+    for topic in &topics {
+        topic.check_published().map_err(bad)?;
+    }
+    // An empty `retry=` means none, as in the reference hub (a blank form input sends it); any
+    // other value is digits only, so `+5`, ` 5` and `5.0`, which integer parsers in other
+    // languages may accept, never reach the frame.
     let retry = match form.first("retry").filter(|r| !r.is_empty()) {
         None => None,
         Some(text) => Some(
@@ -180,10 +209,11 @@ fn parse_update(form: &Form, max_topics: usize) -> Result<Update, HubError> {
                 .then(|| text.parse::<u64>().ok())
                 .flatten()
                 .ok_or_else(|| {
-                    HubError::BadRequest(
-                        "Invalid \"retry\" parameter: expected milliseconds as a base-10 integer"
-                            .into(),
-                    )
+                    HubError::BadRequest(format!(
+                        "Invalid \"retry\" parameter {text:?}: expected milliseconds as ASCII \
+                         digits only (no sign, space or decimal point), at most {}",
+                        u64::MAX
+                    ))
                 })?,
         ),
     };
@@ -192,6 +222,9 @@ fn parse_update(form: &Form, max_topics: usize) -> Result<Update, HubError> {
         None => EventId::generate(),
     };
     let event_type = form.first("type").map(EventType::new).transpose().map_err(bad)?;
+    if let Some(event_type) = &event_type {
+        event_type.check_published().map_err(bad)?;
+    }
     Ok(Update {
         id,
         topics,
@@ -207,7 +240,8 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<Update, HubError> {
-        parse_update(&Form::parse(body.as_bytes(), 100).expect("valid form"), 3)
+        let form = Form::parse(body.as_bytes(), 100).expect("valid form");
+        parse_update(&form, parse_topics(&form, 3)?)
     }
 
     #[test]
@@ -239,6 +273,16 @@ mod tests {
             "topic=a&id=a%0Aevent:x",
             "topic=a&type=a%0D",
             "topic=a%00",
+            "topic=a&retry=%2B5",
+            "topic=a&retry=+5",
+            "topic=a&retry=5.0",
+            "topic=a&id=earliest",
+            "topic=a&id=x%E2%80%8B",
+            "topic=a&type=mercure",
+            "topic=a&type=x%E2%80%AE",
+            "topic=a%EF%BB%BF",
+            "topic=a&topic=/.well-known/mercure/x",
+            "topic=%2F.well-known%2F%256Dercure",
         ] {
             assert!(matches!(parse(body), Err(HubError::BadRequest(_))), "{body}");
         }
