@@ -400,37 +400,9 @@ pub fn parse_matchers(
 
 /// C0 and C1 controls, DEL, and the Unicode format characters (`Cf`: zero-width joiners,
 /// bidirectional overrides, soft hyphen...), which the Mercure 1.0 specification forbids in
-/// matchers. Rust's `char::is_control` covers C0, DEL and C1; `Cf` is listed here (Unicode 16).
+/// matchers. Rust's `char::is_control` covers C0, DEL and C1.
 pub fn is_forbidden_in_matcher(c: char) -> bool {
-    c.is_control() || is_format_character(c)
-}
-
-/// Whether `c` is in the Unicode general category `Cf` (format), per Unicode 16.0.
-pub fn is_format_character(c: char) -> bool {
-    matches!(
-        u32::from(c),
-        0x00AD
-            | 0x0600..=0x0605
-            | 0x061C
-            | 0x06DD
-            | 0x070F
-            | 0x0890..=0x0891
-            | 0x08E2
-            | 0x180E
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x2064
-            | 0x2066..=0x206F
-            | 0xFEFF
-            | 0xFFF9..=0xFFFB
-            | 0x110BD
-            | 0x110CD
-            | 0x13430..=0x1343F
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0001
-            | 0xE0020..=0xE007F
-    )
+    c.is_control() || crate::update::is_format_character(c)
 }
 
 /// Sets the bytes the process-wide cache of compiled templates may hold, evicting at once if

@@ -85,7 +85,13 @@ const FORMAT_CHARACTERS: [(char, char); 21] = [
 
 /// Whether `value` holds a Unicode format (Cf) character.
 fn has_format(value: &str) -> bool {
-    value.chars().any(|c| FORMAT_CHARACTERS.iter().any(|&(low, high)| (low..=high).contains(&c)))
+    value.chars().any(is_format_character)
+}
+
+/// Whether `c` is a Unicode format (Cf) character: invisible, it can make two different strings
+/// look the same (U+200B) or reorder what is displayed (U+202E).
+pub fn is_format_character(c: char) -> bool {
+    FORMAT_CHARACTERS.iter().any(|&(low, high)| (low..=high).contains(&c))
 }
 
 /// The path of the hub, and the root of the namespace reserved for its own events.

@@ -206,7 +206,10 @@ async fn matchers_are_limited_before_anything_is_compiled() {
             subscribe_status(&hub, &format!("match_urlpattern={}", urlencode(invalid))).await;
         assert_eq!(status, 400, "{invalid}");
         assert!(body.contains("URL pattern"), "{invalid}: {body}");
-        assert!(!body.contains("regex") && !body.contains("error:"), "no compiler text: {body}");
+        assert!(
+            !body.contains("regex parse error") && !body.contains("error:"),
+            "no compiler text: {body}"
+        );
     }
 }
 
@@ -361,4 +364,199 @@ async fn public_urls_answer_421_for_other_hosts() {
     assert_eq!(response.status(), 200, "through the proxy, as the public URL");
     let response = client().get(hub.at("/healthz")).send().await.expect("health");
     assert_eq!(response.status(), 200, "probes use addresses");
+}
+
+/// The issuer `trusted_issuers` names in these tests.
+const ISSUER: &str = "https://localhost";
+
+/// A Mercure detail granting `actions` on `topics` (`(match, match_type)`).
+fn detail(actions: &[&str], topics: &[(&str, &str)]) -> serde_json::Value {
+    json!({
+        "type": "https://mercure.rocks/authorization-detail",
+        "actions": actions,
+        "topics": topics
+            .iter()
+            .map(|(pattern, kind)| json!({ "match": pattern, "match_type": kind }))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// An access token signed with the test key, from `ISSUER`, for `audience`, with `details`.
+fn access_token(audience: &str, details: serde_json::Value) -> String {
+    access_token_with(json!({
+        "iss": ISSUER,
+        "aud": audience,
+        "exp": 4102444800u64,
+        "authorization_details": details,
+    }))
+}
+
+fn access_token_with(claims: serde_json::Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()))
+        .expect("encode token")
+}
+
+async fn subscribe_with(hub: &TestHub, query: &str, token: &str) -> reqwest::Response {
+    client().get(format!("{}?{query}", hub.url)).bearer_auth(token).send().await.expect("subscribe")
+}
+
+#[tokio::test]
+async fn access_tokens_publish_and_receive_private_updates_next_to_draft_07_tokens() {
+    let hub = anonymous_hub(&[("MERCURE_TRUSTED_ISSUERS", ISSUER)]);
+    // No resource_identifier: the audience is the hub's URL as this client reaches it.
+    let audience = format!("http://{}/.well-known/mercure", hub.addr);
+    let books = ("https://example.com/books/:id", "urlpattern");
+    let publisher = access_token(&audience, json!([detail(&["publish"], &[books])]));
+    let subscriber = access_token(
+        &audience,
+        json!([detail(&["subscribe"], &[books, ("https://example.com/notes/1", "exact")])]),
+    );
+    let mut modern =
+        Events::open(&hub, &format!("match={}", urlencode("*")), Some(&subscriber)).await;
+    let mut legacy = Events::open(&hub, "topic=*", Some(&token(json!({"subscribe": ["*"]})))).await;
+    let mut anonymous = Events::open(&hub, "match=*", None).await;
+
+    let form = [
+        ("topic", "https://example.com/books/1"),
+        ("data", "secret"),
+        ("private", "on"),
+        ("id", "p1"),
+    ];
+    assert_eq!(publish_with(&hub, &publisher, &form).await, (200, "p1".to_owned()));
+    let public = [("topic", "https://example.com/books/2"), ("data", "hello"), ("id", "p2")];
+    assert_eq!(publish_with(&hub, &publisher, &public).await.0, 200);
+    // Both protocols, one router: the private update reaches both authorized subscribers.
+    assert_eq!(modern.next().await.id_and_data(), ("p1", "secret"));
+    assert_eq!(legacy.next().await.id_and_data(), ("p1", "secret"));
+    assert_eq!(anonymous.next().await.id, "p2", "anonymous: the public update only");
+
+    // Outside the grant: 403 with the challenge of RFC 6750.
+    let response = publish_request(&hub.url, &publisher, &[("topic", "https://example.com/x")])
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(response.status(), 403);
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("Bearer error=\"insufficient_scope\", resource_metadata="),
+        "{:?}",
+        response.headers()["www-authenticate"]
+    );
+    // A subscriber token may not publish, and a publisher token grants no private update.
+    assert_eq!(publish_with(&hub, &subscriber, &public).await.0, 403);
+    let mut publisher_events = Events::open(&hub, "match=*", Some(&publisher)).await;
+    assert_eq!(publish_with(&hub, &publisher, &form).await.0, 200);
+    assert_eq!(
+        publish_with(&hub, &publisher, &[("topic", "https://example.com/books/3"), ("id", "p3")])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(publisher_events.next().await.id, "p3");
+}
+
+#[tokio::test]
+async fn access_tokens_are_refused_whole_for_any_bad_claim() {
+    let hub = anonymous_hub(&[("MERCURE_TRUSTED_ISSUERS", ISSUER)]);
+    let audience = format!("http://{}/.well-known/mercure", hub.addr);
+    let all = json!([detail(&["publish", "subscribe"], &[("*", "exact")])]);
+    assert_eq!(
+        subscribe_with(&hub, "match=a", &access_token(&audience, all.clone())).await.status(),
+        200
+    );
+    let invalid_detail = json!([
+        detail(&["subscribe"], &[("*", "exact")]),
+        { "type": "https://mercure.rocks/authorization-detail", "actions": ["subscribe"], "topics": ["bare"] },
+    ]);
+    for (what, token) in [
+        ("an invalid detail", access_token(&audience, invalid_detail)),
+        (
+            "an unsupported match type",
+            access_token(&audience, json!([detail(&["subscribe"], &[("*", "regex")])])),
+        ),
+        ("another audience", access_token("https://localhost/.well-known/mercure", all.clone())),
+        (
+            "another issuer",
+            access_token_with(
+                json!({"iss": "https://evil", "aud": audience, "exp": 4102444800u64, "authorization_details": all}),
+            ),
+        ),
+        (
+            "no exp",
+            access_token_with(
+                json!({"iss": ISSUER, "aud": audience, "authorization_details": all}),
+            ),
+        ),
+        (
+            "expired",
+            access_token_with(
+                json!({"iss": ISSUER, "aud": audience, "exp": 1, "authorization_details": all}),
+            ),
+        ),
+    ] {
+        let response = subscribe_with(&hub, "match=a", &token).await;
+        assert_eq!(response.status(), 401, "{what}");
+        let challenge = response.headers()["www-authenticate"].to_str().expect("ascii").to_owned();
+        assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{what}: {challenge}");
+        let response =
+            publish_request(&hub.url, &token, &[("topic", "a")]).send().await.expect("publish");
+        assert_eq!(response.status(), 401, "{what}: publishing");
+    }
+    // Access tokens never come from the URL.
+    let token = access_token(&audience, all);
+    let response = client()
+        .get(format!("{}?match=a&authorization={token}", hub.url))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(response.status(), 400, "the authorization parameter is draft-07");
+}
+
+/// `deploy/conformance.toml` as `MERCURE_*` variables (memory transport, any address).
+fn conformance_settings() -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/conformance.toml"))
+            .expect("deploy/conformance.toml");
+    // A flat file of `key = value` lines: strings in double quotes, booleans bare.
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (key, value) = line.split_once('=').expect("key = value");
+            let value = value.trim();
+            let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+            (format!("MERCURE_{}", key.trim().to_ascii_uppercase()), value.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_conformance_configuration_accepts_both_official_tokens() {
+    let settings = conformance_settings();
+    let settings: Vec<(&str, &str)> =
+        settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let hub = TestHub::start(&settings);
+    // Verbatim from the suites (shared/docs/protocol.md, section 5).
+    let draft_07 = "eyJhbGciOiJIUzI1NiJ9.eyJtZXJjdXJlIjp7InB1Ymxpc2giOlsiKiJdLCJzdWJzY3JpYmUiOlsiKiJdfX0.bVXdlWXwfw9ySx7-iV5OpUSHo34RkjUdVzDLBcc6l_g";
+    let v1 = "eyJhbGciOiJIUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJhdWQiOiJodHRwczovL2xvY2FsaG9zdC8ud2VsbC1rbm93bi9tZXJjdXJlIiwiaXNzIjoiaHR0cHM6Ly9sb2NhbGhvc3QiLCJhdXRob3JpemF0aW9uX2RldGFpbHMiOlt7InR5cGUiOiJodHRwczovL21lcmN1cmUucm9ja3MvYXV0aG9yaXphdGlvbi1kZXRhaWwiLCJhY3Rpb25zIjpbInB1Ymxpc2giXSwidG9waWNzIjpbeyJtYXRjaCI6IioifV19LHsidHlwZSI6Imh0dHBzOi8vbWVyY3VyZS5yb2Nrcy9hdXRob3JpemF0aW9uLWRldGFpbCIsImFjdGlvbnMiOlsic3Vic2NyaWJlIl0sInRvcGljcyI6W3sibWF0Y2giOiIqIn1dfV0sImV4cCI6NDEwMjQ0NDgwMH0.z_S8IP5WZsCK8h3pcq0PB5zvJE0OdTrGA70khAYJQy4";
+    let mut legacy = Events::open(&hub, "topic=https://example.net/foo/{random}", None).await;
+    let mut modern = Events::open(
+        &hub,
+        &format!("match_urlpattern={}", urlencode("https://example.net/foo/:random")),
+        None,
+    )
+    .await;
+    let data = "data for\n\n        multi-line";
+    for (token, id) in [(draft_07, "id-draft-07"), (v1, "id-1.0")] {
+        let form = [("topic", "https://example.net/foo/abc"), ("data", data), ("id", id)];
+        assert_eq!(publish_with(&hub, token, &form).await, (200, id.to_owned()));
+    }
+    for events in [&mut legacy, &mut modern] {
+        assert_eq!(events.next().await.id_and_data(), ("id-draft-07", data));
+        assert_eq!(events.next().await.id_and_data(), ("id-1.0", data));
+    }
 }

@@ -620,6 +620,7 @@ async fn sleep_until_some(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topic_selector::MatchType;
     use crate::transport::feed::{self, Feed};
     use crate::update::{Topic, Update};
 
@@ -668,6 +669,72 @@ mod tests {
             index.remove(key, &TopicSelector::parse(raw));
         }
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn url_patterns_are_selected_through_their_host_and_path_prefix() {
+        let base = url::Url::parse("https://hub.example/.well-known/mercure").expect("a URL");
+        let other_base =
+            url::Url::parse("https://other.example/.well-known/mercure").expect("a URL");
+        let pattern = |raw: &str, base: &url::Url| {
+            TopicSelector::parse_matcher(raw, MatchType::UrlPattern, base).expect("a pattern")
+        };
+        let selectors = [
+            (1, pattern("https://e.com/books/:id", &base)),
+            (2, pattern("https://e.com/books/:id", &base)),
+            (3, pattern("https://*.e.com/books/:id", &base)),
+            (4, pattern("/books/:id", &base)),
+            (5, pattern("/books/:id", &other_base)),
+            (6, pattern("https://e.com/(books|users)/:id", &base)),
+            (7, TopicSelector::Exact("https://e.com/books/1".into())),
+        ];
+        let mut index = SelectorIndex::default();
+        for (key, selector) in &selectors {
+            index.insert(*key, selector);
+        }
+        for topic in [
+            "https://e.com/books/1",
+            "https://E.com/books/1",
+            "https://a.e.com/books/1",
+            "https://e.com/users/1",
+            "https://e.com/books/1/x",
+            "/books/1",
+            "https://hub.example/books/1",
+            "https://other.example/books/1",
+            "not a url",
+        ] {
+            let expected: Vec<SubscriberKey> = selectors
+                .iter()
+                .filter(|(_, selector)| selector.matches(topic))
+                .map(|(key, _)| *key)
+                .collect();
+            assert_eq!(select(&index, topic), expected, "{topic:?}");
+        }
+        assert_eq!(select(&index, "/books/1"), [4, 5], "relative: against each base");
+        for (key, selector) in &selectors {
+            index.remove(*key, selector);
+        }
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn url_patterns_that_cannot_match_are_not_evaluated() {
+        // As for templates: 1,000 distinct patterns on one host, found by path prefix.
+        let base = url::Url::parse("https://hub.example/.well-known/mercure").expect("a URL");
+        let mut index = SelectorIndex::default();
+        for key in 0..1_000 {
+            let raw = format!("https://e.com/t/{key}/:x");
+            let selector = TopicSelector::parse_matcher(&raw, MatchType::UrlPattern, &base)
+                .expect("a pattern");
+            index.insert(key, &selector);
+        }
+        let group = index.url_patterns.values().next().expect("one base");
+        assert!(group.unindexed.is_empty(), "every pattern has an index key");
+        let prefixes = &group.by_host["e.com"];
+        assert!(prefixes.lengths.len() <= 5, "{:?}", prefixes.lengths);
+        assert_eq!(prefixes.candidates("/t/424/anything").count(), 1);
+        assert_eq!(select(&index, "https://e.com/t/424/anything"), [424]);
+        assert_eq!(select(&index, "https://other.com/t/424/anything"), Vec::<u64>::new());
     }
 
     #[test]
