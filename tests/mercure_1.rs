@@ -560,3 +560,64 @@ async fn the_conformance_configuration_accepts_both_official_tokens() {
         assert_eq!(events.next().await.id_and_data(), ("id-1.0", data));
     }
 }
+
+#[tokio::test]
+async fn subscription_events_reach_each_protocol_in_its_own_format() {
+    let hub = anonymous_hub(&[("MERCURE_TRUSTED_ISSUERS", ISSUER), ("MERCURE_SUBSCRIPTIONS", "1")]);
+    let audience = format!("http://{}/.well-known/mercure", hub.addr);
+    let presence = ("/.well-known/mercure/subscriptions/*", "urlpattern");
+    let watcher_token = access_token(&audience, json!([detail(&["subscribe"], &[presence])]));
+    let query = format!("match_urlpattern={}", urlencode(presence.0));
+    let mut modern = Events::open(&hub, &query, Some(&watcher_token)).await;
+    // Its own arrival first: it is announced once registered.
+    let own = modern.next().await;
+    assert_eq!(own.event_type.as_deref(), Some("mercure"));
+    let own: serde_json::Value = serde_json::from_str(&own.data).expect("JSON");
+    assert_eq!((&own["match"], &own["match_type"]), (&json!(presence.0), &json!("urlpattern")));
+
+    // (`*`: a space, escaped `+` in draft-07 topics, is outside the `{/topic}` of a template.)
+    let mut legacy = Events::open(&hub, "topic=*", Some(&subscriber())).await;
+
+    // The draft-07 watcher's arrival: `*` is an exact matcher in Mercure 1.0 terms.
+    let arrival: serde_json::Value = serde_json::from_str(&modern.next().await.data).expect("JSON");
+    assert_eq!((&arrival["match"], &arrival["match_type"]), (&json!("*"), &json!("exact")));
+    let own: serde_json::Value = serde_json::from_str(&legacy.next().await.data).expect("JSON");
+    assert_eq!(own["@context"], "https://mercure.rocks/", "its own arrival, as JSON-LD");
+
+    let subscriber =
+        Events::open(&hub, &format!("match={}", urlencode("https://e.com/a b")), None).await;
+    let event = modern.next().await;
+    assert_eq!(event.event_type.as_deref(), Some("mercure"), "event: mercure");
+    let document: serde_json::Value = serde_json::from_str(&event.data).expect("JSON");
+    let id = document["subscriber"].as_str().expect("a subscriber id").to_owned();
+    let topic = format!(
+        "/.well-known/mercure/subscriptions/exact/https%3A%2F%2Fe.com%2Fa%20b/{}",
+        id.replace(':', "%3A")
+    );
+    assert_eq!(
+        document,
+        json!({
+            "id": topic,
+            "type": "subscription",
+            "subscriber": id,
+            "match": "https://e.com/a b",
+            "match_type": "exact",
+            "active": true,
+        }),
+        "no @context, the match and its type"
+    );
+    let event = legacy.next().await;
+    assert_eq!(event.event_type, None);
+    let document: serde_json::Value = serde_json::from_str(&event.data).expect("JSON");
+    assert_eq!(document["@context"], "https://mercure.rocks/");
+    assert_eq!(document["topic"], "https://e.com/a b");
+    assert_eq!(document["subscriber"].as_str(), Some(id.as_str()));
+
+    drop(subscriber);
+    let departure: serde_json::Value =
+        serde_json::from_str(&modern.next().await.data).expect("JSON");
+    assert_eq!((&departure["subscriber"], &departure["active"]), (&json!(id), &json!(false)));
+    let departure: serde_json::Value =
+        serde_json::from_str(&legacy.next().await.data).expect("JSON");
+    assert_eq!(departure["active"], false);
+}

@@ -233,7 +233,10 @@ async fn open_stream(
     // Announced once registered (so the subscriber can see its own arrival) and once every
     // fallible step is behind us, so that an arrival is always followed by a departure.
     let departure = if hub.config.subscriptions {
-        Some(presence::arrive(hub.transport.clone(), subscription.clone()).await?)
+        Some(
+            presence::arrive(hub.transport.clone(), subscription.clone(), hub.config.protocols)
+                .await?,
+        )
     } else {
         None
     };

@@ -14,6 +14,7 @@ use crate::error::HubError;
 use crate::form::{self, Form};
 use crate::hub::presence::{Document, CONTEXT, SUBSCRIPTIONS_PATH};
 use crate::hub::Hub;
+use crate::subscription::Protocol;
 use crate::topic_selector::{matches_any, TopicSelector};
 
 /// `Cache-Control` of every answer of the API: it says who is connected.
@@ -126,7 +127,9 @@ async fn respond(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, 
                 (Document::new(subscription, selector, true), subscription.id.as_str())
             })
         });
-        here.chain(elsewhere.iter().map(|a| (Document::announced(a), a.subscriber.as_str())))
+        // Each subscription is announced once per protocol: these documents are draft-07's.
+        let elsewhere = elsewhere.iter().filter(|a| a.protocol == Protocol::Draft07);
+        here.chain(elsewhere.map(|a| (Document::announced(a), a.subscriber.as_str())))
     };
     let body = match target {
         Target::Collection(wanted) => {

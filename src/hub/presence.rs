@@ -19,15 +19,72 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::subscription::Subscription;
+use crate::config::Protocols;
+use crate::subscription::{Protocol, Subscription};
 use crate::topic_selector::TopicSelector;
 use crate::transport::{Announcement, Transport, TransportError};
-use crate::update::{Dispatched, EventId, Topic, Update};
+use crate::update::{Dispatched, EventId, EventType, Topic, Update, HUB_EVENT_TYPE};
 
 /// JSON-LD context of subscription documents.
 pub const CONTEXT: &str = "https://mercure.rocks/";
-/// Path of the subscriptions API and prefix of subscription event topics.
-pub const SUBSCRIPTIONS_PATH: &str = "/.well-known/mercure/subscriptions";
+pub use crate::subscription::SUBSCRIPTIONS_PATH;
+
+/// The `match_type` a Mercure 1.0 document gives a draft-07 URI template, which is not a
+/// Mercure 1.0 matcher type (an extension: Mercure 1.0 lets hubs name other types).
+pub const URI_TEMPLATE_TYPE: &str = "uritemplate";
+
+/// One subscription as a Mercure 1.0 document: plain JSON, no `@context`.
+#[derive(Debug, Serialize)]
+pub struct ModernDocument<'a> {
+    /// The subscription's topic, which is also its URL in the API.
+    pub id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    subscriber: &'a str,
+    /// The subscription's matcher.
+    #[serde(rename = "match")]
+    pub pattern: &'a str,
+    /// Its type: `exact`, `urlpattern` (or `uritemplate` for a draft-07 subscription).
+    pub match_type: &'a str,
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a Value>,
+}
+
+impl<'a> ModernDocument<'a> {
+    /// The document of `subscription`'s subscription to `selector`.
+    pub fn new(subscription: &'a Subscription, selector: &'a TopicSelector, active: bool) -> Self {
+        let match_type = match_type_of(selector);
+        Self {
+            id: modern_topic_of(match_type, selector.as_str(), &subscription.id),
+            kind: "subscription",
+            subscriber: &subscription.id,
+            pattern: selector.as_str(),
+            match_type,
+            active,
+            payload: subscription.payload.as_ref().filter(|p| !p.is_null()),
+        }
+    }
+
+    /// The document of a subscription another node announced.
+    pub fn announced(announcement: &'a Announcement) -> Self {
+        let match_type = announcement.match_type.as_deref().unwrap_or(URI_TEMPLATE_TYPE);
+        Self {
+            id: modern_topic_of(match_type, &announcement.topic, &announcement.subscriber),
+            kind: "subscription",
+            subscriber: &announcement.subscriber,
+            pattern: &announcement.topic,
+            match_type,
+            active: true,
+            payload: announcement.payload.as_ref().filter(|p| !p.is_null()),
+        }
+    }
+}
+
+/// The Mercure 1.0 `match_type` of `selector`.
+pub fn match_type_of(selector: &TopicSelector) -> &'static str {
+    selector.match_kind().map_or(URI_TEMPLATE_TYPE, |kind| kind.as_str())
+}
 
 /// One subscription as JSON-LD; field order is the reference hub's.
 #[derive(Debug, Serialize)]
@@ -97,6 +154,30 @@ pub fn query_escape(text: &str) -> String {
     out
 }
 
+/// Percent-encoding of one path segment, applied once to the raw text: every byte but the
+/// unreserved characters becomes `%XX` (a space `%20`), as Mercure 1.0 builds its topics.
+pub fn path_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char);
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// The Mercure 1.0 topic (and document id) of `subscriber`'s subscription to `pattern`.
+pub fn modern_topic_of(match_type: &str, pattern: &str, subscriber: &str) -> String {
+    format!(
+        "{SUBSCRIPTIONS_PATH}/{match_type}/{}/{}",
+        path_escape(pattern),
+        path_escape(subscriber)
+    )
+}
+
 /// Whether `topic` is one of the hub's subscription event topics.
 pub fn is_topic(topic: &str) -> bool {
     topic.strip_prefix(SUBSCRIPTIONS_PATH).is_some_and(|rest| rest.starts_with('/'))
@@ -113,40 +194,75 @@ pub fn topic_of(selector: &str, subscriber: &str) -> String {
 }
 
 /// The private updates announcing that `subscription` became active or inactive: one per
-/// selector, with the JSON-LD document (indented by two spaces, as the reference hub) as data.
-pub fn updates(subscription: &Subscription, active: bool) -> Vec<Update> {
+/// selector and per protocol the hub serves (see [`crate::subscription::presence_protocol`]).
+/// Draft-07 events hold the JSON-LD document (indented by two spaces, as the reference hub),
+/// Mercure 1.0 events the plain JSON one, with the event type `mercure`.
+pub fn updates(subscription: &Subscription, active: bool, protocols: Protocols) -> Vec<Update> {
     subscription
         .selectors
         .iter()
-        .map(|selector| {
-            let mut document = Document::new(subscription, selector, active);
-            document.context = Some(CONTEXT);
-            Update {
-                id: EventId::generate(),
-                topics: vec![Topic::new(document.id.clone())
-                    .expect("query_escape leaves no control characters in the topic")],
-                data: serde_json::to_string_pretty(&document).unwrap_or_default(),
-                private: true,
-                event_type: None,
-                retry: None,
-            }
+        .flat_map(|selector| {
+            let draft_07 =
+                protocols.draft_07.then(|| legacy_update(subscription, selector, active));
+            let v1 = protocols.v1.then(|| modern_update(subscription, selector, active));
+            draft_07.into_iter().chain(v1)
         })
         .collect()
 }
 
-/// What the cluster is told of `subscription`: one announcement per selector, each with its
-/// departure event, made now.
-pub fn announcements(subscription: &Subscription) -> Vec<Announcement> {
+fn legacy_update(subscription: &Subscription, selector: &TopicSelector, active: bool) -> Update {
+    let mut document = Document::new(subscription, selector, active);
+    document.context = Some(CONTEXT);
+    Update {
+        id: EventId::generate(),
+        topics: vec![Topic::new(document.id.clone())
+            .expect("query_escape leaves no control characters in the topic")],
+        data: serde_json::to_string_pretty(&document).unwrap_or_default(),
+        private: true,
+        event_type: None,
+        retry: None,
+    }
+}
+
+fn modern_update(subscription: &Subscription, selector: &TopicSelector, active: bool) -> Update {
+    let document = ModernDocument::new(subscription, selector, active);
+    Update {
+        id: EventId::generate(),
+        topics: vec![Topic::new(document.id.clone())
+            .expect("path_escape leaves no control characters in the topic")],
+        data: serde_json::to_string(&document).unwrap_or_default(),
+        private: true,
+        event_type: Some(
+            EventType::new(HUB_EVENT_TYPE).expect("the hub's event type is a valid type"),
+        ),
+        retry: None,
+    }
+}
+
+/// What the cluster is told of `subscription`: one announcement per selector and protocol,
+/// each with its departure event, made now.
+pub fn announcements(subscription: &Subscription, protocols: Protocols) -> Vec<Announcement> {
     let payload = subscription.payload.clone().filter(|p| !p.is_null());
+    let departures = updates(subscription, false, protocols);
+    let formats = [Protocol::Draft07, Protocol::V1]
+        .into_iter()
+        .filter(|protocol| match protocol {
+            Protocol::Draft07 => protocols.draft_07,
+            Protocol::V1 => protocols.v1,
+        })
+        .collect::<Vec<_>>();
     subscription
         .selectors
         .iter()
-        .zip(updates(subscription, false))
-        .map(|(selector, departure)| Announcement {
+        .flat_map(|selector| formats.iter().map(move |protocol| (selector, *protocol)))
+        .zip(departures)
+        .map(|((selector, protocol), departure)| Announcement {
             subscriber: subscription.id.clone(),
             topic: selector.as_str().to_owned(),
             payload: payload.clone(),
             departure,
+            protocol,
+            match_type: selector.match_kind().map(|kind| kind.as_str().to_owned()),
         })
         .collect()
 }
@@ -157,9 +273,10 @@ pub fn announcements(subscription: &Subscription) -> Vec<Announcement> {
 pub async fn arrive(
     transport: Arc<dyn Transport>,
     subscription: Arc<Subscription>,
+    protocols: Protocols,
 ) -> Result<Departure, TransportError> {
-    let announcements = announcements(&subscription);
-    transport.arrive(updates(&subscription, true), announcements.clone()).await?;
+    let announcements = announcements(&subscription, protocols);
+    transport.arrive(updates(&subscription, true, protocols), announcements.clone()).await?;
     Ok(Departure { transport, subscriber: subscription.id.clone(), announcements })
 }
 
@@ -196,6 +313,75 @@ impl Drop for Departure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::subscription::presence_protocol;
+    use crate::topic_selector::MatchType;
+
+    const DRAFT_07: Protocols = Protocols { draft_07: true, v1: false };
+
+    #[test]
+    fn each_protocol_gets_events_in_its_own_format() {
+        let base = url::Url::parse("https://hub.example/.well-known/mercure").expect("a URL");
+        let selectors = vec![
+            TopicSelector::parse_matcher("https://e.com/a b", MatchType::Exact, &base)
+                .expect("exact"),
+            TopicSelector::parse_matcher("/books/:id", MatchType::UrlPattern, &base)
+                .expect("a pattern"),
+        ];
+        let payload = serde_json::json!({"user": 42});
+        let subscription =
+            Subscription::new(selectors, None, Some(payload)).with_protocol(Protocol::V1);
+        let events = updates(&subscription, true, Protocols::ALL);
+        assert_eq!(events.len(), 4, "two selectors, two formats");
+        let (legacy, modern) = (&events[0], &events[1]);
+        assert_eq!(legacy.event_type, None);
+        assert!(legacy.data.contains("\"@context\""));
+        assert_eq!(modern.event_type.as_ref().map(EventType::as_str), Some("mercure"));
+        let id = &subscription.id;
+        let escaped_id = id.replace(':', "%3A");
+        assert_eq!(
+            modern.topics[0].as_str(),
+            format!(
+                "/.well-known/mercure/subscriptions/exact/https%3A%2F%2Fe.com%2Fa%20b/{escaped_id}"
+            )
+        );
+        let document: serde_json::Value = serde_json::from_str(&modern.data).expect("JSON");
+        assert_eq!(
+            document,
+            serde_json::json!({
+                "id": modern.topics[0].as_str(),
+                "type": "subscription",
+                "subscriber": id,
+                "match": "https://e.com/a b",
+                "match_type": "exact",
+                "active": true,
+                "payload": {"user": 42},
+            })
+        );
+        assert_eq!(
+            events[3].topics[0].as_str(),
+            format!("/.well-known/mercure/subscriptions/urlpattern/%2Fbooks%2F%3Aid/{escaped_id}")
+        );
+        let dispatched: Vec<Dispatched> =
+            events.into_iter().enumerate().map(|(i, e)| Dispatched::new(i as u64 + 1, e)).collect();
+        assert_eq!(presence_protocol(&dispatched[0]), Some(Protocol::Draft07));
+        assert_eq!(presence_protocol(&dispatched[1]), Some(Protocol::V1));
+        // A subscriber allowed to read every subscription event gets those of its protocol.
+        let watcher = |protocol| {
+            Subscription::new(vec![TopicSelector::Any], Some(vec![TopicSelector::Any]), None)
+                .with_protocol(protocol)
+        };
+        let (old, new) = (watcher(Protocol::Draft07), watcher(Protocol::V1));
+        assert!(old.may_receive(&dispatched[0]) && !old.may_receive(&dispatched[1]));
+        assert!(!new.may_receive(&dispatched[0]) && new.may_receive(&dispatched[1]));
+        // One format only when the hub serves one protocol.
+        let v1_only = Protocols { draft_07: false, v1: true };
+        assert_eq!(updates(&subscription, false, v1_only).len(), 2);
+        let announced = announcements(&subscription, Protocols::ALL);
+        assert_eq!(announced.len(), 4);
+        assert_eq!(announced[1].protocol, Protocol::V1);
+        assert_eq!(announced[3].match_type.as_deref(), Some("urlpattern"));
+        assert!(announced[3].departure.data.contains("\"active\":false"));
+    }
 
     #[test]
     fn escapes_like_go_query_escape() {
@@ -214,7 +400,7 @@ mod tests {
             None,
             None,
         );
-        let events = updates(&subscription, true);
+        let events = updates(&subscription, true, DRAFT_07);
         assert_eq!(events.len(), 2, "one per selector");
         let topic = events[0].topics[0].as_str();
         assert_eq!(topic, topic_of("/a b", &subscription.id));
@@ -232,7 +418,7 @@ mod tests {
         let payload = serde_json::json!({"user": "a"});
         let selectors = vec![TopicSelector::parse("/a"), TopicSelector::parse("/b/{id}")];
         let subscription = Subscription::new(selectors, None, Some(payload.clone()));
-        let announced = announcements(&subscription);
+        let announced = announcements(&subscription, DRAFT_07);
         assert_eq!(announced.len(), 2);
         for (announcement, selector) in announced.iter().zip(["/a", "/b/{id}"]) {
             assert_eq!(

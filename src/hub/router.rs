@@ -890,7 +890,10 @@ mod tests {
         let mut watching = router.register(watcher, 10).await.expect("registered");
         let watched = Subscription::new(vec![TopicSelector::parse("/a")], None, None);
         let mut seq = 0;
-        for event in presence::updates(&watched, true).into_iter().chain([Update::for_test("x")]) {
+        let draft_07 = crate::config::Protocols { draft_07: true, v1: false };
+        for event in
+            presence::updates(&watched, true, draft_07).into_iter().chain([Update::for_test("x")])
+        {
             seq += 1;
             feed.send(Arc::new(Dispatched::new(seq, event))).await.expect("fed");
         }
@@ -907,7 +910,7 @@ mod tests {
         let (router, feed) = router_at(0, &Metrics::new());
         let watcher = Subscription::for_test(&["*"], Some(&["*"]));
         let mut open = router.register(watcher.clone(), 10).await.expect("registered");
-        let event = presence::updates(&watcher, true).remove(0);
+        let event = presence::updates(&watcher, true, crate::config::Protocols::ALL).remove(0);
         feed.send(Arc::new(Dispatched::new(1, event))).await.expect("fed");
         feed.send(update(2, "/a", false)).await.expect("fed");
         // The stream was recreated: what follows starts again at 1 after 0.

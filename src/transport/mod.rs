@@ -25,6 +25,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::subscription::Protocol;
+
 use crate::update::{Dispatched, Seq, Update};
 pub use error::{TransportError, RETRY_AFTER_CLOSED};
 use pages::{Chunk, Page};
@@ -113,6 +115,12 @@ pub struct Announcement {
     pub payload: Option<serde_json::Value>,
     /// The subscription event that says it ended (`active: false`).
     pub departure: Update,
+    /// The protocol whose format `departure` is in (records of older nodes: draft-07).
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// The selector's Mercure 1.0 matcher type; `None` for a draft-07 URI template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_type: Option<String>,
 }
 
 /// Synchronous storage behind [`local::LocalTransport`]. Only the sequencer thread appends, so

@@ -107,6 +107,8 @@ are joined with commas.
 {{- define "quicksilver.settingValue" -}}
 {{- if kindIs "slice" . }}
 {{- join "," . }}
+{{- else if kindIs "map" . }}
+{{- toJson . }}
 {{- else if or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .) }}
 {{- printf "%d" (int64 .) }}
 {{- else }}

@@ -33,6 +33,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::connection::{Connection, PRESENCE_TTL, RETRY, SETUP_TIMEOUT};
+use crate::subscription::Protocol;
 use crate::transport::{Announcement, TransportError};
 use crate::update::Update;
 
@@ -308,6 +309,11 @@ impl Presence {
         digest.update(announcement.subscriber.as_bytes());
         digest.update(b"\n");
         digest.update(announcement.topic.as_bytes());
+        // The same subscription is announced once per protocol; draft-07 keys stay as they
+        // were before Mercure 1.0, so that nodes of both versions agree during an upgrade.
+        if announcement.protocol == Protocol::V1 {
+            digest.update(b"\n1.0");
+        }
         let digest = digest.finalize();
         let short: String = digest.iter().take(12).map(|byte| format!("{byte:02x}")).collect();
         format!("{}.{short}", self.node)
@@ -476,6 +482,8 @@ mod tests {
             topic: "/t".into(),
             payload: None,
             departure: Update::for_test(&format!("{subscriber}-departs")),
+            protocol: Protocol::Draft07,
+            match_type: Some("exact".into()),
         }
     }
 
