@@ -621,3 +621,93 @@ async fn subscription_events_reach_each_protocol_in_its_own_format() {
         serde_json::from_str(&legacy.next().await.data).expect("JSON");
     assert_eq!(departure["active"], false);
 }
+
+#[tokio::test]
+async fn the_subscriptions_api_answers_mercure_1_tokens_in_the_new_shape() {
+    let hub = anonymous_hub(&[("MERCURE_TRUSTED_ISSUERS", ISSUER), ("MERCURE_SUBSCRIPTIONS", "1")]);
+    let audience = format!("http://{}/.well-known/mercure", hub.addr);
+    let presence = ("/.well-known/mercure/subscriptions/*", "urlpattern");
+    let reader = access_token(
+        &audience,
+        json!([detail(
+            &["subscribe"],
+            &[presence, ("/.well-known/mercure/subscriptions", "exact")]
+        )]),
+    );
+    let _subscriber =
+        Events::open(&hub, &format!("match={}", urlencode("https://e.com/a")), None).await;
+    let get =
+        |path: &str, token: &str| client().get(hub.at(path)).bearer_auth(token.to_owned()).send();
+
+    let response = get("/.well-known/mercure/subscriptions?x=1", &reader).await.expect("API");
+    assert_eq!(response.status(), 200, "authorized on the path alone");
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/json");
+    let etag = headers["etag"].to_str().expect("ascii").to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let link = headers["link"].to_str().expect("ascii");
+    assert_eq!(
+        link,
+        format!(
+            "</.well-known/mercure>; rel=\"mercure\"; last-event-id={etag}; type=\"mercure\"; \
+             content-type=\"application/json\""
+        )
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(&response.text().await.expect("body")).expect("JSON");
+    assert_eq!(body["type"], "subscriptions");
+    assert!(body.get("lastEventID").is_none() && body.get("@context").is_none());
+    let subscriptions = body["subscriptions"].as_array().expect("a list");
+    assert_eq!(subscriptions.len(), 1, "{body}");
+    let document = &subscriptions[0];
+    assert_eq!(
+        (&document["match"], &document["match_type"]),
+        (&json!("https://e.com/a"), &json!("exact"))
+    );
+    let id = document["subscriber"].as_str().expect("an id").to_owned();
+
+    // Nothing changed: 304, with the tag.
+    let response = client()
+        .get(hub.at("/.well-known/mercure/subscriptions"))
+        .bearer_auth(&reader)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("API");
+    assert_eq!(response.status(), 304);
+    assert_eq!(response.headers()["etag"], etag.as_str());
+
+    let by_matcher = "/.well-known/mercure/subscriptions/exact/https%3A%2F%2Fe.com%2Fa";
+    let body: serde_json::Value = serde_json::from_str(
+        &get(by_matcher, &reader).await.expect("API").text().await.expect("body"),
+    )
+    .expect("JSON");
+    assert_eq!(body["subscriptions"].as_array().map(Vec::len), Some(1));
+    let one = format!("{by_matcher}/{}", id.replace(':', "%3A"));
+    let response = get(&one, &reader).await.expect("API");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value =
+        serde_json::from_str(&response.text().await.expect("body")).expect("JSON");
+    assert_eq!((&body["type"], &body["subscriber"]), (&json!("subscription"), &json!(id)));
+    assert_eq!(
+        get(&format!("{by_matcher}/urn%3Anobody"), &reader).await.expect("API").status(),
+        404
+    );
+
+    for bad in [
+        "/.well-known/mercure/subscriptions/regex/a",
+        "/.well-known/mercure/subscriptions/exact/%zz",
+    ] {
+        assert_eq!(get(bad, &reader).await.expect("API").status(), 400, "{bad}");
+    }
+    let outsider =
+        access_token(&audience, json!([detail(&["subscribe"], &[("https://e.com/a", "exact")])]));
+    let response = get("/.well-known/mercure/subscriptions", &outsider).await.expect("API");
+    assert_eq!(response.status(), 403);
+    // Draft-07 tokens still get the draft-07 shape.
+    let legacy = token(
+        json!({"subscribe": ["/.well-known/mercure/subscriptions{/topic}{/subscriber}", "/.well-known/mercure/subscriptions"]}),
+    );
+    let response = get("/.well-known/mercure/subscriptions", &legacy).await.expect("API");
+    assert_eq!(response.headers()["content-type"], "application/ld+json");
+}

@@ -263,7 +263,7 @@ impl SubscriberGrant {
 /// Verifies a Mercure 1.0 access token for `role` at the hub `resource` (its `aud`). Every
 /// failure is the same 401 `invalid_token` for the client; the cause goes to the log, where the
 /// operator who configured the issuers can read it.
-async fn verify_access_token(
+pub(super) async fn verify_access_token(
     hub: &Hub,
     token: &str,
     role: Role,
@@ -277,7 +277,7 @@ async fn verify_access_token(
 
 /// The selector of a topic a token grants, resolved against the hub's URL. A URL Pattern that
 /// does not compile grants nothing (it can match no topic).
-fn granted_selector(topic: &TopicGrant, resource: &url::Url) -> Option<TopicSelector> {
+pub(super) fn granted_selector(topic: &TopicGrant, resource: &url::Url) -> Option<TopicSelector> {
     TopicSelector::parse_matcher(&topic.pattern, topic.match_type, resource).ok()
 }
 

@@ -1,21 +1,34 @@
-//! The subscriptions API: who is subscribed to what, on this node.
+//! The subscriptions API: who is subscribed to what, on this node (and, in a cluster, on the
+//! others).
 //!
-//! The API (`GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`) lists this node's
-//! active subscriptions as JSON-LD. It needs a subscriber token whose `mercure.subscribe`
-//! selectors match the request path: 401 without a valid token, 403 when the token is valid but
-//! not allowed (the reference hub answers 401 for both and matches the query string too).
+//! In draft-07's shape (`GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`, for
+//! a token with a `mercure` claim) it lists the active subscriptions as JSON-LD. It needs a
+//! subscriber token whose `mercure.subscribe` selectors match the request path: 401 without a
+//! valid token, 403 when the token is valid but not allowed (the reference hub answers 401 for
+//! both and matches the query string too).
+//!
+//! In Mercure 1.0's shape (`…/subscriptions[/{match_type}/{match}[/{subscriber}]]`, for an
+//! access token whose `subscribe` details match the path) it answers plain JSON, with the cursor
+//! quoted in `ETag` and in a `Link` to the hub.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
-use super::authorization::{find_token, token_missing, unauthorized};
+use super::authorization::{
+    find_token, granted_selector, token_missing, unauthorized, verify_access_token, TokenSource,
+};
+use super::resource;
+use crate::access_token::{is_access_token, Role};
 use crate::error::HubError;
 use crate::form::{self, Form};
-use crate::hub::presence::{Document, CONTEXT, SUBSCRIPTIONS_PATH};
+use crate::hub::presence::{
+    Document, ModernDocument, CONTEXT, SUBSCRIPTIONS_PATH, URI_TEMPLATE_TYPE,
+};
 use crate::hub::Hub;
-use crate::subscription::Protocol;
+use crate::subscription::{presence_protocol, Protocol};
 use crate::topic_selector::{matches_any, TopicSelector};
+use crate::HUB_PATH;
 
 /// `Cache-Control` of every answer of the API: it says who is connected.
 const NO_STORE: &str = "private, no-store";
@@ -94,8 +107,195 @@ fn not_stored(mut response: HttpResponse) -> HttpResponse {
     response
 }
 
-/// The answer of [`api`], before its caching headers.
+/// The answer of [`api`], before its caching headers: in Mercure 1.0's shape for an access
+/// token, in draft-07's for any other.
 async fn respond(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
+    let query = Form::parse(req.query_string().as_bytes(), hub.config.max_form_fields)
+        .map_err(|e| HubError::BadRequest(format!("malformed query string: {e}")))?;
+    if let Some((token, source)) = find_token(&req, &query, &hub.config.cookie_name)? {
+        if is_access_token(&token) && source != TokenSource::Query && hub.config.protocols.v1 {
+            return respond_v1(&req, &hub, &token).await;
+        }
+    }
+    respond_draft_07(req, hub).await
+}
+
+/// The Mercure 1.0 collection.
+#[derive(Debug, Serialize)]
+struct ModernCollection<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    subscriptions: Vec<ModernDocument<'a>>,
+}
+
+/// What a Mercure 1.0 request path asks for:
+/// `/subscriptions[/{match_type}/{match}[/{subscriber}]]`, segments percent-decoded.
+#[derive(Debug, PartialEq, Eq)]
+enum ModernTarget {
+    All,
+    Matcher(String, String),
+    One(String, String, String),
+}
+
+fn modern_target(path: &str) -> Result<ModernTarget, HubError> {
+    let rest = path.strip_prefix(SUBSCRIPTIONS_PATH).ok_or(HubError::NotFound)?;
+    if rest.is_empty() {
+        return Ok(ModernTarget::All);
+    }
+    let segments: Vec<&str> =
+        rest.strip_prefix('/').ok_or(HubError::NotFound)?.split('/').collect();
+    let decode = |segment: &str| {
+        percent_decode(segment).filter(|s| !s.is_empty()).ok_or_else(|| {
+            HubError::BadRequest(format!(
+                "malformed percent-encoding in the path segment {segment:?}"
+            ))
+        })
+    };
+    let match_type = |segment: &str| {
+        let name = decode(segment)?;
+        if ["exact", "urlpattern", URI_TEMPLATE_TYPE].contains(&name.as_str()) {
+            Ok(name)
+        } else {
+            Err(HubError::BadRequest(format!(
+                "unknown match type {name:?}: use exact, urlpattern or {URI_TEMPLATE_TYPE}"
+            )))
+        }
+    };
+    match segments.as_slice() {
+        [kind, pattern] => Ok(ModernTarget::Matcher(match_type(kind)?, decode(pattern)?)),
+        [kind, pattern, subscriber] => {
+            Ok(ModernTarget::One(match_type(kind)?, decode(pattern)?, decode(subscriber)?))
+        }
+        _ => Err(HubError::NotFound),
+    }
+}
+
+/// Strict percent-decoding of a path segment (`+` stays a plus); `None` for a bad escape or
+/// bytes that are not UTF-8.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A quoted entity tag (or `Link` parameter) for `id`: `"`, `%`, space and control bytes are
+/// percent-escaped, so that any event id makes a valid header.
+fn quoted(id: &str) -> String {
+    let mut out = String::with_capacity(id.len() + 2);
+    out.push('"');
+    for c in id.chars() {
+        if c == '"' || c == '%' || c == ' ' || c.is_control() {
+            let mut buffer = [0; 4];
+            for byte in c.encode_utf8(&mut buffer).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The Mercure 1.0 API: authorized against the request path alone with the token's
+/// `subscribe` details, plain JSON, the cursor in `ETag` (quoted) and in a `Link` to the hub.
+async fn respond_v1(req: &HttpRequest, hub: &Hub, token: &str) -> Result<HttpResponse, HubError> {
+    let target = modern_target(req.path())?;
+    let resource = resource::hub_url(req, &hub.config)?;
+    let grant = verify_access_token(hub, token, Role::Subscriber, &resource).await?;
+    let allowed: Vec<TopicSelector> = grant
+        .subscribe
+        .iter()
+        .flat_map(|detail| &detail.topics)
+        .filter_map(|topic| granted_selector(topic, &resource))
+        .collect();
+    if !matches_any(&allowed, req.path()) {
+        return Err(HubError::Forbidden(format!(
+            "the token's subscribe details do not allow {}",
+            req.path()
+        )));
+    }
+    let snapshot = hub.router.snapshot().await?;
+    // As in draft-07, the cursor is the last subscription event (here, of Mercure 1.0's format)
+    // this caller may read.
+    let last_event_id = snapshot
+        .presence
+        .iter()
+        .rev()
+        .filter(|event| presence_protocol(event) == Some(Protocol::V1))
+        .find(|event| event.topics.iter().any(|topic| matches_any(&allowed, topic.as_str())))
+        .map_or("earliest", |event| event.id.as_str());
+    let etag = quoted(last_event_id);
+    let etag_value = HeaderValue::from_str(&etag)
+        .map_err(|_| HubError::Internal("an event id that makes no header".into()))?;
+    let not_modified = req.headers().get(header::IF_NONE_MATCH).is_some_and(|value| {
+        value
+            .to_str()
+            .is_ok_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
+    });
+    if not_modified {
+        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag_value)).finish());
+    }
+    let elsewhere = hub.transport.announced_elsewhere();
+    let here = snapshot.subscriptions.iter().flat_map(|subscription| {
+        subscription
+            .selectors
+            .iter()
+            .map(move |selector| ModernDocument::new(subscription, selector, true))
+    });
+    let elsewhere =
+        elsewhere.iter().filter(|a| a.protocol == Protocol::V1).map(ModernDocument::announced);
+    let mut all = here.chain(elsewhere);
+    let body = match &target {
+        ModernTarget::All | ModernTarget::Matcher(..) => {
+            let wanted = |document: &ModernDocument<'_>| match &target {
+                ModernTarget::Matcher(kind, pattern) => {
+                    document.match_type == kind && document.pattern == pattern
+                }
+                _ => true,
+            };
+            serde_json::to_string(&ModernCollection {
+                id: req.path(),
+                kind: "subscriptions",
+                subscriptions: all.filter(wanted).collect(),
+            })
+        }
+        ModernTarget::One(kind, pattern, subscriber) => {
+            let found = all.find(|document| {
+                document.match_type == kind
+                    && document.pattern == pattern
+                    && document.subscriber() == subscriber
+            });
+            serde_json::to_string(&found.ok_or(HubError::NotFound)?)
+        }
+    }
+    .map_err(|e| HubError::Internal(format!("cannot encode subscriptions: {e}")))?;
+    let link = format!(
+        "<{HUB_PATH}>; rel=\"mercure\"; last-event-id={}; type=\"mercure\"; \
+         content-type=\"application/json\"",
+        quoted(last_event_id)
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header((header::ETAG, etag_value))
+        .insert_header((header::LINK, link))
+        .body(body))
+}
+
+/// The draft-07 API.
+async fn respond_draft_07(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
     let Some(target) = target(req.uri().path()) else {
         return Err(HubError::NotFound);
     };

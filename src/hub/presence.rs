@@ -66,6 +66,11 @@ impl<'a> ModernDocument<'a> {
         }
     }
 
+    /// The subscriber's id.
+    pub fn subscriber(&self) -> &str {
+        self.subscriber
+    }
+
     /// The document of a subscription another node announced.
     pub fn announced(announcement: &'a Announcement) -> Self {
         let match_type = announcement.match_type.as_deref().unwrap_or(URI_TEMPLATE_TYPE);
