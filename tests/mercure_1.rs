@@ -711,3 +711,75 @@ async fn the_subscriptions_api_answers_mercure_1_tokens_in_the_new_shape() {
     let response = get("/.well-known/mercure/subscriptions", &legacy).await.expect("API");
     assert_eq!(response.headers()["content-type"], "application/ld+json");
 }
+
+/// A public JWK with `kid` for a PEM public key of the test fixtures.
+fn jwk(public_pem: &str, alg: jsonwebtoken::Algorithm, kid: &str) -> serde_json::Value {
+    let key = match alg {
+        jsonwebtoken::Algorithm::RS256 => {
+            jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes())
+        }
+        _ => jsonwebtoken::DecodingKey::from_ec_pem(public_pem.as_bytes()),
+    }
+    .expect("a public key");
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_decoding_key(&key, Some(alg)).expect("a JWK");
+    jwk.common.key_id = Some(kid.to_owned());
+    serde_json::to_value(jwk).expect("serialisable")
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR")))
+        .expect("a fixture key")
+}
+
+/// Publishes with `token` until the hub accepts it (its JWK Set is fetched in the background),
+/// for at most 30 s; returns the last status.
+async fn publish_until_accepted(hub: &TestHub, token: &str) -> u16 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = publish_with(hub, token, &[("topic", "https://e.com/k")]).await;
+        if status == 200 || tokio::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_jwk_set_key_rotation_needs_no_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("jwks.json");
+    let write = |keys: Vec<serde_json::Value>| {
+        std::fs::write(&path, json!({ "keys": keys }).to_string()).expect("write the set");
+    };
+    write(vec![jwk(&fixture("rsa_public.pem"), jsonwebtoken::Algorithm::RS256, "one")]);
+    let issuer = "https://idp.example";
+    let issuers = json!({ issuer: { "publisher_jwks_uri": format!("file://{}", path.display()) } });
+    let hub = anonymous_hub(&[("MERCURE_ISSUERS", &issuers.to_string())]);
+    let audience = format!("http://{}/.well-known/mercure", hub.addr);
+    let signed = |alg, private: &str, kid: &str| {
+        let mut header = jsonwebtoken::Header::new(alg);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(kid.to_owned());
+        let key = match alg {
+            jsonwebtoken::Algorithm::RS256 => {
+                jsonwebtoken::EncodingKey::from_rsa_pem(private.as_bytes())
+            }
+            _ => jsonwebtoken::EncodingKey::from_ec_pem(private.as_bytes()),
+        }
+        .expect("a private key");
+        let claims = json!({
+            "iss": issuer, "aud": audience, "exp": 4102444800u64,
+            "authorization_details": [detail(&["publish"], &[("*", "exact")])],
+        });
+        jsonwebtoken::encode(&header, &claims, &key).expect("encode token")
+    };
+    let one = signed(jsonwebtoken::Algorithm::RS256, &fixture("rsa_private.pem"), "one");
+    assert_eq!(publish_until_accepted(&hub, &one).await, 200, "the set is fetched at start");
+
+    // The issuer rotates: a new key with a new kid, the old one withdrawn.
+    write(vec![jwk(&fixture("es256_public.pem"), jsonwebtoken::Algorithm::ES256, "two")]);
+    let two = signed(jsonwebtoken::Algorithm::ES256, &fixture("es256_private.pem"), "two");
+    assert_eq!(publish_until_accepted(&hub, &two).await, 200, "the unknown kid refreshes the set");
+    let (status, _) = publish_with(&hub, &one, &[("topic", "https://e.com/k")]).await;
+    assert_eq!(status, 401, "the withdrawn key no longer verifies");
+}
