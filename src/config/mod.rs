@@ -16,7 +16,7 @@ use std::time::Duration;
 use config::{Environment, File, FileFormat, Value};
 use thiserror::Error;
 
-use crate::access_token::{IssuerSpec, KeySpec};
+use crate::access_token::{IssuerSpec, KeySpec, JWKS_ALGORITHMS};
 use crate::jwt::JwtVerifier;
 use crate::telemetry::LogFormat;
 use crate::topic_selector::SelectorLimits;
@@ -889,7 +889,25 @@ fn issuer_spec(issuer: String, settings: &serde_json::Value) -> Result<IssuerSpe
                 key,
                 alg: text(&format!("{role}_jwt_alg"))?.unwrap_or_else(|| DEFAULT_JWT_ALG.into()),
             })),
-            (None, Some(uri)) => Ok(Some(KeySpec::Jwks { uri, algorithms: algorithms.clone() })),
+            (None, Some(uri)) => {
+                // Checked here too, so that --check-config catches it (fetching starts with the
+                // hub).
+                let scheme = url::Url::parse(&uri).map(|url| url.scheme().to_owned());
+                if !matches!(scheme.as_deref(), Ok("https" | "file")) {
+                    return Err(fail(format!(
+                        "{role}_jwks_uri `{uri}` must be an https:// or file:// URL"
+                    )));
+                }
+                if let Some(unknown) = algorithms.iter().flatten().find(|alg| {
+                    !JWKS_ALGORITHMS.contains(&alg.as_str())
+                }) {
+                    return Err(fail(format!(
+                        "jwks_algorithms: `{unknown}` is not one of {}",
+                        JWKS_ALGORITHMS.join(", ")
+                    )));
+                }
+                Ok(Some(KeySpec::Jwks { uri, algorithms: algorithms.clone() }))
+            }
             (None, None) => Ok(None),
         }
     };
@@ -1513,6 +1531,11 @@ mod tests {
             ),
             (r#"{"https://i": {"publisher_key": "s"}}"#, "unknown setting `publisher_key`"),
             ("[1]", "expected a table"),
+            (r#"{"https://i": {"subscriber_jwks_uri": "http://idp/jwks"}}"#, "https:// or file://"),
+            (
+                r#"{"https://i": {"subscriber_jwks_uri": "file:///j", "jwks_algorithms": "HS256"}}"#,
+                "`HS256` is not one of",
+            ),
             ("{", "not a JSON object"),
         ] {
             let error = load(&[("MERCURE_JWT_KEY", "k"), ("MERCURE_ISSUERS", bad)]).expect_err(bad);
