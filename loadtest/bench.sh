@@ -13,7 +13,9 @@
 # so the two do not steal each other's core. The hub must accept HS256 tokens signed with KEY
 # (default `k`) and be reachable at HUB_URL. --quick runs smaller sizes (a minute in all);
 # --only runs the named scenarios (e.g. fanout-1k,publish). An https:// URL needs --tls-ca, the
-# certificate (or its CA) the hub serves.
+# certificate (or its CA) the hub serves. The urlpatterns-* scenarios (Mercure 1.0 match_urlpattern
+# subscriptions, sent without a token) start the hub with MERCURE_ANONYMOUS=1 added to its
+# environment: a hub that reads another setting for anonymous subscribers refuses them (401).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,8 +45,13 @@ out="$(mktemp -d)"
 trap 'stop_hub; rm -rf "$out"' EXIT
 
 hub_pid=""
+# start_hub [VAR=VALUE...]: the hub command, with these settings added to its environment.
 start_hub() {
-  taskset -c 0 "${hub_command[@]}" >"$out/hub.log" 2>&1 &
+  if [ $# -gt 0 ]; then
+    taskset -c 0 env "$@" "${hub_command[@]}" >"$out/hub.log" 2>&1 &
+  else
+    taskset -c 0 "${hub_command[@]}" >"$out/hub.log" 2>&1 &
+  fi
   hub_pid=$!
   for _ in $(seq 100); do
     if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
@@ -62,13 +69,14 @@ stop_hub() {
   hub_pid=""
 }
 
-# name | loadtest arguments
+# name | loadtest arguments [| settings added to the hub's environment]
 if [ "$quick" = 1 ]; then
   scenarios=(
     "fanout-1k|fanout --subscribers 1000 --updates 300"
     "fanout-1k-200ps|fanout --subscribers 1000 --updates 600 --rate 200"
     "fanout-10k|fanout --subscribers 10000 --updates 50"
     "templates-10k|topics --subscribers 10000 --updates 2000 --templates"
+    "urlpatterns-10k|topics --subscribers 10000 --updates 2000 --urlpatterns --anonymous|MERCURE_ANONYMOUS=1"
     "idle-19k|idle --connections 19000 --hold 3s"
     "publish|publish --publishers 8 --requests 10000"
     "reconnect-1k|reconnect --subscribers 1000 --history 500"
@@ -80,6 +88,8 @@ else
     "fanout-10k|fanout --subscribers 10000 --updates 200"
     "templates-1k|topics --subscribers 1000 --updates 5000 --templates"
     "templates-10k|topics --subscribers 10000 --updates 5000 --templates"
+    "urlpatterns-1k|topics --subscribers 1000 --updates 5000 --urlpatterns --anonymous|MERCURE_ANONYMOUS=1"
+    "urlpatterns-10k|topics --subscribers 10000 --updates 5000 --urlpatterns --anonymous|MERCURE_ANONYMOUS=1"
     "idle-19k|idle --connections 19000 --hold 5s"
     "publish|publish --publishers 8 --requests 40000"
     "reconnect-1k|reconnect --subscribers 1000 --history 1000"
@@ -87,10 +97,13 @@ else
 fi
 
 for entry in "${scenarios[@]}"; do
-  name="${entry%%|*}"; read -r -a args <<<"${entry#*|}"
+  name="${entry%%|*}"; rest="${entry#*|}"; hub_env=()
+  if [[ "$rest" == *"|"* ]]; then read -r -a hub_env <<<"${rest#*|}"; rest="${rest%%|*}"; fi
+  read -r -a args <<<"$rest"
   if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then continue; fi
-  printf '==> %s: %s\n' "$name" "${args[*]}" >&2
-  start_hub
+  printf '==> %s: %s%s\n' "$name" "${args[*]}" "${hub_env[*]:+ (hub with ${hub_env[*]})}" >&2
+  [ ${#hub_env[@]} -eq 0 ] || printf '%s\n' "${hub_env[*]}" >"$out/$name.env"
+  start_hub "${hub_env[@]}"
   taskset -c 1 "$loadtest" --hub "$url" "${tls[@]}" --key "$key" --hub-pid "$hub_pid" --label "$label" \
     --time-limit 120s "${args[@]}" --json "$out/$name.json" >"$out/$name.txt" || true
   stop_hub
@@ -119,6 +132,8 @@ for name in sorted(os.listdir(out)):
     dl = r.get("deliveries") or r.get("replayed") or {}
     delivered = f"{dl['count']:,}/{dl['of']:,}" if dl else "–"
     notes = []
+    env = os.path.join(out, name[:-5] + ".env")
+    if os.path.exists(env): notes.append(f"hub with {open(env).read().strip()}")
     if d.get("timed_out"): notes.append("STOPPED at time limit")
     if "hub_rss_per_connection_kib" in r:
         notes.append(f"{r['connections_opened']['count']:,} open, {r['hub_rss_per_connection_kib']} KiB/connection")
