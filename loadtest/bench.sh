@@ -3,7 +3,7 @@
 # loadtest/RESULTS.md (machine, date, command, figures). Any hub works: the command is yours.
 #
 # Usage: loadtest/bench.sh --label NAME --url HUB_URL [--key KEY] [--quick] [--only A,B]
-#                          [--tls-ca PEM] -- HUB COMMAND...
+#                          [--tls-ca PEM] [--keep DIR] -- HUB COMMAND...
 #
 #   loadtest/bench.sh --label quicksilver --url http://127.0.0.1:8090/.well-known/mercure -- \
 #     env MERCURE_JWT_KEY=k MERCURE_TRANSPORT=memory MERCURE_ADDR=127.0.0.1:8090 \
@@ -13,13 +13,17 @@
 # so the two do not steal each other's core. The hub must accept HS256 tokens signed with KEY
 # (default `k`) and be reachable at HUB_URL. --quick runs smaller sizes (a minute in all);
 # --only runs the named scenarios (e.g. fanout-1k,publish). An https:// URL needs --tls-ca, the
-# certificate (or its CA) the hub serves. The urlpatterns-* scenarios (Mercure 1.0 match_urlpattern
-# subscriptions, sent without a token) start the hub with MERCURE_ANONYMOUS=1 added to its
-# environment: a hub that reads another setting for anonymous subscribers refuses them (401).
+# certificate (or its CA) the hub serves. --keep DIR copies each scenario's JSON report and table
+# there (they hold more than RESULTS.md: the load tool's own CPU, every percentile).
+#
+# The urlpatterns-* scenarios (Mercure 1.0 match_urlpattern subscriptions, sent without a token)
+# start the hub with MERCURE_ANONYMOUS=1 added to its environment; a hub that reads another
+# setting for anonymous subscribers refuses them (401). Every other scenario runs the command as
+# given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-label="" url="" key="k" quick=0 only="" tls=()
+label="" url="" key="k" quick=0 only="" tls=() keep=
 while [ $# -gt 0 ]; do
   case "$1" in
     --label) label="$2"; shift 2 ;;
@@ -28,11 +32,12 @@ while [ $# -gt 0 ]; do
     --quick) quick=1; shift ;;
     --only) only=",$2,"; shift 2 ;;
     --tls-ca) tls=(--tls-ca "$2"); shift 2 ;;
+    --keep) keep="$2"; shift 2 ;;
     --) shift; break ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
-[ -n "$label" ] && [ -n "$url" ] && [ $# -gt 0 ] || { sed -n 2,15p "$0" >&2; exit 2; }
+[ -n "$label" ] && [ -n "$url" ] && [ $# -gt 0 ] || { sed -n '2,/^set -e/p' "$0" | sed '$d' >&2; exit 2; }
 hub_command=("$@")
 hostport="${url#*://}"; hostport="${hostport%%/*}"
 host="${hostport%:*}"; port="${hostport##*:}"
@@ -108,6 +113,7 @@ for entry in "${scenarios[@]}"; do
     --time-limit 120s "${args[@]}" --json "$out/$name.json" >"$out/$name.txt" || true
   stop_hub
 done
+if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$out"/*.json "$out"/*.txt "$keep"/ 2>/dev/null || true; fi
 
 python3 - "$out" "$label" "$(printf '%q ' "${hub_command[@]}")" "$quick" >>loadtest/RESULTS.md <<'PY'
 import json, os, platform, subprocess, sys, time
