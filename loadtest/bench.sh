@@ -3,7 +3,7 @@
 # loadtest/RESULTS.md (machine, date, command, figures). Any hub works: the command is yours.
 #
 # Usage: loadtest/bench.sh --label NAME --url HUB_URL [--key KEY] [--quick] [--only A,B]
-#                          [--tls-ca PEM] -- HUB COMMAND...
+#                          [--tls-ca PEM] [--keep DIR] -- HUB COMMAND...
 #
 #   loadtest/bench.sh --label quicksilver --url http://127.0.0.1:8090/.well-known/mercure -- \
 #     env MERCURE_JWT_KEY=k MERCURE_TRANSPORT=memory MERCURE_ADDR=127.0.0.1:8090 \
@@ -13,11 +13,17 @@
 # so the two do not steal each other's core. The hub must accept HS256 tokens signed with KEY
 # (default `k`) and be reachable at HUB_URL. --quick runs smaller sizes (a minute in all);
 # --only runs the named scenarios (e.g. fanout-1k,publish). An https:// URL needs --tls-ca, the
-# certificate (or its CA) the hub serves.
+# certificate (or its CA) the hub serves. --keep DIR copies each scenario's JSON report and table
+# there (they hold more than RESULTS.md: the load tool's own CPU, every percentile).
+#
+# The urlpatterns-* scenarios (Mercure 1.0 match_urlpattern subscriptions, sent without a token)
+# start the hub with MERCURE_ANONYMOUS=1 added to its environment; a hub that reads another
+# setting for anonymous subscribers refuses them (401). Every other scenario runs the command as
+# given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-label="" url="" key="k" quick=0 only="" tls=()
+label="" url="" key="k" quick=0 only="" tls=() keep=
 while [ $# -gt 0 ]; do
   case "$1" in
     --label) label="$2"; shift 2 ;;
@@ -26,11 +32,12 @@ while [ $# -gt 0 ]; do
     --quick) quick=1; shift ;;
     --only) only=",$2,"; shift 2 ;;
     --tls-ca) tls=(--tls-ca "$2"); shift 2 ;;
+    --keep) keep="$2"; shift 2 ;;
     --) shift; break ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
-[ -n "$label" ] && [ -n "$url" ] && [ $# -gt 0 ] || { sed -n 2,15p "$0" >&2; exit 2; }
+[ -n "$label" ] && [ -n "$url" ] && [ $# -gt 0 ] || { sed -n '2,/^set -e/p' "$0" | sed '$d' >&2; exit 2; }
 hub_command=("$@")
 hostport="${url#*://}"; hostport="${hostport%%/*}"
 host="${hostport%:*}"; port="${hostport##*:}"
@@ -43,8 +50,13 @@ out="$(mktemp -d)"
 trap 'stop_hub; rm -rf "$out"' EXIT
 
 hub_pid=""
+# start_hub [VAR=VALUE...]: the hub command, with these settings added to its environment.
 start_hub() {
-  taskset -c 0 "${hub_command[@]}" >"$out/hub.log" 2>&1 &
+  if [ $# -gt 0 ]; then
+    taskset -c 0 env "$@" "${hub_command[@]}" >"$out/hub.log" 2>&1 &
+  else
+    taskset -c 0 "${hub_command[@]}" >"$out/hub.log" 2>&1 &
+  fi
   hub_pid=$!
   for _ in $(seq 100); do
     if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
@@ -62,13 +74,14 @@ stop_hub() {
   hub_pid=""
 }
 
-# name | loadtest arguments
+# name | loadtest arguments [| settings added to the hub's environment]
 if [ "$quick" = 1 ]; then
   scenarios=(
     "fanout-1k|fanout --subscribers 1000 --updates 300"
     "fanout-1k-200ps|fanout --subscribers 1000 --updates 600 --rate 200"
     "fanout-10k|fanout --subscribers 10000 --updates 50"
     "templates-10k|topics --subscribers 10000 --updates 2000 --templates"
+    "urlpatterns-10k|topics --subscribers 10000 --updates 2000 --urlpatterns --anonymous|MERCURE_ANONYMOUS=1"
     "idle-19k|idle --connections 19000 --hold 3s"
     "publish|publish --publishers 8 --requests 10000"
     "reconnect-1k|reconnect --subscribers 1000 --history 500"
@@ -80,6 +93,8 @@ else
     "fanout-10k|fanout --subscribers 10000 --updates 200"
     "templates-1k|topics --subscribers 1000 --updates 5000 --templates"
     "templates-10k|topics --subscribers 10000 --updates 5000 --templates"
+    "urlpatterns-1k|topics --subscribers 1000 --updates 5000 --urlpatterns --anonymous|MERCURE_ANONYMOUS=1"
+    "urlpatterns-10k|topics --subscribers 10000 --updates 5000 --urlpatterns --anonymous|MERCURE_ANONYMOUS=1"
     "idle-19k|idle --connections 19000 --hold 5s"
     "publish|publish --publishers 8 --requests 40000"
     "reconnect-1k|reconnect --subscribers 1000 --history 1000"
@@ -87,14 +102,18 @@ else
 fi
 
 for entry in "${scenarios[@]}"; do
-  name="${entry%%|*}"; read -r -a args <<<"${entry#*|}"
+  name="${entry%%|*}"; rest="${entry#*|}"; hub_env=()
+  if [[ "$rest" == *"|"* ]]; then read -r -a hub_env <<<"${rest#*|}"; rest="${rest%%|*}"; fi
+  read -r -a args <<<"$rest"
   if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then continue; fi
-  printf '==> %s: %s\n' "$name" "${args[*]}" >&2
-  start_hub
+  printf '==> %s: %s%s\n' "$name" "${args[*]}" "${hub_env[*]:+ (hub with ${hub_env[*]})}" >&2
+  [ ${#hub_env[@]} -eq 0 ] || printf '%s\n' "${hub_env[*]}" >"$out/$name.env"
+  start_hub "${hub_env[@]}"
   taskset -c 1 "$loadtest" --hub "$url" "${tls[@]}" --key "$key" --hub-pid "$hub_pid" --label "$label" \
     --time-limit 120s "${args[@]}" --json "$out/$name.json" >"$out/$name.txt" || true
   stop_hub
 done
+if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$out"/*.json "$out"/*.txt "$keep"/ 2>/dev/null || true; fi
 
 python3 - "$out" "$label" "$(printf '%q ' "${hub_command[@]}")" "$quick" >>loadtest/RESULTS.md <<'PY'
 import json, os, platform, subprocess, sys, time
@@ -119,6 +138,8 @@ for name in sorted(os.listdir(out)):
     dl = r.get("deliveries") or r.get("replayed") or {}
     delivered = f"{dl['count']:,}/{dl['of']:,}" if dl else "–"
     notes = []
+    env = os.path.join(out, name[:-5] + ".env")
+    if os.path.exists(env): notes.append(f"hub with {open(env).read().strip()}")
     if d.get("timed_out"): notes.append("STOPPED at time limit")
     if "hub_rss_per_connection_kib" in r:
         notes.append(f"{r['connections_opened']['count']:,} open, {r['hub_rss_per_connection_kib']} KiB/connection")

@@ -22,13 +22,15 @@ pub const DEFAULT_HUB: &str = "http://127.0.0.1:8080/.well-known/mercure";
     long_about = "Measures a Mercure hub (Quicksilver, the reference Go hub, or any other) over \
 HTTP/1.1, plain (http:// URLs) or over TLS (https:// URLs, trusting --tls-ca), using only the \
 protocol: subscriptions are GET event streams, publications are form POSTs, tokens are JWTs \
-minted from --key or given with --publisher-token/--subscriber-token.
+minted from --key or given with --publisher-token/--subscriber-token (or, with --anonymous, \
+subscribers send none).
 
 Scenarios (see `loadtest <SCENARIO> --help` for their options):
   fanout     N subscribers on one topic, M updates: deliveries/s, delivery latency, lost and
              duplicate deliveries, publish req/s, connect time.
-  topics     N subscribers on N distinct topics (or URI templates), M updates to random ones: the
-             same figures, checked per subscriber against exactly what was sent to its topic.
+  topics     N subscribers on N distinct topics (or URI templates, or URL Patterns), M updates
+             to random ones: the same figures, checked per subscriber against exactly what was
+             sent to its topic.
   idle       N idle subscriptions held open: connect time, errors, and the hub's memory per
              connection (with --hub-pid).
   publish    P concurrent keep-alive publishers sending M requests: req/s, latency, errors.
@@ -146,10 +148,17 @@ pub struct CommonArgs {
     #[arg(long, global = true, value_name = "JWT")]
     pub publisher_token: Option<String>,
 
-    /// Subscriber token to use as is, instead of minting `{"mercure":{"subscribe":["*"]}}`.
+    /// Subscriber token to use as is, instead of minting `{"mercure":{"subscribe":["*"]}}`: e.g.
+    /// a Mercure 1.0 access token (`quicksilver token`) for `topics --urlpatterns`.
     /// Default: minted from the key.
     #[arg(long, global = true, value_name = "JWT")]
     pub subscriber_token: Option<String>,
+
+    /// Subscribe without a token (no Authorization header). The hub must allow anonymous
+    /// subscribers (Quicksilver: MERCURE_ANONYMOUS=1); they receive the public updates the tool
+    /// publishes. Needed by `topics --urlpatterns` unless a Mercure 1.0 --subscriber-token is given.
+    #[arg(long, global = true, conflicts_with = "subscriber_token")]
+    pub anonymous: bool,
 
     /// PID of the hub process: the same as `--follow hub=PID`. The idle scenario reports the
     /// memory per connection of the process named hub. Default: none.
@@ -229,7 +238,9 @@ pub enum Scenario {
     /// N subscribers on N distinct topics, M updates to random ones.
     ///
     /// Subscriber i subscribes to https://example.com/t/<i>, or with --templates to the URI
-    /// template https://example.com/t/<i>/{x} (updates then go to https://example.com/t/<i>/<seq>).
+    /// template https://example.com/t/<i>/{x} (updates then go to https://example.com/t/<i>/<seq>),
+    /// or with --urlpatterns to the Mercure 1.0 URL Pattern https://example.com/t/<i>/:x (same
+    /// updates; with --anonymous or a Mercure 1.0 --subscriber-token).
     /// Each of the M updates goes to the topic of a subscriber drawn at random (--seed).
     ///
     /// Measures the same figures as fanout; lost, duplicate and unexpected deliveries are checked
@@ -314,6 +325,12 @@ pub struct TopicsArgs {
     /// Subscribe with URI templates (https://example.com/t/<i>/{x}) instead of exact topics.
     #[arg(long)]
     pub templates: bool,
+    /// Subscribe with Mercure 1.0 URL Patterns (match_urlpattern=https://example.com/t/<i>/:x)
+    /// instead of exact topics; updates go where they go with --templates. A hub refuses the
+    /// draft-07 token the tool mints on such a subscription: give --anonymous (the hub allowing
+    /// anonymous subscribers) or a Mercure 1.0 --subscriber-token.
+    #[arg(long, conflicts_with = "templates")]
+    pub urlpatterns: bool,
     /// Publish at this many updates per second. Default: as fast as possible.
     #[arg(long, value_name = "R", value_parser = parse_rate)]
     pub rate: Option<f64>,

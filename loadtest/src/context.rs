@@ -38,6 +38,20 @@ impl ErrorCounts {
     }
 }
 
+/// How subscribers authenticate.
+#[derive(Debug)]
+pub enum SubscriberAuth {
+    /// No `Authorization` header (`--anonymous`): the hub must allow anonymous subscribers.
+    Anonymous,
+    /// `--subscriber-token`, sent as it is (draft-07 or Mercure 1.0: the tool does not look).
+    Given(String),
+    /// Minted from the key: draft-07, `{"mercure":{"subscribe":["*"]}}`. A hub refuses it on a
+    /// Mercure 1.0 (`match_*`) subscription.
+    Minted(String),
+    /// Neither a token, nor a key, nor `--anonymous`.
+    Missing,
+}
+
 /// State shared by all tasks of a run.
 #[derive(Debug)]
 pub struct Ctx {
@@ -47,8 +61,8 @@ pub struct Ctx {
     pub subscribe: Vec<Endpoint>,
     /// Given or minted; `None` when neither a token nor a key was given.
     publisher_token: Option<String>,
-    /// Given or minted; `None` when neither a token nor a key was given.
-    subscriber_token: Option<String>,
+    /// How subscribers authenticate.
+    subscriber_auth: SubscriberAuth,
     /// Bound on each connection attempt and request.
     pub timeout: Duration,
     /// Limits subscriptions being opened at once.
@@ -114,7 +128,14 @@ impl Ctx {
             }
         };
         let publisher_token = token(&args.publisher_token, Role::Publisher)?;
-        let subscriber_token = token(&args.subscriber_token, Role::Subscriber)?;
+        let subscriber_auth = match (&args.subscriber_token, &key) {
+            _ if args.anonymous => SubscriberAuth::Anonymous,
+            (Some(token), _) => SubscriberAuth::Given(token.clone()),
+            (None, Some(key)) => {
+                SubscriberAuth::Minted(token::mint(Role::Subscriber, args.alg, key)?)
+            }
+            (None, None) => SubscriberAuth::Missing,
+        };
         let processes = follow::resolve(args.hub_pid, &args.follow, &args.follow_dir)?;
         let started = Instant::now();
         let permits = usize::try_from(args.connect_concurrency).unwrap_or(usize::MAX);
@@ -122,7 +143,7 @@ impl Ctx {
             publish,
             subscribe,
             publisher_token,
-            subscriber_token,
+            subscriber_auth,
             timeout: args.timeout,
             connect_slots: Semaphore::new(permits.min(Semaphore::MAX_PERMITS)),
             stop: CancellationToken::new(),
@@ -156,9 +177,21 @@ impl Ctx {
         self.publisher_token.as_deref().ok_or_else(|| missing_token("publisher"))
     }
 
-    /// The subscriber token, or why there is none.
-    pub fn subscriber_token(&self) -> anyhow::Result<&str> {
-        self.subscriber_token.as_deref().ok_or_else(|| missing_token("subscriber"))
+    /// The subscriber token (`None` for anonymous subscribers), or why there is none.
+    pub fn subscriber_token(&self) -> anyhow::Result<Option<&str>> {
+        match &self.subscriber_auth {
+            SubscriberAuth::Anonymous => Ok(None),
+            SubscriberAuth::Given(token) | SubscriberAuth::Minted(token) => Ok(Some(token)),
+            SubscriberAuth::Missing => Err(anyhow::anyhow!(
+                "no subscriber token: give --key (or --key-file) to mint one, \
+                 --subscriber-token, or --anonymous"
+            )),
+        }
+    }
+
+    /// How subscribers authenticate.
+    pub fn subscriber_auth(&self) -> &SubscriberAuth {
+        &self.subscriber_auth
     }
 
     /// Whether the run was stopped (time limit or Ctrl-C).

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Ctx;
+use crate::http::Selector;
 use crate::payload;
 use crate::stats::{self, ShardedHistogram};
 use crate::subscriber::SseStream;
@@ -180,7 +181,7 @@ impl Tracker {
 #[derive(Debug, Clone)]
 pub struct SubSpec {
     /// Its topic selectors.
-    pub topics: Vec<String>,
+    pub topics: Vec<Selector>,
     /// `Last-Event-ID` to send, if any.
     pub last_event_id: Option<String>,
     /// What it should receive.
@@ -272,7 +273,8 @@ impl Fleet {
         limit_connects: bool,
         shift: usize,
     ) -> anyhow::Result<Self> {
-        let token: Arc<str> = Arc::from(ctx.subscriber_token()?);
+        // None for anonymous subscribers (`--anonymous`).
+        let token: Option<Arc<str>> = ctx.subscriber_token()?.map(Arc::from);
         let hubs = ctx.subscribe.len();
         // Errors name the URL when there are several, so that a failing node shows.
         let error_prefixes: Vec<Arc<str>> = ctx
@@ -309,7 +311,7 @@ impl Fleet {
                 let task = SubscriberTask {
                     ctx: Arc::clone(ctx),
                     shared: Arc::clone(&shared),
-                    token: Arc::clone(&token),
+                    token: token.clone(),
                     phase: phase.clone(),
                     index,
                     hub,
@@ -356,7 +358,7 @@ impl Fleet {
 struct SubscriberTask {
     ctx: Arc<Ctx>,
     shared: Arc<FleetShared>,
-    token: Arc<str>,
+    token: Option<Arc<str>>,
     phase: CancellationToken,
     index: usize,
     /// Its subscribe URL, an index in [`Ctx::subscribe`].
@@ -390,7 +392,7 @@ impl SubscriberTask {
         let opening = SseStream::open(
             &endpoint.connector,
             &endpoint.target,
-            &self.token,
+            self.token.as_deref(),
             &spec.topics,
             spec.last_event_id.as_deref(),
             ctx.timeout,
@@ -565,8 +567,11 @@ mod tests {
         ])
         .expect("valid command line");
         let ctx = Arc::new(Ctx::new(&cli.common).await.expect("a context"));
-        let spec =
-            SubSpec { topics: vec!["t".into()], last_event_id: None, expected: Expected::NONE };
+        let spec = SubSpec {
+            topics: vec![Selector::Topic("t".into())],
+            last_event_id: None,
+            expected: Expected::NONE,
+        };
         let phase = CancellationToken::new();
         let fleet = Fleet::spawn(&ctx, vec![spec; 5], &phase, true, 0).expect("spawned");
         let outcomes = fleet.join().await;

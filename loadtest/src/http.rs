@@ -13,7 +13,8 @@
 //! - [`KeepAlive`]: one persistent connection that sends a request and reads the whole answer,
 //!   framed by `Content-Length` or chunked, for publishers.
 //!
-//! Requests are written by hand ([`subscribe_request`], [`publish_request`]): a subscriber costs
+//! Requests are written by hand ([`subscribe_request`] for draft-07 `topic` or Mercure 1.0
+//! `match_urlpattern` [`Selector`]s, [`publish_request`]): a subscriber costs
 //! one socket, one small buffer and one task (and, over TLS, the client's TLS state; see
 //! [`crate::tls`]).
 
@@ -704,25 +705,52 @@ impl KeepAlive {
     }
 }
 
-/// A `GET` subscription request for `topics`, resuming after `last_event_id` if given.
+/// One topic selector of a subscription, and the query parameter that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// `topic=`: an exact topic or a URI template (draft-07).
+    Topic(String),
+    /// `match_urlpattern=`: a WHATWG URL Pattern (Mercure 1.0), such as
+    /// `https://example.com/t/1/:x`.
+    UrlPattern(String),
+}
+
+impl Selector {
+    /// The query parameter and its value.
+    fn pair(&self) -> (&'static str, &str) {
+        match self {
+            Selector::Topic(topic) => ("topic", topic),
+            Selector::UrlPattern(pattern) => ("match_urlpattern", pattern),
+        }
+    }
+}
+
+/// A `GET` subscription request for `selectors`, resuming after `last_event_id` if given, with
+/// `Authorization: Bearer` when there is a token (none for an anonymous subscriber).
 pub fn subscribe_request(
     target: &Target,
-    token: &str,
-    topics: &[String],
+    token: Option<&str>,
+    selectors: &[Selector],
     last_event_id: Option<&str>,
 ) -> Vec<u8> {
     let mut query = form_urlencoded::Serializer::new(String::new());
-    for topic in topics {
-        query.append_pair("topic", topic);
+    for selector in selectors {
+        let (name, value) = selector.pair();
+        query.append_pair(name, value);
     }
     let separator = if target.path_and_query.contains('?') { '&' } else { '?' };
     let mut request = format!(
-        "GET {}{separator}{} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
-         Accept: text/event-stream\r\nCache-Control: no-cache\r\n",
+        "GET {}{separator}{} HTTP/1.1\r\nHost: {}\r\n",
         target.path_and_query,
         query.finish(),
         target.host_header,
     );
+    if let Some(token) = token {
+        request.push_str("Authorization: Bearer ");
+        request.push_str(token);
+        request.push_str("\r\n");
+    }
+    request.push_str("Accept: text/event-stream\r\nCache-Control: no-cache\r\n");
     if let Some(id) = last_event_id {
         request.push_str("Last-Event-ID: ");
         request.push_str(id);
@@ -857,14 +885,28 @@ mod tests {
 
     #[test]
     fn requests_are_well_formed() {
-        let topics = ["https://example.com/t/1/{x}".to_owned(), "a b".to_owned()];
-        let request = subscribe_request(&target(), "TOKEN", &topics, Some("urn:uuid:7"));
+        let topics = [
+            Selector::Topic("https://example.com/t/1/{x}".to_owned()),
+            Selector::Topic("a b".to_owned()),
+        ];
+        let request = subscribe_request(&target(), Some("TOKEN"), &topics, Some("urn:uuid:7"));
         let text = String::from_utf8(request).expect("ASCII");
         assert_eq!(
             text,
             "GET /.well-known/mercure?topic=https%3A%2F%2Fexample.com%2Ft%2F1%2F%7Bx%7D&topic=a+b \
              HTTP/1.1\r\nHost: 127.0.0.1:8090\r\nAuthorization: Bearer TOKEN\r\n\
              Accept: text/event-stream\r\nCache-Control: no-cache\r\nLast-Event-ID: urn:uuid:7\r\n\r\n"
+        );
+
+        // Mercure 1.0: the pattern percent-encoded (`:` too), and no Authorization when anonymous.
+        let patterns = [Selector::UrlPattern("https://example.com/t/1/:x".to_owned())];
+        let request = subscribe_request(&target(), None, &patterns, None);
+        let text = String::from_utf8(request).expect("ASCII");
+        assert_eq!(
+            text,
+            "GET /.well-known/mercure?match_urlpattern=https%3A%2F%2Fexample.com%2Ft%2F1%2F%3Ax \
+             HTTP/1.1\r\nHost: 127.0.0.1:8090\r\n\
+             Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
         );
 
         let request = publish_request(&target(), "TOKEN", "https://e.com/a", "1 2&x");

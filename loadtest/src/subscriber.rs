@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 use crate::http::{
-    self, ChunkedDecoder, Connection, Connector, Framing, HttpError, ResponseHead, Target,
+    self, ChunkedDecoder, Connection, Connector, Framing, HttpError, ResponseHead, Selector, Target,
 };
 use crate::sse::{Event, SseParser};
 
@@ -47,18 +47,19 @@ pub struct Opened {
 }
 
 impl SseStream {
-    /// Opens a subscription to `topics`, resuming after `last_event_id` if given. The whole
-    /// opening (connect, head, first body bytes) is bounded by `timeout`.
+    /// Opens a subscription to `selectors`, resuming after `last_event_id` if given, with `token`
+    /// or anonymously. The whole opening (connect, head, first body bytes) is bounded by
+    /// `timeout`.
     pub async fn open(
         connector: &Connector,
         target: &Target,
-        token: &str,
-        topics: &[String],
+        token: Option<&str>,
+        selectors: &[Selector],
         last_event_id: Option<&str>,
         timeout: Duration,
     ) -> Result<Opened, HttpError> {
         let started = Instant::now();
-        let request = http::subscribe_request(target, token, topics, last_event_id);
+        let request = http::subscribe_request(target, token, selectors, last_event_id);
         let opening = async {
             let mut stream = connector.connect().await?;
             stream.send(&request).await.map_err(HttpError::Io)?;

@@ -273,6 +273,40 @@ fn every_scenario_against_quicksilver() {
 }
 
 #[test]
+fn url_patterns_against_an_anonymous_quicksilver() {
+    // Mercure 1.0 subscriptions (match_urlpattern) without a token; updates published with the
+    // draft-07 publisher token still reach them.
+    let Some(hub) = Hub::start_with("http", &[("MERCURE_ANONYMOUS", "1")]) else { return };
+    let pid = hub.child.id().to_string();
+    let args = ["--hub", hub.url.as_str(), "--key", KEY, "--hub-pid", pid.as_str(), "--anonymous"];
+    let scenario = ["topics", "--subscribers", "20", "--updates", "100", "--urlpatterns"];
+    let report = loadtest("urlpatterns", &[&args[..], &scenario].concat());
+    assert_clean(&report, "subscribers_connected");
+    assert_eq!(report["results"]["deliveries"]["count"], 100, "{report:#}");
+    assert_eq!(report["params"]["urlpatterns"], true, "{report:#}");
+    assert_eq!(report["params"]["anonymous"], true, "{report:#}");
+}
+
+#[test]
+fn url_patterns_with_a_minted_token_are_refused_before_running() {
+    // The hub would answer 400 (a draft-07 token on a Mercure 1.0 subscription) to every
+    // subscriber: the tool says so at once instead. No hub is needed.
+    let hub = format!("http://127.0.0.1:{}/.well-known/mercure", closed_port());
+    let args = ["--hub", &hub, "--key", "k", "topics", "--subscribers", "3", "--urlpatterns"];
+    let json = temp_path("urlpatterns-minted");
+    let output = loadtest_command(&args, &json).output().expect("loadtest runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("--urlpatterns") && stderr.contains("--anonymous"), "{stderr}");
+
+    let both = ["--hub", &hub, "--anonymous", "topics", "--templates", "--urlpatterns"];
+    let output = loadtest_command(&both, &json).output().expect("loadtest runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}
+
+#[test]
 fn following_the_hub_and_other_processes() {
     let Some(hub) = Hub::start() else { return };
     let sleeper = Sleeper::start();

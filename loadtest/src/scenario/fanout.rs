@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::cli::FanoutArgs;
 use crate::context::Ctx;
 use crate::fleet::{Expected, SubSpec};
+use crate::http::Selector;
 use crate::publisher::PublishPlan;
 use crate::report::{Report, Uses};
 
@@ -32,7 +33,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &FanoutArgs) -> anyhow::Result<Report> {
         }),
     );
     let spec = SubSpec {
-        topics: vec![args.topic.clone()],
+        topics: vec![Selector::Topic(args.topic.clone())],
         last_event_id: None,
         expected: Expected::Range { start: 0, end: args.updates },
     };

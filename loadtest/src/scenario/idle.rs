@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::cli::IdleArgs;
 use crate::context::{Ctx, ProcessWatch};
 use crate::fleet::{Expected, Fleet, SubSpec};
+use crate::http::Selector;
 use crate::procstat::{self, Pid};
 use crate::progress::Progress;
 use crate::report::{Figure, Report, Uses};
@@ -46,7 +47,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &IdleArgs) -> anyhow::Result<Report> {
 
     let specs = (0..args.connections)
         .map(|index| SubSpec {
-            topics: vec![topic(index)],
+            topics: vec![Selector::Topic(topic(index))],
             last_event_id: None,
             expected: Expected::NONE,
         })

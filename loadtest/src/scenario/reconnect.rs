@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::cli::ReconnectArgs;
 use crate::context::{Ctx, ProcessWatch};
 use crate::fleet::{Expected, Fleet, SubSpec};
+use crate::http::Selector;
 use crate::progress::Progress;
 use crate::publisher::{PublishPlan, Publishers};
 use crate::report::{Figure, Report, Uses};
@@ -80,8 +81,11 @@ pub async fn run(ctx: &Arc<Ctx>, args: &ReconnectArgs) -> anyhow::Result<Report>
 
     // 2. First connections, then the cut.
     let first = ctx.stop.child_token();
-    let spec =
-        SubSpec { topics: vec![topic.clone()], last_event_id: None, expected: Expected::NONE };
+    let spec = SubSpec {
+        topics: vec![Selector::Topic(topic.clone())],
+        last_event_id: None,
+        expected: Expected::NONE,
+    };
     let fleet = Fleet::spawn(ctx, vec![spec; args.subscribers as usize], &first, true, 0)?;
     wait_connected(ctx, &fleet, "connecting").await;
     first.cancel();
@@ -93,7 +97,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &ReconnectArgs) -> anyhow::Result<Report>
     // subscribe URLs, each on the URL after the one it first used (a resume on another node).
     let storm = ctx.stop.child_token();
     let spec = SubSpec {
-        topics: vec![topic],
+        topics: vec![Selector::Topic(topic)],
         last_event_id: Some(resume_id.clone()),
         expected: Expected::Range { start: resume_from, end: args.history },
     };

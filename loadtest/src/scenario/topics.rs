@@ -1,7 +1,10 @@
-//! `topics`: N subscribers on N distinct topics (or URI templates), M updates to random ones.
+//! `topics`: N subscribers on N distinct topics (or URI templates, or URL Patterns), M updates to
+//! random ones.
 //!
 //! Measures the hub's matching of updates to subscribers when every subscriber wants something
-//! different, and checks each subscriber received exactly the updates sent to its topic. See
+//! different, and checks each subscriber received exactly the updates sent to its topic. URI
+//! templates (draft-07 `topic=`) and URL Patterns (Mercure 1.0 `match_urlpattern=`) match the
+//! same topics, so the two runs measure the two matchers on the same work. See
 //! [`crate::cli::Scenario::Topics`].
 
 use std::sync::Arc;
@@ -11,8 +14,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::cli::TopicsArgs;
-use crate::context::Ctx;
+use crate::context::{Ctx, SubscriberAuth};
 use crate::fleet::{Expected, SubSpec};
+use crate::http::Selector;
 use crate::publisher::PublishPlan;
 use crate::report::{Report, Uses};
 
@@ -21,6 +25,18 @@ use super::pubsub::{self, Plan};
 /// Topic (or template prefix) of subscriber `index`.
 pub fn topic(index: u64) -> String {
     format!("https://example.com/t/{index}")
+}
+
+/// How subscriber `index` selects its updates.
+fn selector(index: u64, args: &TopicsArgs) -> Selector {
+    let base = topic(index);
+    if args.templates {
+        Selector::Topic(format!("{base}/{{x}}"))
+    } else if args.urlpatterns {
+        Selector::UrlPattern(format!("{base}/:x"))
+    } else {
+        Selector::Topic(base)
+    }
 }
 
 /// For each update, the subscriber it goes to, drawn uniformly with `seed`.
@@ -32,6 +48,13 @@ pub fn targets(subscribers: u64, updates: u64, seed: u64) -> Vec<u64> {
 /// Runs the scenario.
 pub async fn run(ctx: &Arc<Ctx>, args: &TopicsArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(args.subscribers > 0, "topics needs at least one subscriber");
+    // Found here rather than as N refused subscriptions (400 for mixing protocols).
+    anyhow::ensure!(
+        !(args.urlpatterns && matches!(ctx.subscriber_auth(), SubscriberAuth::Minted(_))),
+        "--urlpatterns subscribes with Mercure 1.0, and the hub refuses the draft-07 token minted \
+         from --key there: give --anonymous (the hub allowing anonymous subscribers, e.g. \
+         MERCURE_ANONYMOUS=1) or a Mercure 1.0 --subscriber-token"
+    );
     let seed = args.seed.unwrap_or_else(rand::random);
     let report = Report::new(
         ctx,
@@ -41,6 +64,8 @@ pub async fn run(ctx: &Arc<Ctx>, args: &TopicsArgs) -> anyhow::Result<Report> {
             "subscribers": args.subscribers,
             "updates": args.updates,
             "templates": args.templates,
+            "urlpatterns": args.urlpatterns,
+            "anonymous": matches!(ctx.subscriber_auth(), SubscriberAuth::Anonymous),
             "rate": pubsub::rate_json(args.rate),
             "payload": args.payload,
             "publishers": args.publishers,
@@ -57,16 +82,14 @@ pub async fn run(ctx: &Arc<Ctx>, args: &TopicsArgs) -> anyhow::Result<Report> {
     let specs = expected
         .into_iter()
         .enumerate()
-        .map(|(index, seqs)| {
-            let base = topic(index as u64);
-            SubSpec {
-                topics: vec![if args.templates { format!("{base}/{{x}}") } else { base }],
-                last_event_id: None,
-                expected: Expected::List(seqs),
-            }
+        .map(|(index, seqs)| SubSpec {
+            topics: vec![selector(index as u64, args)],
+            last_event_id: None,
+            expected: Expected::List(seqs),
         })
         .collect();
-    let templates = args.templates;
+    // Templates and URL Patterns both take one more path segment.
+    let deeper = args.templates || args.urlpatterns;
     let plan = Plan {
         subscribers: specs,
         publish: PublishPlan {
@@ -76,7 +99,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &TopicsArgs) -> anyhow::Result<Report> {
             payload: args.payload,
             topic: Arc::new(move |seq| {
                 let base = topic(targets[seq as usize]);
-                if templates {
+                if deeper {
                     format!("{base}/{seq}")
                 } else {
                     base
@@ -101,5 +124,29 @@ mod tests {
         assert!(first.iter().all(|&target| target < 10));
         // Every subscriber is hit with 1000 draws over 10.
         assert!((0..10).all(|index| first.contains(&index)));
+    }
+
+    #[test]
+    fn selectors_of_each_kind() {
+        let args = |extra: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_checked([&["loadtest", "topics"], extra].concat())
+                .expect("valid command line");
+            match cli.scenario {
+                crate::cli::Scenario::Topics(args) => args,
+                other => panic!("parsed as {other:?}"),
+            }
+        };
+        assert_eq!(selector(4, &args(&[])), Selector::Topic("https://example.com/t/4".into()));
+        assert_eq!(
+            selector(4, &args(&["--templates"])),
+            Selector::Topic("https://example.com/t/4/{x}".into())
+        );
+        assert_eq!(
+            selector(4, &args(&["--urlpatterns"])),
+            Selector::UrlPattern("https://example.com/t/4/:x".into())
+        );
+        let both = ["loadtest", "topics", "--templates", "--urlpatterns"];
+        let error = crate::cli::Cli::try_parse_checked(both).expect_err("refused");
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict, "{error}");
     }
 }
