@@ -89,7 +89,7 @@ async fn read_request(
     for (name, value) in query.pairs().chain(body.into_iter().flat_map(Form::pairs)) {
         // Names are case-sensitive, but any other name that looks like a matcher is refused
         // rather than ignored: a typo must not turn into a subscription to nothing.
-        if name.len() >= 5 && name[..5].eq_ignore_ascii_case("match") {
+        if name.get(..5).is_some_and(|start| start.eq_ignore_ascii_case("match")) {
             let kind = match name {
                 "match" | "match_exact" => MatchType::Exact,
                 "match_urlpattern" => MatchType::UrlPattern,
