@@ -27,6 +27,9 @@ pub enum HubError {
     /// A malformed or invalid request (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A credential sent in a way the hub does not accept (400, RFC 6750 `invalid_request`).
+    #[error("Bad Request: {0}")]
+    InvalidRequest(String),
     /// A publish body above `max_request_body_size` (413).
     #[error("Payload Too Large: the body exceeds the {0}-byte limit (max_request_body_size)")]
     PayloadTooLarge(usize),
@@ -74,7 +77,7 @@ impl ResponseError for HubError {
         match self {
             Self::TokenMissing(_) | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) | Self::ContentTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -105,6 +108,12 @@ impl ResponseError for HubError {
             // RFC 9110: a 405 lists the methods the resource accepts.
             Self::MethodNotAllowed(allowed) => {
                 response.insert_header((header::ALLOW, *allowed));
+            }
+            Self::InvalidRequest(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_request\""),
+                ));
             }
             Self::Forbidden(_) => {
                 response.insert_header((

@@ -654,7 +654,8 @@ async fn garbage_subscribe_query_strings_get_4xx() {
         // Query tokens (no header).
         ("topic=a&authorization=garbage", false, 401),
         ("topic=a&authorization=", false, 401),
-        ("topic=a&authorization=a&authorization=b", false, 401),
+        // Two tokens: RFC 6750's invalid_request.
+        ("topic=a&authorization=a&authorization=b", false, 400),
         ("authorization=garbage", false, 401),
         ("topic=a", false, 401),
     ];
@@ -666,7 +667,7 @@ async fn garbage_subscribe_query_strings_get_4xx() {
     }
     // Two valid query tokens are refused too: the hub never picks one.
     let query = format!("topic=a&authorization={sub}&authorization={sub}");
-    assert_eq!(subscribe_status(&hub, &query, None).await, 401);
+    assert_eq!(subscribe_status(&hub, &query, None).await, 400);
     // A valid query token works.
     assert_eq!(subscribe_status(&hub, &format!("topic=a&authorization={sub}"), None).await, 200);
     // URI-template-looking garbage is either taken literally or refused, never a 5xx.
@@ -678,10 +679,16 @@ async fn garbage_subscribe_query_strings_get_4xx() {
 }
 
 #[tokio::test]
-async fn garbage_authorization_headers_get_401() {
+async fn garbage_authorization_headers_get_400_or_401() {
     let hub = TestHub::start(&[]);
     let anonymous = TestHub::start(&[("MERCURE_ANONYMOUS", "1")]);
     for (what, value) in garbage_authorization_headers() {
+        // RFC 6750: a header that is not `Bearer <token>` is a malformed request (400,
+        // invalid_request); a token that does not verify is 401 (invalid_token).
+        let malformed = !value.to_str().is_ok_and(|v| {
+            v.strip_prefix("Bearer ").is_some_and(|token| !token.trim().is_empty())
+        });
+        let expected = if malformed { 400 } else { 401 };
         for (which, hub) in [("hub", &hub), ("anonymous hub", &anonymous)] {
             let response = client()
                 .get(hub_with_query(hub, "topic=a"))
@@ -689,9 +696,13 @@ async fn garbage_authorization_headers_get_401() {
                 .send()
                 .await
                 .expect("subscribe");
-            assert_eq!(response.status(), 401, "subscribe with {what} on the {which}");
+            assert_eq!(response.status(), expected, "subscribe with {what} on the {which}");
             let challenge = header(response.headers(), "www-authenticate").unwrap_or_default();
-            assert!(challenge.starts_with("Bearer"), "{what}: WWW-Authenticate {challenge:?}");
+            let error = if malformed { "invalid_request" } else { "invalid_token" };
+            assert!(
+                challenge.starts_with(&format!("Bearer error=\"{error}\"")),
+                "{what}: WWW-Authenticate {challenge:?}"
+            );
 
             let response = client()
                 .post(&hub.url)
@@ -701,7 +712,7 @@ async fn garbage_authorization_headers_get_401() {
                 .send()
                 .await
                 .expect("publish");
-            assert_eq!(response.status(), 401, "publish with {what} on the {which}");
+            assert_eq!(response.status(), expected, "publish with {what} on the {which}");
         }
     }
     // Two Authorization headers, even if one is valid.
@@ -713,7 +724,7 @@ async fn garbage_authorization_headers_get_401() {
             .send()
             .await
             .expect("subscribe");
-        assert_eq!(response.status(), 401, "two Authorization headers");
+        assert_eq!(response.status(), 400, "two Authorization headers");
     }
     // A malformed header is never overridden by a valid query token.
     let response = client()
@@ -722,7 +733,7 @@ async fn garbage_authorization_headers_get_401() {
         .send()
         .await
         .expect("subscribe");
-    assert_eq!(response.status(), 401);
+    assert_eq!(response.status(), 400);
     assert_hub_works(&hub).await;
     assert_hub_works(&anonymous).await;
 }

@@ -898,9 +898,9 @@ fn issuer_spec(issuer: String, settings: &serde_json::Value) -> Result<IssuerSpe
                         "{role}_jwks_uri `{uri}` must be an https:// or file:// URL"
                     )));
                 }
-                if let Some(unknown) = algorithms.iter().flatten().find(|alg| {
-                    !JWKS_ALGORITHMS.contains(&alg.as_str())
-                }) {
+                if let Some(unknown) =
+                    algorithms.iter().flatten().find(|alg| !JWKS_ALGORITHMS.contains(&alg.as_str()))
+                {
                     return Err(fail(format!(
                         "jwks_algorithms: `{unknown}` is not one of {}",
                         JWKS_ALGORITHMS.join(", ")

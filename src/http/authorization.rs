@@ -34,6 +34,13 @@ pub fn unauthorized(reason: impl Into<String>) -> HubError {
     HubError::Unauthorized(reason.into())
 }
 
+/// The one way to answer "the credential was sent in a way the hub does not accept" (RFC 6750
+/// `invalid_request`): a malformed `Authorization` header, two tokens, a cookie from a page the
+/// hub does not trust to publish.
+pub fn invalid_request(reason: impl Into<String>) -> HubError {
+    HubError::InvalidRequest(reason.into())
+}
+
 /// The one way to answer "a credential is needed and none was sent".
 pub fn token_missing(reason: impl Into<String>) -> HubError {
     HubError::TokenMissing(reason.into())
@@ -49,7 +56,7 @@ pub fn find_token(
     let mut headers = req.headers().get_all(header::AUTHORIZATION);
     if let Some(value) = headers.next() {
         if headers.next().is_some() {
-            return Err(unauthorized("more than one Authorization header"));
+            return Err(invalid_request("more than one Authorization header"));
         }
         let token = value
             .to_str()
@@ -57,13 +64,13 @@ pub fn find_token(
             .and_then(|v| v.split_once(' ').filter(|(s, _)| s.eq_ignore_ascii_case("bearer")))
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <JWT>`"))?;
+            .ok_or_else(|| invalid_request("the Authorization header must be `Bearer <JWT>`"))?;
         return Ok(Some((token.to_owned(), TokenSource::Header)));
     }
     let mut values = query.all("authorization");
     if let Some(token) = values.next() {
         if values.next().is_some() {
-            return Err(unauthorized("more than one authorization query parameter"));
+            return Err(invalid_request("more than one authorization query parameter"));
         }
         return Ok(Some((token.to_owned(), TokenSource::Query)));
     }
@@ -153,13 +160,13 @@ fn check_cookie_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), HubE
             .and_then(|v| v.to_str().ok())
             .and_then(origin_of_url)
             .ok_or_else(|| {
-                unauthorized("publishing with a cookie needs an Origin or Referer header")
+                invalid_request("publishing with a cookie needs an Origin or Referer header")
             })?,
     };
     if origin_allowed(allowed, &origin) {
         Ok(())
     } else {
-        Err(unauthorized(format!(
+        Err(invalid_request(format!(
             "the origin {origin:?} may not publish with a cookie (see publish_origins)"
         )))
     }
