@@ -685,9 +685,9 @@ async fn garbage_authorization_headers_get_400_or_401() {
     for (what, value) in garbage_authorization_headers() {
         // RFC 6750: a header that is not `Bearer <token>` is a malformed request (400,
         // invalid_request); a token that does not verify is 401 (invalid_token).
-        let malformed = !value.to_str().is_ok_and(|v| {
-            v.strip_prefix("Bearer ").is_some_and(|token| !token.trim().is_empty())
-        });
+        let malformed = !value
+            .to_str()
+            .is_ok_and(|v| v.strip_prefix("Bearer ").is_some_and(|token| !token.trim().is_empty()));
         let expected = if malformed { 400 } else { 401 };
         for (which, hub) in [("hub", &hub), ("anonymous hub", &anonymous)] {
             let response = client()

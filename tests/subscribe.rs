@@ -253,7 +253,11 @@ async fn cookie_publishing_checks_the_origin() {
     };
     assert_eq!(post(vec![("origin", "https://app.example.com")]).await, 200);
     assert_eq!(post(vec![("referer", "https://app.example.com/page?x=1")]).await, 200);
-    assert_eq!(post(vec![("origin", "https://evil.example.com")]).await, 400, "RFC 6750 invalid_request");
+    assert_eq!(
+        post(vec![("origin", "https://evil.example.com")]).await,
+        400,
+        "RFC 6750 invalid_request"
+    );
     assert_eq!(post(vec![]).await, 400, "no Origin nor Referer");
 }
 

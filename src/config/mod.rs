@@ -1473,6 +1473,32 @@ mod tests {
     }
 
     #[test]
+    fn protocols_resource_identifier_and_public_urls() {
+        let config = load(&[("MERCURE_JWT_KEY", "k")]).expect("valid");
+        assert_eq!(config.protocols, Protocols::ALL);
+        assert_eq!((config.resource_identifier, config.public_urls.len()), (None, 0));
+        let config = load(&[
+            ("MERCURE_JWT_KEY", "k"),
+            ("MERCURE_PROTOCOLS", "1.0"),
+            ("MERCURE_RESOURCE_IDENTIFIER", "https://hub.example/.well-known/mercure"),
+            ("MERCURE_PUBLIC_URLS", "https://HUB.example:443/, http://127.0.0.1:8080"),
+        ])
+        .expect("valid");
+        assert_eq!(config.protocols, Protocols { draft_07: false, v1: true });
+        assert_eq!(config.public_urls, ["https://hub.example", "http://127.0.0.1:8080"]);
+        for (key, value, expected) in [
+            ("MERCURE_PROTOCOLS", "", "list draft-07, 1.0 or both"),
+            ("MERCURE_PROTOCOLS", "draft-09", "`draft-09` is not a protocol"),
+            ("MERCURE_RESOURCE_IDENTIFIER", "/relative", "not an absolute URL"),
+            ("MERCURE_RESOURCE_IDENTIFIER", "ftp://x/y", "http or https"),
+            ("MERCURE_PUBLIC_URLS", "hub.example", "not an http or https URL"),
+        ] {
+            let error = load(&[("MERCURE_JWT_KEY", "k"), (key, value)]).expect_err(value);
+            assert!(error.to_string().contains(expected), "{key}={value}: {error}");
+        }
+    }
+
+    #[test]
     fn issuers_from_the_file_and_from_json() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("hub.toml");
