@@ -52,6 +52,25 @@ function jwt(claims, key = KEY) {
   return `${header}.${payload}.${signature}`;
 }
 
+/** A Mercure 1.0 access token (RFC 9068, `typ: at+jwt`) for `hub`, from the issuer the hub
+ * trusts with `MERCURE_TRUSTED_ISSUERS=https://localhost`; `aud` is the hub's URL exactly as the
+ * browser reaches it. */
+function accessToken(hub, options = {}) {
+  const { actions = ['subscribe', 'publish'], topics = [{ match: '*' }], key = KEY } = options;
+  const expiresIn = options.expiresIn ?? 600;
+  const header = base64url(JSON.stringify({ alg: 'HS256', typ: 'at+jwt' }));
+  const payload = base64url(JSON.stringify({
+    iss: 'https://localhost',
+    aud: hub.hub,
+    exp: Math.floor(Date.now() / 1000) + expiresIn,
+    authorization_details: [
+      { type: 'https://mercure.rocks/authorization-detail', actions, topics },
+    ],
+  }));
+  const signature = createHmac('sha256', key).update(`${header}.${payload}`).digest('base64url');
+  return `${header}.${payload}.${signature}`;
+}
+
 const PUBLISHER = jwt({ mercure: { publish: ['*'] } });
 const SUBSCRIBER = jwt({ mercure: { subscribe: ['*'] } });
 
@@ -367,6 +386,78 @@ describe('Quicksilver in a real browser', { timeout: 50_000 }, () => {
     }
   });
 
+
+  test('the debug UI subscribes with a Mercure 1.0 URL Pattern and receives an update from its form', async () => {
+    const { page, problems } = await uiPage();
+    const requests = [];
+    page.on('request', (request) => {
+      if (new URL(request.url()).pathname === HUB_PATH) requests.push(request);
+    });
+    try {
+      const base = uniqueTopic('ui-v1');
+      const subscribeForm = page.getByRole('region', { name: 'Subscribe' });
+      const publishForm = page.getByRole('region', { name: 'Publish' });
+      const selectorsField = subscribeForm.getByLabel(/^Topic selectors/);
+      const warning = page.locator('#subscribe-warning');
+
+      // A per-line prefix mixing the two protocols: said in the page, and never sent.
+      await selectorsField.fill(`match_urlpattern=${base}/:id\n${base}/{id}`);
+      await warning.filter({ hasText: /mix draft-07 topics with Mercure 1\.0 matchers/ }).waitFor();
+      await subscribeForm.getByRole('button', { name: 'Subscribe' }).click();
+      await page.locator('#subscribe-error').filter({ hasText: /^Not sent:/ }).waitFor();
+      assert.equal(await page.locator('#connection-state').getAttribute('data-state'), 'closed');
+      assert.equal(requests.length, 0, 'nothing sent to the hub');
+
+      // The matcher type of the lines without a prefix, and the cursor of Mercure 1.0.
+      await selectorsField.fill(`${base}/books/:id`);
+      await subscribeForm.getByLabel(/^Matcher type/).selectOption('urlpattern');
+      assert.equal(await warning.isVisible(), false);
+      assert.match(await page.locator('#sub-plan').textContent(), /Mercure 1\.0 URL Pattern/);
+      assert.match(await page.locator('#sub-cursor-name').textContent(), /last_event_id/);
+      await subscribeForm.getByLabel(/^Last-Event-ID/).fill('earliest');
+      await subscribeForm.getByRole('button', { name: 'Subscribe' }).click();
+      await page.locator('#connection-state[data-state="open"]').waitFor();
+      assert.match(await page.locator('#subscribe-response').textContent(), /Mercure-Last-Event-ID: earliest/);
+
+      const sent = new URL(requests.at(-1).url());
+      assert.deepEqual([...sent.searchParams], [
+        ['match_urlpattern', `${base}/books/:id`],
+        ['last_event_id', 'earliest'],
+      ]);
+
+      // Published with a draft-07 token through the same form: one router for both protocols.
+      await publishForm.getByRole('textbox', { name: /^Topics/ }).fill(`${base}/books/7`);
+      await publishForm.getByLabel(/^Data/).fill('to a URL Pattern');
+      await publishForm.getByLabel('Publisher JWT').fill(PUBLISHER);
+      await publishForm.getByRole('button', { name: 'Publish' }).click();
+      await page.locator('#publish-status').filter({ hasText: '200' }).waitFor();
+      const id = (await page.locator('#publish-body').textContent()).trim();
+
+      const event = page.locator('#events .event').filter({ hasText: 'to a URL Pattern' });
+      await event.waitFor();
+      assert.equal(await event.locator('.event-id .tag-value').textContent(), id);
+      assert.equal(await event.locator('.event-type .tag-value').textContent(), 'message');
+      // Another path does not match the pattern (the count below says so); another book does.
+      const other = await publish(hub, [['topic', `${base}/authors/7`], ['data', 'not a book']]);
+      assert.equal(other.status, 200, other.body);
+      const typed = await publish(hub, [
+        ['topic', `${base}/books/8`], ['data', 'typed'], ['type', 'book.updated'],
+      ]);
+      assert.equal(typed.status, 200, typed.body);
+      // A fetch stream receives every type, with no listener to declare.
+      const typedEvent = page.locator('#events .event').filter({ hasText: 'typed' });
+      await typedEvent.waitFor();
+      assert.equal(await typedEvent.locator('.event-type .tag-value').textContent(), 'book.updated');
+      assert.equal(await page.locator('#event-count').textContent(), '(2)');
+
+      await subscribeForm.getByRole('button', { name: 'Unsubscribe' }).click();
+      await page.locator('#connection-state[data-state="closed"]').waitFor();
+      assert.deepEqual(problems, [], 'no script error and no CSP violation');
+    } finally {
+      await page.close();
+    }
+  });
+
   test('the subscriptions button shows a readable result or error', async (t) => {
     const { page, problems } = await uiPage();
     try {
@@ -483,6 +574,191 @@ describe('Quicksilver in a real browser', { timeout: 50_000 }, () => {
       assert.match(response.headers.get('content-security-policy'), /^default-src 'self'/);
     }
     assert.equal((await fetch(`${hub.url}${HUB_PATH}/ui/missing.js`)).status, 404);
+  });
+});
+
+describe('Mercure 1.0 access tokens in the debug UI', { timeout: 50_000 }, () => {
+  let hub;
+  let browser;
+  let context;
+
+  before(async () => {
+    // Not anonymous: a Mercure 1.0 subscription needs the access token, sent as a header.
+    hub = await startHub({ MERCURE_TRUSTED_ISSUERS: 'https://localhost', MERCURE_ANONYMOUS: '0' });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: WAIT_MS,
+    });
+    context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+    context.setDefaultTimeout(WAIT_MS);
+  });
+
+  after(async () => {
+    try {
+      if (browser) await browser.close();
+    } finally {
+      if (hub) await hub.stop();
+    }
+  });
+
+  async function uiPage() {
+    const page = await context.newPage();
+    const problems = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
+    });
+    const requests = [];
+    page.on('request', (request) => requests.push(request));
+    assert.equal((await page.goto(`${hub.url}${HUB_PATH}/ui/`)).status(), 200);
+    return { page, problems, requests };
+  }
+
+  test('subscribes with an access token in the Authorization header and receives a private update', async () => {
+    const { page, problems, requests } = await uiPage();
+    try {
+      const token = accessToken(hub);
+      const base = uniqueTopic('ui-at');
+      const subscribeForm = page.getByRole('region', { name: 'Subscribe' });
+      const publishForm = page.getByRole('region', { name: 'Publish' });
+      const error = page.locator('#subscribe-error');
+
+      // Without a token: the hub's 401, its body and WWW-Authenticate are shown.
+      await subscribeForm.getByLabel(/^Topic selectors/).fill(`${base}/:id`);
+      await subscribeForm.getByLabel(/^Matcher type/).selectOption('urlpattern');
+      await subscribeForm.getByRole('button', { name: 'Subscribe' }).click();
+      await page.locator('#connection-state[data-state="error"]').waitFor();
+      const refused = await error.textContent();
+      assert.match(refused, /401 Unauthorized/);
+      assert.match(refused, /WWW-Authenticate: Bearer resource_metadata="/);
+
+      // An access token with draft-07 selectors: the page says so and sends nothing.
+      await subscribeForm.getByLabel('Subscriber JWT').fill(token);
+      assert.match(await page.locator('#sub-jwt-kind').textContent(), /^Mercure 1\.0 token \(typ at\+jwt/);
+      await subscribeForm.getByLabel(/^Matcher type/).selectOption('topic');
+      await page
+        .locator('#subscribe-warning')
+        .filter({ hasText: /access token \(typ at\+jwt\) but the selectors are draft-07/ })
+        .waitFor();
+      const before = requests.length;
+      await subscribeForm.getByRole('button', { name: 'Subscribe' }).click();
+      await error.filter({ hasText: /^Not sent: The subscriber JWT is a Mercure 1\.0 access token/ }).waitFor();
+      assert.equal(requests.length, before, 'nothing sent to the hub');
+
+      // Mercure 1.0 matchers: a fetch stream with the token in the header, never in the URL.
+      await subscribeForm.getByLabel(/^Matcher type/).selectOption('urlpattern');
+      await subscribeForm.getByRole('button', { name: 'Subscribe' }).click();
+      await page.locator('#connection-state[data-state="open"]').waitFor();
+      const stream = requests.filter((r) => new URL(r.url()).pathname === HUB_PATH).at(-1);
+      assert.equal(stream.method(), 'GET');
+      assert.equal((await stream.allHeaders()).authorization, `Bearer ${token}`);
+      assert.deepEqual([...new URL(stream.url()).searchParams], [['match_urlpattern', `${base}/:id`]]);
+
+      // A private update, published with the same access token through the form.
+      await publishForm.getByRole('textbox', { name: /^Topics/ }).fill(`${base}/1`);
+      await publishForm.getByLabel(/^Data/).fill('private to the token');
+      await publishForm.getByLabel(/^Private/).check();
+      await publishForm.getByLabel('Publisher JWT').fill(token);
+      await publishForm.getByRole('button', { name: 'Publish' }).click();
+      await page.locator('#publish-status').filter({ hasText: '200' }).waitFor();
+      const id = (await page.locator('#publish-body').textContent()).trim();
+      const event = page.locator('#events .event').filter({ hasText: 'private to the token' });
+      await event.waitFor();
+      assert.equal(await event.locator('.event-id .tag-value').textContent(), id);
+
+      // A refused publication (type=mercure is the hub's own) shows the hub's body.
+      await publishForm.getByLabel(/^Type/).fill('mercure');
+      await publishForm.getByRole('button', { name: 'Publish' }).click();
+      await page.locator('#publish-status').filter({ hasText: '400' }).waitFor();
+      assert.match(await page.locator('#publish-body').textContent(), /mercure/);
+
+      // A token signed with another key: 401 invalid_token, with its WWW-Authenticate.
+      await publishForm.getByLabel(/^Type/).fill('');
+      await publishForm.getByLabel('Publisher JWT').fill(accessToken(hub, { key: 'wrong-key' }));
+      await publishForm.getByRole('button', { name: 'Publish' }).click();
+      await page.locator('#publish-status').filter({ hasText: '401' }).waitFor();
+      assert.match(
+        await page.locator('#publish-www-authenticate').textContent(),
+        /^WWW-Authenticate: Bearer error="invalid_token"/,
+      );
+
+      mkdirSync(SCREENSHOT_DIR, { recursive: true });
+      await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'ui-access-token.png'), fullPage: true });
+      await subscribeForm.getByRole('button', { name: 'Unsubscribe' }).click();
+      await page.locator('#connection-state[data-state="closed"]').waitFor();
+      assert.deepEqual(problems.filter((p) => !/status of (400|401)/.test(p)), []);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('shows presence events (event: mercure) and lists subscriptions in Mercure 1.0 shape', async () => {
+    const { page, problems } = await uiPage();
+    try {
+      const token = accessToken(hub);
+      const pattern = `${uniqueTopic('ui-list')}/:id`;
+      const subscribeForm = page.getByRole('region', { name: 'Subscribe' });
+      const status = page.locator('#subscriptions-status');
+      const rows = page.locator('#subscriptions-body tr');
+      const list = async () => {
+        await page.getByRole('button', { name: 'List subscriptions' }).click();
+        await page.waitForFunction(
+          () =>
+            !document.getElementById('subscriptions-button').disabled &&
+            !/^Loading/.test(document.getElementById('subscriptions-status').textContent),
+          null,
+          { timeout: WAIT_MS },
+        );
+        return status.textContent();
+      };
+
+      // `*` matches the hub's presence topics too, which the token's `*` allows: the page sees
+      // its own arrival as an `event: mercure` document.
+      await subscribeForm.getByLabel('Subscriber JWT').fill(token);
+      await subscribeForm.getByLabel(/^Matcher type/).selectOption('urlpattern');
+      await subscribeForm.getByLabel(/^Topic selectors/).fill(`${pattern}\nmatch=*`);
+      await subscribeForm.getByRole('button', { name: 'Subscribe' }).click();
+      await page.locator('#connection-state[data-state="open"]').waitFor();
+      const presence = page.locator('#events .event[data-type="mercure"]').filter({ hasText: pattern });
+      await presence.first().waitFor();
+      assert.equal(await presence.first().locator('.event-type .tag-value').textContent(), 'mercure');
+      const arrival = JSON.parse(await presence.first().locator('.event-data').textContent());
+      assert.equal(arrival.type, 'subscription');
+      assert.equal(arrival.match_type, 'urlpattern');
+
+      const all = await list();
+      assert.match(all, /^200 OK: \d+ active subscriptions?, cursor \(ETag\) \S+ \(Mercure 1\.0, JSON\)$/, all);
+      const mine = rows.filter({ hasText: pattern });
+      assert.equal(await mine.count(), 1);
+      const cells = await mine.locator('td').allTextContents();
+      assert.equal(cells[1], `urlpattern ${pattern}`);
+      assert.equal(cells[2], arrival.subscriber);
+      assert.equal(cells[3], 'yes');
+      assert.match(cells[0], /^\/\.well-known\/mercure\/subscriptions\/urlpattern\//);
+
+      // Only one matcher: /subscriptions/{match_type}/{match}.
+      await page.getByLabel(/^Only for this topic selector/).fill(pattern);
+      await page.getByLabel(/^Its match type/).selectOption('urlpattern');
+      assert.match(await list(), /^200 OK: 1 active subscription\b/);
+      assert.equal(await rows.count(), 1);
+      assert.equal(await page.locator('#subscriptions-raw-title').textContent(), 'Raw response (application/json)');
+
+      // Another token that does not allow the path: 403 insufficient_scope, shown.
+      await subscribeForm.getByRole('button', { name: 'Unsubscribe' }).click();
+      await subscribeForm.getByLabel('Subscriber JWT').fill(
+        accessToken(hub, {
+          actions: ['subscribe'],
+          topics: [{ match: 'https://example.com/only', match_type: 'exact' }],
+        }),
+      );
+      assert.match(await list(), /^Error: 403 Forbidden — fill the subscriber JWT/);
+      assert.match(await page.locator('#subscriptions-www-authenticate').textContent(), /insufficient_scope/);
+      assert.deepEqual(problems.filter((p) => !/status of 403/.test(p)), []);
+    } finally {
+      await page.close();
+    }
   });
 });
 
