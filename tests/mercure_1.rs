@@ -172,7 +172,18 @@ async fn unknown_matcher_parameters_and_missing_matchers_are_refused() {
     assert_eq!(status, 400, "draft-07 is off");
     assert!(body.contains("protocols"), "{body}");
 
-    let legacy_only = anonymous_hub(&[("MERCURE_PROTOCOLS", "draft-07")]);
+    // Publishing with a draft-07 token is refused too.
+    assert_eq!(publish(&hub, &[("topic", "a")]).await.0, 401, "a draft-07 publisher token");
+
+    let legacy_only =
+        anonymous_hub(&[("MERCURE_PROTOCOLS", "draft-07"), ("MERCURE_TRUSTED_ISSUERS", ISSUER)]);
+    let audience = format!("http://{}/.well-known/mercure", legacy_only.addr);
+    let access = access_token(&audience, json!([detail(&["publish"], &[("*", "exact")])]));
+    assert_eq!(
+        publish_with(&legacy_only, &access, &[("topic", "a")]).await.0,
+        401,
+        "an access token"
+    );
     let (status, body) = subscribe_status(&legacy_only, "match=a").await;
     assert_eq!(status, 400, "1.0 is off");
     assert!(body.contains("protocols"), "{body}");

@@ -14,11 +14,11 @@ use serde::Serialize;
 use url::Url;
 
 use super::forwarded::client_info;
+use super::HUB_PATH;
 use crate::access_token::MERCURE_DETAIL_TYPE;
 use crate::config::Config;
 use crate::error::HubError;
 use crate::hub::Hub;
-use crate::HUB_PATH;
 
 /// Path prefix of protected resource metadata (RFC 9728, section 3.1): the metadata of
 /// `https://host/.well-known/mercure` is at `https://host/.well-known/oauth-protected-resource/.well-known/mercure`.

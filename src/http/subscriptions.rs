@@ -19,6 +19,7 @@ use super::authorization::{
     find_token, granted_selector, token_missing, unauthorized, verify_access_token, TokenSource,
 };
 use super::resource;
+use super::HUB_PATH;
 use crate::access_token::{is_access_token, Role};
 use crate::error::HubError;
 use crate::form::{self, Form};
@@ -28,7 +29,6 @@ use crate::hub::presence::{
 use crate::hub::Hub;
 use crate::subscription::{presence_protocol, Protocol};
 use crate::topic_selector::{matches_any, TopicSelector};
-use crate::HUB_PATH;
 
 /// `Cache-Control` of every answer of the API: it says who is connected.
 const NO_STORE: &str = "private, no-store";
