@@ -392,9 +392,10 @@ impl TopicUrl {
         self.components.as_deref().map(|c| c.pathname.as_str())
     }
 
-    /// Whether `topic` parses without a base: then one `TopicUrl` serves every base.
-    pub fn is_absolute(topic: &str) -> bool {
-        Url::parse(topic).is_ok()
+    /// Whether the topic parsed as a URL. Parsed without a base, such a topic is absolute: one
+    /// `TopicUrl` then serves every base.
+    pub fn is_url(&self) -> bool {
+        self.components.is_some()
     }
 }
 
@@ -475,9 +476,9 @@ mod tests {
         assert!(!p.matches_str("http://["));
         assert_eq!(TopicUrl::parse("not a url", None).hostname(), None);
         assert_eq!(TopicUrl::parse("not a url", None).pathname(), None);
-        assert!(!TopicUrl::is_absolute("/foo/1"));
-        assert!(TopicUrl::is_absolute("https://example.com/foo/1"));
-        assert!(TopicUrl::is_absolute("urn:uuid:1"));
+        assert!(!TopicUrl::parse("/foo/1", None).is_url());
+        assert!(TopicUrl::parse("https://example.com/foo/1", None).is_url());
+        assert!(TopicUrl::parse("urn:uuid:1", None).is_url());
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Who may publish and subscribe: finding the credential of a request, checking it, and turning
 //! its claims into the topic selectors that decide what its holder may do.
 //!
-//! Every authentication failure is produced by [`unauthorized`], so they all answer the same way.
-//! Token verification itself (keys, pinned algorithms, expiry) lives in [`crate::jwt`].
+//! Authentication failures are produced by three functions, one per RFC 6750 answer:
+//! [`token_missing`] (401, no error code), [`unauthorized`] (401 `invalid_token`) and
+//! [`invalid_request`] (400). Token verification itself (keys, pinned algorithms, expiry) lives
+//! in [`crate::jwt`] for draft-07 tokens and in [`crate::access_token`] for Mercure 1.0 ones,
+//! verified for the hub's URL ([`super::resource`]).
 
 use actix_web::http::header;
 use actix_web::HttpRequest;

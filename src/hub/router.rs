@@ -592,7 +592,8 @@ impl SelectorIndex {
         }
         if !self.url_patterns.is_empty() {
             // An absolute topic is the same URL whatever the base: parsed once for all groups.
-            let absolute = TopicUrl::is_absolute(topic).then(|| TopicUrl::parse(topic, None));
+            let parsed = TopicUrl::parse(topic, None);
+            let absolute = parsed.is_url().then_some(parsed);
             for group in self.url_patterns.values() {
                 group.select(topic, absolute.as_ref(), selected);
             }
