@@ -78,13 +78,25 @@ pub fn decode_component(text: &str) -> Result<String, FormError> {
     decode(text.as_bytes(), 0)
 }
 
+/// Decodes one percent-encoded URL path segment: `%XX` escapes only, a `+` stays a plus (as
+/// Mercure 1.0 encodes the segments of its subscription topics).
+pub fn decode_path_segment(text: &str) -> Result<String, FormError> {
+    unescape(text.as_bytes(), 0, false)
+}
+
 /// Decodes `raw`, the part of a form that starts at byte `offset` (used in error positions).
 fn decode(raw: &[u8], offset: usize) -> Result<String, FormError> {
+    unescape(raw, offset, true)
+}
+
+/// Decodes `%XX` escapes in `raw` (which starts at byte `offset`), and `+` as a space when
+/// `plus_is_space` (forms) rather than as itself (paths).
+fn unescape(raw: &[u8], offset: usize, plus_is_space: bool) -> Result<String, FormError> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
         match raw[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hex = raw.get(i + 1..i + 3).ok_or(FormError::BadEscape(offset + i))?;
                 let (hi, lo) = (hex_value(hex[0]), hex_value(hex[1]));
@@ -155,6 +167,13 @@ mod tests {
         assert_eq!(parse(b"x=1&a=%zz"), Err(FormError::BadEscape(6)));
         assert_eq!(parse(b"a=%FF"), Err(FormError::NotUtf8));
         assert_eq!(parse(b"a=\xff"), Err(FormError::NotUtf8));
+    }
+
+    #[test]
+    fn decodes_a_path_segment_without_turning_plus_into_a_space() {
+        assert_eq!(decode_path_segment("a+b%20c%2Fd").expect("valid"), "a+b c/d");
+        assert!(decode_path_segment("%+1").is_err(), "a sign is not a hex digit");
+        assert!(decode_path_segment("%zz").is_err() && decode_path_segment("%C3").is_err());
     }
 
     #[test]

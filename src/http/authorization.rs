@@ -256,15 +256,9 @@ impl SubscriberGrant {
             )));
         };
         let grant = verify_access_token(hub, token, Role::Subscriber, resource).await?;
-        let authorized = grant
-            .subscribe
-            .iter()
-            .flat_map(|detail| &detail.topics)
-            .filter_map(|topic| granted_selector(topic, resource))
-            .collect();
         Ok(Self {
             payload: grant.subscribe_payload(first_matcher).cloned(),
-            authorized: Some(authorized),
+            authorized: Some(subscribe_selectors(&grant, resource)),
             expires_at: Some(grant.expires_at),
         })
     }
@@ -287,8 +281,19 @@ pub(super) async fn verify_access_token(
 
 /// The selector of a topic a token grants, resolved against the hub's URL. A URL Pattern that
 /// does not compile grants nothing (it can match no topic).
-pub(super) fn granted_selector(topic: &TopicGrant, resource: &url::Url) -> Option<TopicSelector> {
+fn granted_selector(topic: &TopicGrant, resource: &url::Url) -> Option<TopicSelector> {
     TopicSelector::parse_matcher(&topic.pattern, topic.match_type, resource).ok()
+}
+
+/// The selectors of every topic the `subscribe` details of `grant` allow, for the hub at
+/// `resource`: private updates, subscription events and the subscriptions API.
+pub(super) fn subscribe_selectors(grant: &AccessGrant, resource: &url::Url) -> Vec<TopicSelector> {
+    grant
+        .subscribe
+        .iter()
+        .flat_map(|detail| &detail.topics)
+        .filter_map(|topic| granted_selector(topic, resource))
+        .collect()
 }
 
 #[cfg(test)]

@@ -151,14 +151,9 @@ async fn read_request(
             if selectors.is_empty() {
                 return Err(HubError::BadRequest("Missing \"topic\" parameter.".into()));
             }
-            let last_event_id = req
-                .headers()
-                .get("last-event-id")
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .filter(|id| !id.is_empty())
-                .or_else(|| {
-                    query.first("lastEventID").filter(|id| !id.is_empty()).map(str::to_owned)
-                });
+            let last_event_id = header_cursor(req).filter(|id| !id.is_empty()).or_else(|| {
+                query.first("lastEventID").filter(|id| !id.is_empty()).map(str::to_owned)
+            });
             Ok(Request { protocol, selectors, last_event_id, grant })
         }
         Protocol::V1 => {
@@ -174,15 +169,17 @@ async fn read_request(
                 ));
             }
             // The header beats the query string, which beats the body.
-            let last_event_id = req
-                .headers()
-                .get("last-event-id")
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            let last_event_id = header_cursor(req)
                 .or_else(|| query.first("last_event_id").map(str::to_owned))
                 .or_else(|| body.and_then(|b| b.first("last_event_id")).map(str::to_owned));
             Ok(Request { protocol, selectors, last_event_id, grant })
         }
     }
+}
+
+/// The `Last-Event-ID` header, as sent (empty included).
+fn header_cursor(req: &HttpRequest) -> Option<String> {
+    req.headers().get("last-event-id").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// The protocol a token is for: Mercure 1.0 for an RFC 9068 access token (`typ: at+jwt`),

@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use super::authorization::{
-    find_token, granted_selector, token_missing, unauthorized, verify_access_token, TokenSource,
+    find_token, subscribe_selectors, token_missing, unauthorized, verify_access_token, TokenSource,
 };
 use super::resource;
 use super::HUB_PATH;
@@ -146,7 +146,7 @@ fn modern_target(path: &str) -> Result<ModernTarget, HubError> {
     let segments: Vec<&str> =
         rest.strip_prefix('/').ok_or(HubError::NotFound)?.split('/').collect();
     let decode = |segment: &str| {
-        percent_decode(segment).filter(|s| !s.is_empty()).ok_or_else(|| {
+        form::decode_path_segment(segment).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
             HubError::BadRequest(format!(
                 "malformed percent-encoding in the path segment {segment:?}"
             ))
@@ -169,25 +169,6 @@ fn modern_target(path: &str) -> Result<ModernTarget, HubError> {
         }
         _ => Err(HubError::NotFound),
     }
-}
-
-/// Strict percent-decoding of a path segment (`+` stays a plus); `None` for a bad escape or
-/// bytes that are not UTF-8.
-fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = segment.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// A quoted entity tag (or `Link` parameter) for `id`: `"`, `%`, space and control bytes are
@@ -215,12 +196,7 @@ async fn respond_v1(req: &HttpRequest, hub: &Hub, token: &str) -> Result<HttpRes
     let target = modern_target(req.path())?;
     let resource = resource::hub_url(req, &hub.config)?;
     let grant = verify_access_token(hub, token, Role::Subscriber, &resource).await?;
-    let allowed: Vec<TopicSelector> = grant
-        .subscribe
-        .iter()
-        .flat_map(|detail| &detail.topics)
-        .filter_map(|topic| granted_selector(topic, &resource))
-        .collect();
+    let allowed = subscribe_selectors(&grant, &resource);
     if !matches_any(&allowed, req.path()) {
         return Err(HubError::Forbidden(format!(
             "the token's subscribe details do not allow {}",

@@ -146,28 +146,25 @@ impl<'a> Document<'a> {
 /// Form-style escaping, as Go's `url.QueryEscape`: unreserved characters stay, a space becomes
 /// `+`, every other byte `%XX` (upper case).
 pub fn query_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char);
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    escape(text, "+")
 }
 
 /// Percent-encoding of one path segment, applied once to the raw text: every byte but the
 /// unreserved characters becomes `%XX` (a space `%20`), as Mercure 1.0 builds its topics.
 pub fn path_escape(text: &str) -> String {
+    escape(text, "%20")
+}
+
+/// Keeps the unreserved characters of `text`, writes `space` for a space and `%XX` (upper case)
+/// for every other byte.
+fn escape(text: &str, space: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
                 out.push(byte as char);
             }
+            b' ' => out.push_str(space),
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }
