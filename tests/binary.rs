@@ -642,8 +642,11 @@ async fn sigterm_drains_streams_and_keeps_every_acknowledged_update() {
         streams.push(Events::open_url(&url, &query, Some(&subscriber()), &[]).await);
     }
 
+    // The signal comes once some updates were acknowledged, however fast this machine is.
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let publishing = tokio::spawn({
         let url = url.clone();
+        let count = count.clone();
         async move {
             let mut acknowledged = Vec::new();
             for i in 0..100_000 {
@@ -654,11 +657,16 @@ async fn sigterm_drains_streams_and_keeps_every_acknowledged_update() {
                     Ok(response) if response.status() == 200 => acknowledged.push(id),
                     _ => break,
                 }
+                count.store(acknowledged.len(), std::sync::atomic::Ordering::Release);
             }
             acknowledged
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while count.load(std::sync::atomic::Ordering::Acquire) <= 10 {
+        assert!(std::time::Instant::now() < deadline, "11 publications within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     server.terminate();
     // Draining, the node is no longer ready: load balancers send new clients elsewhere.
     let deadline = std::time::Instant::now() + PATIENCE;
@@ -684,7 +692,11 @@ async fn sigterm_drains_streams_and_keeps_every_acknowledged_update() {
     let server = Server::start(dir.path(), &env);
     let headers = [("last-event-id", "earliest")];
     let mut replay = Events::open_url(&server.url(), &query, Some(&subscriber()), &headers).await;
+    // Every acknowledged update, then perhaps the one in flight at the signal.
     let mut stored = Vec::new();
+    while stored.len() < acknowledged.len() {
+        stored.push(replay.next().await.id);
+    }
     while let Some(event) = replay.next_within(Duration::from_millis(500)).await {
         stored.push(event.id);
     }
