@@ -1,0 +1,1 @@
+//! A Mercure client: publish updates, subscribe to them, discover hubs, mint tokens.
