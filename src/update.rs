@@ -290,6 +290,36 @@ pub struct Update {
 }
 
 impl Update {
+    /// Starts an update whose canonical topic is `topic`; the other fields have their defaults
+    /// (no data, public, an id the hub generates, type `message`, no `retry`). Nothing is
+    /// checked before [`UpdateBuilder::build`].
+    ///
+    /// ```
+    /// use quicksilver::update::Update;
+    ///
+    /// let update = Update::builder("https://example.com/books/1")
+    ///     .topic("https://example.com/books")
+    ///     .data(r#"{"title": "Dune"}"#)
+    ///     .private(true)
+    ///     .build()?;
+    /// assert_eq!(update.topics.len(), 2);
+    /// assert!(update.id.as_str().starts_with("urn:uuid:"));
+    /// # Ok::<(), quicksilver::update::InvalidField>(())
+    /// ```
+    pub fn builder(topic: impl Into<String>) -> UpdateBuilder {
+        UpdateBuilder { topics: vec![topic.into()], ..UpdateBuilder::default() }
+    }
+
+    /// The checks of what only the hub may send, for an update from a publisher: no topic in
+    /// the reserved namespace or with a format character ([`Topic::check_published`]) and not
+    /// the hub's event type ([`EventType::check_published`]).
+    pub fn check_published(&self) -> Result<(), InvalidField> {
+        for topic in &self.topics {
+            topic.check_published()?;
+        }
+        self.event_type.as_ref().map_or(Ok(()), EventType::check_published)
+    }
+
     /// The wire form of this update, byte for byte as the reference hub writes it: `event:` (when a
     /// type is set), `retry:` (when above 0), `id:`, one `data:` line per line of data (split on
     /// CRLF, CR and LF), then an empty line.
@@ -307,6 +337,78 @@ impl Update {
         }
         out.put_u8(b'\n');
         out.freeze()
+    }
+}
+
+/// The fields of an [`Update`] before they are checked; made by [`Update::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use = "an update builder does nothing until `build` is called"]
+pub struct UpdateBuilder {
+    topics: Vec<String>,
+    data: String,
+    private: bool,
+    id: Option<String>,
+    event_type: Option<String>,
+    retry: Option<u64>,
+}
+
+impl UpdateBuilder {
+    /// Adds an alternate topic: subscribers to it receive the update too.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// The payload (empty by default), opaque to the hub.
+    pub fn data(mut self, data: impl Into<String>) -> Self {
+        self.data = data.into();
+        self
+    }
+
+    /// Whether only subscribers allowed one of the topics receive it (`false` by default).
+    pub fn private(mut self, private: bool) -> Self {
+        self.private = private;
+        self
+    }
+
+    /// The update's id, instead of one the hub generates (`urn:uuid:` and a UUIDv7).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The SSE event type, instead of the default `message`.
+    pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = Some(event_type.into());
+        self
+    }
+
+    /// The reconnection time the update tells its receivers (whole milliseconds; zero means
+    /// none).
+    pub fn retry(mut self, retry: std::time::Duration) -> Self {
+        self.retry = Some(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// Checks every field as the hub checks a publisher's (the same rules as `POST`, but for
+    /// the number of topics, which [`crate::Hub::publish`] checks against its setting).
+    pub fn build(self) -> Result<Update, InvalidField> {
+        let topics = self.topics.into_iter().map(Topic::new).collect::<Result<Vec<_>, _>>()?;
+        let id = match self.id.filter(|id| !id.is_empty()) {
+            Some(id) => EventId::new(id)?,
+            None => EventId::generate(),
+        };
+        let event_type = self.event_type.map(EventType::new).transpose()?;
+        let update = Update {
+            id,
+            topics,
+            data: self.data,
+            private: self.private,
+            event_type,
+            retry: self.retry.filter(|&retry| retry > 0),
+        };
+        update.check_published()?;
+        Ok(update)
     }
 }
 
@@ -399,6 +501,40 @@ mod tests {
             private: false,
             event_type: None,
             retry: None,
+        }
+    }
+
+    #[test]
+    fn the_builder_checks_every_field_as_a_publish_does() {
+        let update = Update::builder("a")
+            .topic("b")
+            .data("x")
+            .private(true)
+            .id("i")
+            .event_type("t")
+            .retry(std::time::Duration::from_millis(1500))
+            .build()
+            .expect("valid");
+        assert_eq!(update.topics.iter().map(Topic::as_str).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!((update.id.as_str(), update.data.as_str()), ("i", "x"));
+        assert_eq!(update.event_type.as_ref().map(EventType::as_str), Some("t"));
+        assert_eq!(update.retry, Some(1500));
+        assert!(update.private);
+
+        let defaults = Update::builder("a").retry(std::time::Duration::ZERO).build().expect("ok");
+        assert!(defaults.id.as_str().starts_with("urn:uuid:") && !defaults.private);
+        assert_eq!((defaults.retry, defaults.event_type), (None, None));
+
+        let refused = [
+            Update::builder("a\n").build(),
+            Update::builder("a").topic("/.well-known/mercure/x").build(),
+            Update::builder("a").id("#1").build(),
+            Update::builder("a").id("earliest").build(),
+            Update::builder("a").event_type("mercure").build(),
+            Update::builder("a").event_type("t\u{202E}").build(),
+        ];
+        for result in refused {
+            assert!(result.is_err(), "{result:?}");
         }
     }
 

@@ -433,6 +433,50 @@ pub struct Config {
     pub trusted_proxies: Option<TrustedProxies>,
 }
 
+/// Settings given by name, layered as the binary layers its sources: defaults < the optional
+/// TOML file < the `MERCURE_*` variables (only with [`ConfigBuilder::env`]) < the values set
+/// here. Made by [`Config::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use = "a configuration builder does nothing until `build` is called"]
+pub struct ConfigBuilder {
+    file: Option<PathBuf>,
+    env: bool,
+    values: Vec<(String, String)>,
+}
+
+impl ConfigBuilder {
+    /// Sets `key` (a setting's name, as in the TOML file: `jwt_key`, `transport`,
+    /// `cors_origins`...) to `value`, written as in a `MERCURE_*` variable: `30s`, `1MiB`,
+    /// `true`, a space- or comma-separated list, JSON for `issuers`.
+    pub fn set(mut self, key: &str, value: impl fmt::Display) -> Self {
+        self.values.push((key.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    /// Reads this TOML file under the values set here.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// Reads the process's `MERCURE_*` variables too, under the values set here.
+    pub fn env(mut self) -> Self {
+        self.env = true;
+        self
+    }
+
+    /// Checks the settings as the binary does at start.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let mut env: Vec<(String, String)> =
+            if self.env { std::env::vars().collect() } else { Vec::new() };
+        for (key, value) in self.values {
+            check_known(&key, " (ConfigBuilder::set)")?;
+            env.push((format!("{ENV_PREFIX}{}", key.to_ascii_uppercase()), value));
+        }
+        Config::from_sources(self.file.as_deref(), env)
+    }
+}
+
 /// The protocol versions a hub answers (`protocols`): Mercure draft-07 (`topic` parameters,
 /// `mercure` claims) and Mercure 1.0 (`match` parameters, RFC 9068 tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -543,6 +587,27 @@ impl Config {
     /// Whether the hub serves HTTPS: from certificate files or from an ACME server.
     pub fn https(&self) -> bool {
         self.tls.is_some() || self.acme.is_some()
+    }
+
+    /// A builder for a configuration set from code, with the names and the checks of the TOML
+    /// file and the `MERCURE_*` variables: what an application embedding the hub starts from.
+    ///
+    /// ```
+    /// use quicksilver::config::Config;
+    ///
+    /// let config = Config::builder()
+    ///     .set("jwt_key", "!ChangeThisMercureHubJWTSecretKey!")
+    ///     .set("transport", "memory")
+    ///     .set("history_size", 1000)
+    ///     .build()?;
+    /// assert_eq!(config.history_size, 1000);
+    ///
+    /// let typo = Config::builder().set("histroy_size", 10).build();
+    /// assert!(typo.unwrap_err().to_string().contains("histroy_size"));
+    /// # Ok::<(), quicksilver::config::ConfigError>(())
+    /// ```
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
     }
 
     /// Loads the configuration from the optional TOML file and the process environment.

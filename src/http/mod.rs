@@ -34,13 +34,15 @@ use std::time::Duration;
 use actix_http::error::DispatchError;
 use actix_http::Protocol;
 use actix_service::ServiceFactoryExt;
-use actix_web::dev::{AppConfig, Server};
+use actix_web::body::EitherBody;
+use actix_web::dev::{AppConfig, Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::rt::net::TcpStream;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use futures_util::FutureExt;
 
+use crate::config::Config;
 use crate::error::HubError;
 use crate::hub::{presence, Hub};
 use crate::metrics::Metrics;
@@ -230,7 +232,7 @@ impl Http<'_> {
     }
 }
 
-/// What every worker's application shares.
+/// What every worker's application shares, and the hub's middleware (see [`AppShared::layer`]).
 #[derive(Clone)]
 struct AppShared {
     hub: web::Data<Hub>,
@@ -246,115 +248,100 @@ impl AppShared {
             hub: web::Data::new(hub),
         }
     }
+
+    /// The hub's middleware around `service`, for one request: refuses headers over
+    /// `max_header_size` and misdirected requests (`public_urls`), then counts the response in
+    /// the metrics, adds the Mercure 1.0 metadata to `WWW-Authenticate` challenges, logs the
+    /// request at debug level and adds the CORS headers.
+    fn layer<S, B>(
+        &self,
+        req: ServiceRequest,
+        service: &S,
+    ) -> impl std::future::Future<
+        Output = Result<ServiceResponse<EitherBody<B, actix_web::body::BoxBody>>, actix_web::Error>,
+    >
+    where
+        S: actix_web::dev::Service<
+            ServiceRequest,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    {
+        let origins = self.cors_origins.clone();
+        let metrics = self.metrics.clone();
+        let hub = self.hub.clone();
+        let max_header_size = hub.config.max_header_size;
+        let request = RequestLog::start(&req);
+        let size: usize =
+            req.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+        let refusal = if size > max_header_size {
+            Some(HubError::HeadersTooLarge { size, limit: max_header_size })
+        } else {
+            misdirected(req.request(), &hub.config)
+        };
+        let answer = if let Some(error) = refusal {
+            let response = req.error_response(error).map_into_right_body();
+            futures_util::future::Either::Left(std::future::ready(Ok(response)))
+        } else {
+            let answer = service.call(req);
+            futures_util::future::Either::Right(
+                answer.map(|result| result.map(|response| response.map_into_left_body())),
+            )
+        };
+        answer.map(move |result| {
+            result.map(|mut response| {
+                metrics.http_response(response.status().as_u16());
+                if response.headers().contains_key(header::WWW_AUTHENTICATE) {
+                    let req = response.request().clone();
+                    resource::add_challenge_metadata(&req, &hub.config, response.headers_mut());
+                }
+                if let Some(request) = request {
+                    request.finish(response.status());
+                }
+                cors::add_headers(&origins, response)
+            })
+        })
+    }
 }
 
-/// The hub's HTTP application: routes, middleware and shared state, built once per worker.
+/// The headers every answer of the hub carries. The UI loads nothing from elsewhere, so one
+/// strict policy serves every page.
+fn security_headers() -> DefaultHeaders {
+    let csp = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+    DefaultHeaders::new()
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        // The auditor this header once enabled is gone, and its blocking mode could itself be
+        // abused to suppress scripts: `0` is the current advice.
+        .add((header::X_XSS_PROTECTION, "0"))
+        .add((header::CONTENT_SECURITY_POLICY, csp))
+}
+
+/// The hub's HTTP application as the binary serves it: the hub's routes, the health checks,
+/// metrics and welcome page, under the hub's middleware. Built once per worker.
 fn app(
     shared: &AppShared,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
-        actix_web::dev::ServiceRequest,
+        ServiceRequest,
         Config = (),
-        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
         Error = actix_web::Error,
         InitError = (),
     >,
 > {
     let config = &shared.hub.config;
-    // The UI loads nothing from elsewhere, so one strict policy serves every page.
-    let csp = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
-    let subscriptions = config.subscriptions;
-    let ui = config.ui;
     // With `metrics_addr`, metrics move to their own listener (see `serve_metrics`).
     let metrics_here = config.metrics_addr.is_none();
-    let cors_origins = shared.cors_origins.clone();
-    let metrics = shared.metrics.clone();
-    let max_header_size = config.max_header_size;
     let compress = config.compress;
+    let layer = shared.clone();
     App::new()
         .app_data(shared.hub.clone())
         .app_data(shared.metrics.clone())
-        .wrap_fn(move |req, service| {
-            let origins = cors_origins.clone();
-            let metrics = metrics.clone();
-            let request = RequestLog::start(&req);
-            let size: usize =
-                req.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
-            let refusal = if size > max_header_size {
-                Some(HubError::HeadersTooLarge { size, limit: max_header_size })
-            } else {
-                misdirected(req.request())
-            };
-            let answer = if let Some(error) = refusal {
-                let response = req.error_response(error).map_into_right_body();
-                futures_util::future::Either::Left(std::future::ready(Ok(response)))
-            } else {
-                let answer = actix_web::dev::Service::call(service, req);
-                futures_util::future::Either::Right(
-                    answer.map(|result| result.map(|response| response.map_into_left_body())),
-                )
-            };
-            answer.map(move |result| {
-                result.map(|mut response| {
-                    metrics.http_response(response.status().as_u16());
-                    if response.headers().contains_key(header::WWW_AUTHENTICATE) {
-                        let req = response.request().clone();
-                        if let Some(hub) = req.app_data::<web::Data<Hub>>() {
-                            resource::add_challenge_metadata(
-                                &req,
-                                &hub.config,
-                                response.headers_mut(),
-                            );
-                        }
-                    }
-                    if let Some(request) = request {
-                        request.finish(response.status());
-                    }
-                    cors::add_headers(&origins, response)
-                })
-            })
-        })
-        .wrap(
-            DefaultHeaders::new()
-                .add((header::X_FRAME_OPTIONS, "DENY"))
-                .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                // The auditor this header once enabled is gone, and its blocking mode could
-                // itself be abused to suppress scripts: `0` is the current advice.
-                .add((header::X_XSS_PROTECTION, "0"))
-                .add((header::CONTENT_SECURITY_POLICY, csp)),
-        )
+        .wrap_fn(move |req, service| layer.layer(req, service))
+        .wrap(security_headers())
+        .configure(|cfg| hub_routes(cfg, shared, false))
         .configure(|cfg| {
-            if ui {
-                ui::configure(cfg, compress);
-            }
-            if subscriptions {
-                let api = |path: &'static str| {
-                    web::resource(path)
-                        .wrap(compression(compress))
-                        .route(web::get().to(subscriptions::api))
-                        .default_service(web::to(subscriptions::method_not_allowed))
-                };
-                cfg.service(api(presence::SUBSCRIPTIONS_PATH))
-                    .service(api("/.well-known/mercure/subscriptions/{rest:.*}"));
-            }
-        })
-        .service(
-            web::resource(HUB_PATH)
-                .route(web::get().to(subscribe::subscribe))
-                .route(web::head().to(subscribe::subscribe))
-                .route(web::post().to(publish::publish))
-                .route(web::method(QUERY.clone()).to(subscribe::subscribe_query))
-                .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .configure(|cfg| {
-            if resource::serves_metadata(config) {
-                cfg.service(
-                    web::resource(resource::METADATA_PATH)
-                        .route(web::get().to(resource::metadata))
-                        .route(web::head().to(resource::metadata)),
-                );
-            }
             if metrics_here {
                 cfg.route("/metrics", web::get().to(health::render_metrics));
             }
@@ -367,14 +354,122 @@ fn app(
         .default_service(web::to(not_found))
 }
 
+/// The hub's own routes: `/.well-known/mercure` and what is below it (the subscriptions API,
+/// the UI), and the Mercure 1.0 metadata document. With `layered` (an application embedding
+/// the hub), they carry the hub's data and middleware themselves; the binary's [`app`] puts
+/// those around everything instead.
+fn hub_routes(cfg: &mut web::ServiceConfig, shared: &AppShared, layered: bool) {
+    let config = &shared.hub.config;
+    let compress = config.compress;
+    let (subscriptions, ui) = (config.subscriptions, config.ui);
+    // Paths inside the scope are relative to the hub's URL.
+    let relative = |path: &str| path.strip_prefix(HUB_PATH).unwrap_or(path).to_owned();
+    let scope = web::scope(HUB_PATH)
+        .configure(|cfg| {
+            if ui {
+                ui::configure(cfg, &relative(ui::UI_PATH), compress);
+            }
+            if subscriptions {
+                let api = |path: String| {
+                    web::resource(path)
+                        .wrap(compression(compress))
+                        .route(web::get().to(subscriptions::api))
+                        .default_service(web::to(subscriptions::method_not_allowed))
+                };
+                let collection = relative(presence::SUBSCRIPTIONS_PATH);
+                let one = format!("{collection}/{{rest:.*}}");
+                cfg.service(api(collection)).service(api(one));
+            }
+        })
+        .service(
+            web::resource("")
+                .route(web::get().to(subscribe::subscribe))
+                .route(web::head().to(subscribe::subscribe))
+                .route(web::post().to(publish::publish))
+                .route(web::method(QUERY.clone()).to(subscribe::subscribe_query))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
+                .default_service(web::to(method_not_allowed)),
+        );
+    let metadata = resource::serves_metadata(config).then(|| {
+        web::resource(resource::METADATA_PATH)
+            .route(web::get().to(resource::metadata))
+            .route(web::head().to(resource::metadata))
+    });
+    if layered {
+        let layer = shared.clone();
+        cfg.service(
+            scope
+                .app_data(shared.hub.clone())
+                .app_data(shared.metrics.clone())
+                .wrap_fn(move |req, service| layer.layer(req, service))
+                .wrap(security_headers()),
+        );
+        if let Some(metadata) = metadata {
+            let layer = shared.clone();
+            cfg.service(
+                metadata
+                    .app_data(shared.hub.clone())
+                    .wrap_fn(move |req, service| layer.layer(req, service))
+                    .wrap(security_headers()),
+            );
+        }
+    } else {
+        cfg.service(scope);
+        if let Some(metadata) = metadata {
+            cfg.service(metadata);
+        }
+    }
+}
+
+impl Hub {
+    /// The hub's routes for an actix-web application that embeds it: `/.well-known/mercure`
+    /// (publish, subscribe, and the subscriptions API and UI when enabled) and the Mercure 1.0
+    /// metadata document, each with the hub's middleware (CORS, header limits, metrics,
+    /// security headers) and nothing else of the application's. Call it in the server's
+    /// application factory, once per worker:
+    ///
+    /// ```no_run
+    /// use actix_web::{web, App, HttpServer};
+    /// use quicksilver::{config::Config, Hub};
+    ///
+    /// # async fn run() -> anyhow::Result<()> {
+    /// let config = Config::builder().set("jwt_key", "!ChangeThisMercureHubJWTSecretKey!").build()?;
+    /// let hub = Hub::start(config)?;
+    /// let server = HttpServer::new({
+    ///     let hub = hub.clone();
+    ///     move || {
+    ///         App::new()
+    ///             .configure(hub.configure())
+    ///             .route("/", web::get().to(|| async { "the application's own page" }))
+    ///     }
+    /// })
+    /// .disable_signals()
+    /// .bind("127.0.0.1:8080")?
+    /// .run();
+    /// // On SIGTERM or Ctrl-C: drain the streams, then stop the server.
+    /// actix_web::rt::spawn(quicksilver::shutdown_on_signal(hub, server.handle()));
+    /// server.await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// The application's server decides what the binary's settings would otherwise decide:
+    /// `addr`, `workers`, TLS and ACME, `read_timeout`, and `dispatch_timeout` (which needs the
+    /// binary's own connection handling); the health checks and metrics are the application's
+    /// to serve, from [`Hub::is_ready`] and [`Metrics::render`].
+    pub fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+        let shared = AppShared::new(self.clone());
+        move |cfg: &mut web::ServiceConfig| hub_routes(cfg, &shared, true)
+    }
+}
+
 /// With `public_urls`, the refusal (421) of a request to the hub's URLs (`/.well-known/...`)
 /// for another host. Health checks and metrics answer whatever the host: probes use addresses.
-fn misdirected(req: &actix_web::HttpRequest) -> Option<HubError> {
-    let hub = req.app_data::<web::Data<Hub>>()?;
-    if hub.config.public_urls.is_empty() || !req.path().starts_with("/.well-known/") {
+fn misdirected(req: &actix_web::HttpRequest, config: &Config) -> Option<HubError> {
+    if config.public_urls.is_empty() || !req.path().starts_with("/.well-known/") {
         return None;
     }
-    resource::hub_url(req, &hub.config).err()
+    resource::hub_url(req, config).err()
 }
 
 /// Compression (gzip or brotli, as the client accepts) for the responses that gain from it,
@@ -405,15 +500,15 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// through a load balancer to another node), lets in-flight publications finish, and returns so
 /// the process exits 0.
 /// Every acknowledged publication was already durably stored before its answer.
+///
+/// An application embedding the hub uses it as the binary does, with its own server's handle
+/// (and `HttpServer::disable_signals`, so that actix-web does not stop the server first).
 pub async fn shutdown_on_signal(hub: Hub, server: actix_web::dev::ServerHandle) {
     wait_for_signal().await;
-    let drain = hub.config.drain_timeout;
-    tracing::info!(?drain, "shutdown signal received: draining");
-    hub.stop();
-    let _ = hub.router.drain(drain);
+    tracing::info!(drain = ?hub.config.drain_timeout, "shutdown signal received: draining");
     // `stop(true)` stops accepting at once and waits for open connections (the streams, which
-    // the router ends within `drain`) up to the shutdown timeout.
-    server.stop(true).await;
+    // the hub's shutdown ends within `drain_timeout`) up to the server's shutdown timeout.
+    tokio::join!(hub.shutdown(), server.stop(true));
 }
 
 async fn wait_for_signal() {

@@ -27,7 +27,6 @@ use crate::config::Config;
 use crate::error::HubError;
 use crate::form::{Form, FormError};
 use crate::hub::Hub;
-use crate::transport::TransportError;
 use crate::update::{EventId, EventType, InvalidField, Topic, Update};
 
 /// The publish handler, traced as `mercure.publish`.
@@ -77,17 +76,7 @@ async fn publish_update(
     span.record("mercure.update.id", update.id.as_str());
     span.record("mercure.update.private", update.private);
 
-    let id = update.id.clone();
-    let seq = hub.transport.publish(update).await.map_err(|error| {
-        hub.metrics.publish_failed();
-        match error {
-            TransportError::Store(_) => tracing::error!(%error, "publish failed"),
-            _ => tracing::warn!(%error, "publish refused by the transport"),
-        }
-        HubError::from(error)
-    })?;
-    hub.metrics.update_published(started.elapsed());
-    tracing::debug!(id = %id, seq, "published");
+    let id = hub.store(update, started).await?;
     Ok(HttpResponse::Ok()
         // Explicit, so that an id looking like HTML is never sniffed as HTML.
         .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))

@@ -24,20 +24,21 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("favicon.svg", "image/svg+xml", include_bytes!("ui/favicon.svg")),
 ];
 
-/// Registers the UI routes under `/.well-known/mercure/ui`. Call only when `ui` is on.
+/// Registers the UI routes at `path`, [`UI_PATH`] relative to the hub's scope. Call only when
+/// `ui` is on.
 ///
 /// `…/ui` redirects (301) to `…/ui/`, which serves `index.html`; `…/ui/{file}` serves the named
 /// asset. Unknown files answer 404, and methods other than `GET` and `HEAD` answer 405.
-pub fn configure(cfg: &mut web::ServiceConfig, compress: bool) {
+pub fn configure(cfg: &mut web::ServiceConfig, path: &str, compress: bool) {
     cfg.service(
-        web::resource(UI_PATH)
+        web::resource(path)
             .route(web::get().to(redirect))
             .route(web::head().to(redirect))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
         // `[^/]*` also matches the empty name of `…/ui/` itself.
-        web::resource(format!("{UI_PATH}/{{file:[^/]*}}"))
+        web::resource(format!("{path}/{{file:[^/]*}}"))
             .wrap(super::compression(compress))
             .route(web::get().to(asset))
             .route(web::head().to(asset))
@@ -86,7 +87,8 @@ mod tests {
 
     /// Status, headers and body of `method path` on an app with only the UI routes.
     async fn call(method: Method, path: &str) -> (StatusCode, HeaderMap, String) {
-        let app = test::init_service(App::new().configure(|cfg| configure(cfg, false))).await;
+        let app =
+            test::init_service(App::new().configure(|cfg| configure(cfg, UI_PATH, false))).await;
         let request = test::TestRequest::default().method(method).uri(path).to_request();
         let response = test::call_service(&app, request).await;
         let status = response.status();

@@ -7,7 +7,10 @@
 //! - [`presence`]: the events that announce subscriptions, and their lifecycle.
 //!
 //! [`Hub`] picks the transport the configuration names, builds it from the feed into a new
-//! router, and is what the HTTP handlers share.
+//! router, and is what the HTTP handlers share. It is also what an application that embeds the
+//! hub holds: it publishes through [`Hub::publish`], reads [`Hub::subscriptions`] and
+//! [`Hub::is_ready`], and ends the hub with [`Hub::shutdown`] (the routes come from
+//! `Hub::configure`, in [`crate::http`]).
 
 pub mod presence;
 pub mod router;
@@ -15,6 +18,7 @@ pub mod subscriber;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::access_token::{JwksOptions, TrustedIssuers};
 use crate::config::{Config, NatsSettings, TransportKind};
@@ -25,8 +29,51 @@ use crate::transport::feed::{self, NewFeed};
 use crate::transport::local::LocalTransport;
 use crate::transport::memory::MemoryStore;
 use crate::transport::nats::NatsTransport;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
+use crate::update::{EventId, InvalidField, Update};
 use router::Router;
+
+/// How long [`Hub::shutdown`] waits, past `drain_timeout`, for the last streams to end and for
+/// the announcements still queued (subscription departures during a NATS outage); past it, the
+/// other nodes of a cluster make them.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why [`Hub::publish`] did not store an update. Nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A field a publisher may not send (a reserved topic or type).
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    /// An update without a topic.
+    #[error("an update needs at least one topic")]
+    NoTopic,
+    /// More topics than `max_topics_per_update`.
+    #[error(
+        "more than {limit} topics in one update (max_topics_per_update); publish the update in \
+         several parts or raise the setting"
+    )]
+    TooManyTopics {
+        /// The setting's value.
+        limit: usize,
+    },
+    /// The transport could not store it: unavailable for now (retry after the time it gives),
+    /// too large for it, or a store failure.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// A subscription to one selector, as the subscriptions API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveSubscription {
+    /// The subscriber's id (`urn:uuid:...`), one per connection.
+    pub subscriber: String,
+    /// The topic selector: a topic, a URI template, a URL Pattern, or `*`.
+    pub selector: String,
+    /// The `payload` of the subscriber's token, if any.
+    pub payload: Option<serde_json::Value>,
+    /// Whether the subscriber is connected to this node (else to another node of the cluster).
+    pub here: bool,
+}
 
 /// What the HTTP handlers share: the configuration and the handles of the hub's parts.
 #[derive(Clone)]
@@ -101,6 +148,100 @@ impl Hub {
     /// Whether the node accepts new work: its transport is ready and it is not shutting down.
     pub fn is_ready(&self) -> bool {
         !self.stopping.load(Ordering::Acquire) && self.transport.is_ready()
+    }
+
+    /// Publishes `update` from inside the process, without HTTP or token: the application is
+    /// trusted as a publisher of every topic. The hub's rules for publishers still apply (no
+    /// reserved topic or type, `max_topics_per_update`). Resolves with the update's id once it
+    /// is stored (durably, with the embedded and NATS transports), as a `POST` is answered.
+    pub async fn publish(&self, update: Update) -> Result<EventId, PublishError> {
+        if update.topics.is_empty() {
+            return Err(PublishError::NoTopic);
+        }
+        let limit = self.config.max_topics_per_update;
+        if update.topics.len() > limit {
+            return Err(PublishError::TooManyTopics { limit });
+        }
+        update.check_published()?;
+        Ok(self.store(update, Instant::now()).await?)
+    }
+
+    /// Stores an update that passed the publisher's checks, counting it in the metrics (its
+    /// latency from `started`) and logging a failure.
+    pub(crate) async fn store(
+        &self,
+        update: Update,
+        started: Instant,
+    ) -> Result<EventId, TransportError> {
+        let id = update.id.clone();
+        let seq = self.transport.publish(update).await.map_err(|error| {
+            self.metrics.publish_failed();
+            match error {
+                TransportError::Store(_) => tracing::error!(%error, "publish failed"),
+                _ => tracing::warn!(%error, "publish refused by the transport"),
+            }
+            error
+        })?;
+        self.metrics.update_published(started.elapsed());
+        tracing::debug!(id = %id, seq, "published");
+        Ok(id)
+    }
+
+    /// The active subscriptions: this node's, then those the other nodes of a cluster
+    /// announced, one entry per selector. `None` once the hub has stopped.
+    pub async fn subscriptions(&self) -> Option<Vec<ActiveSubscription>> {
+        let snapshot = self.router.snapshot().await.ok()?;
+        let mut all: Vec<ActiveSubscription> = snapshot
+            .subscriptions
+            .iter()
+            .flat_map(|subscription| {
+                subscription.selectors.iter().map(|selector| ActiveSubscription {
+                    subscriber: subscription.id.clone(),
+                    selector: selector.as_str().to_owned(),
+                    payload: subscription.payload.clone(),
+                    here: true,
+                })
+            })
+            .collect();
+        // Each subscription elsewhere is announced once per protocol the cluster serves.
+        let mut seen = std::collections::HashSet::new();
+        for announcement in self.transport.announced_elsewhere() {
+            if seen.insert((announcement.subscriber.clone(), announcement.topic.clone())) {
+                all.push(ActiveSubscription {
+                    subscriber: announcement.subscriber,
+                    selector: announcement.topic,
+                    payload: announcement.payload,
+                    here: false,
+                });
+            }
+        }
+        Some(all)
+    }
+
+    /// Shuts the hub down as the binary does on SIGTERM: from now on it is not ready (so load
+    /// balancers send new clients elsewhere), every stream is ended at a random moment within
+    /// `drain_timeout` (clients reconnect, spread over that time), then the announcements
+    /// still queued are made. Resolves when the streams have ended (or `drain_timeout` and
+    /// [`SETTLE_TIMEOUT`] have passed); the caller then stops its HTTP server. Every
+    /// acknowledged publication was stored before its answer.
+    ///
+    /// Dropping every handle of the hub instead ends the streams at once, all together.
+    pub async fn shutdown(&self) {
+        let drain = self.config.drain_timeout;
+        let deadline = tokio::time::Instant::now() + drain + SETTLE_TIMEOUT;
+        self.stop();
+        if self.router.drain(drain).is_ok() {
+            // The router ends the streams on its own schedule; a stream's end unregisters it.
+            const POLL: Duration = Duration::from_millis(50);
+            while let Ok(snapshot) = self.router.snapshot().await {
+                if snapshot.subscriptions.is_empty() || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.transport.settle(left.min(SETTLE_TIMEOUT)).await;
     }
 }
 
