@@ -3,6 +3,7 @@
 // Run through scripts/browser-test (it installs Chromium, runs `npm ci` and builds the hub), or
 // here with `node --test` once target/debug/quicksilver exists. Environment:
 //   QUICKSILVER_BIN   the hub binary (default: $CARGO_TARGET_DIR or <repo>/target, + debug/quicksilver)
+//   WEBAPP_BIN        the web-app example (default: the same directory, + debug/examples/webapp)
 //   CHROMIUM_PATH     the browser (default /usr/bin/chromium)
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +19,7 @@ import { chromium } from 'playwright-core';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 const BIN = process.env.QUICKSILVER_BIN || path.join(TARGET, 'debug', 'quicksilver');
+const WEBAPP_BIN = process.env.WEBAPP_BIN || path.join(TARGET, 'debug', 'examples', 'webapp');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const SCREENSHOT_DIR = path.join(ROOT, 'target', 'browser');
 const KEY = 'test-key-for-quicksilver-browser-tests';
@@ -884,6 +886,110 @@ describe('HTTP/2 lets one page hold many streams; HTTP/1.1 stalls at six', { tim
     } finally {
       await page.close();
     }
+  });
+});
+
+/** Starts the `webapp` example (examples/webapp.rs) on an ephemeral port; resolves with its base
+ * URL once it prints the address it listens on. */
+async function startWebappExample() {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('MERCURE_')),
+  );
+  env.ADDR = '127.0.0.1:0';
+  const child = spawn(WEBAPP_BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let log = '';
+  let exited = null;
+  child.stdout.on('data', (chunk) => { log += chunk.toString(); });
+  child.stderr.on('data', (chunk) => { log += chunk.toString(); });
+  child.on('exit', (code, signal) => {
+    children.delete(child);
+    exited = { code, signal };
+  });
+  child.on('error', (error) => { exited = { error }; });
+  const deadline = Date.now() + WAIT_MS;
+  let url;
+  while (!(url = /listening on (http:\/\/\S+)/.exec(log)?.[1])) {
+    if (exited) throw new Error(`the example (${WEBAPP_BIN}) exited: ${JSON.stringify(exited)}\n${log}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`the example printed no address within ${WAIT_MS} ms\n${log}`);
+    }
+    await sleep(50);
+  }
+  return {
+    url,
+    async stop() {
+      if (exited) return;
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await gone;
+      clearTimeout(timer);
+    },
+  };
+}
+
+describe('the web-app example: a page receives what another page posts', { timeout: 50_000 }, () => {
+  let app;
+  let browser;
+
+  before(async () => {
+    app = await startWebappExample();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: WAIT_MS,
+    });
+  });
+
+  after(async () => {
+    try {
+      if (browser) await browser.close();
+    } finally {
+      if (app) await app.stop();
+    }
+  });
+
+  test('two boards show a message posted through the form, in order', async () => {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(WAIT_MS);
+    const problems = [];
+    const open = async (path) => {
+      const page = await context.newPage();
+      page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+      assert.equal((await page.goto(`${app.url}${path}`)).status(), 200);
+      return page;
+    };
+    const boards = [await open('/'), await open('/')];
+    for (const board of boards) {
+      await board.waitForFunction(() => document.getElementById('state').textContent === 'connected');
+    }
+    const poster = await open('/post');
+    const messages = ['first <b>message</b>', 'second message, with ünïcode'];
+    for (const message of messages) {
+      await poster.fill('input[name=text]', message);
+      // The form posts to the application, which publishes in-process and sends the browser
+      // back to the form.
+      await Promise.all([poster.waitForURL(`${app.url}/post`), poster.click('button')]);
+    }
+    for (const board of boards) {
+      await board.waitForFunction((count) => document.querySelectorAll('#messages li').length === count, messages.length);
+      const shown = await board.$$eval('#messages li', (items) => items.map((item) => item.textContent));
+      // Text, not markup: the board never interprets a message as HTML.
+      assert.deepEqual(shown, messages);
+    }
+    // The application's own check: an empty message is refused with a clear answer.
+    const refused = await fetch(`${app.url}/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'text=%20',
+    });
+    assert.equal(refused.status, 400);
+    assert.match(await refused.text(), /1 to 500 characters/);
+    assert.deepEqual(problems, []);
+    await context.close();
   });
 });
 
