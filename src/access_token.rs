@@ -4,7 +4,7 @@
 //! This module owns the trusted issuers and everything about verifying their tokens; the HTTP
 //! layer calls [`TrustedIssuers::verify`] and turns any [`AccessTokenError`] into 401
 //! `invalid_token`, and the authorization layer checks topics against the [`AccessGrant`]. Legacy
-//! (draft) tokens are [`jwt`](crate::jwt)'s business; [`is_access_token`] tells them apart.
+//! (draft) tokens are [`crate::jwt`]'s business; [`is_access_token`] tells them apart.
 //!
 //! The rules (protocol notes 3.4):
 //!
@@ -13,8 +13,8 @@
 //!   as RFC 7515 requires of extensions one does not understand (this hub understands none).
 //! - `iss` must be a configured issuer, and only that issuer's verifier for the role asked
 //!   (publisher or subscriber) is used: keys of different issuers are never pooled.
-//! - A verifier is either a static key with its one algorithm (the rules of [`jwt`](crate::jwt):
-//!   PS* is refused there) or a JWK Set ([`jwks`](crate::jwks)) whose algorithms default to
+//! - A verifier is either a static key with its one algorithm (the rules of [`crate::jwt`]:
+//!   PS* is refused there) or a JWK Set ([`crate::jwks`]) whose algorithms default to
 //!   [`JWKS_ALGORITHMS`] (ES512 is missing because jsonwebtoken does not implement it). With a
 //!   set, the key is the one named by the header's `kid`; a token without `kid` is accepted only
 //!   when exactly one key fits its `alg`.

@@ -142,6 +142,7 @@ pub struct JwkKey {
 
 impl JwkKey {
     /// The key's `kid`, if it has one.
+    #[cfg(any(test, feature = "unstable-internals"))]
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
     }
@@ -358,6 +359,8 @@ pub struct JwkSetHandle {
     uri: Arc<str>,
     keys: watch::Receiver<Arc<KeySet>>,
     requests: mpsc::Sender<Message>,
+    /// Read by tests only.
+    #[cfg_attr(not(any(test, feature = "unstable-internals")), allow(dead_code))]
     fetches: Arc<AtomicU64>,
     wait: Duration,
 }
@@ -387,6 +390,7 @@ impl JwkSetHandle {
     }
 
     /// How many fetches this set's fetcher has started.
+    #[cfg(any(test, feature = "unstable-internals"))]
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
     }

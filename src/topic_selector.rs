@@ -415,6 +415,7 @@ pub fn set_cache_size(bytes: usize) {
 
 /// Estimated bytes held by the cache of compiled templates; never more than the size set with
 /// [`set_cache_size`].
+#[cfg(any(test, feature = "unstable-internals"))]
 pub fn cache_bytes() -> usize {
     CACHE.bytes()
 }
@@ -675,6 +676,7 @@ impl TemplateCache {
     }
 
     /// Estimated bytes held.
+    #[cfg(any(test, feature = "unstable-internals"))]
     fn bytes(&self) -> usize {
         let state = self.lock();
         state.young.bytes + state.old.bytes

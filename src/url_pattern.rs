@@ -18,7 +18,7 @@
 //!
 //! The standard itself is implemented by the `urlpattern` crate (Deno's). That crate turns each
 //! component of a pattern into a regular expression and is generic over the engine. We give it
-//! [`LinearRegex`], a wrapper around the `regex` crate, whose matching time is linear in the
+//! `LinearRegex`, a wrapper around the `regex` crate, whose matching time is linear in the
 //! length of the topic whatever the pattern (no backtracking), and whose compiled size we bound
 //! with [`REGEX_SIZE_LIMIT`] and [`REGEX_DFA_SIZE_LIMIT`]. So the regexp groups a subscriber
 //! writes (`/books/(\d+)`) use Rust's regex syntax rather than ECMAScript's: look-around and
@@ -313,7 +313,7 @@ fn compile_init(
 /// Test hook: compiles an init dictionary with this module's regex engine, so that the
 /// conformance tests (`tests/url_pattern_wpt.rs`) can check it against the standard's test data.
 /// Not part of the API.
-#[doc(hidden)]
+#[cfg(any(test, feature = "unstable-internals"))]
 pub fn parse_init_for_tests(
     init: UrlPatternInit,
     options: UrlPatternOptions,
@@ -323,7 +323,7 @@ pub fn parse_init_for_tests(
 
 /// Test hook: parses a constructor string with this module's regex engine (the parser compiles
 /// the protocol to decide whether it is a special scheme). Not part of the API.
-#[doc(hidden)]
+#[cfg(any(test, feature = "unstable-internals"))]
 pub fn parse_constructor_string_for_tests(
     pattern: &str,
     base: Option<Url>,

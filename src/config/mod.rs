@@ -347,16 +347,16 @@ pub struct Config {
     /// Listen address.
     pub addr: SocketAddr,
     /// Verifies publisher tokens.
-    pub publisher: JwtVerifier,
+    pub(crate) publisher: JwtVerifier,
     /// Verifies subscriber tokens.
-    pub subscriber: JwtVerifier,
+    pub(crate) subscriber: JwtVerifier,
     /// Set when no key was configured and a development key was generated for both roles.
     pub dev_key: Option<Secret>,
     /// Which protocol versions the hub answers.
     pub protocols: Protocols,
     /// Mercure 1.0: the issuers whose RFC 9068 access tokens are trusted, and how each one's
     /// signatures are verified (`trusted_issuers` use the hub's own keys, `issuers` their own).
-    pub issuers: Vec<IssuerSpec>,
+    pub(crate) issuers: Vec<IssuerSpec>,
     /// Extra CA for the issuers' `https://` JWK Sets.
     pub jwks_ca: Option<PathBuf>,
     /// Mercure 1.0: the hub's URL (the `aud` tokens must carry, and the base of relative URL

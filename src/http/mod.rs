@@ -2,30 +2,30 @@
 //! endpoint. Handlers translate requests into calls on the hub's handles ([`Hub`]) and their
 //! answers or errors into responses; `crate::error` maps every error to its status code.
 //!
-//! - [`publish`] and [`subscribe`]: the two sides of `/.well-known/mercure`;
-//! - [`subscriptions`]: the subscriptions API; [`ui`]: the debugging page;
-//! - [`health`]: `/healthz`, `/readyz`, `/metrics` and the welcome page at `/`;
-//! - [`authorization`] (tokens of a request) and [`cors`] (browsers on other origins);
-//! - [`connection`]: every accepted socket, watched for a client that stops reading;
-//! - [`forwarded`]: the client behind proxies (`use_forwarded_headers`, `trusted_proxies`);
+//! - `publish` and `subscribe`: the two sides of `/.well-known/mercure`;
+//! - `subscriptions`: the subscriptions API; `ui`: the debugging page;
+//! - `health`: `/healthz`, `/readyz`, `/metrics` and the welcome page at `/`;
+//! - `authorization` (tokens of a request) and `cors` (browsers on other origins);
+//! - `connection`: every accepted socket, watched for a client that stops reading;
+//! - `forwarded`: the client behind proxies (`use_forwarded_headers`, `trusted_proxies`);
 //! - [`redirect`]: plain HTTP sent to HTTPS (`http_redirect_addr`);
-//! - [`resource`]: the hub's URL in Mercure 1.0, `public_urls`, and its metadata document;
-//! - [`tls`]: HTTPS (and HTTP/2 by ALPN) from certificate files reloaded when they change;
-//! - [`acme`]: HTTPS with certificates obtained and renewed automatically (`acme_hosts`).
+//! - `resource`: the hub's URL in Mercure 1.0, `public_urls`, and its metadata document;
+//! - `tls`: HTTPS (and HTTP/2 by ALPN) from certificate files reloaded when they change;
+//! - `acme`: HTTPS with certificates obtained and renewed automatically (`acme_hosts`).
 
-pub mod acme;
-pub mod authorization;
-pub mod connection;
-pub mod cors;
-pub mod forwarded;
-pub mod health;
-pub mod publish;
+pub(crate) mod acme;
+pub(crate) mod authorization;
+pub(crate) mod connection;
+pub(crate) mod cors;
+pub(crate) mod forwarded;
+pub(crate) mod health;
+pub(crate) mod publish;
 pub mod redirect;
-pub mod resource;
-pub mod subscribe;
-pub mod subscriptions;
-pub mod tls;
-pub mod ui;
+pub(crate) mod resource;
+pub(crate) mod subscribe;
+pub(crate) mod subscriptions;
+pub(crate) mod tls;
+pub(crate) mod ui;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -65,7 +65,7 @@ pub const HUB_METHODS: &str = "GET, HEAD, POST, QUERY";
 /// [`shutdown_on_signal`]), so that a shutdown can drain streams first.
 ///
 /// The server is assembled from actix's parts rather than with `HttpServer` for one reason: every
-/// accepted connection is wrapped in a [`Connection`], which ends it when its client accepts no
+/// accepted connection is wrapped in a `Connection`, which ends it when its client accepts no
 /// data for `dispatch_timeout` (`HttpServer` has no way to wrap the socket).
 pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
     let workers = hub.config.workers;

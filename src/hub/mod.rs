@@ -1,10 +1,10 @@
 //! The hub: the actors between HTTP and the transport.
 //!
-//! - [`router`]: the topic-router actor. It owns every live subscription, takes updates from the
+//! - `router`: the topic-router actor. It owns every live subscription, takes updates from the
 //!   transport's feed in sequence order, and offers each one to the subscribers it selects.
-//! - [`subscriber`]: the actor of one subscriber connection, which is its response body: history
+//! - `subscriber`: the actor of one subscriber connection, which is its response body: history
 //!   first, then its queue from the router, framed for the socket.
-//! - [`presence`]: the events that announce subscriptions, and their lifecycle.
+//! - `presence`: the events that announce subscriptions, and their lifecycle.
 //!
 //! [`Hub`] picks the transport the configuration names, builds it from the feed into a new
 //! router, and is what the HTTP handlers share. It is also what an application that embeds the
@@ -12,9 +12,9 @@
 //! [`Hub::is_ready`], and ends the hub with [`Hub::shutdown`] (the routes come from
 //! `Hub::configure`, in [`crate::http`]).
 
-pub mod presence;
-pub mod router;
-pub mod subscriber;
+pub(crate) mod presence;
+pub(crate) mod router;
+pub(crate) mod subscriber;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -143,6 +143,16 @@ impl Hub {
     /// clients elsewhere while its streams drain.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
+    }
+
+    /// The validated configuration the hub runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The hub's Prometheus metrics ([`Metrics::render`] gives the text format).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Whether the node accepts new work: its transport is ready and it is not shutting down.

@@ -140,6 +140,7 @@ pub trait Store: Send + Sync + 'static {
     fn len(&self) -> u64;
 
     /// Whether history is empty.
+    #[cfg(any(test, feature = "unstable-internals"))]
     fn is_empty(&self) -> bool {
         self.len() == 0
     }

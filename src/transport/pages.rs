@@ -161,7 +161,8 @@ impl ReplayPages {
         Ok(Page(slot))
     }
 
-    /// Bytes of the budget currently free (for tests and metrics).
+    /// Bytes of the budget currently free (for tests).
+    #[cfg(any(test, feature = "unstable-internals"))]
     pub fn available(&self) -> usize {
         self.budget.available_permits()
     }

@@ -80,6 +80,7 @@ impl Recent {
     }
 
     /// Whether none is kept.
+    #[cfg(any(test, feature = "unstable-internals"))]
     pub fn is_empty(&self) -> bool {
         self.updates.is_empty()
     }
