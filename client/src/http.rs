@@ -13,16 +13,23 @@ const MESSAGE_LIMIT: usize = 1024;
 /// How long a connection to the hub may take to open: longer means the hub is out of reach.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The hub's explanation of a refusal: the start of the body, as text, trimmed. A body that
-/// cannot be read leaves the message empty: the status already says what happened.
+/// How long the body of a refusal may take to arrive.
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The hub's explanation of a refusal: the start of the body, as text, trimmed. What cannot be
+/// read (an error, or a body slower than [`MESSAGE_TIMEOUT`]) is left out: the status already
+/// says what happened.
 pub(crate) async fn message(mut response: reqwest::Response) -> String {
     let mut bytes = Vec::new();
-    while bytes.len() < MESSAGE_LIMIT {
-        match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
+    let read = async {
+        while bytes.len() < MESSAGE_LIMIT {
+            match response.chunk().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(MESSAGE_TIMEOUT, read).await;
     let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MESSAGE_LIMIT)]).into_owned();
     let trimmed = text.trim_end().len();
     text.truncate(trimmed);

@@ -390,7 +390,9 @@ impl Subscriber {
             let item = session.next().await?;
             Some((item, session))
         });
-        EventStream { events: Box::pin(events), status }
+        // Fused: polling after the end answers the end again.
+        let events: Events = Box::pin(events);
+        EventStream { events: events.fuse(), status }
     }
 }
 
@@ -412,7 +414,7 @@ struct Status {
 /// The events of a subscription: a [`Stream`] of `Result<Event, SubscribeError>` that
 /// reconnects by itself (see the [module documentation](self)). An `Err` is the last item.
 pub struct EventStream {
-    events: Pin<Box<dyn Stream<Item = Result<Event, SubscribeError>> + Send>>,
+    events: futures_util::stream::Fuse<Events>,
     status: Arc<Mutex<Status>>,
 }
 
@@ -457,11 +459,20 @@ impl EventStream {
     }
 }
 
+/// The stream of a session.
+type Events = Pin<Box<dyn Stream<Item = Result<Event, SubscribeError>> + Send>>;
+
+impl futures_util::stream::FusedStream for EventStream {
+    fn is_terminated(&self) -> bool {
+        self.events.is_terminated()
+    }
+}
+
 impl Stream for EventStream {
     type Item = Result<Event, SubscribeError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.as_mut().poll_next(cx)
+        self.events.poll_next_unpin(cx)
     }
 }
 
