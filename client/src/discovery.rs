@@ -104,7 +104,7 @@ pub async fn discover(
 
 /// Sends `request` (a `GET` or `HEAD` of the resource, with whatever headers it needs) and reads
 /// the `Link` headers of the answer, resolving them against the URL that answered (after
-/// redirections).
+/// redirections). `discover_with(client.head(url))` asks for the headers alone.
 pub async fn discover_with(request: reqwest::RequestBuilder) -> Result<Discovery, DiscoveryError> {
     let response = request.send().await.map_err(DiscoveryError::Network)?;
     let status = response.status();
