@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use quicksilver::config::{legacy, parse_duration, Config, KEYS};
 use quicksilver::http::redirect::serve_redirect;
-use quicksilver::mint::{self, Format, Selector, SigningKey, TokenRequest};
+use quicksilver::mint::{hub_key, HubKeyError};
 use quicksilver::{serve, serve_metrics, shutdown_on_signal, telemetry, Hub, HUB_PATH};
+use quicksilver_client::token::{self, Format, MintError, Selector, SigningKey, TokenRequest};
 
 /// How long an exiting node waits for the announcements still queued (subscription departures
 /// during a NATS outage); past it, the other nodes of the cluster make them.
@@ -246,8 +247,14 @@ enum TokenFailure {
     Refused(String),
 }
 
-impl From<mint::MintError> for TokenFailure {
-    fn from(error: mint::MintError) -> Self {
+impl From<MintError> for TokenFailure {
+    fn from(error: MintError) -> Self {
+        Self::Refused(error.to_string())
+    }
+}
+
+impl From<HubKeyError> for TokenFailure {
+    fn from(error: HubKeyError) -> Self {
         Self::Refused(error.to_string())
     }
 }
@@ -288,7 +295,7 @@ fn token_command(mut args: impl Iterator<Item = String>) -> Result<Option<String
     let mut format = Format::Rfc9068;
     let (mut publish, mut subscribe) = (Vec::new(), Vec::new());
     let (mut issuer, mut audience, mut subject, mut payload) = (None, None, None, None);
-    let mut expires_in = Some(mint::DEFAULT_EXPIRES_IN);
+    let mut expires_in = Some(token::DEFAULT_EXPIRES_IN);
     let (mut key, mut key_file, mut alg, mut config_path) = (None, None, None, None);
     while let Some(arg) = args.next() {
         // `--flag=value` and `--flag value` alike.
@@ -345,7 +352,7 @@ fn token_command(mut args: impl Iterator<Item = String>) -> Result<Option<String
         request = request.subscribe(Selector::parse(&text)?);
     }
     if !request.publishes() && !request.subscribes() {
-        return Err(usage(mint::MintError::NoSelector.to_string()));
+        return Err(usage(MintError::NoSelector.to_string()));
     }
     if let Some(json) = payload {
         request = request.payload(json);
@@ -392,12 +399,12 @@ fn token_command(mut args: impl Iterator<Item = String>) -> Result<Option<String
                     .into(),
             ))
         }
-        None => match mint::hub_key(config_path.as_deref(), std::env::vars(), &request) {
+        None => match hub_key(config_path.as_deref(), std::env::vars(), &request) {
             Ok(key) => key,
             Err(error) => {
                 // A half-done migration from the legacy hub (JWT_KEY without MERCURE_JWT_KEY)
                 // is the likeliest reason for a missing key.
-                if matches!(error, mint::MintError::NoConfiguredKey) {
+                if matches!(error, HubKeyError::NoConfiguredKey) {
                     for line in legacy::advice(std::env::vars()) {
                         eprintln!("warning: {line}");
                     }
@@ -409,5 +416,5 @@ fn token_command(mut args: impl Iterator<Item = String>) -> Result<Option<String
     for warning in request.warnings() {
         eprintln!("warning: {warning}");
     }
-    Ok(Some(mint::mint(&request, &key)?))
+    Ok(Some(token::mint(&request, &key)?))
 }

@@ -1,0 +1,228 @@
+//! The event stream's connection logic against a scripted server: each connection gets the next
+//! prepared answer, byte for byte, and the test sees each request's head. What a real hub cannot
+//! easily be made to do is done here: replay an event already delivered, go silent, answer
+//! something that is not an event stream, send an id no header can carry.
+//!
+//! Every wait is for an event, bounded by `PATIENCE`; timings are checked as lower bounds only.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use quicksilver_client::{Event, EventStream, SubscribeError, Subscriber};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The head of an event stream answer; the body follows, delimited by the connection's end.
+const STREAM_HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n";
+
+/// What the server answers one connection.
+struct Answer {
+    bytes: Vec<u8>,
+    /// Keep the connection open (and silent) after the bytes, rather than close it.
+    keep_open: bool,
+}
+
+fn stream_then_close(body: &str) -> Answer {
+    Answer { bytes: format!("{STREAM_HEAD}{body}").into_bytes(), keep_open: false }
+}
+
+fn stream_then_silence(body: &str) -> Answer {
+    Answer { bytes: format!("{STREAM_HEAD}{body}").into_bytes(), keep_open: true }
+}
+
+/// A server answering its connections with `answers` in turn (connections beyond them are
+/// closed at once); the hub URL and the request heads, in order.
+async fn scripted_hub(answers: Vec<Answer>) -> (String, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("an ephemeral port");
+    let addr = listener.local_addr().expect("its address");
+    let (heads, received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        for answer in answers {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let head = read_head(&mut socket).await;
+            let _ = heads.send(head);
+            let _ = socket.write_all(&answer.bytes).await;
+            if answer.keep_open {
+                open.push(socket);
+            }
+        }
+        // Kept until the test ends, with the runtime.
+        std::future::pending::<()>().await;
+        drop(open);
+    });
+    (format!("http://{addr}/.well-known/mercure"), received)
+}
+
+/// The request head, lower-cased (header names are case-insensitive).
+async fn read_head(socket: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match socket.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).to_ascii_lowercase()
+}
+
+async fn next(stream: &mut EventStream) -> Option<Result<Event, SubscribeError>> {
+    tokio::time::timeout(PATIENCE, stream.next()).await.expect("an item within the patience")
+}
+
+async fn next_event(stream: &mut EventStream) -> Event {
+    match next(stream).await {
+        Some(Ok(event)) => event,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+async fn head(heads: &mut mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(PATIENCE, heads.recv()).await.expect("a request").expect("a head")
+}
+
+fn stream(url: &str) -> EventStream {
+    Subscriber::builder(url)
+        .topic("https://example.com/a")
+        .retry(Duration::from_millis(10))
+        .build()
+        .expect("a valid subscriber")
+        .stream()
+}
+
+#[tokio::test]
+async fn reconnects_with_the_last_event_id_and_skips_what_it_had() {
+    let (url, mut heads) = scripted_hub(vec![
+        stream_then_close(":\nid: a\ndata: 1\n\nid: b\ndata: 2\n\n"),
+        // The replay overlaps: `b` again, then `c`.
+        stream_then_close("id: b\ndata: 2\n\nid: c\nevent: t\ndata: 3\n\n"),
+        stream_then_silence("id: d\ndata: 4\n\n"),
+    ])
+    .await;
+    let mut stream = stream(&url);
+    // The stream works when polled: reading `d` is what makes it open the third connection.
+    let mut ids = Vec::new();
+    while ids.len() < 4 {
+        ids.push(next_event(&mut stream).await.id);
+    }
+    assert_eq!(ids, ["a", "b", "c", "d"], "b once");
+    let first = head(&mut heads).await;
+    assert!(first.starts_with("get /.well-known/mercure?topic=https%3a%2f%2fexample.com%2fa "));
+    assert!(first.contains("accept: text/event-stream"), "{first}");
+    assert!(!first.contains("last-event-id"), "{first}");
+    assert!(head(&mut heads).await.contains("last-event-id: b\r\n"));
+    assert!(head(&mut heads).await.contains("last-event-id: c\r\n"));
+    assert_eq!(stream.last_event_id().as_deref(), Some("d"));
+    assert_eq!(stream.reconnections(), 2);
+}
+
+#[tokio::test]
+async fn waits_the_retry_the_hub_sent() {
+    let (url, _heads) = scripted_hub(vec![
+        stream_then_close("retry: 400\nid: a\ndata: 1\n\n"),
+        stream_then_silence("id: b\ndata: 2\n\n"),
+    ])
+    .await;
+    let mut stream = stream(&url);
+    assert_eq!(next_event(&mut stream).await.id, "a");
+    let received = Instant::now();
+    assert_eq!(stream.retry_delay(), Duration::from_millis(400));
+    assert_eq!(next_event(&mut stream).await.id, "b");
+    assert!(received.elapsed() >= Duration::from_millis(400), "{:?}", received.elapsed());
+}
+
+#[tokio::test]
+async fn an_incomplete_event_is_dropped_when_the_connection_ends() {
+    let (url, mut heads) = scripted_hub(vec![
+        stream_then_close("id: a\ndata: 1\n\nid: b\ndata: cut"),
+        stream_then_silence("id: c\ndata: 3\n\n"),
+    ])
+    .await;
+    let mut stream = stream(&url);
+    assert_eq!(next_event(&mut stream).await.id, "a");
+    assert_eq!(next_event(&mut stream).await.id, "c", "b was never completed");
+    head(&mut heads).await;
+    assert!(head(&mut heads).await.contains("last-event-id: a\r\n"), "resumes after a");
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_dropped_after_the_idle_timeout() {
+    let (url, mut heads) =
+        scripted_hub(vec![stream_then_silence(":\n"), stream_then_silence("id: a\ndata: 1\n\n")])
+            .await;
+    let mut stream = Subscriber::builder(&url)
+        .topic("t")
+        .retry(Duration::from_millis(10))
+        .idle_timeout(Duration::from_millis(200))
+        .build()
+        .expect("a valid subscriber")
+        .stream();
+    assert_eq!(next_event(&mut stream).await.id, "a", "from the second connection");
+    head(&mut heads).await;
+    head(&mut heads).await;
+}
+
+#[tokio::test]
+async fn an_id_no_header_can_carry_goes_in_the_query_string() {
+    let (url, mut heads) = scripted_hub(vec![
+        stream_then_close("id: a\u{1}b\ndata: 1\n\n"),
+        stream_then_silence("id: c\ndata: 2\n\n"),
+    ])
+    .await;
+    let mut stream = stream(&url);
+    assert_eq!(next_event(&mut stream).await.id, "a\u{1}b");
+    assert_eq!(next_event(&mut stream).await.id, "c");
+    head(&mut heads).await;
+    let second = head(&mut heads).await;
+    assert!(second.contains("&lasteventid=a%01b "), "{second}");
+    assert!(!second.contains("last-event-id"), "{second}");
+}
+
+#[tokio::test]
+async fn answers_that_are_not_event_streams_end_the_stream() {
+    let not_a_stream = Answer {
+        bytes: b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 2\r\n\r\nhi"
+            .to_vec(),
+        keep_open: false,
+    };
+    let no_content =
+        Answer { bytes: b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(), keep_open: false };
+    let (url, _heads) = scripted_hub(vec![not_a_stream, no_content]).await;
+    let mut html = stream(&url);
+    match next(&mut html).await {
+        Some(Err(SubscribeError::NotAnEventStream { content_type })) => {
+            assert_eq!(content_type.as_deref(), Some("text/html"))
+        }
+        other => panic!("an HTML page: {other:?}"),
+    }
+    assert!(next(&mut html).await.is_none());
+    assert!(next(&mut html).await.is_none(), "fused: the end again");
+
+    let mut empty = stream(&url);
+    match next(&mut empty).await {
+        Some(Err(SubscribeError::Rejected { status, .. })) => assert_eq!(status, 204),
+        other => panic!("204 means stop: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_keeps_ending_empty_backs_off() {
+    // Three connections that end at once without an event: the waits grow (10 ms, then 100 ms,
+    // then 200 ms: doubled from the 50 ms floor) rather than hammer the server.
+    let (url, _heads) = scripted_hub(vec![
+        stream_then_close(":\n"),
+        stream_then_close(":\n"),
+        stream_then_close(":\n"),
+        stream_then_silence("id: a\ndata: 1\n\n"),
+    ])
+    .await;
+    let mut stream = stream(&url);
+    let started = Instant::now();
+    assert_eq!(next_event(&mut stream).await.id, "a");
+    assert!(started.elapsed() >= Duration::from_millis(310), "{:?}", started.elapsed());
+    assert_eq!(stream.consecutive_failures(), 0, "an event resets the backoff");
+}
