@@ -4,14 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use quicksilver::config::{legacy, parse_duration, Config, KEYS};
-use quicksilver::http::redirect::serve_redirect;
+use quicksilver::http::serve_redirect;
+use quicksilver::hub::SETTLE_TIMEOUT;
 use quicksilver::mint::{hub_key, HubKeyError};
 use quicksilver::{serve, serve_metrics, shutdown_on_signal, telemetry, Hub, HUB_PATH};
 use quicksilver_client::token::{self, Format, MintError, Selector, SigningKey, TokenRequest};
-
-/// How long an exiting node waits for the announcements still queued (subscription departures
-/// during a NATS outage); past it, the other nodes of the cluster make them.
-const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 const USAGE: &str = "Usage: quicksilver [--config PATH] [--check-config]
        quicksilver token [--publish SEL]... [--subscribe SEL]... [OPTIONS]
@@ -153,7 +150,7 @@ fn main() -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let hub = Hub::start(config).context("cannot start the hub")?;
         let metrics_server = match metrics_listener {
-            Some(listener) => Some(serve_metrics(listener, hub.metrics.clone())?),
+            Some(listener) => Some(serve_metrics(listener, hub.metrics().clone())?),
             None => None,
         };
         let metrics_handle = metrics_server.as_ref().map(|server| server.handle());
@@ -165,24 +162,24 @@ fn main() -> anyhow::Result<()> {
             actix_web::rt::spawn(serve_redirect(listener, addr.port())?);
             tracing::info!(addr = %redirect_addr, "plain HTTP on http://{redirect_addr} redirected to HTTPS");
         }
-        let transport_kind = hub.config.transport.clone();
+        let transport_kind = hub.config().transport.clone();
         let server = serve(listener, hub.clone())?;
         tracing::info!(%addr, transport = ?transport_kind, "Quicksilver listening on {url}");
         let (failed, mut failure) = tokio::sync::oneshot::channel();
         actix_web::rt::spawn({
             // A transport that can never work (a NATS stream with settings the hub cannot
             // apply) stops the process with its reason, rather than leave it unready for ever.
-            let (transport, server) = (hub.transport.clone(), server.handle());
+            let (hub, server) = (hub.clone(), server.handle());
             async move {
-                let _ = failed.send(transport.fatal().await);
+                let _ = failed.send(hub.failed().await);
                 server.stop(false).await;
             }
         });
-        let transport = hub.transport.clone();
+        let settling = hub.clone();
         actix_web::rt::spawn(shutdown_on_signal(hub, server.handle()));
         server.await?;
         // The streams ended: their departures may still be queued (a cluster transport).
-        transport.settle(SETTLE_TIMEOUT).await;
+        settling.settle(SETTLE_TIMEOUT).await;
         if let Some(handle) = metrics_handle {
             handle.stop(true).await;
         }

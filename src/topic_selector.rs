@@ -212,6 +212,7 @@ impl TopicSelector {
     }
 
     /// True for `*`.
+    #[cfg(test)]
     pub fn is_any(&self) -> bool {
         matches!(self, TopicSelector::Any)
     }
@@ -228,6 +229,7 @@ impl TopicSelector {
 
     /// `Some(literal)` when the selector can only match one exact string (not `*`, not a valid
     /// template), so that callers can index exact selectors in a hash map.
+    #[cfg(test)]
     pub fn exact(&self) -> Option<&str> {
         match self {
             TopicSelector::Exact(raw) => Some(raw),

@@ -94,9 +94,11 @@ pub const DEFAULT_MAX_TEMPLATE_VARIABLES: usize = 32;
 /// Prefix of the environment variables read as configuration.
 pub const ENV_PREFIX: &str = "MERCURE_";
 
-/// Variables that Mercure *client* libraries read (Symfony's MercureBundle, for one). They often
-/// share an environment with the hub, so they are ignored instead of refused as unknown.
-const CLIENT_ENV_VARS: &[&str] = &["url", "public_url", "jwt_secret", "jwt_token"];
+/// Variables that Mercure *client* libraries read (Symfony's MercureBundle, for one, and this
+/// repository's client examples: `MERCURE_HUB_URL`, `MERCURE_TOKEN`). They often share an
+/// environment with the hub, so they are ignored instead of refused as unknown.
+const CLIENT_ENV_VARS: &[&str] =
+    &["url", "public_url", "jwt_secret", "jwt_token", "hub_url", "token"];
 
 /// Every accepted key, with a one-line description used in error messages and `--help`.
 pub const KEYS: &[(&str, &str)] = &[

@@ -8,7 +8,7 @@
 //! - `authorization` (tokens of a request) and `cors` (browsers on other origins);
 //! - `connection`: every accepted socket, watched for a client that stops reading;
 //! - `forwarded`: the client behind proxies (`use_forwarded_headers`, `trusted_proxies`);
-//! - [`redirect`]: plain HTTP sent to HTTPS (`http_redirect_addr`);
+//! - `redirect`: plain HTTP sent to HTTPS (`http_redirect_addr`);
 //! - `resource`: the hub's URL in Mercure 1.0, `public_urls`, and its metadata document;
 //! - `tls`: HTTPS (and HTTP/2 by ALPN) from certificate files reloaded when they change;
 //! - `acme`: HTTPS with certificates obtained and renewed automatically (`acme_hosts`).
@@ -20,12 +20,14 @@ pub(crate) mod cors;
 pub(crate) mod forwarded;
 pub(crate) mod health;
 pub(crate) mod publish;
-pub mod redirect;
+pub(crate) mod redirect;
 pub(crate) mod resource;
 pub(crate) mod subscribe;
 pub(crate) mod subscriptions;
 pub(crate) mod tls;
 pub(crate) mod ui;
+
+pub use redirect::serve_redirect;
 
 use std::net::TcpListener;
 use std::sync::Arc;

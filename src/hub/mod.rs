@@ -79,16 +79,16 @@ pub struct ActiveSubscription {
 #[derive(Clone)]
 pub struct Hub {
     /// The validated configuration.
-    pub config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
     /// Where updates are numbered and stored.
-    pub transport: Arc<dyn Transport>,
+    pub(crate) transport: Arc<dyn Transport>,
     /// The topic router.
-    pub router: Router,
+    pub(crate) router: Router,
     /// Prometheus metrics.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// Mercure 1.0: the trusted issuers that verify access tokens (their JWK Sets fetched and
     /// refreshed by actors of their own).
-    pub issuers: TrustedIssuers,
+    pub(crate) issuers: TrustedIssuers,
     /// Raised when a shutdown starts: the node is no longer ready.
     stopping: Arc<AtomicBool>,
 }
@@ -96,7 +96,7 @@ pub struct Hub {
 impl Hub {
     /// Starts the router and the transport the configuration names, opening its store.
     pub fn start(config: Config) -> anyhow::Result<Self> {
-        Self::with_transport(config, |feed, config, metrics| {
+        Self::start_with(config, |feed, config, metrics| {
             let memory = config.replay_memory;
             Ok(match &config.transport {
                 TransportKind::Embedded => {
@@ -115,9 +115,20 @@ impl Hub {
         })
     }
 
+    /// Starts a router and a transport that `build` makes from the router's feed: for this
+    /// repository's tests, which inject faults into a transport of their own. Not an API.
+    #[cfg(feature = "unstable-internals")]
+    #[doc(hidden)]
+    pub fn with_transport(
+        config: Config,
+        build: impl FnOnce(NewFeed, &Config, Metrics) -> anyhow::Result<Arc<dyn Transport>>,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(config, build)
+    }
+
     /// Starts a router and a transport that `build` makes from the router's feed. The router
     /// serves nothing until the transport has started the feed (said where its history ends).
-    pub fn with_transport(
+    fn start_with(
         config: Config,
         build: impl FnOnce(NewFeed, &Config, Metrics) -> anyhow::Result<Arc<dyn Transport>>,
     ) -> anyhow::Result<Self> {
@@ -153,6 +164,20 @@ impl Hub {
     /// The hub's Prometheus metrics ([`Metrics::render`] gives the text format).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Resolves, with the reason, if the hub can never work with its configuration (a NATS
+    /// stream that exists with settings the hub cannot apply, a server too old): the binary
+    /// then exits with that reason rather than stay unready for ever. Never resolves otherwise.
+    pub async fn failed(&self) -> String {
+        self.transport.fatal().await
+    }
+
+    /// Waits, at most `within`, until the announcements still queued are made (a cluster
+    /// transport queues subscription departures while NATS is out of reach); [`Hub::shutdown`]
+    /// calls it. For a process about to exit after its server stopped for another reason.
+    pub async fn settle(&self, within: Duration) {
+        self.transport.settle(within).await;
     }
 
     /// Whether the node accepts new work: its transport is ready and it is not shutting down.
@@ -251,7 +276,7 @@ impl Hub {
             }
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        self.transport.settle(left.min(SETTLE_TIMEOUT)).await;
+        self.settle(left.min(SETTLE_TIMEOUT)).await;
     }
 }
 

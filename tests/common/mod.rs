@@ -128,7 +128,7 @@ impl TestHub {
                 let hub = make(config);
                 // A node on NATS serves once it has read the stream.
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-                while wait_ready && !hub.transport.is_ready() {
+                while wait_ready && !hub.is_ready() {
                     assert!(tokio::time::Instant::now() < deadline, "the hub is not ready");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
