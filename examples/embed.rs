@@ -14,8 +14,7 @@
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use quicksilver::config::Config;
-use quicksilver::update::Update;
-use quicksilver::Hub;
+use quicksilver::{Hub, Update};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
@@ -64,8 +63,8 @@ async fn update_book(
         .build()
         .map_err(actix_web::error::ErrorBadRequest)?;
     // Resolves once the update is stored, with its id.
-    let event_id = hub.publish(update).await.map_err(actix_web::error::ErrorServiceUnavailable)?;
-    Ok(HttpResponse::Ok().body(event_id.to_string()))
+    let event_id = hub.publish(&update).await.map_err(actix_web::error::ErrorServiceUnavailable)?;
+    Ok(HttpResponse::Ok().body(event_id))
 }
 
 /// A status endpoint of the application's, from the hub's state.

@@ -11,8 +11,7 @@
 use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use quicksilver::config::Config;
-use quicksilver::update::Update;
-use quicksilver::Hub;
+use quicksilver::{Hub, Update};
 use serde::Deserialize;
 
 /// The topic of the board's messages.
@@ -107,7 +106,7 @@ async fn post_message(hub: web::Data<Hub>, form: web::Form<Message>) -> HttpResp
     }
     let data = serde_json::json!({ "text": text }).to_string();
     let published = match Update::builder(TOPIC).data(data).build() {
-        Ok(update) => hub.publish(update).await.map_err(|error| error.to_string()),
+        Ok(update) => hub.publish(&update).await.map_err(|error| error.to_string()),
         Err(error) => Err(error.to_string()),
     };
     match published {

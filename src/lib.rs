@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! use actix_web::{web, App, HttpServer};
-//! use quicksilver::{config::Config, update::Update, Hub};
+//! use quicksilver::{config::Config, Hub, Update};
 //!
 //! #[actix_web::main]
 //! async fn main() -> anyhow::Result<()> {
@@ -32,7 +32,8 @@
 //!     actix_web::rt::spawn(quicksilver::shutdown_on_signal(hub.clone(), server.handle()));
 //!
 //!     // Anywhere in the application: publish without HTTP; resolves once stored.
-//!     let id = hub.publish(Update::builder("https://example.com/books/1").data("{}").build()?).await?;
+//!     let update = Update::builder("https://example.com/books/1").data("{}").build()?;
+//!     let id = hub.publish(&update).await?;
 //!     println!("published {id}");
 //!     server.await?;
 //!     Ok(())
@@ -41,14 +42,15 @@
 //!
 //! [`Hub::subscriptions`] and [`Hub::is_ready`] give the hub's state to the application's own
 //! endpoints; [`Hub::shutdown`] (or [`shutdown_on_signal`]) ends it as the binary does.
-//! Publishers and subscribers in Rust use the `quicksilver-client` crate.
+//! Publishers and subscribers in Rust use the `quicksilver-client` crate, re-exported as
+//! [`client`].
 //!
 //! # Modules
 //!
 //! - [`config`]: every setting, from a TOML file, `MERCURE_*` variables or
 //!   [`config::Config::builder`];
 //! - [`hub`]: the [`Hub`] handle, in-process publishing and the hub's state;
-//! - [`update`]: an update's validated fields ([`update::Update::builder`]) and its SSE frame;
+//! - [`Update`] ([`Update::builder`]): what [`Hub::publish`] takes, from the [`client`] crate;
 //! - [`http`]: the hub's HTTP server as the binary runs it ([`serve`], [`bind`],
 //!   [`shutdown_on_signal`]) and the routes an application mounts;
 //! - [`metrics`] (Prometheus), [`telemetry`] (logs and OpenTelemetry traces), and [`mint`], the
@@ -79,7 +81,6 @@ pub mod hub;
 pub mod metrics;
 pub mod mint;
 pub mod telemetry;
-pub mod update;
 
 internal_modules! {
     access_token;
@@ -90,8 +91,13 @@ internal_modules! {
     subscription;
     topic_selector;
     transport;
+    update;
     url_pattern;
 }
 
 pub use http::{bind, serve, serve_metrics, shutdown_on_signal, HUB_METHODS, HUB_PATH};
 pub use hub::{ActiveSubscription, Hub, PublishError};
+/// The client crate, for publishers and subscribers in Rust; its [`Update`] is also what
+/// [`Hub::publish`] takes.
+pub use quicksilver_client as client;
+pub use quicksilver_client::{InvalidUpdate, Update, UpdateBuilder};

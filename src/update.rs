@@ -12,11 +12,14 @@
 //! (`hub::presence`) are built from the same types.
 
 use std::fmt;
-use std::sync::LazyLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+/// The rules hubs and clients share (the client crate checks them before sending, so the two
+/// never disagree): which characters are invisible, which topics are the hub's own.
+pub use quicksilver_client::protocol::{in_reserved_namespace, is_format_character};
 
 /// Position of an update in the hub's history: 1 for the first update ever stored, 0 for "none".
 pub type Seq = u64;
@@ -56,101 +59,9 @@ fn has_control(value: &str) -> bool {
     value.chars().any(char::is_control)
 }
 
-/// The characters of Unicode's general category Cf (format), Unicode 15.0 to 16.0, as inclusive
-/// ranges. Rust's standard library has no general-category lookup, and the list is short and
-/// stable (the last addition, U+13439 to U+1343F, came with Unicode 15.0).
-const FORMAT_CHARACTERS: [(char, char); 21] = [
-    ('\u{AD}', '\u{AD}'),
-    ('\u{600}', '\u{605}'),
-    ('\u{61C}', '\u{61C}'),
-    ('\u{6DD}', '\u{6DD}'),
-    ('\u{70F}', '\u{70F}'),
-    ('\u{890}', '\u{891}'),
-    ('\u{8E2}', '\u{8E2}'),
-    ('\u{180E}', '\u{180E}'),
-    ('\u{200B}', '\u{200F}'),
-    ('\u{202A}', '\u{202E}'),
-    ('\u{2060}', '\u{2064}'),
-    ('\u{2066}', '\u{206F}'),
-    ('\u{FEFF}', '\u{FEFF}'),
-    ('\u{FFF9}', '\u{FFFB}'),
-    ('\u{110BD}', '\u{110BD}'),
-    ('\u{110CD}', '\u{110CD}'),
-    ('\u{13430}', '\u{1343F}'),
-    ('\u{1BCA0}', '\u{1BCA3}'),
-    ('\u{1D173}', '\u{1D17A}'),
-    ('\u{E0001}', '\u{E0001}'),
-    ('\u{E0020}', '\u{E007F}'),
-];
-
 /// Whether `value` holds a Unicode format (Cf) character.
 fn has_format(value: &str) -> bool {
     value.chars().any(is_format_character)
-}
-
-/// Whether `c` is a Unicode format (Cf) character: invisible, it can make two different strings
-/// look the same (U+200B) or reorder what is displayed (U+202E).
-pub fn is_format_character(c: char) -> bool {
-    FORMAT_CHARACTERS.iter().any(|&(low, high)| (low..=high).contains(&c))
-}
-
-/// The path of the hub, and the root of the namespace reserved for its own events.
-const RESERVED_PATH: &str = "/.well-known/mercure";
-
-/// The bases a relative topic is resolved against. Only the path of the result matters, so the
-/// host is a placeholder: the hub's URL (how Mercure 1.0 resolves topics for URL Pattern
-/// matching), and the bare origin (the reference hub's base when its resource identifier is not
-/// a hub URL), so that a relative topic landing in the namespace under either is refused.
-static BASES: LazyLock<[url::Url; 2]> = LazyLock::new(|| {
-    let base = |text| url::Url::parse(text).expect("a constant, valid absolute URL");
-    [base("https://hub.invalid/.well-known/mercure"), base("https://hub.invalid/")]
-});
-
-/// Whether `topic`, resolved like a URL, lies in the namespace of the hub's own events: its path,
-/// with dot segments removed (the WHATWG parser does it, `%2e` forms included) and `%XX` escapes
-/// of unreserved characters decoded, is `/.well-known/mercure` or below it. The host does not
-/// matter, since a subscriber's URL Pattern may match a topic on any host. A topic that is not a
-/// URL at all is outside unless its resolution lands inside.
-pub fn in_reserved_namespace(topic: &str) -> bool {
-    // A reference without a path (``, `?x`, `#x`) resolves to the hub's URL itself only because
-    // the hub's URL is the base: the empty topic has always been accepted (tests/http.rs), and
-    // the hub publishes nothing there. Such topics are resolved against the origin alone.
-    let pathless = topic.trim_start().is_empty() || topic.trim_start().starts_with(['?', '#']);
-    BASES.iter().skip(usize::from(pathless)).any(|base| {
-        base.join(topic).is_ok_and(|url| {
-            let path = decode_unreserved(url.path());
-            path == RESERVED_PATH
-                || path.strip_prefix(RESERVED_PATH).is_some_and(|rest| rest.starts_with('/'))
-        })
-    })
-}
-
-/// `path` with every `%XX` escape of an unreserved character (RFC 3986: ALPHA, DIGIT, `-`, `.`,
-/// `_`, `~`) decoded, hex digits in either case: `/.well-known/%6Dercure` is the hub's path.
-/// Other escapes stay as they are (`%2F` is not a `/`).
-fn decode_unreserved(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = (bytes[i] == b'%')
-            .then(|| path.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-        match decoded {
-            Some(byte) => {
-                out.push(char::from(byte));
-                i += 3;
-            }
-            None => {
-                // `path` is ASCII (the URL parser escapes the rest), so one byte is one char.
-                out.push(char::from(bytes[i]));
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// A topic: any string without control characters (usually an IRI).
@@ -261,6 +172,7 @@ impl EventType {
     }
 
     /// The type text.
+    #[cfg(any(test, feature = "unstable-internals"))]
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -290,26 +202,6 @@ pub struct Update {
 }
 
 impl Update {
-    /// Starts an update whose canonical topic is `topic`; the other fields have their defaults
-    /// (no data, public, an id the hub generates, type `message`, no `retry`). Nothing is
-    /// checked before [`UpdateBuilder::build`].
-    ///
-    /// ```
-    /// use quicksilver::update::Update;
-    ///
-    /// let update = Update::builder("https://example.com/books/1")
-    ///     .topic("https://example.com/books")
-    ///     .data(r#"{"title": "Dune"}"#)
-    ///     .private(true)
-    ///     .build()?;
-    /// assert_eq!(update.topics.len(), 2);
-    /// assert!(update.id.as_str().starts_with("urn:uuid:"));
-    /// # Ok::<(), quicksilver::update::InvalidField>(())
-    /// ```
-    pub fn builder(topic: impl Into<String>) -> UpdateBuilder {
-        UpdateBuilder { topics: vec![topic.into()], ..UpdateBuilder::default() }
-    }
-
     /// The checks of what only the hub may send, for an update from a publisher: no topic in
     /// the reserved namespace or with a format character ([`Topic::check_published`]) and not
     /// the hub's event type ([`EventType::check_published`]).
@@ -340,72 +232,22 @@ impl Update {
     }
 }
 
-/// The fields of an [`Update`] before they are checked; made by [`Update::builder`].
-#[derive(Debug, Clone, Default)]
-#[must_use = "an update builder does nothing until `build` is called"]
-pub struct UpdateBuilder {
-    topics: Vec<String>,
-    data: String,
-    private: bool,
-    id: Option<String>,
-    event_type: Option<String>,
-    retry: Option<u64>,
-}
+impl TryFrom<&quicksilver_client::Update> for Update {
+    type Error = InvalidField;
 
-impl UpdateBuilder {
-    /// Adds an alternate topic: subscribers to it receive the update too.
-    pub fn topic(mut self, topic: impl Into<String>) -> Self {
-        self.topics.push(topic.into());
-        self
-    }
-
-    /// The payload (empty by default), opaque to the hub.
-    pub fn data(mut self, data: impl Into<String>) -> Self {
-        self.data = data.into();
-        self
-    }
-
-    /// Whether only subscribers allowed one of the topics receive it (`false` by default).
-    pub fn private(mut self, private: bool) -> Self {
-        self.private = private;
-        self
-    }
-
-    /// The update's id, instead of one the hub generates (`urn:uuid:` and a UUIDv7).
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    /// The SSE event type, instead of the default `message`.
-    pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
-        self.event_type = Some(event_type.into());
-        self
-    }
-
-    /// The reconnection time the update tells its receivers (whole milliseconds; zero means
-    /// none).
-    pub fn retry(mut self, retry: std::time::Duration) -> Self {
-        self.retry = Some(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX));
-        self
-    }
-
-    /// Checks every field as the hub checks a publisher's (the same rules as `POST`, but for
-    /// the number of topics, which [`crate::Hub::publish`] checks against its setting).
-    pub fn build(self) -> Result<Update, InvalidField> {
-        let topics = self.topics.into_iter().map(Topic::new).collect::<Result<Vec<_>, _>>()?;
-        let id = match self.id.filter(|id| !id.is_empty()) {
-            Some(id) => EventId::new(id)?,
-            None => EventId::generate(),
-        };
-        let event_type = self.event_type.map(EventType::new).transpose()?;
+    /// The update an application publishes in-process ([`crate::Hub::publish`]), checked again
+    /// with the hub's own rules (the client's builder already applied the same ones).
+    fn try_from(update: &quicksilver_client::Update) -> Result<Self, InvalidField> {
         let update = Update {
-            id,
-            topics,
-            data: self.data,
-            private: self.private,
-            event_type,
-            retry: self.retry.filter(|&retry| retry > 0),
+            id: EventId::new(update.id())?,
+            topics: update.topics().iter().map(Topic::new).collect::<Result<_, _>>()?,
+            data: update.data().to_owned(),
+            private: update.is_private(),
+            event_type: update.event_type().map(EventType::new).transpose()?,
+            retry: update
+                .retry()
+                .map(|retry| u64::try_from(retry.as_millis()).unwrap_or(u64::MAX))
+                .filter(|&retry| retry > 0),
         };
         update.check_published()?;
         Ok(update)
@@ -505,8 +347,8 @@ mod tests {
     }
 
     #[test]
-    fn the_builder_checks_every_field_as_a_publish_does() {
-        let update = Update::builder("a")
+    fn an_update_from_the_client_crate_keeps_every_field() {
+        let sent = quicksilver_client::Update::builder("a")
             .topic("b")
             .data("x")
             .private(true)
@@ -515,27 +357,17 @@ mod tests {
             .retry(std::time::Duration::from_millis(1500))
             .build()
             .expect("valid");
+        let update = Update::try_from(&sent).expect("the hub accepts what the client builds");
         assert_eq!(update.topics.iter().map(Topic::as_str).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!((update.id.as_str(), update.data.as_str()), ("i", "x"));
         assert_eq!(update.event_type.as_ref().map(EventType::as_str), Some("t"));
         assert_eq!(update.retry, Some(1500));
         assert!(update.private);
 
-        let defaults = Update::builder("a").retry(std::time::Duration::ZERO).build().expect("ok");
-        assert!(defaults.id.as_str().starts_with("urn:uuid:") && !defaults.private);
-        assert_eq!((defaults.retry, defaults.event_type), (None, None));
-
-        let refused = [
-            Update::builder("a\n").build(),
-            Update::builder("a").topic("/.well-known/mercure/x").build(),
-            Update::builder("a").id("#1").build(),
-            Update::builder("a").id("earliest").build(),
-            Update::builder("a").event_type("mercure").build(),
-            Update::builder("a").event_type("t\u{202E}").build(),
-        ];
-        for result in refused {
-            assert!(result.is_err(), "{result:?}");
-        }
+        let defaults = quicksilver_client::Update::builder("a").build().expect("valid");
+        let update = Update::try_from(&defaults).expect("valid");
+        assert!(update.id.as_str().starts_with("urn:uuid:") && !update.private);
+        assert_eq!((update.retry, update.event_type), (None, None));
     }
 
     #[test]
@@ -614,68 +446,6 @@ mod tests {
         for fine in ["Mercure", "mercure2", "message", ""] {
             assert!(EventType::new(fine).expect("type").check_published().is_ok(), "{fine}");
         }
-    }
-
-    #[test]
-    fn reserved_namespace_in_every_spelling() {
-        for topic in [
-            "/.well-known/mercure",
-            "/.well-known/mercure/",
-            "/.well-known/mercure/subscriptions/x",
-            "/.well-known/%6Dercure/x",
-            "/.well-known/%6dercure/x",
-            "/%2Ewell-known/mercure",
-            "/.well-known/merc%75re",
-            "https://evil.example/.well-known/mercure",
-            "http://evil.example:8080/.well-known/mercure/x?y#z",
-            "urn-like://host/.well-known/mercure",
-            "/a/../.well-known/mercure/x",
-            "/./.well-known/mercure",
-            "/a/%2e%2e/.well-known/mercure",
-            "/a/%2E./.well-known/mercure",
-            "/a/.%2e/.well-known/mercure",
-            "/.well-known/mercure/%2e",
-            ".well-known/mercure/x",
-            "mercure/x",
-            "../.well-known/mercure",
-            "\\.well-known\\mercure",
-            "https://evil.example\\.well-known\\mercure\\x",
-            "//other.example/.well-known/mercure",
-            " /.well-known/mercure",
-        ] {
-            assert!(in_reserved_namespace(topic), "{topic:?} should be reserved");
-            let topic = Topic::new(topic).expect("the hub's constructor accepts it");
-            assert!(matches!(topic.check_published(), Err(InvalidField::ReservedTopic(_))));
-        }
-    }
-
-    #[test]
-    fn topics_outside_the_namespace() {
-        for topic in [
-            "https://example.com/books/1",
-            "https://example.com/.well-known/mercure-not/x",
-            "/.well-known/mercurex",
-            "/.well-known/mercure%2Fx",
-            "/.well-known%2Fmercure",
-            "/.WELL-KNOWN/mercure",
-            "/x/.well-known/mercure",
-            "foo bar",
-            "",
-            "?x",
-            "#x",
-            "*",
-            "urn:uuid:0190-.well-known/mercure",
-            "mailto:a@.well-known/mercure",
-            "http://[::1",
-        ] {
-            assert!(!in_reserved_namespace(topic), "{topic:?} is an ordinary topic");
-        }
-    }
-
-    #[test]
-    fn decodes_only_unreserved_escapes() {
-        assert_eq!(decode_unreserved("/%41%7a%2D%2e%5F%7E"), "/Az-._~");
-        assert_eq!(decode_unreserved("/%2F%20%25%zz%4"), "/%2F%20%25%zz%4");
     }
 
     #[test]

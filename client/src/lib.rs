@@ -85,6 +85,7 @@ pub mod discovery;
 mod error;
 mod event;
 mod http;
+pub mod protocol;
 pub mod publisher;
 mod sse;
 pub mod subscriber;

@@ -12,11 +12,9 @@
 //! id, and subscribers (whose streams skip ids already seen) receive it once. Limits that depend
 //! on the hub's configuration (body size, number of topics) are the hub's to check (413).
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-/// The path of the hub, and the root of the namespace of its own events.
-const RESERVED_PATH: &str = "/.well-known/mercure";
+use crate::protocol::{in_reserved_namespace, is_format_character};
 
 /// Why an update cannot be published.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -276,87 +274,6 @@ fn check_visible(field: &'static str, value: &str) -> Result<(), InvalidUpdate> 
     Ok(())
 }
 
-/// Whether `c` is in Unicode's general category Cf ("format"), as of Unicode 16.0. The standard
-/// library has no category lookup and the category changes rarely (U+13439..U+1343F came with
-/// 15.0): a table of inclusive ranges does.
-fn is_format_character(c: char) -> bool {
-    const RANGES: &[(u32, u32)] = &[
-        (0x00AD, 0x00AD),
-        (0x0600, 0x0605),
-        (0x061C, 0x061C),
-        (0x06DD, 0x06DD),
-        (0x070F, 0x070F),
-        (0x0890, 0x0891),
-        (0x08E2, 0x08E2),
-        (0x180E, 0x180E),
-        (0x200B, 0x200F),
-        (0x202A, 0x202E),
-        (0x2060, 0x2064),
-        (0x2066, 0x206F),
-        (0xFEFF, 0xFEFF),
-        (0xFFF9, 0xFFFB),
-        (0x110BD, 0x110BD),
-        (0x110CD, 0x110CD),
-        (0x13430, 0x1343F),
-        (0x1BCA0, 0x1BCA3),
-        (0x1D173, 0x1D17A),
-        (0xE0001, 0xE0001),
-        (0xE0020, 0xE007F),
-    ];
-    let code = u32::from(c);
-    RANGES.iter().any(|&(low, high)| (low..=high).contains(&code))
-}
-
-/// Whether `topic`, taken as a URL reference, lands in `/.well-known/mercure` or below it on any
-/// host: the hub reads topics that way, after removing dot segments and decoding the escapes of
-/// unreserved characters (`/.well-known/%6Dercure` is the hub's path). A reference with no path
-/// of its own (empty, `?x`, `#x`) is read against the origin, not the hub's URL, as hubs accept
-/// the empty topic.
-fn in_reserved_namespace(topic: &str) -> bool {
-    static BASES: LazyLock<Option<[url::Url; 2]>> = LazyLock::new(|| {
-        let hub = url::Url::parse("https://hub.invalid/.well-known/mercure").ok()?;
-        let origin = url::Url::parse("https://hub.invalid/").ok()?;
-        Some([hub, origin])
-    });
-    let Some(bases) = BASES.as_ref() else { return false };
-    let start = topic.trim_start();
-    let pathless = start.is_empty() || start.starts_with(['?', '#']);
-    bases.iter().skip(usize::from(pathless)).any(|base| {
-        base.join(topic).is_ok_and(|url| {
-            let path = decode_unreserved(url.path());
-            path.strip_prefix(RESERVED_PATH)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
-    })
-}
-
-/// `path` with the `%XX` escapes of unreserved characters (letters, digits, `-._~`) decoded;
-/// other escapes kept (`%2F` is not a `/`).
-fn decode_unreserved(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut rest = path;
-    while let Some(at) = rest.find('%') {
-        out.push_str(&rest[..at]);
-        let escape = &rest[at..];
-        let decoded = escape
-            .get(1..3)
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            .filter(|byte| byte.is_ascii_alphanumeric() || b"-._~".contains(byte));
-        match decoded {
-            Some(byte) => {
-                out.push(char::from(byte));
-                rest = &escape[3..];
-            }
-            None => {
-                out.push('%');
-                rest = &escape[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,12 +417,5 @@ mod tests {
         ] {
             assert!(Update::builder(topic).build().is_ok(), "{topic}");
         }
-    }
-
-    #[test]
-    fn decodes_only_unreserved_escapes() {
-        assert_eq!(decode_unreserved("/%41%2F%7e%2x%"), "/A%2F~%2x%");
-        assert_eq!(decode_unreserved("%%41"), "%A");
-        assert_eq!(decode_unreserved("é%C3%A9"), "é%C3%A9");
     }
 }

@@ -30,7 +30,7 @@ use crate::transport::local::LocalTransport;
 use crate::transport::memory::MemoryStore;
 use crate::transport::nats::NatsTransport;
 use crate::transport::{Transport, TransportError};
-use crate::update::{EventId, InvalidField, Update};
+use crate::update::{EventId, Update};
 use router::Router;
 
 /// How long [`Hub::shutdown`] waits, past `drain_timeout`, for the last streams to end and for
@@ -39,14 +39,12 @@ use router::Router;
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why [`Hub::publish`] did not store an update. Nothing was stored.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
-    /// A field a publisher may not send (a reserved topic or type).
-    #[error(transparent)]
-    Invalid(#[from] InvalidField),
-    /// An update without a topic.
-    #[error("an update needs at least one topic")]
-    NoTopic,
+    /// A field the hub refuses from publishers (the client crate's builder refuses the same).
+    #[error("{0}")]
+    Invalid(String),
     /// More topics than `max_topics_per_update`.
     #[error(
         "more than {limit} topics in one update (max_topics_per_update); publish the update in \
@@ -56,10 +54,38 @@ pub enum PublishError {
         /// The setting's value.
         limit: usize,
     },
-    /// The transport could not store it: unavailable for now (retry after the time it gives),
-    /// too large for it, or a store failure.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
+    /// The transport cannot store it now (shutting down, or NATS out of reach); a retry after
+    /// `retry_after` may succeed.
+    #[error("{reason}")]
+    Unavailable {
+        /// What is unavailable.
+        reason: String,
+        /// When a retry may succeed.
+        retry_after: Duration,
+    },
+    /// Larger than the transport carries in one message (NATS's `max_payload`).
+    #[error("the update takes {size} bytes, more than the {limit} bytes the transport carries")]
+    TooLarge {
+        /// The encoded update's size in bytes.
+        size: usize,
+        /// The transport's limit in bytes.
+        limit: usize,
+    },
+    /// The history store failed (disk full, I/O error...): an operator must look.
+    #[error("history store failure: {0}")]
+    Store(String),
+}
+
+impl From<TransportError> for PublishError {
+    fn from(error: TransportError) -> Self {
+        match error {
+            TransportError::Unavailable { reason, retry_after } => {
+                Self::Unavailable { reason, retry_after }
+            }
+            TransportError::TooLarge { size, limit } => Self::TooLarge { size, limit },
+            TransportError::Store(reason) => Self::Store(reason),
+        }
+    }
 }
 
 /// A subscription to one selector, as the subscriptions API lists it.
@@ -189,16 +215,17 @@ impl Hub {
     /// trusted as a publisher of every topic. The hub's rules for publishers still apply (no
     /// reserved topic or type, `max_topics_per_update`). Resolves with the update's id once it
     /// is stored (durably, with the embedded and NATS transports), as a `POST` is answered.
-    pub async fn publish(&self, update: Update) -> Result<EventId, PublishError> {
-        if update.topics.is_empty() {
-            return Err(PublishError::NoTopic);
-        }
+    ///
+    /// The update is the client crate's ([`crate::Update`]), so that an application builds
+    /// updates the same way for an embedded hub and for a remote one.
+    pub async fn publish(&self, update: &crate::Update) -> Result<String, PublishError> {
         let limit = self.config.max_topics_per_update;
-        if update.topics.len() > limit {
+        if update.topics().len() > limit {
             return Err(PublishError::TooManyTopics { limit });
         }
-        update.check_published()?;
-        Ok(self.store(update, Instant::now()).await?)
+        let update = Update::try_from(update).map_err(|e| PublishError::Invalid(e.to_string()))?;
+        let id = self.store(update, Instant::now()).await?;
+        Ok(id.to_string())
     }
 
     /// Stores an update that passed the publisher's checks, counting it in the metrics (its
