@@ -13,10 +13,10 @@
 //! - `MERCURE_HUB_URL`: the hub (default `http://127.0.0.1:8080/.well-known/mercure`);
 //! - `MERCURE_TOKEN`: a publisher token; without it, one is minted from `MERCURE_JWT_KEY` (the
 //!   hub's HMAC secret) for every topic;
-//! - `MERCURE_PRIVATE`: set to publish a private update.
+//! - `PRIVATE`: set to publish a private update.
 //!
-//! Give `MERCURE_HUB_URL` and `MERCURE_TOKEN` to the example only: the hub refuses to start with
-//! `MERCURE_*` variables it does not know.
+//! The hub ignores `MERCURE_HUB_URL` and `MERCURE_TOKEN`, as it ignores other clients' variables:
+//! one shell can export them for both.
 
 use quicksilver_client::token::{Format, Selector, SigningKey, TokenRequest};
 use quicksilver_client::{PublishError, Publisher, Update};
@@ -55,7 +55,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let publisher = builder.build()?;
     let update = Update::builder(topic)
         .data(data)
-        .private(std::env::var_os("MERCURE_PRIVATE").is_some())
+        .private(std::env::var_os("PRIVATE").is_some())
         .build()?;
 
     match publisher.publish(&update).await {

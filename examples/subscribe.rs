@@ -15,10 +15,10 @@
 //! - `MERCURE_TOKEN`: a subscriber token; without it, one is minted from `MERCURE_JWT_KEY` (the
 //!   hub's HMAC secret) for every topic, and without either the subscription is anonymous (the
 //!   hub must allow it: `MERCURE_ANONYMOUS=1`);
-//! - `MERCURE_LAST_EVENT_ID`: resume after this id (`earliest` for the whole history).
+//! - `LAST_EVENT_ID`: resume after this id (`earliest` for the whole history).
 //!
-//! Give `MERCURE_HUB_URL` and `MERCURE_TOKEN` to the example only: the hub refuses to start with
-//! `MERCURE_*` variables it does not know.
+//! The hub ignores `MERCURE_HUB_URL` and `MERCURE_TOKEN`, as it ignores other clients' variables:
+//! one shell can export them for both.
 
 use futures_util::StreamExt;
 use quicksilver_client::token::{Format, Selector, SigningKey, TokenRequest};
@@ -57,7 +57,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         (Err(_), Err(_)) => builder,
     };
-    if let Ok(id) = std::env::var("MERCURE_LAST_EVENT_ID") {
+    if let Ok(id) = std::env::var("LAST_EVENT_ID") {
         builder = builder.last_event_id(id);
     }
     let subscriber = builder.build()?;

@@ -1528,6 +1528,8 @@ mod tests {
             ("MERCURE_CORS_ORIGINS", "https://A.example.com, http://b.test:8080"),
             ("MERCURE_TRANSPORT", "memory"),
             ("MERCURE_URL", "ignored: read by client libraries"),
+            ("MERCURE_HUB_URL", "ignored: read by this repository's client examples"),
+            ("MERCURE_TOKEN", "ignored: read by this repository's client examples"),
             ("PATH", "/usr/bin"),
         ])
         .expect("valid configuration");
