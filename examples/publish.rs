@@ -53,10 +53,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let publisher = builder.build()?;
-    let update = Update::builder(topic)
-        .data(data)
-        .private(std::env::var_os("PRIVATE").is_some())
-        .build()?;
+    let update =
+        Update::builder(topic).data(data).private(std::env::var_os("PRIVATE").is_some()).build()?;
 
     match publisher.publish(&update).await {
         Ok(id) => {
