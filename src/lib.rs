@@ -96,7 +96,7 @@ internal_modules! {
 }
 
 pub use http::{bind, serve, serve_metrics, shutdown_on_signal, HUB_METHODS, HUB_PATH};
-pub use hub::{ActiveSubscription, Hub, PublishError};
+pub use hub::Hub;
 /// The client crate, for publishers and subscribers in Rust; its [`Update`] is also what
 /// [`Hub::publish`] takes.
 pub use quicksilver_client as client;

@@ -9,7 +9,7 @@
 //! documentation lists but its code does not register, plus our own drop, latency and HTTP
 //! counters.
 //!
-//! The `nats` transport adds its own family ([`NatsMetrics`], `mercure_nats_*`), exported only
+//! The `nats` transport adds its own family (`NatsMetrics`, `mercure_nats_*`), exported only
 //! on the nodes that use it.
 //!
 //! Output is OpenMetrics text. prometheus-client appends `_total` to counter samples and the unit
@@ -37,7 +37,7 @@ const PUBLISH_DURATION_BUCKETS: [f64; 16] = [
 
 /// Why a subscriber was disconnected by the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     /// Its bounded queue was full: it reads more slowly than updates arrive.
     QueueFull,
     /// Its connection accepted no data for `dispatch_timeout` while updates waited.
@@ -103,7 +103,7 @@ impl Metrics {
         "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
     /// Creates the metrics, all at zero, in a registry of their own.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
 
         let subscribers_connected = Gauge::default();
@@ -184,34 +184,34 @@ impl Metrics {
     }
 
     /// A subscriber connected: one more connected now, one more in total.
-    pub fn subscriber_connected(&self) {
+    pub(crate) fn subscriber_connected(&self) {
         self.inner.subscribers_connected.inc();
         self.inner.subscribers.inc();
     }
 
     /// A subscriber disconnected, whatever the reason.
-    pub fn subscriber_disconnected(&self) {
+    pub(crate) fn subscriber_disconnected(&self) {
         self.inner.subscribers_connected.dec();
     }
 
     /// An update was published successfully; `latency` is how long the publish took.
-    pub fn update_published(&self, latency: Duration) {
+    pub(crate) fn update_published(&self, latency: Duration) {
         self.inner.updates.inc();
         self.inner.publish_duration.observe(latency.as_secs_f64());
     }
 
     /// An authorized publish failed (invalid form, storage or transport error).
-    pub fn publish_failed(&self) {
+    pub(crate) fn publish_failed(&self) {
         self.inner.updates_failed.inc();
     }
 
     /// `deliveries` subscribers received an update.
-    pub fn updates_dispatched(&self, deliveries: u64) {
+    pub(crate) fn updates_dispatched(&self, deliveries: u64) {
         self.inner.updates_dispatched.inc_by(deliveries);
     }
 
     /// The hub disconnected a subscriber for `reason`.
-    pub fn subscriber_dropped(&self, reason: DropReason) {
+    pub(crate) fn subscriber_dropped(&self, reason: DropReason) {
         match reason {
             DropReason::QueueFull => self.inner.dropped_queue_full.inc(),
             DropReason::DispatchTimeout => self.inner.dropped_dispatch_timeout.inc(),
@@ -219,17 +219,17 @@ impl Metrics {
     }
 
     /// The history now holds `updates` updates.
-    pub fn set_history_size(&self, updates: u64) {
+    pub(crate) fn set_history_size(&self, updates: u64) {
         self.inner.history_updates.set(updates);
     }
 
     /// The hub sent an HTTP response with this status code.
-    pub fn http_response(&self, status: u16) {
+    pub(crate) fn http_response(&self, status: u16) {
         self.inner.http_responses.get_or_create(&StatusLabels { status }).inc();
     }
 
     /// The `nats` transport's metrics, registered (and exported from now on) at the first call.
-    pub fn nats(&self) -> NatsMetrics {
+    pub(crate) fn nats(&self) -> NatsMetrics {
         self.inner.nats.get_or_init(NatsMetrics::new).clone()
     }
 
@@ -257,7 +257,7 @@ const ACK_DURATION_BUCKETS: [f64; 14] =
 
 /// The metrics of the `nats` transport, got from [`Metrics::nats`]. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct NatsMetrics {
+pub(crate) struct NatsMetrics {
     inner: Arc<NatsInner>,
 }
 
@@ -319,27 +319,27 @@ impl NatsMetrics {
     }
 
     /// The connection to NATS is up (`true`) or down.
-    pub fn set_connected(&self, connected: bool) {
+    pub(crate) fn set_connected(&self, connected: bool) {
         self.inner.connected.set(i64::from(connected));
     }
 
     /// JetStream acknowledged a publication `latency` after it was first sent.
-    pub fn acknowledged(&self, latency: Duration) {
+    pub(crate) fn acknowledged(&self, latency: Duration) {
         self.inner.ack_duration.observe(latency.as_secs_f64());
     }
 
     /// The stream holds `updates` that this node has not read yet.
-    pub fn set_consumer_lag(&self, updates: u64) {
+    pub(crate) fn set_consumer_lag(&self, updates: u64) {
         self.inner.consumer_lag.set(updates);
     }
 
     /// The node's consumer failed and is being created again.
-    pub fn consumer_recreated(&self) {
+    pub(crate) fn consumer_recreated(&self) {
         self.inner.consumer_recreations.inc();
     }
 
     /// The stream no longer continued what this node had read.
-    pub fn stream_reset(&self) {
+    pub(crate) fn stream_reset(&self) {
         self.inner.stream_resets.inc();
     }
 }

@@ -80,6 +80,10 @@ async fn an_origin_listed_explicitly_gets_credentials_even_beside_star() {
     assert_eq!(header(&headers, "access-control-allow-credentials"), Some("true"));
     let vary: Vec<_> = headers.get_all("vary").iter().filter_map(|v| v.to_str().ok()).collect();
     assert!(vary.iter().any(|v| v.to_ascii_lowercase().contains("origin")), "Vary: {vary:?}");
+    // The hub's middleware runs once per answer (the binary mounts the same routes an
+    // embedding application does, under one layer).
+    assert_eq!(headers.get_all("access-control-allow-origin").iter().count(), 1);
+    assert_eq!(headers.get_all("x-content-type-options").iter().count(), 1);
 
     let headers = victim_reads_private_update(&hub, EVIL).await;
     assert_eq!(header(&headers, "access-control-allow-origin"), Some("*"));

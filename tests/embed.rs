@@ -9,7 +9,8 @@ use std::time::Duration;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use common::{client, publisher, subscriber, Events};
 use quicksilver::config::Config;
-use quicksilver::{Hub, InvalidUpdate, PublishError, Update};
+use quicksilver::hub::PublishError;
+use quicksilver::{Hub, InvalidUpdate, Update};
 
 const TOPIC: &str = "https://example.com/books/1";
 
@@ -103,6 +104,15 @@ async fn notify(hub: web::Data<Hub>, body: String) -> HttpResponse {
     }
 }
 
+/// The hub's count of 200 answers, from its Prometheus text.
+fn responses_200(hub: &Hub) -> u64 {
+    let text = hub.metrics().render();
+    text.lines()
+        .find(|line| line.starts_with("mercure_http_responses_total{") && line.contains("\"200\""))
+        .and_then(|line| line.rsplit(' ').next())
+        .map_or(0, |count| count.parse().expect("a count"))
+}
+
 fn hub_url(host: &Host) -> String {
     host.url(quicksilver::HUB_PATH)
 }
@@ -152,10 +162,19 @@ async fn the_host_serves_its_own_routes_and_the_hubs_on_one_port() {
         .send()
         .await
         .expect("preflight");
-    assert_eq!(
-        preflight.headers().get("access-control-allow-origin").map(|v| v.as_bytes()),
-        Some(&b"https://app.example.com"[..])
-    );
+    let allowed: Vec<_> =
+        preflight.headers().get_all("access-control-allow-origin").iter().collect();
+    assert_eq!(allowed, ["https://app.example.com"], "the hub's middleware ran once");
+    assert_eq!(preflight.headers().get_all("x-frame-options").iter().count(), 1);
+
+    // Each answer of the hub is counted once; the host's own answers are not the hub's.
+    let before = responses_200(&host.hub);
+    let hello = client().get(host.url("/hello")).send().await.expect("host route");
+    assert_eq!(hello.status(), 200);
+    assert_eq!(responses_200(&host.hub), before, "the host's routes are not counted");
+    let (status, _) = common::publish_to(&hub_url(&host), &publisher(), &[("topic", TOPIC)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(responses_200(&host.hub), before + 1, "one publish, counted once");
 
     // A path the hub does not serve reaches the host's default service, even under the hub's URL.
     for path in ["/nowhere", "/.well-known/mercure/nowhere"] {

@@ -455,6 +455,14 @@ impl Hub {
     /// # }
     /// ```
     ///
+    /// The hub's scope answers every path under `/.well-known/mercure`: mount it before any
+    /// application scope that contains it (a `web::scope("/.well-known")` registered first
+    /// would take the hub's requests), and put no route of the application under it. The
+    /// application's `App::wrap` middleware wraps the hub's routes too: keep middleware that
+    /// buffers responses (`Compress`, which would hold back an event stream) or refuses
+    /// requests (its own authentication, which would refuse subscribers) on the application's
+    /// own scopes and resources instead.
+    ///
     /// The application's server decides what the binary's settings would otherwise decide:
     /// `addr`, `workers`, TLS and ACME, `read_timeout`, and `dispatch_timeout` (which needs the
     /// binary's own connection handling); the health checks and metrics are the application's

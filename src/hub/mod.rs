@@ -117,7 +117,36 @@ pub struct Hub {
     pub(crate) issuers: TrustedIssuers,
     /// Raised when a shutdown starts: the node is no longer ready.
     stopping: Arc<AtomicBool>,
+    /// Drains the streams when the last handle is dropped.
+    _drain_on_drop: Arc<DrainOnDrop>,
 }
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("transport", &self.config.transport)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Held by every handle of a hub: when the last one goes, the router is told to end the streams
+/// over `drain_timeout`, as on a shutdown, rather than leave them open with nothing to feed them.
+struct DrainOnDrop {
+    router: Router,
+    drain: Duration,
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        // Fails only when the router has already stopped: nothing is left to drain.
+        let _ = self.router.drain(self.drain);
+    }
+}
+
+/// How long [`Hub::subscriptions`] waits for the router, which answers nothing until the
+/// transport has read where its history ends (a NATS stream out of reach keeps it waiting).
+const ROUTER_WAIT: Duration = Duration::from_secs(5);
 
 impl Hub {
     /// Starts the router and the transport the configuration names, opening its store.
@@ -166,6 +195,7 @@ impl Hub {
         let transport = build(feed, &config, metrics.clone())?;
         let options = JwksOptions { ca_file: config.jwks_ca.clone(), ..JwksOptions::default() };
         let issuers = TrustedIssuers::start(config.issuers.clone(), &options)?;
+        let drain_on_drop = DrainOnDrop { router: router.clone(), drain: config.drain_timeout };
         Ok(Self {
             config: Arc::new(config),
             transport,
@@ -173,6 +203,7 @@ impl Hub {
             metrics,
             issuers,
             stopping: Arc::default(),
+            _drain_on_drop: Arc::new(drain_on_drop),
         })
     }
 
@@ -250,9 +281,12 @@ impl Hub {
     }
 
     /// The active subscriptions: this node's, then those the other nodes of a cluster
-    /// announced, one entry per selector. `None` once the hub has stopped.
+    /// announced, one entry per selector. `None` when the router cannot answer: it has
+    /// stopped, or has not started within 5 s (its transport has not read where history ends,
+    /// as when NATS is out of reach at start).
     pub async fn subscriptions(&self) -> Option<Vec<ActiveSubscription>> {
-        let snapshot = self.router.snapshot().await.ok()?;
+        let snapshot =
+            tokio::time::timeout(ROUTER_WAIT, self.router.snapshot()).await.ok()?.ok()?;
         let mut all: Vec<ActiveSubscription> = snapshot
             .subscriptions
             .iter()
@@ -287,15 +321,23 @@ impl Hub {
     /// [`SETTLE_TIMEOUT`] have passed); the caller then stops its HTTP server. Every
     /// acknowledged publication was stored before its answer.
     ///
-    /// Dropping every handle of the hub instead ends the streams at once, all together.
+    /// Dropping every handle of the hub drains its streams the same way (over
+    /// `drain_timeout`), without waiting: the application's server holds handles as long as
+    /// it runs, so a server stopped first waits for streams that nothing ends.
     pub async fn shutdown(&self) {
         let drain = self.config.drain_timeout;
-        let deadline = tokio::time::Instant::now() + drain + SETTLE_TIMEOUT;
+        let now = tokio::time::Instant::now();
+        // A drain too long to add is as good as for ever: a year stands for it.
+        let forever = now + Duration::from_secs(365 * 24 * 3600);
+        let deadline = now.checked_add(drain.saturating_add(SETTLE_TIMEOUT)).unwrap_or(forever);
         self.stop();
         if self.router.drain(drain).is_ok() {
             // The router ends the streams on its own schedule; a stream's end unregisters it.
+            // Bounded: a router that never started (its transport could not) never answers.
             const POLL: Duration = Duration::from_millis(50);
-            while let Ok(snapshot) = self.router.snapshot().await {
+            while let Ok(Ok(snapshot)) =
+                tokio::time::timeout_at(deadline, self.router.snapshot()).await
+            {
                 if snapshot.subscriptions.is_empty() || tokio::time::Instant::now() >= deadline {
                     break;
                 }
@@ -320,5 +362,42 @@ mod tests {
         hub.clone().stop();
         assert!(!hub.is_ready(), "every handle sees it");
         assert!(hub.transport.is_ready(), "while the transport still works");
+    }
+
+    fn config(settings: &[(&str, &str)]) -> Config {
+        let builder = Config::builder().set("jwt_key", "k");
+        settings.iter().fold(builder, |b, (key, value)| b.set(key, value)).build().expect("valid")
+    }
+
+    /// A hang guard only: what is awaited ends on its own well before it.
+    const GUARD: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn dropping_every_handle_drains_the_streams() {
+        let hub = Hub::start(config(&[("transport", "memory"), ("drain_timeout", "100ms")]))
+            .expect("started");
+        let subscription = crate::subscription::Subscription::new(
+            vec![crate::topic_selector::TopicSelector::parse("*")],
+            None,
+            None,
+        );
+        let mut registered = hub.router.register(Arc::new(subscription), 8).await.expect("live");
+        drop(hub);
+        // The stream's queue closes when the router ends it; without the drain, the
+        // registration alone would keep the router, and the stream, alive for ever.
+        let end = tokio::time::timeout(GUARD, registered.queue.recv()).await;
+        assert!(matches!(end, Ok(None)), "the stream was ended: {end:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hub_whose_transport_never_starts_answers_and_shuts_down() {
+        // Nothing listens on port 1: the NATS bridge keeps trying, the router never starts.
+        let settings =
+            [("transport", "nats"), ("nats_url", "nats://127.0.0.1:1"), ("drain_timeout", "1s")];
+        let hub = Hub::start(config(&settings)).expect("started");
+        assert!(!hub.is_ready());
+        let listed = tokio::time::timeout(GUARD, hub.subscriptions()).await;
+        assert_eq!(listed, Ok(None), "no answer from a router that never started");
+        tokio::time::timeout(GUARD, hub.shutdown()).await.expect("shutdown is bounded");
     }
 }
