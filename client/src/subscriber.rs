@@ -9,7 +9,9 @@
 //!   ([`DEFAULT_RETRY`], as browsers do); consecutive attempts that bring no event (refused
 //!   connections, 5xx, streams ending empty) double the wait, up to a cap
 //!   ([`SubscriberBuilder::max_backoff`]), plus up to a tenth at random; an event resets it.
-//!   A 503 waits the hub's `Retry-After` instead (capped the same way);
+//!   When a 408, 429 or 5xx answer has a `Retry-After` (in seconds), the wait is at least that
+//!   long (capped the same way): it can lengthen the wait, never shorten it, so that
+//!   `Retry-After: 0` cannot make the stream hammer a hub;
 //! - it never yields an event whose id it yielded recently (a window of the last
 //!   [`DEFAULT_DEDUP_WINDOW`] ids): a replay that overlaps what was already received, or an
 //!   update a publisher stored twice under one id, is delivered once;
@@ -194,7 +196,8 @@ impl SubscriberBuilder {
     }
 
     /// Sets the cap of the exponential backoff (default [`DEFAULT_MAX_BACKOFF`]). A `retry`
-    /// sent by the hub is honoured even when longer.
+    /// sent by the hub is honoured even when longer; a cap under 50 ms counts as 50 ms, the
+    /// shortest wait the backoff doubles from.
     pub fn max_backoff(mut self, cap: Duration) -> Self {
         self.max_backoff = cap;
         self
@@ -706,23 +709,27 @@ async fn connect(settings: Arc<Settings>, cursor: Option<String>) -> Result<Body
 
 /// The wait before the next attempt after `failures` consecutive attempts without an event
 /// (1 for the first): `retry` after the first, then doubling from `retry` (at least
-/// [`MIN_BACKOFF_BASE`]) up to `cap`, or to `retry` when the hub asked for more. A
-/// `Retry-After` replaces the doubling, capped the same way.
+/// [`MIN_BACKOFF_BASE`]) up to `cap` (at least [`MIN_BACKOFF_BASE`] too), or to `retry` when
+/// the hub asked for more. A `Retry-After`, capped the same way, is a lower bound: it can
+/// lengthen the wait, never shorten it, or `Retry-After: 0` on every attempt would make the
+/// stream a busy loop.
 fn backoff(
     retry: Duration,
     failures: u32,
     cap: Duration,
     retry_after: Option<Duration>,
 ) -> Duration {
-    let cap = cap.max(retry);
-    if let Some(after) = retry_after {
-        return after.min(cap);
+    let cap = cap.max(retry).max(MIN_BACKOFF_BASE);
+    let doubled = if failures <= 1 {
+        retry
+    } else {
+        let factor = 1u32 << (failures - 1).min(30);
+        retry.max(MIN_BACKOFF_BASE).saturating_mul(factor).min(cap)
+    };
+    match retry_after {
+        Some(after) => doubled.max(after.min(cap)),
+        None => doubled,
     }
-    if failures <= 1 {
-        return retry;
-    }
-    let factor = 1u32 << (failures - 1).min(30);
-    retry.max(MIN_BACKOFF_BASE).saturating_mul(factor).min(cap)
 }
 
 #[cfg(test)]
@@ -743,6 +750,16 @@ mod tests {
         assert_eq!(backoff(ms(0), 3, cap, None), ms(200));
         assert_eq!(backoff(ms(500), 1, cap, Some(ms(5000))), ms(5000), "Retry-After wins");
         assert_eq!(backoff(ms(500), 1, cap, Some(Duration::from_secs(3600))), cap, "capped");
+        // Retry-After is a lower bound: it cannot shorten the doubling.
+        assert_eq!(backoff(ms(500), 1, cap, Some(Duration::ZERO)), ms(500));
+        let waits: Vec<u128> =
+            (1..=4).map(|n| backoff(ms(10), n, cap, Some(Duration::ZERO)).as_millis()).collect();
+        assert_eq!(waits, [10, 100, 200, 400], "Retry-After: 0 every time still backs off");
+        assert_eq!(backoff(ms(3000), 3, cap, Some(ms(1000))), ms(12000));
+        // A cap under the floor does not lower it.
+        let tiny = ms(1);
+        assert_eq!(backoff(ms(0), 2, tiny, None), ms(50), "the floor holds under a tiny cap");
+        assert_eq!(backoff(ms(0), 9, tiny, Some(Duration::from_secs(9))), ms(50));
         let long = Duration::from_secs(120);
         assert_eq!(backoff(long, 5, cap, None), long, "the hub's retry is honoured past the cap");
         assert_eq!(backoff(ms(1), u32::MAX, cap, None), cap, "no overflow");
