@@ -84,6 +84,10 @@ impl Parser {
 
     /// Splits `bytes` into lines on CRLF, LF and CR.
     fn scan(&mut self, mut bytes: &[u8]) {
+        if bytes.is_empty() {
+            // Nothing to say about a pending CR: the LF that may pair with it is still to come.
+            return;
+        }
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
@@ -214,6 +218,9 @@ mod tests {
         assert_eq!(whole.len(), 5, "{whole:?}");
         for at in 0..=stream.len() {
             assert_eq!(frames(&[&stream[..at], &stream[at..]]), whole, "split at {at}");
+            // An empty chunk (a body frame with no bytes) changes nothing.
+            let parts = [&stream[..at], b"", &stream[at..]];
+            assert_eq!(frames(&parts), whole, "split at {at}, with an empty chunk");
         }
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(frames(&bytes), whole, "byte by byte");
@@ -244,6 +251,16 @@ mod tests {
         assert_eq!(
             frames(&[b"data: a\r", b"\r"]),
             [Frame::Event { event: Event::new("", "message", "a"), explicit_id: false }]
+        );
+    }
+
+    #[test]
+    fn an_empty_chunk_does_not_forget_a_pending_cr() {
+        // Were the empty chunk to end the CR's wait, its LF would be a second line end: a blank
+        // line dispatching "a" alone.
+        assert_eq!(
+            frames(&[b"data: a\r", b"", b"\ndata: b\r\n\r\n"]),
+            [Frame::Event { event: Event::new("", "message", "a\nb"), explicit_id: false }]
         );
     }
 
