@@ -2,9 +2,13 @@
 //! interpretation rules of the WHATWG HTML standard ("Server-sent events", section "Event stream
 //! interpretation").
 //!
-//! One [`Parser`] reads one connection: the standard gives each stream its own data, event type
-//! and last event ID buffers, so the subscriber starts a new parser when it reconnects and keeps
-//! only what outlives a connection itself (the last event ID string, the reconnection time).
+//! One [`Parser`] reads one connection: the standard gives each stream its own data and event
+//! type buffers, so the subscriber starts a new parser when it reconnects. The last event ID is
+//! the exception: it belongs to the `EventSource`, which sends it back when it reconnects, so a
+//! new parser starts from the stream's current cursor ([`Parser::new`]), as Chromium's does.
+//! Were it to start empty, a blank line without an `id` field (a proxy's keep-alive `":\n\n"`)
+//! would dispatch an empty last event ID and the next reconnection would resume from nothing.
+//! Only an `id` field with an empty value clears the cursor: that is the standard's way to reset.
 //!
 //! Chunks may be split anywhere, inside a line, a UTF-8 sequence, a CRLF pair or the byte order
 //! mark: everything that cannot be decided yet is held until the next chunk. Lines are found in
@@ -31,7 +35,7 @@ pub(crate) enum Frame {
         explicit_id: bool,
     },
     /// A blank line ended a block without data: no event, but the last event ID string takes
-    /// the buffer's value, as at every dispatch.
+    /// the buffer's value, as at every dispatch (unchanged unless the block had an `id` field).
     LastEventId(String),
     /// A valid `retry` field: the new reconnection time.
     Retry(Duration),
@@ -55,9 +59,10 @@ pub(crate) struct Parser {
 }
 
 impl Parser {
-    /// A parser for a new stream.
-    pub(crate) fn new() -> Self {
-        Self::default()
+    /// A parser for a new connection of a stream whose last event ID is `last_event_id` (empty
+    /// when there is none).
+    pub(crate) fn new(last_event_id: String) -> Self {
+        Self { last_event_id, ..Self::default() }
     }
 
     /// Reads the next bytes of the stream; the frames they complete are queued for
@@ -166,9 +171,14 @@ impl Parser {
 mod tests {
     use super::*;
 
+    /// A parser for a stream's first connection.
+    fn parser() -> Parser {
+        Parser::new(String::new())
+    }
+
     /// Every frame `chunks` produce, fed in order to one parser.
     fn frames(chunks: &[&[u8]]) -> Vec<Frame> {
-        let mut parser = Parser::new();
+        let mut parser = parser();
         let mut out = Vec::new();
         for chunk in chunks {
             parser.feed(chunk);
@@ -280,7 +290,7 @@ mod tests {
         // A partial mark is no mark: its bytes decode to U+FFFD in the field name.
         assert_eq!(events(b"\xEF\xBBdata: x\n\ndata: y\n\n"), [event("", "message", "y")]);
         // A mark after the start of the stream is not skipped either.
-        let mut parser = Parser::new();
+        let mut parser = parser();
         parser.feed(b"data: a\n\n");
         parser.feed(b"\xEF\xBB\xBFdata: b\n\n");
         let frames: Vec<Frame> = std::iter::from_fn(|| parser.next_frame()).collect();
@@ -329,6 +339,33 @@ mod tests {
                 Frame::Event { event: Event::new("1", "message", "b"), explicit_id: false },
                 Frame::Event { event: Event::new("", "message", "c"), explicit_id: true },
                 Frame::LastEventId("2".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_connection_starts_from_the_streams_last_event_id() {
+        let mut parser = Parser::new("a".into());
+        // A proxy's keep-alive (a comment and a blank line), a lone blank line, an event
+        // without an id: the cursor stays, and the event carries it.
+        parser.feed(b":\n\n\ndata: x\n\n");
+        let frames: Vec<Frame> = std::iter::from_fn(|| parser.next_frame()).collect();
+        assert_eq!(
+            frames,
+            [
+                Frame::LastEventId("a".into()),
+                Frame::LastEventId("a".into()),
+                Frame::Event { event: Event::new("a", "message", "x"), explicit_id: false },
+            ]
+        );
+        // Only an `id` field with an empty value resets it.
+        parser.feed(b"id\n\ndata: y\n\n");
+        let frames: Vec<Frame> = std::iter::from_fn(|| parser.next_frame()).collect();
+        assert_eq!(
+            frames,
+            [
+                Frame::LastEventId(String::new()),
+                Frame::Event { event: Event::new("", "message", "y"), explicit_id: false },
             ]
         );
     }
@@ -401,7 +438,7 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut parser = Parser::new();
+        let mut parser = parser();
         for _ in 0..2000 {
             state ^= state << 13;
             state ^= state >> 7;

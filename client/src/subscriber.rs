@@ -5,6 +5,11 @@
 //!
 //! - when a connection ends (end of stream, network error), it reconnects by itself, sending
 //!   `Last-Event-ID` with the last id received so that the hub replays what was missed;
+//! - the last event id belongs to the stream, not to one connection (the WHATWG `EventSource`'s
+//!   "last event ID string"): each connection starts from it, so a block without an `id` field
+//!   (a proxy's keep-alive `:` and blank line) leaves it as it is, and an event without an `id`
+//!   carries it. Only an `id` field with an empty value clears it, as the standard says: the
+//!   next connection then sends no `Last-Event-ID`;
 //! - it waits the reconnection time first: the last `retry` the hub sent, else the default
 //!   ([`DEFAULT_RETRY`], as browsers do); consecutive attempts that bring no event (refused
 //!   connections, 5xx, streams ending empty) double the wait, up to a cap
@@ -293,7 +298,8 @@ impl SubscriberBuilder {
                 url,
                 v1,
                 credentials,
-                last_event_id: self.last_event_id,
+                // An empty cursor is no cursor: nothing to send back.
+                last_event_id: self.last_event_id.filter(|id| !id.is_empty()),
                 http,
                 retry: self.retry,
                 max_backoff: self.max_backoff,
@@ -382,7 +388,8 @@ impl Subscriber {
             settings: self.settings.clone(),
             status: status.clone(),
             body: None,
-            parser: Parser::new(),
+            // Replaced by each connection's own.
+            parser: Parser::new(String::new()),
             recent: RecentIds::new(self.settings.dedup_window),
             wait: None,
             failures: 0,
@@ -402,7 +409,8 @@ impl Subscriber {
 /// What the stream's owner can inspect while the session runs.
 #[derive(Debug)]
 struct Status {
-    /// The cursor sent on the next connection: the last event id received (or given).
+    /// The cursor sent on the next connection: the last event id received (or given); `None`
+    /// rather than empty.
     last_event_id: Option<String>,
     /// The reconnection time: the hub's last `retry`, or the default.
     retry: Duration,
@@ -433,9 +441,10 @@ fn lock(status: &Mutex<Status>) -> MutexGuard<'_, Status> {
 }
 
 impl EventStream {
-    /// The id the next connection will resume after (`Last-Event-ID`): that of the last event
-    /// received, else the one the subscriber started from. The WHATWG rules apply: an event
-    /// without an id on a new connection, or an empty `id` field, clears it.
+    /// The id the next connection will resume after (`Last-Event-ID`): the last one the hub
+    /// sent in an `id` field, on this connection or an earlier one, else the one the subscriber
+    /// started from. Blocks without an `id` field leave it as it is; an `id` field with an
+    /// empty value clears it (`None`), as the WHATWG standard says.
     pub fn last_event_id(&self) -> Option<String> {
         lock(&self.status).last_event_id.clone()
     }
@@ -556,10 +565,13 @@ impl Session {
             if let Some(wait) = self.wait.take() {
                 tokio::time::sleep(wait).await;
             }
-            match self.connect().await {
+            let cursor = lock(&self.status).last_event_id.clone();
+            match connect(self.settings.clone(), cursor.clone()).await {
                 Ok(body) => {
                     self.body = Some(body);
-                    self.parser = Parser::new();
+                    // The last event ID outlives the connection: a blank line without an `id`
+                    // field on this one must not clear it (see the `sse` module).
+                    self.parser = Parser::new(cursor.unwrap_or_default());
                     self.failed_attempts = 0;
                     let mut status = lock(&self.status);
                     status.connections += 1;
@@ -587,9 +599,9 @@ impl Session {
             let mut status = lock(&self.status);
             match frame {
                 Frame::Retry(retry) => status.retry = retry,
-                Frame::LastEventId(id) => status.last_event_id = Some(id),
+                Frame::LastEventId(id) => status.last_event_id = cursor(id),
                 Frame::Event { event, explicit_id } => {
-                    status.last_event_id = Some(event.id.clone());
+                    status.last_event_id = cursor(event.id.clone());
                     if explicit_id && !event.id.is_empty() && !self.recent.insert(&event.id) {
                         // Already delivered: a replay overlapping what was received, or an
                         // update stored twice.
@@ -631,12 +643,11 @@ impl Session {
         let wait = backoff(status.retry, self.failures, self.settings.max_backoff, retry_after);
         self.wait = Some(http::with_jitter(wait));
     }
+}
 
-    /// One connection attempt, resuming after the current cursor.
-    async fn connect(&mut self) -> Result<Body, Refusal> {
-        let cursor = lock(&self.status).last_event_id.clone().filter(|id| !id.is_empty());
-        connect(self.settings.clone(), cursor).await
-    }
+/// The cursor for an id the parser dispatched: none for the empty string.
+fn cursor(id: String) -> Option<String> {
+    (!id.is_empty()).then_some(id)
 }
 
 /// One connection attempt, resuming after `cursor`: the request, then the answer's status and

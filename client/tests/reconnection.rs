@@ -1,8 +1,8 @@
 //! The event stream's connection logic against a scripted server: each connection gets the next
 //! prepared answer, byte for byte, and the test sees each request's head and when it came. What a
 //! real hub cannot easily be made to do is done here: replay an event already delivered, go
-//! silent, answer something that is not an event stream, send an id no header can carry,
-//! `Retry-After: 0`.
+//! silent, answer something that is not an event stream, send an id no header can carry, a
+//! proxy's keep-alive, `Retry-After: 0`.
 //!
 //! Every wait is for an event, bounded by `PATIENCE`; timings are checked as lower bounds only.
 
@@ -269,4 +269,52 @@ async fn retry_after_0_cannot_make_the_stream_hammer_the_hub() {
     for (gap, at_least) in gaps.iter().zip([10, 100, 200, 400]) {
         assert!(*gap >= Duration::from_millis(at_least), "{gaps:?}");
     }
+}
+
+#[tokio::test]
+async fn a_keep_alive_on_a_new_connection_keeps_the_last_event_id() {
+    let (url, mut heads) = scripted_hub(vec![
+        stream_then_close("id: a\ndata: 1\n\n"),
+        // A proxy's keep-alive before any event of the connection: a comment and a blank line.
+        stream_then_close(":\n\n"),
+        stream_then_close("\n\n"),
+        // An event without an id carries the stream's last one; it is no duplicate of `a`.
+        stream_then_close("data: 2\n\n"),
+        stream_then_silence("id: b\ndata: 3\n\n"),
+    ])
+    .await;
+    let mut stream = stream(&url);
+    assert_eq!(next_event(&mut stream).await.id, "a");
+    let inherited = next_event(&mut stream).await;
+    assert_eq!((inherited.id.as_str(), inherited.data.as_str()), ("a", "2"));
+    assert_eq!(next_event(&mut stream).await.id, "b");
+    assert!(!head(&mut heads).await.contains("last-event-id"));
+    for connection in 2..=5 {
+        let head = head(&mut heads).await;
+        assert!(head.contains("last-event-id: a\r\n"), "connection {connection}: {head}");
+    }
+    assert_eq!(stream.last_event_id().as_deref(), Some("b"));
+}
+
+#[tokio::test]
+async fn only_an_empty_id_field_clears_the_last_event_id() {
+    let (url, mut heads) = scripted_hub(vec![
+        stream_then_close(":\n\n"),
+        stream_then_close("id\n\n"),
+        stream_then_silence("id: a\ndata: 1\n\n"),
+    ])
+    .await;
+    let mut stream = Subscriber::builder(&url)
+        .topic("t")
+        .last_event_id("x")
+        .retry(Duration::from_millis(10))
+        .build()
+        .expect("a valid subscriber")
+        .stream();
+    assert_eq!(next_event(&mut stream).await.id, "a");
+    assert!(head(&mut heads).await.contains("last-event-id: x\r\n"));
+    let second = head(&mut heads).await;
+    assert!(second.contains("last-event-id: x\r\n"), "a keep-alive keeps the id given: {second}");
+    let third = head(&mut heads).await;
+    assert!(!third.contains("last-event-id"), "`id` with no value clears it: {third}");
 }
