@@ -12,8 +12,9 @@
 //!   next connection then sends no `Last-Event-ID`;
 //! - it waits the reconnection time first: the last `retry` the hub sent, else the default
 //!   ([`DEFAULT_RETRY`], as browsers do); consecutive attempts that bring no event (refused
-//!   connections, 5xx, streams ending empty) double the wait, up to a cap
-//!   ([`SubscriberBuilder::max_backoff`]), plus up to a tenth at random; an event resets it.
+//!   connections, 408, 429, 5xx, answers that do not come, streams ending empty) double the
+//!   wait, from at least 50 ms, up to a cap ([`SubscriberBuilder::max_backoff`]), plus up to a
+//!   tenth at random; an event resets it.
 //!   When a 408, 429 or 5xx answer has a `Retry-After` (in seconds), the wait is at least that
 //!   long (capped the same way): it can lengthen the wait, never shorten it, so that
 //!   `Retry-After: 0` cannot make the stream hammer a hub;
@@ -22,8 +23,8 @@
 //!   update a publisher stored twice under one id, is delivered once;
 //! - it ends, with the error as its last item, when the hub refuses the subscription itself
 //!   (400, 401, 403, 404, ...): trying again would be refused again. Failures that may pass
-//!   (network, 5xx, 408, 429) are retried for ever, or until
-//!   [`SubscriberBuilder::give_up_after`] consecutive failed attempts.
+//!   (network, no answer within [`SubscriberBuilder::head_timeout`], 408, 429, 5xx) are retried
+//!   for ever, or until [`SubscriberBuilder::give_up_after`] consecutive failed attempts.
 //!
 //! Every `Err` is the stream's last item. The stream does its work when polled, in the
 //! caller's task: it needs a Tokio runtime with its timer, as reqwest does.
@@ -52,6 +53,9 @@ pub const DEFAULT_RETRY: Duration = Duration::from_secs(3);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How many recent event ids are remembered to skip duplicates.
 pub const DEFAULT_DEDUP_WINDOW: usize = 1024;
+/// How long a connection attempt may take until the answer's status and headers are in. A hub
+/// answers at once, before any event; a resumption may first look the id up in its history.
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The shortest wait the backoff doubles from, so that a `retry` of 0 cannot make a hub that
 /// closes every connection at once a busy loop.
 const MIN_BACKOFF_BASE: Duration = Duration::from_millis(50);
@@ -114,6 +118,13 @@ pub enum SubscribeError {
     /// reached.
     #[error("cannot reach the hub: {}", http::describe(.0))]
     Network(#[source] reqwest::Error),
+    /// The last of [`SubscriberBuilder::give_up_after`] failed attempts: the answer's status
+    /// and headers did not come within [`SubscriberBuilder::head_timeout`].
+    #[error("the hub did not answer within {after:?}")]
+    Timeout {
+        /// The timeout.
+        after: Duration,
+    },
 }
 
 /// The selectors of a subscription, in one protocol.
@@ -140,6 +151,7 @@ pub struct SubscriberBuilder {
     dedup_window: usize,
     give_up_after: Option<u32>,
     idle_timeout: Option<Duration>,
+    head_timeout: Duration,
 }
 
 impl SubscriberBuilder {
@@ -225,17 +237,39 @@ impl SubscriberBuilder {
     /// Takes a connection that sent nothing for `timeout` for dead, and reconnects. Hubs send a
     /// comment after some silence (Quicksilver and the reference hub: every 40 s by default):
     /// a timeout above that finds connections that died without a word (a peer that vanished,
-    /// a NAT that forgot them). Default: none.
+    /// a NAT that forgot them). Default: none. Zero is refused by [`build`](Self::build): it
+    /// would drop every connection at once (leave it unset for no timeout).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
         self
     }
 
+    /// Sets how long a connection attempt may take, from connecting to the answer's status and
+    /// headers (default [`DEFAULT_HEAD_TIMEOUT`]). An attempt that takes longer (a peer that
+    /// accepts the connection and never answers) fails as a network error does: it is retried
+    /// after the backoff. Zero is refused by [`build`](Self::build).
+    pub fn head_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = timeout;
+        self
+    }
+
     /// Checks the settings and makes the subscriber. The checks are those the hub would
-    /// answer with 400: no selector, draft-07 topics mixed with Mercure 1.0 matchers, a token
-    /// for the other protocol, control characters in a selector.
+    /// answer with 400 (no selector, draft-07 topics mixed with Mercure 1.0 matchers, a token
+    /// for the other protocol, control characters in a selector), and settings that would
+    /// make every connection fail (a zero [`idle_timeout`](Self::idle_timeout) or
+    /// [`head_timeout`](Self::head_timeout)).
     pub fn build(self) -> Result<Subscriber, BuildError> {
         let mut url = hub_url(&self.hub)?;
+        let invalid = |setting, reason| Err(BuildError::InvalidSetting { setting, reason });
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return invalid(
+                "idle_timeout",
+                "zero would drop every connection at once; leave it unset for no idle timeout",
+            );
+        }
+        if self.head_timeout.is_zero() {
+            return invalid("head_timeout", "zero would fail every connection attempt");
+        }
         let selectors = match (self.topics.is_empty(), self.matchers.is_empty()) {
             (true, true) => return Err(BuildError::NoSelector),
             (false, false) => return Err(BuildError::MixedSelectors),
@@ -306,6 +340,7 @@ impl SubscriberBuilder {
                 dedup_window: self.dedup_window,
                 give_up_after: self.give_up_after,
                 idle_timeout: self.idle_timeout,
+                head_timeout: self.head_timeout,
             }),
         })
     }
@@ -348,6 +383,7 @@ struct Settings {
     dedup_window: usize,
     give_up_after: Option<u32>,
     idle_timeout: Option<Duration>,
+    head_timeout: Duration,
 }
 
 impl Subscriber {
@@ -366,6 +402,7 @@ impl Subscriber {
             dedup_window: DEFAULT_DEDUP_WINDOW,
             give_up_after: None,
             idle_timeout: None,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
         }
     }
 
@@ -678,10 +715,16 @@ async fn connect(settings: Arc<Settings>, cursor: Option<String>) -> Result<Body
         let token = credentials.token().map_err(|e| Refusal::Final(e.into()))?;
         request = request.bearer_auth(token);
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|error| Refusal::Passing(SubscribeError::Network(error), None))?;
+    // `send` resolves with the status and headers: a peer that accepts the connection and never
+    // answers would keep it pending for ever.
+    let response = match tokio::time::timeout(settings.head_timeout, request.send()).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => return Err(Refusal::Passing(SubscribeError::Network(error), None)),
+        Err(_) => {
+            let error = SubscribeError::Timeout { after: settings.head_timeout };
+            return Err(Refusal::Passing(error, None));
+        }
+    };
     let status = response.status();
     if status == StatusCode::OK {
         let content_type = response.headers().get(CONTENT_TYPE);
@@ -830,6 +873,24 @@ mod tests {
             .expect("v1");
         Subscriber::builder(HUB).topic("a").mint_token(key, legacy).build().expect("draft-07");
         Subscriber::builder(HUB).topic("a").token("opaque").build().expect("unknown protocol");
+    }
+
+    #[test]
+    fn settings_that_fail_every_connection_are_refused() {
+        let setting = |builder: SubscriberBuilder| match builder.build() {
+            Err(BuildError::InvalidSetting { setting, .. }) => setting,
+            other => panic!("refused: {other:?}"),
+        };
+        let builder = || Subscriber::builder(HUB).topic("a");
+        assert_eq!(setting(builder().idle_timeout(Duration::ZERO)), "idle_timeout");
+        assert_eq!(setting(builder().head_timeout(Duration::ZERO)), "head_timeout");
+        let message = builder().idle_timeout(Duration::ZERO).build().expect_err("zero");
+        assert!(message.to_string().contains("leave it unset"), "{message}");
+        builder()
+            .idle_timeout(Duration::from_nanos(1))
+            .head_timeout(Duration::from_nanos(1))
+            .build()
+            .expect("small but not zero");
     }
 
     #[test]

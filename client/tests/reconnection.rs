@@ -1,8 +1,8 @@
 //! The event stream's connection logic against a scripted server: each connection gets the next
 //! prepared answer, byte for byte, and the test sees each request's head and when it came. What a
 //! real hub cannot easily be made to do is done here: replay an event already delivered, go
-//! silent, answer something that is not an event stream, send an id no header can carry, a
-//! proxy's keep-alive, `Retry-After: 0`.
+//! silent, never answer, answer something that is not an event stream, send an id no header can
+//! carry, a proxy's keep-alive, `Retry-After: 0`.
 //!
 //! Every wait is for an event, bounded by `PATIENCE`; timings are checked as lower bounds only.
 
@@ -32,6 +32,11 @@ fn stream_then_close(body: &str) -> Answer {
 
 fn stream_then_silence(body: &str) -> Answer {
     Answer { bytes: format!("{STREAM_HEAD}{body}").into_bytes(), keep_open: true }
+}
+
+/// Accepts the connection and the request, and never answers.
+fn no_answer() -> Answer {
+    Answer { bytes: Vec::new(), keep_open: true }
 }
 
 /// 503 with `Retry-After: 0`, as a hub or a proxy that wants the client back at once.
@@ -317,4 +322,34 @@ async fn only_an_empty_id_field_clears_the_last_event_id() {
     assert!(second.contains("last-event-id: x\r\n"), "a keep-alive keeps the id given: {second}");
     let third = head(&mut heads).await;
     assert!(!third.contains("last-event-id"), "`id` with no value clears it: {third}");
+}
+
+#[tokio::test]
+async fn a_hub_that_never_answers_is_retried_after_the_head_timeout() {
+    let (url, mut heads) =
+        scripted_hub(vec![no_answer(), stream_then_silence("id: a\ndata: 1\n\n")]).await;
+    let subscriber = |url: &str| {
+        Subscriber::builder(url)
+            .topic("t")
+            .retry(Duration::from_millis(10))
+            .head_timeout(Duration::from_millis(200))
+    };
+    let mut stream = subscriber(&url).build().expect("a valid subscriber").stream();
+    let started = Instant::now();
+    assert_eq!(next_event(&mut stream).await.id, "a", "from the second connection");
+    assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+    head(&mut heads).await;
+    head(&mut heads).await;
+    assert_eq!(stream.reconnections(), 0, "the first attempt never had an answer");
+
+    let (url, _heads) = scripted_hub(vec![no_answer()]).await;
+    let mut stream =
+        subscriber(&url).give_up_after(1).build().expect("a valid subscriber").stream();
+    match next(&mut stream).await {
+        Some(Err(SubscribeError::Timeout { after })) => {
+            assert_eq!(after, Duration::from_millis(200))
+        }
+        other => panic!("no answer: {other:?}"),
+    }
+    assert!(next(&mut stream).await.is_none());
 }
