@@ -12,9 +12,9 @@
 //!   next connection then sends no `Last-Event-ID`;
 //! - it waits the reconnection time first: the last `retry` the hub sent, else the default
 //!   ([`DEFAULT_RETRY`], as browsers do); consecutive attempts that bring no event (refused
-//!   connections, 408, 429, 5xx, answers that do not come, streams ending empty) double the
-//!   wait, from at least 50 ms, up to a cap ([`SubscriberBuilder::max_backoff`]), plus up to a
-//!   tenth at random; an event resets it.
+//!   connections, 408, 429, 5xx, answers that do not come, streams ending empty, events over
+//!   [`SubscriberBuilder::max_event_size`]) double the wait, from at least 50 ms, up to a cap
+//!   ([`SubscriberBuilder::max_backoff`]), plus up to a tenth at random; an event resets it.
 //!   When a 408, 429 or 5xx answer has a `Retry-After` (in seconds), the wait is at least that
 //!   long (capped the same way): it can lengthen the wait, never shorten it, so that
 //!   `Retry-After: 0` cannot make the stream hammer a hub;
@@ -56,6 +56,10 @@ pub const DEFAULT_DEDUP_WINDOW: usize = 1024;
 /// How long a connection attempt may take until the answer's status and headers are in. A hub
 /// answers at once, before any event; a resumption may first look the id up in its history.
 pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most bytes held for one event while it is read (16 MiB): far above the updates hubs
+/// take by default (Quicksilver refuses a publication body over 1 MiB), and low enough that a
+/// peer sending a line without end cannot exhaust the memory.
+pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 /// The shortest wait the backoff doubles from, so that a `retry` of 0 cannot make a hub that
 /// closes every connection at once a busy loop.
 const MIN_BACKOFF_BASE: Duration = Duration::from_millis(50);
@@ -152,6 +156,7 @@ pub struct SubscriberBuilder {
     give_up_after: Option<u32>,
     idle_timeout: Option<Duration>,
     head_timeout: Duration,
+    max_event_size: usize,
 }
 
 impl SubscriberBuilder {
@@ -253,11 +258,26 @@ impl SubscriberBuilder {
         self
     }
 
+    /// Sets the most bytes held for one event while it is read (default
+    /// [`DEFAULT_MAX_EVENT_SIZE`]): its data so far, a line break after each `data` line, plus
+    /// the line not yet complete, field name included. So an event's data can take the limit
+    /// less a few bytes, and no line of the stream, comments included, can be longer.
+    ///
+    /// A connection that passes it is dropped, as one that fails: the events completed before
+    /// are delivered, then the stream reconnects after the backoff and resumes after the last
+    /// of them. The event over the limit is never delivered; a hub replays it on each
+    /// reconnection, so the stream makes no progress past it (waiting longer each time) until
+    /// the limit is raised. Zero is refused by [`build`](Self::build).
+    pub fn max_event_size(mut self, bytes: usize) -> Self {
+        self.max_event_size = bytes;
+        self
+    }
+
     /// Checks the settings and makes the subscriber. The checks are those the hub would
     /// answer with 400 (no selector, draft-07 topics mixed with Mercure 1.0 matchers, a token
     /// for the other protocol, control characters in a selector), and settings that would
-    /// make every connection fail (a zero [`idle_timeout`](Self::idle_timeout) or
-    /// [`head_timeout`](Self::head_timeout)).
+    /// make every connection fail (a zero [`idle_timeout`](Self::idle_timeout),
+    /// [`head_timeout`](Self::head_timeout) or [`max_event_size`](Self::max_event_size)).
     pub fn build(self) -> Result<Subscriber, BuildError> {
         let mut url = hub_url(&self.hub)?;
         let invalid = |setting, reason| Err(BuildError::InvalidSetting { setting, reason });
@@ -269,6 +289,9 @@ impl SubscriberBuilder {
         }
         if self.head_timeout.is_zero() {
             return invalid("head_timeout", "zero would fail every connection attempt");
+        }
+        if self.max_event_size == 0 {
+            return invalid("max_event_size", "zero would refuse every event");
         }
         let selectors = match (self.topics.is_empty(), self.matchers.is_empty()) {
             (true, true) => return Err(BuildError::NoSelector),
@@ -341,6 +364,7 @@ impl SubscriberBuilder {
                 give_up_after: self.give_up_after,
                 idle_timeout: self.idle_timeout,
                 head_timeout: self.head_timeout,
+                max_event_size: self.max_event_size,
             }),
         })
     }
@@ -384,6 +408,7 @@ struct Settings {
     give_up_after: Option<u32>,
     idle_timeout: Option<Duration>,
     head_timeout: Duration,
+    max_event_size: usize,
 }
 
 impl Subscriber {
@@ -403,6 +428,7 @@ impl Subscriber {
             give_up_after: None,
             idle_timeout: None,
             head_timeout: DEFAULT_HEAD_TIMEOUT,
+            max_event_size: DEFAULT_MAX_EVENT_SIZE,
         }
     }
 
@@ -426,8 +452,9 @@ impl Subscriber {
             status: status.clone(),
             body: None,
             // Replaced by each connection's own.
-            parser: Parser::new(String::new()),
+            parser: Parser::new(String::new(), self.settings.max_event_size),
             recent: RecentIds::new(self.settings.dedup_window),
+            ended: false,
             wait: None,
             failures: 0,
             failed_attempts: 0,
@@ -576,6 +603,9 @@ struct Session {
     /// The parser of the open connection.
     parser: Parser,
     recent: RecentIds,
+    /// The connection ended (or was dropped): the wait before the next one is set once the
+    /// frames it brought are applied (a last `retry`, an event that resets the backoff).
+    ended: bool,
     /// The wait before the next connection attempt.
     wait: Option<Duration>,
     /// Consecutive attempts that brought no event: the backoff's exponent.
@@ -599,6 +629,9 @@ impl Session {
                 self.read().await;
                 continue;
             }
+            if std::mem::take(&mut self.ended) {
+                self.schedule_reconnection(None);
+            }
             if let Some(wait) = self.wait.take() {
                 tokio::time::sleep(wait).await;
             }
@@ -608,7 +641,8 @@ impl Session {
                     self.body = Some(body);
                     // The last event ID outlives the connection: a blank line without an `id`
                     // field on this one must not clear it (see the `sse` module).
-                    self.parser = Parser::new(cursor.unwrap_or_default());
+                    self.parser =
+                        Parser::new(cursor.unwrap_or_default(), self.settings.max_event_size);
                     self.failed_attempts = 0;
                     let mut status = lock(&self.status);
                     status.connections += 1;
@@ -660,15 +694,17 @@ impl Session {
             Some(limit) => tokio::time::timeout(limit, body.next()).await.unwrap_or(None),
             None => body.next().await,
         };
-        match next {
-            Some(Ok(chunk)) => self.parser.feed(&chunk),
-            // The end of the stream, an error or silence: reconnect. What was not completed by a
-            // blank line is dropped with the parser, as the standard says.
-            Some(Err(_)) | None => {
-                self.body = None;
-                lock(&self.status).connected = false;
-                self.schedule_reconnection(None);
-            }
+        let fed = match next {
+            Some(Ok(chunk)) => self.parser.feed(&chunk).is_ok(),
+            Some(Err(_)) | None => false,
+        };
+        if !fed {
+            // The end of the stream, an error, silence or an event over the limit: reconnect.
+            // What was not completed by a blank line is dropped with the parser, as the
+            // standard says; the frames completed before are still applied.
+            self.body = None;
+            self.ended = true;
+            lock(&self.status).connected = false;
         }
     }
 
@@ -884,11 +920,13 @@ mod tests {
         let builder = || Subscriber::builder(HUB).topic("a");
         assert_eq!(setting(builder().idle_timeout(Duration::ZERO)), "idle_timeout");
         assert_eq!(setting(builder().head_timeout(Duration::ZERO)), "head_timeout");
+        assert_eq!(setting(builder().max_event_size(0)), "max_event_size");
         let message = builder().idle_timeout(Duration::ZERO).build().expect_err("zero");
         assert!(message.to_string().contains("leave it unset"), "{message}");
         builder()
             .idle_timeout(Duration::from_nanos(1))
             .head_timeout(Duration::from_nanos(1))
+            .max_event_size(1)
             .build()
             .expect("small but not zero");
     }

@@ -2,7 +2,7 @@
 //! prepared answer, byte for byte, and the test sees each request's head and when it came. What a
 //! real hub cannot easily be made to do is done here: replay an event already delivered, go
 //! silent, never answer, answer something that is not an event stream, send an id no header can
-//! carry, a proxy's keep-alive, `Retry-After: 0`.
+//! carry, a proxy's keep-alive, `Retry-After: 0`, an event without end.
 //!
 //! Every wait is for an event, bounded by `PATIENCE`; timings are checked as lower bounds only.
 
@@ -352,4 +352,25 @@ async fn a_hub_that_never_answers_is_retried_after_the_head_timeout() {
         other => panic!("no answer: {other:?}"),
     }
     assert!(next(&mut stream).await.is_none());
+}
+
+#[tokio::test]
+async fn an_event_over_the_size_limit_drops_the_connection() {
+    // The first connection stays open: only the client can end it.
+    let huge = format!("id: a\ndata: 1\n\nid: b\ndata: {}\n\n", "x".repeat(2000));
+    let (url, mut heads) =
+        scripted_hub(vec![stream_then_silence(&huge), stream_then_silence("id: c\ndata: 3\n\n")])
+            .await;
+    let mut stream = Subscriber::builder(&url)
+        .topic("t")
+        .retry(Duration::from_millis(10))
+        .max_event_size(1024)
+        .build()
+        .expect("a valid subscriber")
+        .stream();
+    assert_eq!(next_event(&mut stream).await.id, "a", "the event before the limit");
+    assert_eq!(next_event(&mut stream).await.id, "c", "b was dropped with its connection");
+    head(&mut heads).await;
+    assert!(head(&mut heads).await.contains("last-event-id: a\r\n"), "resumes after a");
+    assert_eq!(stream.reconnections(), 1);
 }
