@@ -18,9 +18,11 @@
 //!   When a 408, 429 or 5xx answer has a `Retry-After` (in seconds), the wait is at least that
 //!   long (capped the same way): it can lengthen the wait, never shorten it, so that
 //!   `Retry-After: 0` cannot make the stream hammer a hub;
-//! - it never yields an event whose id it yielded recently (a window of the last
-//!   [`DEFAULT_DEDUP_WINDOW`] ids): a replay that overlaps what was already received, or an
-//!   update a publisher stored twice under one id, is delivered once;
+//! - it skips an event whose `id` field holds an id among the last [`DEFAULT_DEDUP_WINDOW`]
+//!   (1,024; see [`SubscriberBuilder::dedup_window`]) ids received on this stream: a replay
+//!   that overlaps what was already received, or an update a publisher stored twice under one
+//!   id, is delivered once if the two arrive within that window. Events without an `id` field
+//!   (or with an empty one) are never skipped;
 //! - it ends, with the error as its last item, when the hub refuses the subscription itself
 //!   (400, 401, 403, 404, ...): trying again would be refused again. Failures that may pass
 //!   (network, no answer within [`SubscriberBuilder::head_timeout`], 408, 429, 5xx) are retried
@@ -226,7 +228,9 @@ impl SubscriberBuilder {
     }
 
     /// Sets how many recent ids are remembered to skip duplicates (default
-    /// [`DEFAULT_DEDUP_WINDOW`]; 0 keeps none).
+    /// [`DEFAULT_DEDUP_WINDOW`]; 0 keeps none): an event whose `id` field holds one of the last
+    /// `ids` ids received on the stream is skipped. Events without an `id` field are never
+    /// skipped.
     pub fn dedup_window(mut self, ids: usize) -> Self {
         self.dedup_window = ids;
         self
