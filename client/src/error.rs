@@ -55,6 +55,14 @@ pub enum BuildError {
         /// The selectors' protocol.
         selectors: &'static str,
     },
+    /// A setting with a value that would make every attempt fail (a zero timeout, ...).
+    #[error("invalid setting `{setting}`: {reason}")]
+    InvalidSetting {
+        /// The builder method that set it.
+        setting: &'static str,
+        /// What is wrong with the value.
+        reason: &'static str,
+    },
     /// The default HTTP client could not be made (the system's TLS roots could not be read).
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),

@@ -11,9 +11,9 @@
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Event {
-    /// The event's id: the update id the hub answered to its publisher. As in the WHATWG
-    /// specification, an event without an `id` field keeps the last id of its connection (the
-    /// empty string when there was none).
+    /// The event's id: the update id the hub answered to its publisher. As in browsers, an
+    /// event without an `id` field carries the stream's last event id, received on this
+    /// connection or an earlier one (the empty string when there is none).
     pub id: String,
     /// The event type (the publisher's `type` field), `message` when none was given.
     pub event_type: String,

@@ -24,8 +24,8 @@
 //! # }
 //! ```
 //!
-//! A publication is retried by itself only when the hub certainly did not store it (503, or no
-//! connection at all), always with the same id: see [`publisher`].
+//! A publication is retried by itself only after a 503 (the hub reports that it stored nothing)
+//! or when no connection could be opened, always with the same id: see [`publisher`].
 //!
 //! # Subscribe
 //!
@@ -46,8 +46,10 @@
 //! # }
 //! ```
 //!
-//! The stream reconnects by itself, resumes after the last event received (`Last-Event-ID`),
-//! and never yields an id twice: see [`subscriber`].
+//! The stream reconnects by itself and resumes after the last event id received
+//! (`Last-Event-ID`). It skips an event whose id is among the last 1,024 ids received on the
+//! stream (a replay overlapping what was received, an update stored twice); events without an
+//! id are not deduplicated: see [`subscriber`].
 //!
 //! # Discover
 //!

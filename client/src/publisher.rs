@@ -4,10 +4,15 @@
 //!
 //! # Retries
 //!
-//! A publication is retried only when it is certain that the hub did not store it:
+//! A publication is retried by itself in two cases only:
 //!
-//! - the hub answered 503 (it refused to take the update: its transport is out of reach, it is
-//!   shutting down), after its `Retry-After` (capped at [`RetryPolicy::max_delay`]);
+//! - the hub answered 503: the hub reports that it stored nothing (its transport is out of
+//!   reach, it is shutting down). It is retried after the `Retry-After` (capped at
+//!   [`RetryPolicy::max_delay`]) with the same id. A 503 is the hub's word, not a proof: a
+//!   proxy in front of the hub may answer 503 after it forwarded the request. What makes the
+//!   retry safe with Quicksilver's NATS transport is that JetStream stores an update retried
+//!   with the same id and the same content once, within its duplicate window; elsewhere, a
+//!   retry after such a 503 can store the update twice;
 //! - the connection could not be opened, so the request never left.
 //!
 //! Every other failure is returned at once. In particular a timeout, or a connection reset once
@@ -15,7 +20,9 @@
 //! embedded store may have written it and died before answering, and a second attempt would
 //! store it twice, under two positions of the history that replays deliver twice. The caller
 //! decides ([`NetworkError::may_have_reached_hub`] tells the two cases apart); publishing the
-//! same [`Update`] again sends the same id, which subscribers of this crate receive once.
+//! same [`Update`] again sends the same id, and a subscriber of this crate skips an event whose
+//! id is among the last ids it received (1,024 by default), so a second copy that arrives within
+//! that window is not delivered twice.
 
 use std::fmt;
 use std::time::Duration;
@@ -32,7 +39,8 @@ use crate::update::{InvalidUpdate, Update};
 /// How long a publication may take, connection to answer, with the default HTTP client.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// When and how often a publication that certainly did not reach the hub is tried again.
+/// When and how often a publication is tried again after a 503 or a connection that could not
+/// be opened (see the [module documentation](self)).
 ///
 /// The wait before the second attempt is `initial_delay`, doubled for each further attempt and
 /// capped at `max_delay`, plus up to a tenth at random; after a 503 it is the hub's
@@ -98,7 +106,8 @@ pub struct NetworkError {
 impl NetworkError {
     /// Whether the request may have reached the hub, and the update been stored: `false` only
     /// when the connection could not even be opened. When `true`, publishing again may store
-    /// the update twice (with the same id, which subscribers of this crate skip).
+    /// the update twice (with the same id, which subscribers of this crate skip while it is
+    /// among the last ids they received).
     pub fn may_have_reached_hub(&self) -> bool {
         !(self.source.is_connect() || self.source.is_builder())
     }
@@ -166,8 +175,10 @@ pub enum PublishError {
         /// The hub's explanation, naming the limit.
         message: String,
     },
-    /// 503: the hub could not take the update now (still so after the retries). Nothing was
-    /// stored: publishing again later is safe.
+    /// 503: the hub could not take the update now (still so after the retries), and reports
+    /// that it stored nothing. A proxy's 503 may also come after it forwarded the request;
+    /// Quicksilver's NATS transport stores an update retried with the same id and content once
+    /// within its duplicate window, which makes publishing it again safe there.
     #[error("the hub is unavailable (503){}: {message}", retry_after_text(*.retry_after))]
     Unavailable {
         /// When the hub suggested to try again (`Retry-After`).
@@ -329,8 +340,9 @@ impl Publisher {
     /// Publishes `update`; returns the id the hub answered (the update's own id, for hubs that
     /// keep the ids they are given).
     ///
-    /// Retries as the [`RetryPolicy`] says when, and only when, the hub certainly did not store
-    /// the update (see the [module documentation](self)).
+    /// Retries as the [`RetryPolicy`] says after a 503 (the hub reports that it stored
+    /// nothing) or a connection that could not be opened, and only then (see the
+    /// [module documentation](self)).
     pub async fn publish(&self, update: &Update) -> Result<String, PublishError> {
         let body = update.form();
         let mut failed = 0;

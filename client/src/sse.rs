@@ -2,14 +2,19 @@
 //! interpretation rules of the WHATWG HTML standard ("Server-sent events", section "Event stream
 //! interpretation").
 //!
-//! One [`Parser`] reads one connection: the standard gives each stream its own data, event type
-//! and last event ID buffers, so the subscriber starts a new parser when it reconnects and keeps
-//! only what outlives a connection itself (the last event ID string, the reconnection time).
+//! One [`Parser`] reads one connection: the standard gives each stream its own data and event
+//! type buffers, so the subscriber starts a new parser when it reconnects. The last event ID is
+//! the exception: it belongs to the `EventSource`, which sends it back when it reconnects, so a
+//! new parser starts from the stream's current cursor ([`Parser::new`]), as Chromium's does.
+//! Were it to start empty, a blank line without an `id` field (a proxy's keep-alive `":\n\n"`)
+//! would dispatch an empty last event ID and the next reconnection would resume from nothing.
+//! Only an `id` field with an empty value clears the cursor: that is the standard's way to reset.
 //!
 //! Chunks may be split anywhere, inside a line, a UTF-8 sequence, a CRLF pair or the byte order
 //! mark: everything that cannot be decided yet is held until the next chunk. Lines are found in
 //! bytes (CR and LF never occur inside a UTF-8 sequence) and decoded one by one, invalid sequences
-//! becoming U+FFFD as the standard's decoder does. Nothing here does I/O or can panic on input.
+//! becoming U+FFFD as the standard's decoder does. What is held for one event is bounded (see
+//! [`TooLarge`]). Nothing here does I/O or can panic on input.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -31,14 +36,19 @@ pub(crate) enum Frame {
         explicit_id: bool,
     },
     /// A blank line ended a block without data: no event, but the last event ID string takes
-    /// the buffer's value, as at every dispatch.
+    /// the buffer's value, as at every dispatch (unchanged unless the block had an `id` field).
     LastEventId(String),
     /// A valid `retry` field: the new reconnection time.
     Retry(Duration),
 }
 
+/// The event being read holds more than the parser's limit: its data so far plus the line not
+/// yet complete. The connection must be dropped; the parser refuses anything more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLarge;
+
 /// The parser of one event stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Parser {
     /// Bytes of the line being read (at the very start: of the possible byte order mark too).
     line: Vec<u8>,
@@ -51,30 +61,54 @@ pub(crate) struct Parser {
     last_event_id: String,
     /// The current block had an `id` field.
     id_in_block: bool,
+    /// The most bytes `line` and `data` may hold together.
+    max_event_size: usize,
+    /// The limit was passed: the stream is refused from there on.
+    too_large: bool,
     frames: VecDeque<Frame>,
 }
 
 impl Parser {
-    /// A parser for a new stream.
-    pub(crate) fn new() -> Self {
-        Self::default()
+    /// A parser for a new connection of a stream whose last event ID is `last_event_id` (empty
+    /// when there is none), holding at most `max_event_size` bytes for one event.
+    pub(crate) fn new(last_event_id: String, max_event_size: usize) -> Self {
+        Self {
+            line: Vec::new(),
+            started: false,
+            after_cr: false,
+            data: String::new(),
+            event_type: String::new(),
+            last_event_id,
+            id_in_block: false,
+            max_event_size,
+            too_large: false,
+            frames: VecDeque::new(),
+        }
     }
 
     /// Reads the next bytes of the stream; the frames they complete are queued for
-    /// [`Parser::next_frame`].
-    pub(crate) fn feed(&mut self, chunk: &[u8]) {
+    /// [`Parser::next_frame`], those before the limit was passed included.
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), TooLarge> {
+        if self.too_large {
+            return Err(TooLarge);
+        }
+        let result = self.feed_bytes(chunk);
+        self.too_large = result.is_err();
+        result
+    }
+
+    fn feed_bytes(&mut self, chunk: &[u8]) -> Result<(), TooLarge> {
         if self.started {
-            self.scan(chunk);
-            return;
+            return self.scan(chunk);
         }
         // Until three bytes are in, a stream opening with EF or EF BB may still be a BOM.
         self.line.extend_from_slice(chunk);
         if self.line.len() < BOM.len() && BOM.starts_with(&self.line) {
-            return;
+            return Ok(());
         }
         self.started = true;
         let held = std::mem::take(&mut self.line);
-        self.scan(held.strip_prefix(BOM).unwrap_or(&held));
+        self.scan(held.strip_prefix(BOM).unwrap_or(&held))
     }
 
     /// The next frame found, in order.
@@ -83,7 +117,11 @@ impl Parser {
     }
 
     /// Splits `bytes` into lines on CRLF, LF and CR.
-    fn scan(&mut self, mut bytes: &[u8]) {
+    fn scan(&mut self, mut bytes: &[u8]) -> Result<(), TooLarge> {
+        if bytes.is_empty() {
+            // Nothing to say about a pending CR: the LF that may pair with it is still to come.
+            return Ok(());
+        }
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
@@ -91,9 +129,9 @@ impl Parser {
             }
         }
         while let Some(end) = bytes.iter().position(|&b| b == b'\r' || b == b'\n') {
-            self.line.extend_from_slice(&bytes[..end]);
+            self.hold(&bytes[..end])?;
             let line = std::mem::take(&mut self.line);
-            self.process(&String::from_utf8_lossy(&line));
+            self.process(&String::from_utf8_lossy(&line))?;
             let crlf = bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n');
             if bytes[end] == b'\r' && end + 1 == bytes.len() {
                 // The LF of this CR, if any, is in the next chunk.
@@ -101,17 +139,26 @@ impl Parser {
             }
             bytes = &bytes[end + 1 + usize::from(crlf)..];
         }
+        self.hold(bytes)
+    }
+
+    /// Adds `bytes` to the line being read, unless the event would hold more than the limit.
+    fn hold(&mut self, bytes: &[u8]) -> Result<(), TooLarge> {
+        if self.line.len() + self.data.len() + bytes.len() > self.max_event_size {
+            return Err(TooLarge);
+        }
         self.line.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// Interprets one complete line.
-    fn process(&mut self, line: &str) {
+    fn process(&mut self, line: &str) -> Result<(), TooLarge> {
         if line.is_empty() {
             self.dispatch();
-            return;
+            return Ok(());
         }
         if line.starts_with(':') {
-            return;
+            return Ok(());
         }
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
@@ -120,6 +167,11 @@ impl Parser {
         match field {
             "event" => value.clone_into(&mut self.event_type),
             "data" => {
+                // The raw line was within the limit, but U+FFFD takes three bytes where the
+                // invalid byte it replaces took one.
+                if self.data.len() + value.len() + 1 > self.max_event_size {
+                    return Err(TooLarge);
+                }
                 self.data.push_str(value);
                 self.data.push('\n');
             }
@@ -136,6 +188,7 @@ impl Parser {
             // Unknown fields, and `id` or `retry` with invalid values, are ignored.
             _ => {}
         }
+        Ok(())
     }
 
     /// A blank line: the block ends and its event, if it has data, is dispatched.
@@ -162,12 +215,17 @@ impl Parser {
 mod tests {
     use super::*;
 
+    /// A parser for a stream's first connection, without a limit.
+    fn parser() -> Parser {
+        Parser::new(String::new(), usize::MAX)
+    }
+
     /// Every frame `chunks` produce, fed in order to one parser.
     fn frames(chunks: &[&[u8]]) -> Vec<Frame> {
-        let mut parser = Parser::new();
+        let mut parser = parser();
         let mut out = Vec::new();
         for chunk in chunks {
-            parser.feed(chunk);
+            parser.feed(chunk).expect("no limit");
             while let Some(frame) = parser.next_frame() {
                 out.push(frame);
             }
@@ -214,6 +272,9 @@ mod tests {
         assert_eq!(whole.len(), 5, "{whole:?}");
         for at in 0..=stream.len() {
             assert_eq!(frames(&[&stream[..at], &stream[at..]]), whole, "split at {at}");
+            // An empty chunk (a body frame with no bytes) changes nothing.
+            let parts = [&stream[..at], b"", &stream[at..]];
+            assert_eq!(frames(&parts), whole, "split at {at}, with an empty chunk");
         }
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(frames(&bytes), whole, "byte by byte");
@@ -263,9 +324,9 @@ mod tests {
         // A partial mark is no mark: its bytes decode to U+FFFD in the field name.
         assert_eq!(events(b"\xEF\xBBdata: x\n\ndata: y\n\n"), [event("", "message", "y")]);
         // A mark after the start of the stream is not skipped either.
-        let mut parser = Parser::new();
-        parser.feed(b"data: a\n\n");
-        parser.feed(b"\xEF\xBB\xBFdata: b\n\n");
+        let mut parser = parser();
+        parser.feed(b"data: a\n\n").expect("no limit");
+        parser.feed(b"\xEF\xBB\xBFdata: b\n\n").expect("no limit");
         let frames: Vec<Frame> = std::iter::from_fn(|| parser.next_frame()).collect();
         let events = frames.iter().filter(|f| matches!(f, Frame::Event { .. })).count();
         assert_eq!(events, 1, "{frames:?}");
@@ -314,6 +375,77 @@ mod tests {
                 Frame::LastEventId("2".into()),
             ]
         );
+    }
+
+    #[test]
+    fn a_new_connection_starts_from_the_streams_last_event_id() {
+        let mut parser = Parser::new("a".into(), usize::MAX);
+        // A proxy's keep-alive (a comment and a blank line), a lone blank line, an event
+        // without an id: the cursor stays, and the event carries it.
+        parser.feed(b":\n\n\ndata: x\n\n").expect("no limit");
+        let frames: Vec<Frame> = std::iter::from_fn(|| parser.next_frame()).collect();
+        assert_eq!(
+            frames,
+            [
+                Frame::LastEventId("a".into()),
+                Frame::LastEventId("a".into()),
+                Frame::Event { event: Event::new("a", "message", "x"), explicit_id: false },
+            ]
+        );
+        // Only an `id` field with an empty value resets it.
+        parser.feed(b"id\n\ndata: y\n\n").expect("no limit");
+        let frames: Vec<Frame> = std::iter::from_fn(|| parser.next_frame()).collect();
+        assert_eq!(
+            frames,
+            [
+                Frame::LastEventId(String::new()),
+                Frame::Event { event: Event::new("", "message", "y"), explicit_id: false },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_chunk_does_not_forget_a_pending_cr() {
+        // Were the empty chunk to end the CR's wait, its LF would be a second line end: a blank
+        // line dispatching "a" alone.
+        assert_eq!(
+            frames(&[b"data: a\r", b"", b"\ndata: b\r\n\r\n"]),
+            [Frame::Event { event: Event::new("", "message", "a\nb"), explicit_id: false }]
+        );
+    }
+
+    #[test]
+    fn what_is_held_for_one_event_is_bounded() {
+        let limit = 16;
+        let fed = |chunks: &[&[u8]]| {
+            let mut parser = Parser::new(String::new(), limit);
+            let result = chunks.iter().try_for_each(|chunk| parser.feed(chunk));
+            (result, std::iter::from_fn(|| parser.next_frame()).collect::<Vec<_>>())
+        };
+        // A line of 16 bytes fits; the frames before the limit was passed are kept.
+        let (result, frames) = fed(&[b"data: 0123456789\n\nid: 1\ndata: 0123456789a\n"]);
+        assert_eq!(result, Err(TooLarge));
+        assert_eq!(
+            frames,
+            [Frame::Event { event: Event::new("", "message", "0123456789"), explicit_id: false }]
+        );
+        // The data so far counts with the line being read.
+        assert_eq!(fed(&[b"data: 01234\ndata: 01234\n"]).0, Err(TooLarge));
+        // A line that never ends, byte by byte.
+        let bytes = [b'x'; 17];
+        let chunks: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(fed(&chunks).0, Err(TooLarge));
+        assert_eq!(fed(&chunks[..16]).0, Ok(()));
+        // Invalid bytes grow three times when decoded: the data is checked decoded.
+        assert_eq!(fed(&[b"data: \xFF\xFF\xFF\xFF\xFF\xFF\n"]).0, Err(TooLarge));
+        // Comments and complete events do not add up.
+        let (result, frames) = fed(&[b": 0123456789abc\ndata: 1\n\n: 0123456789abc\ndata: 2\n\n"]);
+        assert_eq!((result, frames.len()), (Ok(()), 2));
+        // Past the limit, the parser refuses everything.
+        let mut parser = Parser::new(String::new(), limit);
+        assert_eq!(parser.feed(&[b'x'; 17]), Err(TooLarge));
+        assert_eq!(parser.feed(b"\n\ndata: 1\n\n"), Err(TooLarge));
+        assert_eq!(parser.next_frame(), None);
     }
 
     #[test]
@@ -384,13 +516,15 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut parser = Parser::new();
+        let mut parser = Parser::new(String::new(), 64);
         for _ in 0..2000 {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             let bytes = state.to_le_bytes();
-            parser.feed(&bytes[..(state % 9) as usize]);
+            if parser.feed(&bytes[..(state % 9) as usize]).is_err() {
+                parser = Parser::new(String::new(), 64);
+            }
             while parser.next_frame().is_some() {}
         }
     }

@@ -5,18 +5,28 @@
 //!
 //! - when a connection ends (end of stream, network error), it reconnects by itself, sending
 //!   `Last-Event-ID` with the last id received so that the hub replays what was missed;
+//! - the last event id belongs to the stream, not to one connection (the WHATWG `EventSource`'s
+//!   "last event ID string"): each connection starts from it, so a block without an `id` field
+//!   (a proxy's keep-alive `:` and blank line) leaves it as it is, and an event without an `id`
+//!   carries it. Only an `id` field with an empty value clears it, as the standard says: the
+//!   next connection then sends no `Last-Event-ID`;
 //! - it waits the reconnection time first: the last `retry` the hub sent, else the default
 //!   ([`DEFAULT_RETRY`], as browsers do); consecutive attempts that bring no event (refused
-//!   connections, 5xx, streams ending empty) double the wait, up to a cap
+//!   connections, 408, 429, 5xx, answers that do not come, streams ending empty, events over
+//!   [`SubscriberBuilder::max_event_size`]) double the wait, from at least 50 ms, up to a cap
 //!   ([`SubscriberBuilder::max_backoff`]), plus up to a tenth at random; an event resets it.
-//!   A 503 waits the hub's `Retry-After` instead (capped the same way);
-//! - it never yields an event whose id it yielded recently (a window of the last
-//!   [`DEFAULT_DEDUP_WINDOW`] ids): a replay that overlaps what was already received, or an
-//!   update a publisher stored twice under one id, is delivered once;
+//!   When a 408, 429 or 5xx answer has a `Retry-After` (in seconds), the wait is at least that
+//!   long (capped the same way): it can lengthen the wait, never shorten it, so that
+//!   `Retry-After: 0` cannot make the stream hammer a hub;
+//! - it skips an event whose `id` field holds an id among the last [`DEFAULT_DEDUP_WINDOW`]
+//!   (1,024; see [`SubscriberBuilder::dedup_window`]) ids received on this stream: a replay
+//!   that overlaps what was already received, or an update a publisher stored twice under one
+//!   id, is delivered once if the two arrive within that window. Events without an `id` field
+//!   (or with an empty one) are never skipped;
 //! - it ends, with the error as its last item, when the hub refuses the subscription itself
 //!   (400, 401, 403, 404, ...): trying again would be refused again. Failures that may pass
-//!   (network, 5xx, 408, 429) are retried for ever, or until
-//!   [`SubscriberBuilder::give_up_after`] consecutive failed attempts.
+//!   (network, no answer within [`SubscriberBuilder::head_timeout`], 408, 429, 5xx) are retried
+//!   for ever, or until [`SubscriberBuilder::give_up_after`] consecutive failed attempts.
 //!
 //! Every `Err` is the stream's last item. The stream does its work when polled, in the
 //! caller's task: it needs a Tokio runtime with its timer, as reqwest does.
@@ -45,6 +55,13 @@ pub const DEFAULT_RETRY: Duration = Duration::from_secs(3);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How many recent event ids are remembered to skip duplicates.
 pub const DEFAULT_DEDUP_WINDOW: usize = 1024;
+/// How long a connection attempt may take until the answer's status and headers are in. A hub
+/// answers at once, before any event; a resumption may first look the id up in its history.
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most bytes held for one event while it is read (16 MiB): far above the updates hubs
+/// take by default (Quicksilver refuses a publication body over 1 MiB), and low enough that a
+/// peer sending a line without end cannot exhaust the memory.
+pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 /// The shortest wait the backoff doubles from, so that a `retry` of 0 cannot make a hub that
 /// closes every connection at once a busy loop.
 const MIN_BACKOFF_BASE: Duration = Duration::from_millis(50);
@@ -107,6 +124,13 @@ pub enum SubscribeError {
     /// reached.
     #[error("cannot reach the hub: {}", http::describe(.0))]
     Network(#[source] reqwest::Error),
+    /// The last of [`SubscriberBuilder::give_up_after`] failed attempts: the answer's status
+    /// and headers did not come within [`SubscriberBuilder::head_timeout`].
+    #[error("the hub did not answer within {after:?}")]
+    Timeout {
+        /// The timeout.
+        after: Duration,
+    },
 }
 
 /// The selectors of a subscription, in one protocol.
@@ -133,6 +157,8 @@ pub struct SubscriberBuilder {
     dedup_window: usize,
     give_up_after: Option<u32>,
     idle_timeout: Option<Duration>,
+    head_timeout: Duration,
+    max_event_size: usize,
 }
 
 impl SubscriberBuilder {
@@ -194,14 +220,17 @@ impl SubscriberBuilder {
     }
 
     /// Sets the cap of the exponential backoff (default [`DEFAULT_MAX_BACKOFF`]). A `retry`
-    /// sent by the hub is honoured even when longer.
+    /// sent by the hub is honoured even when longer; a cap under 50 ms counts as 50 ms, the
+    /// shortest wait the backoff doubles from.
     pub fn max_backoff(mut self, cap: Duration) -> Self {
         self.max_backoff = cap;
         self
     }
 
     /// Sets how many recent ids are remembered to skip duplicates (default
-    /// [`DEFAULT_DEDUP_WINDOW`]; 0 keeps none).
+    /// [`DEFAULT_DEDUP_WINDOW`]; 0 keeps none): an event whose `id` field holds one of the last
+    /// `ids` ids received on the stream is skipped. Events without an `id` field are never
+    /// skipped.
     pub fn dedup_window(mut self, ids: usize) -> Self {
         self.dedup_window = ids;
         self
@@ -217,17 +246,57 @@ impl SubscriberBuilder {
     /// Takes a connection that sent nothing for `timeout` for dead, and reconnects. Hubs send a
     /// comment after some silence (Quicksilver and the reference hub: every 40 s by default):
     /// a timeout above that finds connections that died without a word (a peer that vanished,
-    /// a NAT that forgot them). Default: none.
+    /// a NAT that forgot them). Default: none. Zero is refused by [`build`](Self::build): it
+    /// would drop every connection at once (leave it unset for no timeout).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
         self
     }
 
+    /// Sets how long a connection attempt may take, from connecting to the answer's status and
+    /// headers (default [`DEFAULT_HEAD_TIMEOUT`]). An attempt that takes longer (a peer that
+    /// accepts the connection and never answers) fails as a network error does: it is retried
+    /// after the backoff. Zero is refused by [`build`](Self::build).
+    pub fn head_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = timeout;
+        self
+    }
+
+    /// Sets the most bytes held for one event while it is read (default
+    /// [`DEFAULT_MAX_EVENT_SIZE`]): its data so far, a line break after each `data` line, plus
+    /// the line not yet complete, field name included. So an event's data can take the limit
+    /// less a few bytes, and no line of the stream, comments included, can be longer.
+    ///
+    /// A connection that passes it is dropped, as one that fails: the events completed before
+    /// are delivered, then the stream reconnects after the backoff and resumes after the last
+    /// of them. The event over the limit is never delivered; a hub replays it on each
+    /// reconnection, so the stream makes no progress past it (waiting longer each time) until
+    /// the limit is raised. Zero is refused by [`build`](Self::build).
+    pub fn max_event_size(mut self, bytes: usize) -> Self {
+        self.max_event_size = bytes;
+        self
+    }
+
     /// Checks the settings and makes the subscriber. The checks are those the hub would
-    /// answer with 400: no selector, draft-07 topics mixed with Mercure 1.0 matchers, a token
-    /// for the other protocol, control characters in a selector.
+    /// answer with 400 (no selector, draft-07 topics mixed with Mercure 1.0 matchers, a token
+    /// for the other protocol, control characters in a selector), and settings that would
+    /// make every connection fail (a zero [`idle_timeout`](Self::idle_timeout),
+    /// [`head_timeout`](Self::head_timeout) or [`max_event_size`](Self::max_event_size)).
     pub fn build(self) -> Result<Subscriber, BuildError> {
         let mut url = hub_url(&self.hub)?;
+        let invalid = |setting, reason| Err(BuildError::InvalidSetting { setting, reason });
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return invalid(
+                "idle_timeout",
+                "zero would drop every connection at once; leave it unset for no idle timeout",
+            );
+        }
+        if self.head_timeout.is_zero() {
+            return invalid("head_timeout", "zero would fail every connection attempt");
+        }
+        if self.max_event_size == 0 {
+            return invalid("max_event_size", "zero would refuse every event");
+        }
         let selectors = match (self.topics.is_empty(), self.matchers.is_empty()) {
             (true, true) => return Err(BuildError::NoSelector),
             (false, false) => return Err(BuildError::MixedSelectors),
@@ -290,13 +359,16 @@ impl SubscriberBuilder {
                 url,
                 v1,
                 credentials,
-                last_event_id: self.last_event_id,
+                // An empty cursor is no cursor: nothing to send back.
+                last_event_id: self.last_event_id.filter(|id| !id.is_empty()),
                 http,
                 retry: self.retry,
                 max_backoff: self.max_backoff,
                 dedup_window: self.dedup_window,
                 give_up_after: self.give_up_after,
                 idle_timeout: self.idle_timeout,
+                head_timeout: self.head_timeout,
+                max_event_size: self.max_event_size,
             }),
         })
     }
@@ -339,6 +411,8 @@ struct Settings {
     dedup_window: usize,
     give_up_after: Option<u32>,
     idle_timeout: Option<Duration>,
+    head_timeout: Duration,
+    max_event_size: usize,
 }
 
 impl Subscriber {
@@ -357,6 +431,8 @@ impl Subscriber {
             dedup_window: DEFAULT_DEDUP_WINDOW,
             give_up_after: None,
             idle_timeout: None,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
+            max_event_size: DEFAULT_MAX_EVENT_SIZE,
         }
     }
 
@@ -379,8 +455,10 @@ impl Subscriber {
             settings: self.settings.clone(),
             status: status.clone(),
             body: None,
-            parser: Parser::new(),
+            // Replaced by each connection's own.
+            parser: Parser::new(String::new(), self.settings.max_event_size),
             recent: RecentIds::new(self.settings.dedup_window),
+            ended: false,
             wait: None,
             failures: 0,
             failed_attempts: 0,
@@ -399,7 +477,8 @@ impl Subscriber {
 /// What the stream's owner can inspect while the session runs.
 #[derive(Debug)]
 struct Status {
-    /// The cursor sent on the next connection: the last event id received (or given).
+    /// The cursor sent on the next connection: the last event id received (or given); `None`
+    /// rather than empty.
     last_event_id: Option<String>,
     /// The reconnection time: the hub's last `retry`, or the default.
     retry: Duration,
@@ -430,9 +509,10 @@ fn lock(status: &Mutex<Status>) -> MutexGuard<'_, Status> {
 }
 
 impl EventStream {
-    /// The id the next connection will resume after (`Last-Event-ID`): that of the last event
-    /// received, else the one the subscriber started from. The WHATWG rules apply: an event
-    /// without an id on a new connection, or an empty `id` field, clears it.
+    /// The id the next connection will resume after (`Last-Event-ID`): the last one the hub
+    /// sent in an `id` field, on this connection or an earlier one, else the one the subscriber
+    /// started from. Blocks without an `id` field leave it as it is; an `id` field with an
+    /// empty value clears it (`None`), as the WHATWG standard says.
     pub fn last_event_id(&self) -> Option<String> {
         lock(&self.status).last_event_id.clone()
     }
@@ -527,6 +607,9 @@ struct Session {
     /// The parser of the open connection.
     parser: Parser,
     recent: RecentIds,
+    /// The connection ended (or was dropped): the wait before the next one is set once the
+    /// frames it brought are applied (a last `retry`, an event that resets the backoff).
+    ended: bool,
     /// The wait before the next connection attempt.
     wait: Option<Duration>,
     /// Consecutive attempts that brought no event: the backoff's exponent.
@@ -550,13 +633,20 @@ impl Session {
                 self.read().await;
                 continue;
             }
+            if std::mem::take(&mut self.ended) {
+                self.schedule_reconnection(None);
+            }
             if let Some(wait) = self.wait.take() {
                 tokio::time::sleep(wait).await;
             }
-            match self.connect().await {
+            let cursor = lock(&self.status).last_event_id.clone();
+            match connect(self.settings.clone(), cursor.clone()).await {
                 Ok(body) => {
                     self.body = Some(body);
-                    self.parser = Parser::new();
+                    // The last event ID outlives the connection: a blank line without an `id`
+                    // field on this one must not clear it (see the `sse` module).
+                    self.parser =
+                        Parser::new(cursor.unwrap_or_default(), self.settings.max_event_size);
                     self.failed_attempts = 0;
                     let mut status = lock(&self.status);
                     status.connections += 1;
@@ -584,9 +674,9 @@ impl Session {
             let mut status = lock(&self.status);
             match frame {
                 Frame::Retry(retry) => status.retry = retry,
-                Frame::LastEventId(id) => status.last_event_id = Some(id),
+                Frame::LastEventId(id) => status.last_event_id = cursor(id),
                 Frame::Event { event, explicit_id } => {
-                    status.last_event_id = Some(event.id.clone());
+                    status.last_event_id = cursor(event.id.clone());
                     if explicit_id && !event.id.is_empty() && !self.recent.insert(&event.id) {
                         // Already delivered: a replay overlapping what was received, or an
                         // update stored twice.
@@ -608,15 +698,17 @@ impl Session {
             Some(limit) => tokio::time::timeout(limit, body.next()).await.unwrap_or(None),
             None => body.next().await,
         };
-        match next {
-            Some(Ok(chunk)) => self.parser.feed(&chunk),
-            // The end of the stream, an error or silence: reconnect. What was not completed by a
-            // blank line is dropped with the parser, as the standard says.
-            Some(Err(_)) | None => {
-                self.body = None;
-                lock(&self.status).connected = false;
-                self.schedule_reconnection(None);
-            }
+        let fed = match next {
+            Some(Ok(chunk)) => self.parser.feed(&chunk).is_ok(),
+            Some(Err(_)) | None => false,
+        };
+        if !fed {
+            // The end of the stream, an error, silence or an event over the limit: reconnect.
+            // What was not completed by a blank line is dropped with the parser, as the
+            // standard says; the frames completed before are still applied.
+            self.body = None;
+            self.ended = true;
+            lock(&self.status).connected = false;
         }
     }
 
@@ -628,12 +720,11 @@ impl Session {
         let wait = backoff(status.retry, self.failures, self.settings.max_backoff, retry_after);
         self.wait = Some(http::with_jitter(wait));
     }
+}
 
-    /// One connection attempt, resuming after the current cursor.
-    async fn connect(&mut self) -> Result<Body, Refusal> {
-        let cursor = lock(&self.status).last_event_id.clone().filter(|id| !id.is_empty());
-        connect(self.settings.clone(), cursor).await
-    }
+/// The cursor for an id the parser dispatched: none for the empty string.
+fn cursor(id: String) -> Option<String> {
+    (!id.is_empty()).then_some(id)
 }
 
 /// One connection attempt, resuming after `cursor`: the request, then the answer's status and
@@ -664,10 +755,16 @@ async fn connect(settings: Arc<Settings>, cursor: Option<String>) -> Result<Body
         let token = credentials.token().map_err(|e| Refusal::Final(e.into()))?;
         request = request.bearer_auth(token);
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|error| Refusal::Passing(SubscribeError::Network(error), None))?;
+    // `send` resolves with the status and headers: a peer that accepts the connection and never
+    // answers would keep it pending for ever.
+    let response = match tokio::time::timeout(settings.head_timeout, request.send()).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => return Err(Refusal::Passing(SubscribeError::Network(error), None)),
+        Err(_) => {
+            let error = SubscribeError::Timeout { after: settings.head_timeout };
+            return Err(Refusal::Passing(error, None));
+        }
+    };
     let status = response.status();
     if status == StatusCode::OK {
         let content_type = response.headers().get(CONTENT_TYPE);
@@ -706,23 +803,27 @@ async fn connect(settings: Arc<Settings>, cursor: Option<String>) -> Result<Body
 
 /// The wait before the next attempt after `failures` consecutive attempts without an event
 /// (1 for the first): `retry` after the first, then doubling from `retry` (at least
-/// [`MIN_BACKOFF_BASE`]) up to `cap`, or to `retry` when the hub asked for more. A
-/// `Retry-After` replaces the doubling, capped the same way.
+/// [`MIN_BACKOFF_BASE`]) up to `cap` (at least [`MIN_BACKOFF_BASE`] too), or to `retry` when
+/// the hub asked for more. A `Retry-After`, capped the same way, is a lower bound: it can
+/// lengthen the wait, never shorten it, or `Retry-After: 0` on every attempt would make the
+/// stream a busy loop.
 fn backoff(
     retry: Duration,
     failures: u32,
     cap: Duration,
     retry_after: Option<Duration>,
 ) -> Duration {
-    let cap = cap.max(retry);
-    if let Some(after) = retry_after {
-        return after.min(cap);
+    let cap = cap.max(retry).max(MIN_BACKOFF_BASE);
+    let doubled = if failures <= 1 {
+        retry
+    } else {
+        let factor = 1u32 << (failures - 1).min(30);
+        retry.max(MIN_BACKOFF_BASE).saturating_mul(factor).min(cap)
+    };
+    match retry_after {
+        Some(after) => doubled.max(after.min(cap)),
+        None => doubled,
     }
-    if failures <= 1 {
-        return retry;
-    }
-    let factor = 1u32 << (failures - 1).min(30);
-    retry.max(MIN_BACKOFF_BASE).saturating_mul(factor).min(cap)
 }
 
 #[cfg(test)]
@@ -743,6 +844,16 @@ mod tests {
         assert_eq!(backoff(ms(0), 3, cap, None), ms(200));
         assert_eq!(backoff(ms(500), 1, cap, Some(ms(5000))), ms(5000), "Retry-After wins");
         assert_eq!(backoff(ms(500), 1, cap, Some(Duration::from_secs(3600))), cap, "capped");
+        // Retry-After is a lower bound: it cannot shorten the doubling.
+        assert_eq!(backoff(ms(500), 1, cap, Some(Duration::ZERO)), ms(500));
+        let waits: Vec<u128> =
+            (1..=4).map(|n| backoff(ms(10), n, cap, Some(Duration::ZERO)).as_millis()).collect();
+        assert_eq!(waits, [10, 100, 200, 400], "Retry-After: 0 every time still backs off");
+        assert_eq!(backoff(ms(3000), 3, cap, Some(ms(1000))), ms(12000));
+        // A cap under the floor does not lower it.
+        let tiny = ms(1);
+        assert_eq!(backoff(ms(0), 2, tiny, None), ms(50), "the floor holds under a tiny cap");
+        assert_eq!(backoff(ms(0), 9, tiny, Some(Duration::from_secs(9))), ms(50));
         let long = Duration::from_secs(120);
         assert_eq!(backoff(long, 5, cap, None), long, "the hub's retry is honoured past the cap");
         assert_eq!(backoff(ms(1), u32::MAX, cap, None), cap, "no overflow");
@@ -802,6 +913,26 @@ mod tests {
             .expect("v1");
         Subscriber::builder(HUB).topic("a").mint_token(key, legacy).build().expect("draft-07");
         Subscriber::builder(HUB).topic("a").token("opaque").build().expect("unknown protocol");
+    }
+
+    #[test]
+    fn settings_that_fail_every_connection_are_refused() {
+        let setting = |builder: SubscriberBuilder| match builder.build() {
+            Err(BuildError::InvalidSetting { setting, .. }) => setting,
+            other => panic!("refused: {other:?}"),
+        };
+        let builder = || Subscriber::builder(HUB).topic("a");
+        assert_eq!(setting(builder().idle_timeout(Duration::ZERO)), "idle_timeout");
+        assert_eq!(setting(builder().head_timeout(Duration::ZERO)), "head_timeout");
+        assert_eq!(setting(builder().max_event_size(0)), "max_event_size");
+        let message = builder().idle_timeout(Duration::ZERO).build().expect_err("zero");
+        assert!(message.to_string().contains("leave it unset"), "{message}");
+        builder()
+            .idle_timeout(Duration::from_nanos(1))
+            .head_timeout(Duration::from_nanos(1))
+            .max_event_size(1)
+            .build()
+            .expect("small but not zero");
     }
 
     #[test]

@@ -54,6 +54,7 @@ const ALGORITHMS: [&str; 12] = [
 /// Why a token cannot be minted. Each message says what to change, in the words of the
 /// `quicksilver token` command (whose options the messages name).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MintError {
     /// The request grants nothing.
     #[error("the token would grant nothing: give at least one --publish or --subscribe selector")]
@@ -386,14 +387,14 @@ impl TokenRequest {
 #[derive(Clone)]
 pub struct SigningKey {
     algorithm: Algorithm,
-    /// The algorithm's name, for messages.
+    /// The algorithm's name, as in JWT headers.
     name: &'static str,
     key: EncodingKey,
 }
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey").field("algorithm", &self.algorithm).finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("algorithm", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -447,9 +448,10 @@ impl SigningKey {
         Ok(key)
     }
 
-    /// The algorithm this key signs with.
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
+    /// The name of the algorithm this key signs with, as written in JWT headers (`alg`):
+    /// `HS256`, `RS256`, `EdDSA`, ...
+    pub fn algorithm(&self) -> &'static str {
+        self.name
     }
 }
 
@@ -569,6 +571,8 @@ mod tests {
             .expires_in(None);
         let (header, claims) = claims(&mint_at(&request, &key, at(1000)).expect("mint"));
         assert!(header.get("typ").is_none(), "{header}");
+        assert_eq!((header["alg"].as_str(), key.algorithm()), (Some("HS512"), "HS512"));
+        assert!(!format!("{key:?}").contains("a-secret"), "{key:?}");
         assert_eq!(
             claims,
             json!({"mercure": {"subscribe": ["https://example.com/books/{id}"], "payload": "p"}})
@@ -648,6 +652,8 @@ mod tests {
                 TokenRequest::new(Format::Rfc9068).publish(Selector::parse("*").expect("*"));
             let (header, _) = claims(&mint(&request, &key).expect("mint"));
             assert_eq!(header["alg"], alg);
+            assert_eq!(key.algorithm(), alg, "the name written in the header");
+            assert_eq!(format!("{key:?}"), format!("SigningKey {{ algorithm: {alg:?}, .. }}"));
         }
         for (alg, file, expected) in [
             ("ES256", "es384_private.pem", "P-256"),

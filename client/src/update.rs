@@ -9,7 +9,9 @@
 //!
 //! An update without an id gets one here (`urn:uuid:` and a time-ordered UUIDv7, the form hubs
 //! generate), so that each attempt to publish it, automatic or by the caller, carries the same
-//! id, and subscribers (whose streams skip ids already seen) receive it once. Limits that depend
+//! id: a subscriber of this crate skips an event whose id is among the last ids its stream
+//! received (1,024 by default), so it receives the update once if both copies were stored and
+//! arrive within that window. Limits that depend
 //! on the hub's configuration (body size, number of topics) are the hub's to check (413).
 
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! The event stream's connection logic against a scripted server: each connection gets the next
-//! prepared answer, byte for byte, and the test sees each request's head. What a real hub cannot
-//! easily be made to do is done here: replay an event already delivered, go silent, answer
-//! something that is not an event stream, send an id no header can carry.
+//! prepared answer, byte for byte, and the test sees each request's head and when it came. What a
+//! real hub cannot easily be made to do is done here: replay an event already delivered, go
+//! silent, never answer, answer something that is not an event stream, send an id no header can
+//! carry, a proxy's keep-alive, `Retry-After: 0`, an event without end.
 //!
 //! Every wait is for an event, bounded by `PATIENCE`; timings are checked as lower bounds only.
 
@@ -33,9 +34,29 @@ fn stream_then_silence(body: &str) -> Answer {
     Answer { bytes: format!("{STREAM_HEAD}{body}").into_bytes(), keep_open: true }
 }
 
+/// Accepts the connection and the request, and never answers.
+fn no_answer() -> Answer {
+    Answer { bytes: Vec::new(), keep_open: true }
+}
+
+/// 503 with `Retry-After: 0`, as a hub or a proxy that wants the client back at once.
+fn unavailable_retry_now() -> Answer {
+    let head = "HTTP/1.1 503 Service Unavailable\r\nretry-after: 0\r\ncontent-length: 0\r\n\
+                connection: close\r\n\r\n";
+    Answer { bytes: head.as_bytes().to_vec(), keep_open: false }
+}
+
+/// A request as the server read it.
+struct Request {
+    /// When its head was in: the client sent it no earlier.
+    at: Instant,
+    /// The head, lower-cased (header names are case-insensitive).
+    head: String,
+}
+
 /// A server answering its connections with `answers` in turn (connections beyond them are
-/// closed at once); the hub URL and the request heads, in order.
-async fn scripted_hub(answers: Vec<Answer>) -> (String, mpsc::UnboundedReceiver<String>) {
+/// closed at once); the hub URL and the requests, in order.
+async fn scripted_hub(answers: Vec<Answer>) -> (String, mpsc::UnboundedReceiver<Request>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("an ephemeral port");
     let addr = listener.local_addr().expect("its address");
     let (heads, received) = mpsc::unbounded_channel();
@@ -44,7 +65,7 @@ async fn scripted_hub(answers: Vec<Answer>) -> (String, mpsc::UnboundedReceiver<
         for answer in answers {
             let Ok((mut socket, _)) = listener.accept().await else { return };
             let head = read_head(&mut socket).await;
-            let _ = heads.send(head);
+            let _ = heads.send(Request { at: Instant::now(), head });
             let _ = socket.write_all(&answer.bytes).await;
             if answer.keep_open {
                 open.push(socket);
@@ -81,8 +102,12 @@ async fn next_event(stream: &mut EventStream) -> Event {
     }
 }
 
-async fn head(heads: &mut mpsc::UnboundedReceiver<String>) -> String {
-    tokio::time::timeout(PATIENCE, heads.recv()).await.expect("a request").expect("a head")
+async fn request(requests: &mut mpsc::UnboundedReceiver<Request>) -> Request {
+    tokio::time::timeout(PATIENCE, requests.recv()).await.expect("a request").expect("a head")
+}
+
+async fn head(requests: &mut mpsc::UnboundedReceiver<Request>) -> String {
+    request(requests).await.head
 }
 
 fn stream(url: &str) -> EventStream {
@@ -225,4 +250,127 @@ async fn a_stream_that_keeps_ending_empty_backs_off() {
     assert_eq!(next_event(&mut stream).await.id, "a");
     assert!(started.elapsed() >= Duration::from_millis(310), "{:?}", started.elapsed());
     assert_eq!(stream.consecutive_failures(), 0, "an event resets the backoff");
+}
+
+#[tokio::test]
+async fn retry_after_0_cannot_make_the_stream_hammer_the_hub() {
+    let (url, mut requests) = scripted_hub(vec![
+        unavailable_retry_now(),
+        unavailable_retry_now(),
+        unavailable_retry_now(),
+        unavailable_retry_now(),
+        stream_then_silence("id: a\ndata: 1\n\n"),
+    ])
+    .await;
+    let mut stream = stream(&url);
+    assert_eq!(next_event(&mut stream).await.id, "a");
+    let mut arrivals = Vec::new();
+    for _ in 0..5 {
+        arrivals.push(request(&mut requests).await.at);
+    }
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    // Retry-After: 0 lengthens nothing and shortens nothing: the retry (10 ms), then the
+    // doubling from the 50 ms floor.
+    for (gap, at_least) in gaps.iter().zip([10, 100, 200, 400]) {
+        assert!(*gap >= Duration::from_millis(at_least), "{gaps:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_keep_alive_on_a_new_connection_keeps_the_last_event_id() {
+    let (url, mut heads) = scripted_hub(vec![
+        stream_then_close("id: a\ndata: 1\n\n"),
+        // A proxy's keep-alive before any event of the connection: a comment and a blank line.
+        stream_then_close(":\n\n"),
+        stream_then_close("\n\n"),
+        // An event without an id carries the stream's last one; it is no duplicate of `a`.
+        stream_then_close("data: 2\n\n"),
+        stream_then_silence("id: b\ndata: 3\n\n"),
+    ])
+    .await;
+    let mut stream = stream(&url);
+    assert_eq!(next_event(&mut stream).await.id, "a");
+    let inherited = next_event(&mut stream).await;
+    assert_eq!((inherited.id.as_str(), inherited.data.as_str()), ("a", "2"));
+    assert_eq!(next_event(&mut stream).await.id, "b");
+    assert!(!head(&mut heads).await.contains("last-event-id"));
+    for connection in 2..=5 {
+        let head = head(&mut heads).await;
+        assert!(head.contains("last-event-id: a\r\n"), "connection {connection}: {head}");
+    }
+    assert_eq!(stream.last_event_id().as_deref(), Some("b"));
+}
+
+#[tokio::test]
+async fn only_an_empty_id_field_clears_the_last_event_id() {
+    let (url, mut heads) = scripted_hub(vec![
+        stream_then_close(":\n\n"),
+        stream_then_close("id\n\n"),
+        stream_then_silence("id: a\ndata: 1\n\n"),
+    ])
+    .await;
+    let mut stream = Subscriber::builder(&url)
+        .topic("t")
+        .last_event_id("x")
+        .retry(Duration::from_millis(10))
+        .build()
+        .expect("a valid subscriber")
+        .stream();
+    assert_eq!(next_event(&mut stream).await.id, "a");
+    assert!(head(&mut heads).await.contains("last-event-id: x\r\n"));
+    let second = head(&mut heads).await;
+    assert!(second.contains("last-event-id: x\r\n"), "a keep-alive keeps the id given: {second}");
+    let third = head(&mut heads).await;
+    assert!(!third.contains("last-event-id"), "`id` with no value clears it: {third}");
+}
+
+#[tokio::test]
+async fn a_hub_that_never_answers_is_retried_after_the_head_timeout() {
+    let (url, mut heads) =
+        scripted_hub(vec![no_answer(), stream_then_silence("id: a\ndata: 1\n\n")]).await;
+    let subscriber = |url: &str| {
+        Subscriber::builder(url)
+            .topic("t")
+            .retry(Duration::from_millis(10))
+            .head_timeout(Duration::from_millis(200))
+    };
+    let mut stream = subscriber(&url).build().expect("a valid subscriber").stream();
+    let started = Instant::now();
+    assert_eq!(next_event(&mut stream).await.id, "a", "from the second connection");
+    assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+    head(&mut heads).await;
+    head(&mut heads).await;
+    assert_eq!(stream.reconnections(), 0, "the first attempt never had an answer");
+
+    let (url, _heads) = scripted_hub(vec![no_answer()]).await;
+    let mut stream =
+        subscriber(&url).give_up_after(1).build().expect("a valid subscriber").stream();
+    match next(&mut stream).await {
+        Some(Err(SubscribeError::Timeout { after })) => {
+            assert_eq!(after, Duration::from_millis(200))
+        }
+        other => panic!("no answer: {other:?}"),
+    }
+    assert!(next(&mut stream).await.is_none());
+}
+
+#[tokio::test]
+async fn an_event_over_the_size_limit_drops_the_connection() {
+    // The first connection stays open: only the client can end it.
+    let huge = format!("id: a\ndata: 1\n\nid: b\ndata: {}\n\n", "x".repeat(2000));
+    let (url, mut heads) =
+        scripted_hub(vec![stream_then_silence(&huge), stream_then_silence("id: c\ndata: 3\n\n")])
+            .await;
+    let mut stream = Subscriber::builder(&url)
+        .topic("t")
+        .retry(Duration::from_millis(10))
+        .max_event_size(1024)
+        .build()
+        .expect("a valid subscriber")
+        .stream();
+    assert_eq!(next_event(&mut stream).await.id, "a", "the event before the limit");
+    assert_eq!(next_event(&mut stream).await.id, "c", "b was dropped with its connection");
+    head(&mut heads).await;
+    assert!(head(&mut heads).await.contains("last-event-id: a\r\n"), "resumes after a");
+    assert_eq!(stream.reconnections(), 1);
 }
