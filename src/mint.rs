@@ -137,7 +137,6 @@ mod tests {
     use quicksilver_client::token::{Format, Selector};
 
     use super::*;
-    use jsonwebtoken::Algorithm;
 
     fn fixture(name: &str) -> String {
         let path = format!("{}/tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -161,8 +160,8 @@ mod tests {
         let alg = |request: &TokenRequest| {
             hub_key(None, split.clone(), request).map(|key| key.algorithm())
         };
-        assert_eq!(alg(&publish).expect("publisher key"), Algorithm::HS256);
-        assert_eq!(alg(&subscribe).expect("subscriber key"), Algorithm::HS512);
+        assert_eq!(alg(&publish).expect("publisher key"), "HS256");
+        assert_eq!(alg(&subscribe).expect("subscriber key"), "HS512");
         assert!(matches!(alg(&both), Err(HubKeyError::KeysDiffer)));
         let shared = env(&[("MERCURE_JWT_KEY", "k")]);
         assert!(hub_key(None, shared, &both).is_ok());

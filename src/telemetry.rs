@@ -296,7 +296,7 @@ fn is_export_machinery(target: &str) -> bool {
 /// only, and the value runs to the end of the pair, `=` included. A key without `=`, or with an
 /// empty value, carries no token and is kept. Everything else is returned byte for byte, borrowed
 /// when nothing was redacted.
-pub fn redact_query(query: &str) -> Cow<'_, str> {
+pub(crate) fn redact_query(query: &str) -> Cow<'_, str> {
     let needs_redaction = query.split('&').any(|pair| match pair.split_once('=') {
         Some((key, value)) => !value.is_empty() && is_authorization_key(key),
         None => false,

@@ -323,8 +323,13 @@ fn the_build_context_holds_the_workspace_and_nothing_else() {
     let members = cargo.lines().find_map(|l| l.strip_prefix("members = ")).expect("members");
     for member in members.trim_matches(['[', ']']).split(',').map(|m| m.trim().trim_matches('"')) {
         let prefix = if member == "." { String::new() } else { format!("{member}/") };
-        for file in ["Cargo.toml", "src/main.rs"] {
-            assert!(sent(&format!("{prefix}{file}")), "{prefix}{file} is in the build context");
+        // A library member has src/lib.rs, a program src/main.rs: whichever it has is sent.
+        let sources = ["src/main.rs", "src/lib.rs"].map(|file| format!("{prefix}{file}"));
+        let source = sources.iter().find(|path| std::path::Path::new(path).exists());
+        let source =
+            source.unwrap_or_else(|| panic!("member {member} has no src/main.rs or src/lib.rs"));
+        for path in [&format!("{prefix}Cargo.toml"), source] {
+            assert!(sent(path), "{path} is in the build context");
         }
     }
     for path in ["Cargo.lock", "src/lib.rs"] {

@@ -7,8 +7,8 @@
 //! A publication is retried by itself in two cases only:
 //!
 //! - the hub answered 503: the hub reports that it stored nothing (its transport is out of
-//!   reach, it is shutting down). It is retried after the `Retry-After` (capped at
-//!   [`RetryPolicy::max_delay`]) with the same id. A 503 is the hub's word, not a proof: a
+//!   reach, it is shutting down). It is retried with the same id, after the policy's wait or
+//!   the `Retry-After` if that is longer (capped at [`RetryPolicy::max_delay`]). A 503 is the hub's word, not a proof: a
 //!   proxy in front of the hub may answer 503 after it forwarded the request. What makes the
 //!   retry safe with Quicksilver's NATS transport is that JetStream stores an update retried
 //!   with the same id and the same content once, within its duplicate window; elsewhere, a
@@ -44,7 +44,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// The wait before the second attempt is `initial_delay`, doubled for each further attempt and
 /// capped at `max_delay`, plus up to a tenth at random; after a 503 it is the hub's
-/// `Retry-After` instead, capped the same way.
+/// `Retry-After` when that is longer, capped the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_attempts: u32,
@@ -93,7 +93,9 @@ impl RetryPolicy {
             let factor = 1u32 << failed.saturating_sub(1).min(30);
             self.initial_delay.saturating_mul(factor)
         };
-        retry_after.unwrap_or_else(doubled).min(self.max_delay)
+        // `Retry-After` lengthens the wait, never shortens it: `Retry-After: 0` must not turn
+        // the retries into a burst.
+        retry_after.map_or_else(doubled, |after| after.max(doubled())).min(self.max_delay)
     }
 }
 
@@ -400,13 +402,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delays_double_up_to_the_cap_and_retry_after_wins() {
+    fn delays_double_up_to_the_cap_and_retry_after_only_lengthens_them() {
         let policy = RetryPolicy::default()
             .initial_delay(Duration::from_millis(100))
             .max_delay(Duration::from_millis(1000));
         let delays: Vec<u128> = (1..=6).map(|n| policy.delay(n, None).as_millis()).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(policy.delay(1, Some(Duration::from_millis(300))), Duration::from_millis(300));
+        assert_eq!(policy.delay(1, Some(Duration::ZERO)), Duration::from_millis(100));
+        assert_eq!(policy.delay(3, Some(Duration::from_millis(300))), Duration::from_millis(400));
         assert_eq!(policy.delay(1, Some(Duration::from_secs(60))), Duration::from_secs(1));
         assert_eq!(policy.delay(u32::MAX, None), Duration::from_secs(1), "no overflow");
         assert_eq!(RetryPolicy::never().max_attempts, 1);

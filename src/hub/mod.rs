@@ -247,9 +247,12 @@ impl Hub {
     /// reserved topic or type, `max_topics_per_update`). Resolves with the update's id once it
     /// is stored (durably, with the embedded and NATS transports), as a `POST` is answered.
     ///
-    /// The update is the client crate's ([`crate::Update`]), so that an application builds
-    /// updates the same way for an embedded hub and for a remote one.
-    pub async fn publish(&self, update: &crate::Update) -> Result<String, PublishError> {
+    /// The update is the client crate's (`quicksilver::Update`, re-exported), so that an
+    /// application builds updates the same way for an embedded hub and for a remote one.
+    pub async fn publish(
+        &self,
+        update: &quicksilver_client::Update,
+    ) -> Result<String, PublishError> {
         let limit = self.config.max_topics_per_update;
         if update.topics().len() > limit {
             return Err(PublishError::TooManyTopics { limit });
