@@ -13,7 +13,7 @@
 //!
 //! The hub's spans are `mercure.publish`, `mercure.subscribe` and `mercure.dispatch`, with fields
 //! under `mercure.*`. Tokens must never reach a log line: request URLs go through
-//! [`redact_query`] first.
+//! `redact_query` first.
 
 use std::borrow::Cow;
 use std::fmt;
