@@ -89,6 +89,51 @@ function freePort() {
   });
 }
 
+/** The environment of this process without its `MERCURE_*` variables, plus `extra`. */
+function childEnv(extra) {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('MERCURE_')),
+  );
+  return Object.assign(env, extra);
+}
+
+/** Spawns `bin` with `env`, its output kept (the last 20,000 characters) and killed with the
+ * runner. `log()` is the output so far, `exited()` how it ended (null while it runs), `stop()`
+ * sends SIGTERM and waits (SIGKILL after `graceMs`), `kill()` sends SIGKILL. */
+function spawnChild(bin, env, graceMs = 3000) {
+  const child = spawn(bin, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let log = '';
+  const keep = (chunk) => {
+    log = (log + chunk.toString()).slice(-20_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let exited = null;
+  child.on('exit', (code, signal) => {
+    children.delete(child);
+    exited = { code, signal };
+  });
+  child.on('error', (error) => {
+    exited = { error };
+  });
+  return {
+    log: () => log,
+    exited: () => exited,
+    async stop() {
+      if (exited) return;
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await gone;
+      clearTimeout(timer);
+    },
+    kill() {
+      if (!exited) child.kill('SIGKILL');
+    },
+  };
+}
+
 /** Starts the hub binary on a free port, with `settings` added to its environment; retries when
  * another process took the port between the probe and the hub's bind. */
 async function startHub(settings = {}) {
@@ -105,10 +150,7 @@ async function startHub(settings = {}) {
  * /healthz answers 200). With `MERCURE_CERT_FILE` in `settings` it serves HTTPS. */
 async function startHubOnce(settings) {
   const port = await freePort();
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !name.startsWith('MERCURE_')),
-  );
-  Object.assign(env, {
+  const env = childEnv({
     MERCURE_ADDR: `127.0.0.1:${port}`,
     MERCURE_JWT_KEY: KEY,
     MERCURE_TRANSPORT: 'memory',
@@ -123,33 +165,20 @@ async function startHubOnce(settings) {
     RUST_LOG: process.env.RUST_LOG || 'info',
   });
   Object.assign(env, settings);
-  const child = spawn(BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let log = '';
-  const keep = (chunk) => {
-    log = (log + chunk.toString()).slice(-20_000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  let exited = null;
-  child.on('exit', (code, signal) => {
-    children.delete(child);
-    exited = { code, signal };
-  });
-  child.on('error', (error) => {
-    exited = { error };
-  });
+  const hub = spawnChild(BIN, env);
 
   const tls = Boolean(settings.MERCURE_CERT_FILE);
   const url = `${tls ? 'https' : 'http'}://${tls ? 'localhost' : '127.0.0.1'}:${port}`;
   const deadline = Date.now() + WAIT_MS;
   for (;;) {
-    if (exited) {
-      throw new Error(`the hub (${BIN}) exited before it was ready: ${JSON.stringify(exited)}\n${log}`);
+    if (hub.exited()) {
+      throw new Error(
+        `the hub (${BIN}) exited before it was ready: ${JSON.stringify(hub.exited())}\n${hub.log()}`,
+      );
     }
     if (tls) {
       // Node's fetch does not trust the test certificate; the hub logs once it serves.
-      if (log.includes('listening on https://')) break;
+      if (hub.log().includes('listening on https://')) break;
     } else {
       try {
         const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
@@ -159,27 +188,12 @@ async function startHubOnce(settings) {
       }
     }
     if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`the hub did not answer /healthz within ${WAIT_MS} ms\n${log}`);
+      hub.kill();
+      throw new Error(`the hub did not answer /healthz within ${WAIT_MS} ms\n${hub.log()}`);
     }
     await sleep(50);
   }
-  return {
-    url,
-    hub: `${url}${HUB_PATH}`,
-    log: () => log,
-    async stop() {
-      if (exited) return;
-      const gone = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await gone;
-      clearTimeout(timer);
-    },
-    kill() {
-      if (!exited) child.kill('SIGKILL');
-    },
-  };
+  return { url, hub: `${url}${HUB_PATH}`, log: hub.log, stop: hub.stop, kill: hub.kill };
 }
 
 /** Publishes from Node; returns { status, body }. */
@@ -892,42 +906,20 @@ describe('HTTP/2 lets one page hold many streams; HTTP/1.1 stalls at six', { tim
 /** Starts the `webapp` example (examples/webapp.rs) on an ephemeral port; resolves with its base
  * URL once it prints the address it listens on. */
 async function startWebappExample() {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !name.startsWith('MERCURE_')),
-  );
-  env.ADDR = '127.0.0.1:0';
-  const child = spawn(WEBAPP_BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let log = '';
-  let exited = null;
-  child.stdout.on('data', (chunk) => { log += chunk.toString(); });
-  child.stderr.on('data', (chunk) => { log += chunk.toString(); });
-  child.on('exit', (code, signal) => {
-    children.delete(child);
-    exited = { code, signal };
-  });
-  child.on('error', (error) => { exited = { error }; });
+  const app = spawnChild(WEBAPP_BIN, childEnv({ ADDR: '127.0.0.1:0' }), 5000);
   const deadline = Date.now() + WAIT_MS;
   let url;
-  while (!(url = /listening on (http:\/\/\S+)/.exec(log)?.[1])) {
-    if (exited) throw new Error(`the example (${WEBAPP_BIN}) exited: ${JSON.stringify(exited)}\n${log}`);
+  while (!(url = /listening on (http:\/\/\S+)/.exec(app.log())?.[1])) {
+    if (app.exited()) {
+      throw new Error(`the example (${WEBAPP_BIN}) exited: ${JSON.stringify(app.exited())}\n${app.log()}`);
+    }
     if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`the example printed no address within ${WAIT_MS} ms\n${log}`);
+      app.kill();
+      throw new Error(`the example printed no address within ${WAIT_MS} ms\n${app.log()}`);
     }
     await sleep(50);
   }
-  return {
-    url,
-    async stop() {
-      if (exited) return;
-      const gone = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await gone;
-      clearTimeout(timer);
-    },
-  };
+  return { url, stop: app.stop };
 }
 
 describe('the web-app example: a page receives what another page posts', { timeout: 50_000 }, () => {
