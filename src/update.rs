@@ -19,7 +19,9 @@ use thiserror::Error;
 
 /// The rules hubs and clients share (the client crate checks them before sending, so the two
 /// never disagree): which characters are invisible, which topics are the hub's own.
-pub use quicksilver_client::protocol::{in_reserved_namespace, is_format_character};
+pub use quicksilver_client::protocol::{
+    in_reserved_namespace, is_format_character, EARLIEST, HUB_EVENT_TYPE,
+};
 
 /// Position of an update in the hub's history: 1 for the first update ever stored, 0 for "none".
 pub type Seq = u64;
@@ -120,7 +122,7 @@ impl EventId {
         if value.starts_with('#') {
             return Err(InvalidField::ReservedIdPrefix);
         }
-        if value == "earliest" {
+        if value == EARLIEST {
             return Err(InvalidField::ReservedIdEarliest);
         }
         Ok(Self(value))
@@ -177,9 +179,6 @@ impl EventType {
         &self.0
     }
 }
-
-/// The SSE event type of the hub's own events (Mercure 1.0).
-pub const HUB_EVENT_TYPE: &str = "mercure";
 
 /// One publication. Immutable once built: the canonical topic is `topics[0]` forever (the
 /// reference hub once reordered topics during dispatch; nothing here can).

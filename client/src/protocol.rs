@@ -5,6 +5,14 @@
 
 use std::sync::LazyLock;
 
+/// The SSE event type of the hub's own events (Mercure 1.0 subscription events): a publisher may
+/// not use it.
+pub const HUB_EVENT_TYPE: &str = "mercure";
+
+/// The `Last-Event-ID` that means "from the beginning of history": a publisher may not use it as
+/// an update's id.
+pub const EARLIEST: &str = "earliest";
+
 /// The characters of Unicode's general category Cf (format), Unicode 15.0 to 16.0, as inclusive
 /// ranges. Rust's standard library has no general-category lookup, and the list is short and
 /// stable (the last addition, U+13439 to U+1343F, came with Unicode 15.0).

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use crate::protocol::{in_reserved_namespace, is_format_character};
+use crate::protocol::{in_reserved_namespace, is_format_character, EARLIEST, HUB_EVENT_TYPE};
 
 /// Why an update cannot be published.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -238,7 +238,7 @@ impl UpdateBuilder {
                 if id.starts_with('#') {
                     return Err(InvalidUpdate::ReservedIdPrefix(id));
                 }
-                if id == "earliest" {
+                if id == EARLIEST {
                     return Err(InvalidUpdate::ReservedIdEarliest);
                 }
                 id
@@ -247,7 +247,7 @@ impl UpdateBuilder {
         };
         if let Some(event_type) = &self.event_type {
             check_visible("type", event_type)?;
-            if event_type == "mercure" {
+            if event_type == HUB_EVENT_TYPE {
                 return Err(InvalidUpdate::ReservedType);
             }
         }

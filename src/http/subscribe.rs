@@ -27,9 +27,7 @@ use crate::subscription::{Protocol, Subscription};
 use crate::topic_selector::{
     parse_matchers, parse_subscription, MatchType, SelectorLimits, TopicSelector,
 };
-
-/// The `Last-Event-ID` value meaning "from the beginning of history".
-const EARLIEST: &str = "earliest";
+use crate::update::EARLIEST;
 
 /// The subscribe handler, for `GET` and `HEAD`.
 pub async fn subscribe(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {

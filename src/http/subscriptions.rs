@@ -29,6 +29,7 @@ use crate::hub::presence::{
 use crate::hub::Hub;
 use crate::subscription::{presence_protocol, Protocol};
 use crate::topic_selector::{matches_any, TopicSelector};
+use crate::update::EARLIEST;
 
 /// `Cache-Control` of every answer of the API: it says who is connected.
 const NO_STORE: &str = "private, no-store";
@@ -212,7 +213,7 @@ async fn respond_v1(req: &HttpRequest, hub: &Hub, token: &str) -> Result<HttpRes
         .rev()
         .filter(|event| presence_protocol(event) == Some(Protocol::V1))
         .find(|event| event.topics.iter().any(|topic| matches_any(&allowed, topic.as_str())))
-        .map_or("earliest", |event| event.id.as_str());
+        .map_or(EARLIEST, |event| event.id.as_str());
     let etag = quoted(last_event_id);
     let etag_value = HeaderValue::from_str(&etag)
         .map_err(|_| HubError::Internal("an event id that makes no header".into()))?;
@@ -286,7 +287,7 @@ async fn respond_draft_07(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpR
         .iter()
         .rev()
         .find(|event| event.topics.iter().any(|topic| matches_any(&allowed, topic.as_str())))
-        .map_or("earliest", |event| event.id.as_str());
+        .map_or(EARLIEST, |event| event.id.as_str());
     // The reference hub's entity tag is the raw last event id, unquoted; clients send it back.
     let not_modified = req
         .headers()
@@ -336,7 +337,7 @@ async fn respond_draft_07(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpR
     }
     .map_err(|e| HubError::Internal(format!("cannot encode subscriptions: {e}")))?;
     let etag = HeaderValue::from_bytes(last_event_id.as_bytes())
-        .unwrap_or_else(|_| HeaderValue::from_static("earliest"));
+        .unwrap_or_else(|_| HeaderValue::from_static(EARLIEST));
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/ld+json"))
         .insert_header((header::ETAG, etag))
