@@ -54,7 +54,9 @@ async fn main() -> anyhow::Result<()> {
 
 /// The board: lists every message posted while it is open.
 async fn board() -> HttpResponse {
-    let hub = format!("{}?topic={}", quicksilver::HUB_PATH, urlencode(TOPIC));
+    let query: String =
+        url::form_urlencoded::Serializer::new(String::new()).append_pair("topic", TOPIC).finish();
+    let hub = format!("{}?{query}", quicksilver::HUB_PATH);
     html(&format!(
         r#"<!doctype html>
 <meta charset="utf-8">
@@ -117,16 +119,4 @@ async fn post_message(hub: web::Data<Hub>, form: web::Form<Message>) -> HttpResp
 
 fn html(body: &str) -> HttpResponse {
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body.to_owned())
-}
-
-/// Percent-encodes a query value.
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
