@@ -71,6 +71,12 @@ fn update(topic: &str, data: &str) -> Update {
     Update::builder(topic).data(data).build().expect("a valid update")
 }
 
+/// A request without a token gets `WWW-Authenticate: Bearer` with no `error` (RFC 6750 §3.1).
+fn assert_plain_bearer_challenge(challenge: Option<String>) {
+    let challenge = challenge.expect("a challenge");
+    assert!(challenge.starts_with("Bearer") && !challenge.contains("error="), "{challenge}");
+}
+
 /// The next item of `stream`, within [`PATIENCE`].
 async fn next(stream: &mut EventStream) -> Option<Result<Event, SubscribeError>> {
     tokio::time::timeout(PATIENCE, stream.next()).await.expect("an item within the patience")
@@ -368,11 +374,7 @@ async fn publish_errors_name_the_check_that_failed() {
     let anonymous = Publisher::builder(&hub.url).build().expect("a valid publisher");
     match anonymous.publish(&small).await {
         Err(PublishError::Unauthorized { challenge, .. }) => {
-            let challenge = challenge.expect("a challenge");
-            assert!(
-                challenge.starts_with("Bearer") && !challenge.contains("error="),
-                "{challenge}"
-            );
+            assert_plain_bearer_challenge(challenge);
         }
         other => panic!("no token: {other:?}"),
     }
@@ -616,11 +618,7 @@ async fn refused_subscriptions_end_the_stream_with_the_reason() {
     let mut no_token = stream(Subscriber::builder(&hub.url).topic("a"));
     match final_error(&mut no_token).await {
         SubscribeError::Unauthorized { challenge, .. } => {
-            let challenge = challenge.expect("a challenge");
-            assert!(
-                challenge.starts_with("Bearer") && !challenge.contains("error="),
-                "{challenge}"
-            );
+            assert_plain_bearer_challenge(challenge);
         }
         other => panic!("no token on a hub without anonymous access: {other:?}"),
     }
