@@ -63,6 +63,10 @@ pub enum HubError {
     /// A request for a host the hub does not answer as (`public_urls`) (421).
     #[error("Misdirected Request: {0}")]
     Misdirected(String),
+    /// One client holds more event streams than `max_streams_per_client` allows (429);
+    /// `Retry-After` says when to try again, in whole seconds (at least one).
+    #[error("Too Many Requests: {0}")]
+    TooManyRequests(String, std::time::Duration),
     /// The hub cannot serve the request right now but expects to soon (503); `Retry-After`
     /// says when, in whole seconds (at least one).
     #[error("Service Unavailable: {0}; retry later")]
@@ -84,6 +88,7 @@ impl ResponseError for HubError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
+            Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -121,7 +126,7 @@ impl ResponseError for HubError {
                     HeaderValue::from_static("Bearer error=\"insufficient_scope\""),
                 ));
             }
-            Self::Unavailable(_, retry_after) => {
+            Self::Unavailable(_, retry_after) | Self::TooManyRequests(_, retry_after) => {
                 let seconds = retry_after.as_secs_f64().ceil().max(1.0);
                 response.insert_header((header::RETRY_AFTER, format!("{seconds}")));
             }

@@ -529,6 +529,33 @@ async fn access_tokens_are_refused_whole_for_any_bad_claim() {
     assert_eq!(response.status(), 400, "the authorization parameter is draft-07");
 }
 
+#[tokio::test]
+async fn access_tokens_granting_more_topics_than_max_selectors_per_token_are_refused() {
+    let hub = anonymous_hub(&[
+        ("MERCURE_TRUSTED_ISSUERS", ISSUER),
+        ("MERCURE_MAX_SELECTORS_PER_TOKEN", "2"),
+    ]);
+    let audience = format!("http://{}/.well-known/mercure", hub.addr);
+    let topics = [("/a", "exact"), ("/b", "exact"), ("/c", "exact")];
+    // Counted over every detail of an action: two details of two topics make four.
+    let split = json!([detail(&["subscribe"], &topics[..2]), detail(&["subscribe"], &topics[1..])]);
+    let within = access_token(&audience, json!([detail(&["subscribe", "publish"], &topics[..2])]));
+    assert_eq!(subscribe_with(&hub, "match=/a", &within).await.status(), 200);
+    assert_eq!(publish_with(&hub, &within, &[("topic", "/a")]).await.0, 200);
+
+    for (what, token) in [
+        ("subscribe", access_token(&audience, split)),
+        ("publish", access_token(&audience, json!([detail(&["publish"], &topics)]))),
+    ] {
+        let response = subscribe_with(&hub, "match=/a", &token).await;
+        let publishing = publish_with(&hub, &token, &[("topic", "/a")]).await;
+        assert_eq!((response.status().as_u16(), publishing.0), (401, 401), "{what}");
+        let challenge = response.headers()["www-authenticate"].to_str().expect("ascii").to_owned();
+        assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{what}: {challenge}");
+        assert!(publishing.1.contains("max_selectors_per_token"), "{what}: {}", publishing.1);
+    }
+}
+
 /// `deploy/conformance.toml` as `MERCURE_*` variables (memory transport, any address).
 fn conformance_settings() -> Vec<(String, String)> {
     let text =

@@ -81,6 +81,17 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of request headers: 64 KiB leaves room for large cookies (browsers cap one at 4 KiB,
 /// and an origin rarely sends more than a few) while bounding what one request may hold.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
+/// Topic selectors one token may carry: in a draft-07 token's `mercure.publish` or
+/// `mercure.subscribe` claim (each), or in the `publish` (or `subscribe`) details of a
+/// Mercure 1.0 access token, which the protocol already bounds to 100 topics. Ten times the
+/// selectors of a subscription, so that tokens listing a user's resources keep working, while a
+/// token can no longer make the hub compile thousands of templates per request (a 64 KiB header
+/// holds about 15,000 short selectors).
+pub const DEFAULT_MAX_SELECTORS_PER_TOKEN: usize = 1000;
+/// Files the process keeps for itself when `max_connections` is derived from the open-file
+/// limit: the store, the listeners, NATS and JWK Set connections, logs, the runtime's own, and
+/// the connections being refused (`REFUSALS`).
+pub const RESERVED_FILES: u64 = 128;
 /// Topic selectors in one subscription: 100, the limit of the reference hub's current version,
 /// so that no client written for it is refused.
 pub const DEFAULT_MAX_TOPICS_PER_SUBSCRIPTION: usize = 100;
@@ -170,6 +181,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("max_form_fields", "key=value pairs of a publish body or query string (default 4096)"),
     ("read_timeout", "time for a request's head and TLS handshake, 0s = off (default 10s)"),
     ("max_header_size", "most bytes of request headers, names and values (default 64KiB)"),
+    ("max_connections", "open connections at once; more get 503 (default: open-file limit - 128)"),
+    ("max_streams_per_client", "event streams of one client address at once, 0 = off (default 0)"),
+    ("max_selectors_per_token", "topic selectors one token may carry (default 1000)"),
     ("body_read_timeout", "time allowed to receive a publish body, 0s = off (default 30s)"),
     ("max_topics_per_subscription", "most topic selectors in one subscription (default 100)"),
     ("max_selector_length", "most bytes in one subscriber topic selector (default 4096)"),
@@ -430,6 +444,15 @@ pub struct Config {
     pub read_timeout: Option<Duration>,
     /// Most bytes of request header names and values.
     pub max_header_size: usize,
+    /// Most connections open at once (`max_connections`); `None`: the process's open-file limit
+    /// less [`RESERVED_FILES`], read when the server starts. Connections over it are answered 503.
+    pub max_connections: Option<usize>,
+    /// Most event streams open at once from one client address (`max_streams_per_client`),
+    /// behind `trusted_proxies` the forwarded one, IPv6 counted per /64; `None`: no limit.
+    pub max_streams_per_client: Option<usize>,
+    /// Most topic selectors one token may carry (`max_selectors_per_token`); a token with more
+    /// is refused (401).
+    pub max_selectors_per_token: usize,
     /// With `use_forwarded_headers`: the peers whose forwarded headers are believed
     /// (`trusted_proxies`); `None` ignores those headers.
     pub trusted_proxies: Option<TrustedProxies>,
@@ -784,6 +807,22 @@ impl Config {
             compress: values.bool("compress")?.unwrap_or(true),
             read_timeout: values.duration("read_timeout", DEFAULT_READ_TIMEOUT)?,
             max_header_size: values.size("max_header_size", DEFAULT_MAX_HEADER_SIZE)?,
+            max_connections: match values.unsigned("max_connections")? {
+                None => None,
+                Some(0) => return Err(invalid("max_connections", "must be at least 1")),
+                Some(n) => {
+                    Some(usize::try_from(n).map_err(|_| invalid("max_connections", "too large"))?)
+                }
+            },
+            max_streams_per_client: match values.unsigned("max_streams_per_client")? {
+                None | Some(0) => None,
+                Some(n) => Some(
+                    usize::try_from(n)
+                        .map_err(|_| invalid("max_streams_per_client", "too large"))?,
+                ),
+            },
+            max_selectors_per_token: values
+                .limit("max_selectors_per_token", DEFAULT_MAX_SELECTORS_PER_TOKEN)?,
             tls: match (
                 values.string("cert_file")?.filter(|path| !path.is_empty()),
                 values.string("key_file")?.filter(|path| !path.is_empty()),
@@ -1515,6 +1554,36 @@ mod tests {
         assert_eq!(config.max_selector_length, 2048);
         assert_eq!(config.max_template_variables, 8);
         assert_eq!(config.selector_cache_size, 4 << 20);
+    }
+
+    #[test]
+    fn connection_and_token_limits() {
+        let config = load(&[]).expect("defaults are valid");
+        assert_eq!(config.max_connections, None, "derived from the open-file limit");
+        assert_eq!(config.max_streams_per_client, None, "off by default");
+        assert_eq!(config.max_selectors_per_token, DEFAULT_MAX_SELECTORS_PER_TOKEN);
+
+        let config = load(&[
+            ("MERCURE_MAX_CONNECTIONS", "5000"),
+            ("MERCURE_MAX_STREAMS_PER_CLIENT", "20"),
+            ("MERCURE_MAX_SELECTORS_PER_TOKEN", "50"),
+        ])
+        .expect("valid configuration");
+        assert_eq!(config.max_connections, Some(5000));
+        assert_eq!(config.max_streams_per_client, Some(20));
+        assert_eq!(config.max_selectors_per_token, 50);
+        let off = load(&[("MERCURE_MAX_STREAMS_PER_CLIENT", "0")]).expect("0 turns it off");
+        assert_eq!(off.max_streams_per_client, None);
+
+        for (pairs, key) in [
+            (&[("MERCURE_MAX_CONNECTIONS", "0")], "`max_connections`"),
+            (&[("MERCURE_MAX_CONNECTIONS", "many")], "`max_connections`"),
+            (&[("MERCURE_MAX_STREAMS_PER_CLIENT", "-1")], "`max_streams_per_client`"),
+            (&[("MERCURE_MAX_SELECTORS_PER_TOKEN", "0")], "`max_selectors_per_token`"),
+        ] {
+            let error = load(pairs).expect_err("refused").to_string();
+            assert!(error.contains(key), "{error}");
+        }
     }
 
     #[test]

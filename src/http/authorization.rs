@@ -84,8 +84,27 @@ fn verify(verifier: &JwtVerifier, token: &str) -> Result<MercureClaims, HubError
     verifier.verify(token).map_err(|e| unauthorized(format!("invalid token: {e}")))
 }
 
-fn selectors(list: &[String]) -> Vec<TopicSelector> {
-    list.iter().map(|s| TopicSelector::parse(s)).collect()
+/// The selectors of a draft-07 token's `claim` (`mercure.publish` or `mercure.subscribe`),
+/// refused when it lists more than `max_selectors_per_token`: counted before any is parsed, so
+/// that an oversized token costs the hub nothing more.
+pub(super) fn claim_selectors(
+    claim: &str,
+    list: &[String],
+    config: &Config,
+) -> Result<Vec<TopicSelector>, HubError> {
+    check_selector_count(claim, list.len(), config.max_selectors_per_token)?;
+    Ok(list.iter().map(|s| TopicSelector::parse(s)).collect())
+}
+
+/// Refuses a token whose `claim` lists `count` topic selectors, more than `max`.
+fn check_selector_count(claim: &str, count: usize, max: usize) -> Result<(), HubError> {
+    if count > max {
+        return Err(unauthorized(format!(
+            "invalid token: its {claim} claim lists {count} topic selectors, more than this hub \
+             accepts ({max}, max_selectors_per_token)"
+        )));
+    }
+    Ok(())
 }
 
 /// A request allowed to publish, with the selectors of the topics it may publish to.
@@ -134,7 +153,7 @@ impl Publisher {
             let allowed = claims
                 .publish
                 .ok_or_else(|| unauthorized("the token has no mercure.publish claim"))?;
-            selectors(&allowed)
+            claim_selectors("mercure.publish", &allowed, config)?
         };
         if source == TokenSource::Cookie {
             check_cookie_origin(req, &config.publish_origins)?;
@@ -225,7 +244,11 @@ impl SubscriberGrant {
             Some((token, _)) => {
                 let claims = verify(&config.subscriber, &token)?;
                 Ok(Self {
-                    authorized: Some(selectors(claims.subscribe.as_deref().unwrap_or_default())),
+                    authorized: Some(claim_selectors(
+                        "mercure.subscribe",
+                        claims.subscribe.as_deref().unwrap_or_default(),
+                        config,
+                    )?),
                     payload: claims.payload,
                     expires_at: claims.expires_at,
                 })
@@ -265,18 +288,25 @@ impl SubscriberGrant {
 }
 
 /// Verifies a Mercure 1.0 access token for `role` at the hub `resource` (its `aud`). Every
-/// failure is the same 401 `invalid_token` for the client; the cause goes to the log, where the
-/// operator who configured the issuers can read it.
+/// failure of the token itself is the same 401 `invalid_token` for the client; the cause goes to
+/// the log, where the operator who configured the issuers can read it. A valid token granting
+/// more topics than `max_selectors_per_token` (in its `publish` details, or in its `subscribe`
+/// ones) is refused with a message naming the setting: its holder cannot fix that alone.
 pub(super) async fn verify_access_token(
     hub: &Hub,
     token: &str,
     role: Role,
     resource: &url::Url,
 ) -> Result<AccessGrant, HubError> {
-    hub.issuers.verify(token, role, resource.as_str()).await.map_err(|error| {
+    let grant = hub.issuers.verify(token, role, resource.as_str()).await.map_err(|error| {
         tracing::info!(%error, audience = %resource, "access token refused");
         unauthorized("invalid access token")
-    })
+    })?;
+    let max = hub.config.max_selectors_per_token;
+    check_selector_count("publish", grant.publish.len(), max)?;
+    let subscribe = grant.subscribe.iter().map(|detail| detail.topics.len()).sum();
+    check_selector_count("subscribe", subscribe, max)?;
+    Ok(grant)
 }
 
 /// The selector of a topic a token grants, resolved against the hub's URL. A URL Pattern that

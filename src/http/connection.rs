@@ -13,10 +13,18 @@
 //! the queue of updates waiting for a subscriber (`queue_full`). The connection marks itself
 //! [`CutOff`] so that the subscriber's stream, when dropped, tells the router why it ended, and
 //! the router counts it once under `dispatch_timeout`.
+//!
+//! Connections are also counted here, against `max_connections` ([`ConnectionLimit`]): each one
+//! holds a [`Permit`] while it is open. Past the limit, a connection is still read, so that its
+//! client gets an answer it understands (503 with `Retry-After`, then the connection closes)
+//! rather than a connection that hangs in the listen queue; a small budget of such refusals
+//! ([`REFUSALS`]) bounds the files they take, and beyond it connections are closed at once.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -42,10 +50,99 @@ impl Abort for TcpStream {
     }
 }
 
+/// Connections over `max_connections` that may be open at once to be answered 503; more are
+/// closed without an answer. Part of the files `max_connections` leaves to the process
+/// ([`crate::config::RESERVED_FILES`]).
+pub const REFUSALS: usize = 32;
+
+/// The connections open at once, shared by every worker, against `max_connections`.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimit {
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug)]
+struct Counts {
+    max: usize,
+    open: AtomicUsize,
+    refusing: AtomicUsize,
+}
+
+/// An open connection's place under [`ConnectionLimit`], given back when dropped.
+#[derive(Debug)]
+pub struct Permit {
+    counts: Arc<Counts>,
+    over_limit: bool,
+}
+
+/// Put in the data of a connection that came over `max_connections`: each of its requests is
+/// answered 503, and the connection closed.
+#[derive(Debug, Clone, Copy)]
+pub struct OverLimit {
+    /// `max_connections`.
+    pub max: usize,
+}
+
+impl ConnectionLimit {
+    /// Counts connections against `max`.
+    pub fn new(max: usize) -> Self {
+        let counts = Counts { max, open: AtomicUsize::new(0), refusing: AtomicUsize::new(0) };
+        Self { counts: Arc::new(counts) }
+    }
+
+    /// `max_connections` as configured, or the process's open-file limit less the files it
+    /// keeps for itself.
+    pub fn from_config(max_connections: Option<usize>) -> Self {
+        Self::new(max_connections.unwrap_or_else(|| {
+            let files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+            let free = files.saturating_sub(crate::config::RESERVED_FILES).max(1);
+            usize::try_from(free).unwrap_or(usize::MAX)
+        }))
+    }
+
+    /// A permit for a newly accepted connection: within the limit, or over it (to be answered
+    /// 503) while fewer than [`REFUSALS`] such connections are open; `None` past both, and the
+    /// connection should be closed at once.
+    pub fn admit(&self) -> Option<Permit> {
+        let counts = &self.counts;
+        let take = |count: &AtomicUsize, max: usize| {
+            count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+        };
+        if take(&counts.open, counts.max).is_ok() {
+            return Some(Permit { counts: counts.clone(), over_limit: false });
+        }
+        take(&counts.refusing, REFUSALS)
+            .ok()
+            .map(|_| Permit { counts: counts.clone(), over_limit: true })
+    }
+
+    /// Connections open within the limit.
+    #[cfg(test)]
+    pub fn open(&self) -> usize {
+        self.counts.open.load(Ordering::Acquire)
+    }
+}
+
+impl Permit {
+    /// Set when the connection came over the limit and is only to be answered 503.
+    pub fn over_limit(&self) -> Option<OverLimit> {
+        self.over_limit.then_some(OverLimit { max: self.counts.max })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let count = if self.over_limit { &self.counts.refusing } else { &self.counts.open };
+        count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A client connection whose writes may not stall for longer than a timeout.
 #[derive(Debug)]
 pub struct Connection<T = TcpStream> {
     io: T,
+    /// Its place under `max_connections`, for as long as it is open.
+    permit: Option<Permit>,
     /// `dispatch_timeout`; `None` never cuts a connection off.
     timeout: Option<Duration>,
     /// Runs while writes are refused; allocated on the first stall, re-armed on later ones.
@@ -57,7 +154,18 @@ pub struct Connection<T = TcpStream> {
 impl<T: AsyncRead + AsyncWrite + Abort + Unpin> Connection<T> {
     /// Wraps an accepted connection.
     pub fn new(io: T, timeout: Option<Duration>) -> Self {
-        Self { io, timeout, stall: None, stalled: false, cut_off: CutOff::default() }
+        Self { io, timeout, permit: None, stall: None, stalled: false, cut_off: CutOff::default() }
+    }
+
+    /// Holds `permit` for as long as the connection is open.
+    pub fn with_permit(mut self, permit: Permit) -> Self {
+        self.permit = Some(permit);
+        self
+    }
+
+    /// Set when this connection came over `max_connections`.
+    pub fn over_limit(&self) -> Option<OverLimit> {
+        self.permit.as_ref().and_then(Permit::over_limit)
     }
 
     /// The flag this connection raises when it ends itself for not reading.
@@ -185,6 +293,24 @@ mod tests {
         let error = connection.write(b"x").await.expect_err("cut off");
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert!(cut_off.is_raised());
+    }
+
+    #[test]
+    fn connections_over_the_limit_are_refused_within_a_budget_and_permits_come_back() {
+        let limit = ConnectionLimit::new(2);
+        let admitted: Vec<Permit> = (0..2).map(|_| limit.admit().expect("within")).collect();
+        assert!(admitted.iter().all(|permit| permit.over_limit().is_none()));
+        assert_eq!(limit.open(), 2);
+        let refused: Vec<Permit> =
+            (0..REFUSALS).map(|_| limit.admit().expect("to be answered 503")).collect();
+        assert!(refused.iter().all(|permit| permit.over_limit().is_some_and(|o| o.max == 2)));
+        assert!(limit.admit().is_none(), "past the refusal budget: closed at once");
+        drop(refused);
+        assert!(limit.admit().is_some_and(|permit| permit.over_limit().is_some()));
+        drop(admitted);
+        assert_eq!(limit.open(), 0);
+        let again = limit.admit().expect("a permit came back");
+        assert!(again.over_limit().is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::error::DispatchError;
-use actix_http::Protocol;
+use actix_http::{ConnectionType, Protocol};
 use actix_service::ServiceFactoryExt;
 use actix_web::body::EitherBody;
 use actix_web::dev::{AppConfig, Server, ServiceRequest, ServiceResponse};
@@ -49,7 +49,7 @@ use crate::error::HubError;
 use crate::hub::{presence, Hub};
 use crate::metrics::Metrics;
 use crate::telemetry;
-use connection::Connection;
+use connection::{Connection, ConnectionLimit, OverLimit};
 
 /// The path of the hub, fixed by the protocol.
 pub const HUB_PATH: &str = "/.well-known/mercure";
@@ -95,6 +95,7 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
         },
     };
     let local_addr = listener.local_addr()?;
+    let limit = ConnectionLimit::from_config(hub.config.max_connections);
     let builder = actix_server::Server::build();
     let shutting_down = builder.graceful_shutdown_signal();
     let shared = AppShared::new(hub);
@@ -112,12 +113,16 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
             match &tls {
                 Some(acceptor) => {
                     let acceptor = acceptor.clone();
-                    let http = http.service(|tls: &TlsConnection| tls.get_ref().0.cut_off());
+                    let http = http.service(|tls: &TlsConnection| tls.get_ref().0);
+                    let limit = limit.clone();
                     let accept = move |stream: TcpStream| {
                         let acceptor = acceptor.clone();
+                        let permit = limit.admit();
                         async move {
+                            let permit = permit.ok_or_else(too_many_connections)?;
                             let peer = stream.peer_addr().ok();
-                            let connection = Connection::new(stream, dispatch_timeout);
+                            let connection =
+                                Connection::new(stream, dispatch_timeout).with_permit(permit);
                             let handshake = acceptor.accept(connection);
                             let tls = within(read_timeout, handshake)
                                 .await?
@@ -139,17 +144,38 @@ pub fn serve(listener: TcpListener, hub: Hub) -> std::io::Result<Server> {
                     actix_service::boxed::factory(actix_service::fn_service(accept).and_then(http))
                 }
                 None => {
-                    let http = http.service(Connection::cut_off);
-                    let accept = move |stream: TcpStream| async move {
-                        let protocol = within(read_timeout, plain_protocol(&stream)).await??;
-                        let peer = stream.peer_addr().ok();
-                        Ok((Connection::new(stream, dispatch_timeout), protocol, peer))
+                    let http = http.service(|connection: &Connection| connection);
+                    let limit = limit.clone();
+                    let accept = move |stream: TcpStream| {
+                        let permit = limit.admit();
+                        async move {
+                            let permit = permit.ok_or_else(too_many_connections)?;
+                            let protocol = within(read_timeout, plain_protocol(&stream)).await??;
+                            let peer = stream.peer_addr().ok();
+                            let connection =
+                                Connection::new(stream, dispatch_timeout).with_permit(permit);
+                            Ok((connection, protocol, peer))
+                        }
                     };
                     actix_service::boxed::factory(actix_service::fn_service(accept).and_then(http))
                 }
             }
         })?
         .run())
+}
+
+/// Why an accepted connection was closed at once: over `max_connections` and past the budget
+/// of connections being answered 503.
+fn too_many_connections() -> DispatchError {
+    DispatchError::Io(std::io::Error::other(
+        "connection closed unanswered: over max_connections, and as many are being refused",
+    ))
+}
+
+/// `Retry-After` of a connection over `max_connections`: 5 to 15 seconds, spread so that the
+/// clients refused together do not all come back together.
+fn connections_retry_after() -> Duration {
+    Duration::from_secs(rand::random_range(5..=15))
 }
 
 /// A client connection under TLS.
@@ -196,11 +222,12 @@ struct Http<'a> {
 }
 
 impl Http<'_> {
-    /// The HTTP/1.1 and HTTP/2 service over connections of type `T`, which hand it the flag a
-    /// connection raises when it ends itself for not reading.
+    /// The HTTP/1.1 and HTTP/2 service over connections of type `T`, each over a
+    /// [`Connection`]: its flag for "ended for not reading", and whether it came over
+    /// `max_connections`, go into the connection's data for the handlers and the middleware.
     fn service<T>(
         self,
-        cut_off: impl Fn(&T) -> crate::hub::subscriber::CutOff + 'static,
+        connection: fn(&T) -> &Connection,
     ) -> impl actix_service::ServiceFactory<
         (T, Protocol, Option<std::net::SocketAddr>),
         Config = (),
@@ -227,8 +254,12 @@ impl Http<'_> {
                 async move { signal.notified().await }
             })
             .local_addr(self.local_addr)
-            .on_connect_ext(move |connection: &T, data| {
-                data.insert(cut_off(connection));
+            .on_connect_ext(move |io: &T, data| {
+                let connection = connection(io);
+                data.insert(connection.cut_off());
+                if let Some(over_limit) = connection.over_limit() {
+                    data.insert(over_limit);
+                }
             })
             .finish(actix_service::map_config(app(self.shared), |()| AppConfig::default()))
     }
@@ -276,13 +307,24 @@ impl AppShared {
         let request = RequestLog::start(&req);
         let size: usize =
             req.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
-        let refusal = if size > max_header_size {
+        let over_limit = req.conn_data::<OverLimit>().copied();
+        let refusal = if let Some(OverLimit { max }) = over_limit {
+            Some(HubError::Unavailable(
+                format!("the hub holds as many connections as it may ({max}, max_connections)"),
+                connections_retry_after(),
+            ))
+        } else if size > max_header_size {
             Some(HubError::HeadersTooLarge { size, limit: max_header_size })
         } else {
             misdirected(req.request(), &hub.config)
         };
         let answer = if let Some(error) = refusal {
-            let response = req.error_response(error).map_into_right_body();
+            let mut response = req.error_response(error);
+            if over_limit.is_some() {
+                // Frees the connection (HTTP/1.1) for a client within the limit.
+                response.response_mut().head_mut().set_connection_type(ConnectionType::Close);
+            }
+            let response = response.map_into_right_body();
             futures_util::future::Either::Left(std::future::ready(Ok(response)))
         } else {
             let answer = service.call(req);

@@ -20,6 +20,7 @@ use super::resource;
 use crate::access_token::is_access_token;
 use crate::error::HubError;
 use crate::form::Form;
+use crate::hub::client_streams::TooManyStreams;
 use crate::hub::presence;
 use crate::hub::subscriber::{CutOff, StreamStart, SubscriberStream, QUEUE_CAPACITY};
 use crate::hub::Hub;
@@ -28,6 +29,10 @@ use crate::topic_selector::{
     parse_matchers, parse_subscription, MatchType, SelectorLimits, TopicSelector,
 };
 use crate::update::EARLIEST;
+
+/// `Retry-After` of a stream refused for `max_streams_per_client`: streams usually last minutes,
+/// and a client that retries at once only gets the same answer.
+const STREAMS_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// The subscribe handler, for `GET` and `HEAD`.
 pub async fn subscribe(req: HttpRequest, hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
@@ -202,6 +207,21 @@ async fn open_stream(
         return Ok(stream_headers().finish());
     }
 
+    // Counted before anything is registered: a client over its limit costs the hub nothing more.
+    let client_slot = match &hub.client_streams {
+        Some(streams) => streams.acquire(super::forwarded::client_address(&req)).map_err(
+            |TooManyStreams { limit }| {
+                HubError::TooManyRequests(
+                    format!(
+                        "this client address already holds {limit} event streams \
+                         (max_streams_per_client): close one before opening another"
+                    ),
+                    STREAMS_RETRY_AFTER,
+                )
+            },
+        )?,
+        None => None,
+    };
     let subscription = Arc::new(
         Subscription::new(selectors, grant.authorized, grant.payload).with_protocol(protocol),
     );
@@ -241,6 +261,7 @@ async fn open_stream(
         deadline: deadline(hub.config.write_timeout, grant.expires_at),
         departure,
         cut_off: req.conn_data::<CutOff>().cloned(),
+        client_slot,
     };
     let span = tracing::Span::current();
     let topics: Vec<&str> = subscription.selectors.iter().map(TopicSelector::as_str).collect();

@@ -16,7 +16,8 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use super::authorization::{
-    find_token, subscribe_selectors, token_missing, unauthorized, verify_access_token, TokenSource,
+    claim_selectors, find_token, subscribe_selectors, token_missing, unauthorized,
+    verify_access_token, TokenSource,
 };
 use super::resource;
 use super::HUB_PATH;
@@ -83,8 +84,11 @@ fn authorize(req: &HttpRequest, hub: &Hub) -> Result<Vec<TopicSelector>, HubErro
         .subscriber
         .verify(&token)
         .map_err(|e| unauthorized(format!("invalid token: {e}")))?;
-    let allowed: Vec<TopicSelector> =
-        claims.subscribe.unwrap_or_default().iter().map(|s| TopicSelector::parse(s)).collect();
+    let allowed = claim_selectors(
+        "mercure.subscribe",
+        claims.subscribe.as_deref().unwrap_or_default(),
+        &hub.config,
+    )?;
     if matches_any(&allowed, req.uri().path()) {
         Ok(allowed)
     } else {

@@ -5,6 +5,8 @@
 //! - `subscriber`: the actor of one subscriber connection, which is its response body: history
 //!   first, then its queue from the router, framed for the socket.
 //! - `presence`: the events that announce subscriptions, and their lifecycle.
+//! - `client_streams`: how many event streams each client address holds
+//!   (`max_streams_per_client`).
 //!
 //! [`Hub`] picks the transport the configuration names, builds it from the feed into a new
 //! router, and is what the HTTP handlers share. It is also what an application that embeds the
@@ -12,6 +14,7 @@
 //! [`Hub::is_ready`], and ends the hub with [`Hub::shutdown`] (the routes come from
 //! `Hub::configure`, in [`crate::http`]).
 
+pub(crate) mod client_streams;
 pub(crate) mod presence;
 pub(crate) mod router;
 pub(crate) mod subscriber;
@@ -115,6 +118,8 @@ pub struct Hub {
     /// Mercure 1.0: the trusted issuers that verify access tokens (their JWK Sets fetched and
     /// refreshed by actors of their own).
     pub(crate) issuers: TrustedIssuers,
+    /// The event streams each client holds, with `max_streams_per_client`.
+    pub(crate) client_streams: Option<Arc<client_streams::StreamsPerClient>>,
     /// Raised when a shutdown starts: the node is no longer ready.
     stopping: Arc<AtomicBool>,
     /// Drains the streams when the last handle is dropped.
@@ -196,12 +201,15 @@ impl Hub {
         let options = JwksOptions { ca_file: config.jwks_ca.clone(), ..JwksOptions::default() };
         let issuers = TrustedIssuers::start(config.issuers.clone(), &options)?;
         let drain_on_drop = DrainOnDrop { router: router.clone(), drain: config.drain_timeout };
+        let client_streams =
+            config.max_streams_per_client.map(client_streams::StreamsPerClient::new);
         Ok(Self {
             config: Arc::new(config),
             transport,
             router,
             metrics,
             issuers,
+            client_streams,
             stopping: Arc::default(),
             _drain_on_drop: Arc::new(drain_on_drop),
         })

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
+use super::client_streams::ClientSlot;
 use super::presence::Departure;
 use super::router::{Queue, Registered, Registration};
 use crate::metrics::{DropReason, Metrics};
@@ -81,6 +82,8 @@ pub struct SubscriberStream {
     cut_off: Option<CutOff>,
     /// Dropped after the registration, so the departure is announced once it is effective.
     _departure: Option<Departure>,
+    /// Counts the stream against its client's `max_streams_per_client` while it lives.
+    _client_slot: Option<ClientSlot>,
     /// Live updates up to this sequence number were covered by history (or skipped): not resent.
     bound: Seq,
     replay: Replay,
@@ -115,6 +118,8 @@ pub struct StreamStart {
     pub departure: Option<Departure>,
     /// The connection's flag for "ended because the client stopped reading", when it has one.
     pub cut_off: Option<CutOff>,
+    /// The stream's place among its client's streams (`max_streams_per_client`), if counted.
+    pub client_slot: Option<ClientSlot>,
 }
 
 impl SubscriberStream {
@@ -138,6 +143,7 @@ impl SubscriberStream {
             queue,
             registration,
             cut_off: start.cut_off,
+            _client_slot: start.client_slot,
             _departure: start.departure,
             // A cursor found *after* the bound (published while we registered) means the client
             // already has everything up to it, live updates included.
@@ -385,6 +391,7 @@ mod tests {
             deadline: None,
             departure: None,
             cut_off: None,
+            client_slot: None,
         }
     }
 
