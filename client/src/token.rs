@@ -384,6 +384,12 @@ impl TokenRequest {
 /// A private key or HMAC secret with the one algorithm it signs with.
 ///
 /// `Debug` shows the algorithm only.
+///
+/// RSA signing (`RS*`, `PS*`) goes through the `rsa` crate, whose private-key operations are
+/// not constant-time (RUSTSEC-2023-0071, the Marvin attack; no fixed version exists): an
+/// attacker who can time many signatures over the network could in principle recover the key.
+/// Minting a token per request in a web application is such a case: prefer `ES256` or `EdDSA`
+/// keys there (or HMAC). Signing locally, as `quicksilver token` does, is not exposed.
 #[derive(Clone)]
 pub struct SigningKey {
     algorithm: Algorithm,
