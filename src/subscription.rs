@@ -122,3 +122,124 @@ impl Subscription {
         })
     }
 }
+
+/// A family of topic selectors whose matching is known without the hub's matcher, and
+/// `proptest` strategies over it: the oracle of the property tests that check who receives
+/// what, here and in the subscriber stream's tests.
+#[cfg(test)]
+pub(crate) mod arbitrary {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::Subscription;
+    use crate::topic_selector::TopicSelector;
+    use crate::update::{Topic, Update};
+
+    /// Topics the generated updates carry: short paths so that selectors often match.
+    pub(crate) const TOPICS: [&str; 6] = ["/a/1", "/a/2", "/b/1", "/b/2", "/c", "/d/1"];
+
+    /// What a selector matches, written out by hand.
+    pub(crate) type Meaning = fn(&str) -> bool;
+
+    /// Selectors of every kind (the wildcard, exact topics, URI templates with a variable in
+    /// either segment, a topic no update has), each with its meaning written out by hand.
+    pub(crate) const SELECTORS: [(&str, Meaning); 7] = [
+        ("*", |_| true),
+        ("/a/1", |topic| topic == "/a/1"),
+        ("/a/{id}", |topic| topic.strip_prefix("/a/").is_some_and(segment)),
+        ("/b/{id}", |topic| topic.strip_prefix("/b/").is_some_and(segment)),
+        ("/{section}/1", |topic| {
+            topic.strip_prefix('/').and_then(|rest| rest.strip_suffix("/1")).is_some_and(segment)
+        }),
+        ("/c", |topic| topic == "/c"),
+        ("/e", |topic| topic == "/e"),
+    ];
+
+    /// One non-empty path segment, what a `{var}` expression matches in these topics.
+    fn segment(text: &str) -> bool {
+        !text.is_empty() && !text.contains('/')
+    }
+
+    /// Indexes into [`SELECTORS`]: what a subscriber asks for, or what its token allows.
+    pub(crate) fn selectors(min: usize) -> impl Strategy<Value = Vec<usize>> {
+        vec(0..SELECTORS.len(), min..=3)
+    }
+
+    /// An anonymous subscriber (`None`) or a token allowing the selectors at these indexes.
+    pub(crate) fn authorization() -> impl Strategy<Value = Option<Vec<usize>>> {
+        proptest::option::of(selectors(0))
+    }
+
+    /// The topics of an update (canonical first, then alternates), as indexes into [`TOPICS`],
+    /// and whether it is private.
+    pub(crate) fn update_shape() -> impl Strategy<Value = (Vec<usize>, bool)> {
+        (vec(0..TOPICS.len(), 1..=3), any::<bool>())
+    }
+
+    /// The subscription the hub builds from these indexes, plus `extra` selectors.
+    pub(crate) fn subscription(
+        selected: &[usize],
+        authorized: Option<&[usize]>,
+        extra: &[&str],
+    ) -> Subscription {
+        let parse = |indexes: &[usize]| -> Vec<TopicSelector> {
+            indexes.iter().map(|&i| TopicSelector::parse(SELECTORS[i].0)).collect()
+        };
+        let mut selectors = parse(selected);
+        selectors.extend(extra.iter().map(|raw| TopicSelector::parse(raw)));
+        Subscription::new(selectors, authorized.map(parse), None)
+    }
+
+    /// The update `id` these indexes describe.
+    pub(crate) fn make_update(id: &str, topics: &[usize], private: bool) -> Update {
+        let mut update = Update::for_test(id);
+        update.topics = topics.iter().map(|&i| Topic::new(TOPICS[i]).expect("valid")).collect();
+        update.private = private;
+        update
+    }
+
+    /// Whether a subscriber selecting `selected`, with a token allowing `authorized`, receives
+    /// the update on `topics`, by the protocol's rule and the hand-written meanings: one topic
+    /// selected, and for a private update one topic (not necessarily the same) authorized.
+    pub(crate) fn expected(
+        selected: &[usize],
+        authorized: Option<&[usize]>,
+        topics: &[usize],
+        private: bool,
+    ) -> bool {
+        let any_match =
+            |indexes: &[usize]| topics.iter().any(|&t| indexes.iter().any(|&s| SELECTORS[s].1(TOPICS[t])));
+        any_match(selected) && (!private || authorized.is_some_and(any_match))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::arbitrary::{self, authorization, selectors, update_shape};
+    use crate::update::Dispatched;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// A private update reaches only a subscriber whose token allows one of its topics;
+        /// public updates reach every subscriber that selects one of their topics.
+        #[test]
+        fn a_subscriber_receives_exactly_what_it_selects_and_may_read(
+            selected in selectors(1),
+            authorized in authorization(),
+            (topics, private) in update_shape(),
+        ) {
+            let subscription = arbitrary::subscription(&selected, authorized.as_deref(), &[]);
+            let update = Dispatched::new(1, arbitrary::make_update("u", &topics, private));
+            prop_assert_eq!(
+                subscription.wants(&update),
+                arbitrary::expected(&selected, authorized.as_deref(), &topics, private)
+            );
+            if private && !subscription.may_receive(&update) {
+                prop_assert!(!subscription.wants(&update));
+            }
+        }
+    }
+}

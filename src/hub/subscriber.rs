@@ -321,6 +321,11 @@ mod tests {
                 let history = history.into_iter().map(|update| (update, Keep::History)).collect();
                 store.append(history).expect("history stored");
             }
+            Self::over(store, replay_memory)
+        }
+
+        /// Starts over `store`, whose capacity trims its history as updates are published.
+        fn over(store: MemoryStore, replay_memory: usize) -> Self {
             let metrics = Metrics::new();
             let (feed, received) = feed::channel();
             let router = router::spawn(received, metrics.clone());
@@ -667,5 +672,211 @@ mod tests {
         assert_eq!(setup.sample("mercure_subscribers_dropped_total{reason=\"queue_full\"}"), "0");
         assert_eq!(setup.sample("mercure_subscribers_connected"), "0");
         assert_eq!(setup.sample("mercure_subscribers_total"), "3");
+    }
+
+    /// History then live, under random interleavings of publishing, subscribing (with or
+    /// without a cursor), reading and trimming (a history capacity that drops the oldest
+    /// updates as new ones come).
+    mod interleavings {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::subscription::arbitrary::{self, authorization, selectors, update_shape};
+
+        /// Every subscription also selects this topic: an update published on it last marks
+        /// the end of what each stream may send, so that reading up to it reads everything
+        /// without waiting for silence (which would depend on timing).
+        const FENCE: &str = "/fence";
+
+        #[derive(Debug, Clone)]
+        enum Cursor {
+            /// No `Last-Event-ID`: live updates only.
+            None,
+            /// `earliest`: the whole history.
+            Earliest,
+            /// The id of the n-th update published so far (modulo their number).
+            After(usize),
+        }
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Publish {
+                topics: Vec<usize>,
+                private: bool,
+            },
+            Subscribe {
+                selected: Vec<usize>,
+                authorized: Option<Vec<usize>>,
+                cursor: Cursor,
+            },
+            /// Reads what the n-th stream (modulo their number) has ready now, if anything.
+            Read(usize),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            let cursor = prop_oneof![
+                Just(Cursor::None),
+                Just(Cursor::Earliest),
+                any::<usize>().prop_map(Cursor::After),
+            ];
+            prop_oneof![
+                3 => update_shape().prop_map(|(topics, private)| Step::Publish { topics, private }),
+                1 => (selectors(1), authorization(), cursor).prop_map(
+                    |(selected, authorized, cursor)| Step::Subscribe { selected, authorized, cursor }
+                ),
+                2 => any::<usize>().prop_map(Step::Read),
+            ]
+        }
+
+        /// An update published in a run: its sequence number and what it was made of.
+        struct Published {
+            seq: Seq,
+            topics: Vec<usize>,
+            private: bool,
+        }
+
+        /// A stream opened in a run, with what it has sent so far (event ids).
+        struct Opened {
+            stream: SubscriberStream,
+            selected: Vec<usize>,
+            authorized: Option<Vec<usize>>,
+            /// Updates after this sequence number are due: the cursor's, else the bound's.
+            after: Seq,
+            /// The router's bound: updates after it come live, never from history.
+            bound: Seq,
+            sent: Vec<String>,
+        }
+
+        /// Sends what `stream` has ready now into `sent` (the opening comment left out).
+        fn read_ready(opened: &mut Opened) {
+            while let Some(item) = opened.stream.next().now_or_never() {
+                let id = describe(item.expect("the stream does not end"));
+                if id != ":" {
+                    opened.sent.push(id);
+                }
+            }
+        }
+
+        /// Reads `opened` up to the fence, within a minute (a guard: the fence is published
+        /// before this is called, so only a stream that hangs takes that long).
+        async fn read_to_fence(opened: &mut Opened) {
+            loop {
+                let next = tokio::time::timeout(Duration::from_secs(60), opened.stream.next());
+                let id = describe(next.await.expect("the fence arrives").expect("not ended"));
+                if id == "fence" {
+                    return;
+                }
+                if id != ":" {
+                    opened.sent.push(id);
+                }
+            }
+        }
+
+        async fn run(capacity: u64, steps: Vec<Step>) {
+            // Room for every page at once: the property is about order, not memory waits
+            // (`a_history_of_several_pages_is_replayed_in_order_one_page_at_a_time` is).
+            let setup = Setup::over(MemoryStore::new(capacity), 64 * PAGE_BYTES);
+            let mut published: Vec<Published> = Vec::new();
+            let mut opened: Vec<Opened> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Publish { topics, private } => {
+                        let id = format!("u{}", published.len());
+                        let update = arbitrary::make_update(&id, &topics, private);
+                        let seq = setup.publish(update).await;
+                        published.push(Published { seq, topics, private });
+                    }
+                    Step::Subscribe { selected, authorized, cursor } => {
+                        let subscription = Arc::new(arbitrary::subscription(
+                            &selected,
+                            authorized.as_deref(),
+                            &[FENCE],
+                        ));
+                        let registered =
+                            setup.router.register(subscription.clone(), QUEUE_CAPACITY).await;
+                        let registered = registered.expect("registered");
+                        let bound = registered.bound;
+                        let replay_after = match cursor {
+                            Cursor::None => None,
+                            Cursor::After(n) if !published.is_empty() => {
+                                Some(published[n % published.len()].seq)
+                            }
+                            Cursor::Earliest | Cursor::After(_) => Some(0),
+                        };
+                        let stream =
+                            setup.stream(subscription, registered, replaying(replay_after));
+                        let after = replay_after.map_or(bound, |cursor| cursor);
+                        opened.push(Opened {
+                            stream,
+                            selected,
+                            authorized,
+                            after,
+                            bound,
+                            sent: Vec::new(),
+                        });
+                    }
+                    Step::Read(n) => {
+                        if !opened.is_empty() {
+                            let len = opened.len();
+                            read_ready(&mut opened[n % len]);
+                        }
+                    }
+                }
+            }
+            let fence_seq = setup.publish(update("fence", FENCE, false)).await;
+            // What the store still holds: never trimmed, so every stream could read it.
+            let kept_after = if capacity == 0 { 0 } else { fence_seq.saturating_sub(capacity) };
+
+            // Every stream read at once, as a server drives its connections: a stream that
+            // started loading a history page others wait for must be polled to finish it.
+            futures_util::future::join_all(opened.iter_mut().map(read_to_fence)).await;
+            for opened in &opened {
+                let due: Vec<(String, Seq)> = published
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, u)| u.seq > opened.after)
+                    .filter(|(_, u)| {
+                        let authorized = opened.authorized.as_deref();
+                        arbitrary::expected(&opened.selected, authorized, &u.topics, u.private)
+                    })
+                    .map(|(i, u)| (format!("u{i}"), u.seq))
+                    .collect();
+                let seq_of = |id: &String| due.iter().find(|(due, _)| due == id).map(|(_, s)| *s);
+                // Nothing it may not have, nothing twice, in order: sequence numbers only grow.
+                let sent: Vec<Seq> = opened
+                    .sent
+                    .iter()
+                    .map(|id| seq_of(id).unwrap_or_else(|| panic!("{id} was not due")))
+                    .collect();
+                assert!(sent.windows(2).all(|w| w[0] < w[1]), "in order, once: {:?}", opened.sent);
+                // No gap: every due update that came live, or that history still holds, is sent.
+                let live_after = opened.bound.max(opened.after);
+                for (id, seq) in &due {
+                    if *seq > live_after || *seq > kept_after {
+                        assert!(opened.sent.contains(id), "{id} missing from {:?}", opened.sent);
+                    }
+                }
+                if capacity == 0 {
+                    assert_eq!(sent.len(), due.len(), "nothing trimmed: everything due is sent");
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn history_then_live_without_gap_or_duplicate(
+                capacity in prop_oneof![Just(0u64), 1u64..8],
+                steps in vec(step(), 1..48),
+            ) {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(run(capacity, steps));
+            }
+        }
     }
 }

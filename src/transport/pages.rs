@@ -47,7 +47,12 @@ impl Page {
     }
 }
 
-/// One page, loaded once by its first reader while the others wait for it.
+/// One page, loaded once by its first reader while the others wait for it. The load makes
+/// progress when that reader's stream is polled, which a server does whenever the stream is
+/// woken (the load completing wakes it); a reader dropped mid-load hands the load to one of
+/// those waiting. A caller that polls a stream once and then holds it unpolled would keep the
+/// others waiting: the property test of the subscriber stream found that such a test harness
+/// deadlocks, and drives its streams concurrently, as a server does.
 #[derive(Debug)]
 struct Slot {
     after: Seq,
