@@ -55,6 +55,11 @@ impl Abort for TcpStream {
 /// ([`crate::config::RESERVED_FILES`]).
 pub const REFUSALS: usize = 32;
 
+/// How long a connection over `max_connections` stays open: time to send its request and read
+/// the 503. HTTP/1.1 closes after that answer (`Connection: close`); HTTP/2 cannot ask for that,
+/// and would otherwise keep the connection, and its 503s, for as long as the client pings it.
+pub const REFUSAL_TIME: Duration = Duration::from_secs(5);
+
 /// The connections open at once, shared by every worker, against `max_connections`.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimit {
@@ -143,6 +148,8 @@ pub struct Connection<T = TcpStream> {
     io: T,
     /// Its place under `max_connections`, for as long as it is open.
     permit: Option<Permit>,
+    /// Over `max_connections`: when reads start answering end-of-file, ending the connection.
+    refused_until: Option<Pin<Box<Sleep>>>,
     /// `dispatch_timeout`; `None` never cuts a connection off.
     timeout: Option<Duration>,
     /// Runs while writes are refused; allocated on the first stall, re-armed on later ones.
@@ -154,11 +161,23 @@ pub struct Connection<T = TcpStream> {
 impl<T: AsyncRead + AsyncWrite + Abort + Unpin> Connection<T> {
     /// Wraps an accepted connection.
     pub fn new(io: T, timeout: Option<Duration>) -> Self {
-        Self { io, timeout, permit: None, stall: None, stalled: false, cut_off: CutOff::default() }
+        Self {
+            io,
+            timeout,
+            permit: None,
+            refused_until: None,
+            stall: None,
+            stalled: false,
+            cut_off: CutOff::default(),
+        }
     }
 
-    /// Holds `permit` for as long as the connection is open.
+    /// Holds `permit` for as long as the connection is open; over the limit, the connection
+    /// ends after [`REFUSAL_TIME`], whatever its protocol.
     pub fn with_permit(mut self, permit: Permit) -> Self {
+        if permit.over_limit {
+            self.refused_until = Some(Box::pin(tokio::time::sleep(REFUSAL_TIME)));
+        }
         self.permit = Some(permit);
         self
     }
@@ -217,6 +236,12 @@ impl<T: AsyncRead + AsyncWrite + Abort + Unpin> AsyncRead for Connection<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // As if the client had closed: the HTTP layer then ends the connection cleanly.
+        if let Some(end) = &mut self.refused_until {
+            if end.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
@@ -293,6 +318,25 @@ mod tests {
         let error = connection.write(b"x").await.expect_err("cut off");
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert!(cut_off.is_raised());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_over_the_limit_reads_end_of_file_after_the_refusal_time() {
+        let limit = ConnectionLimit::new(1);
+        let within = limit.admit().expect("within the limit");
+        let over = limit.admit().expect("to be answered 503");
+        let (server, mut client) = tokio::io::duplex(1024);
+        let (kept_server, _kept_client) = tokio::io::duplex(1024);
+        let mut refused = Connection::new(server, None).with_permit(over);
+        let mut kept = Connection::new(kept_server, None).with_permit(within);
+        // Until then, it reads what the client sends.
+        client.write_all(b"GET").await.expect("write");
+        let mut buffer = [0u8; 16];
+        assert_eq!(refused.read(&mut buffer).await.expect("read"), 3);
+        tokio::time::advance(REFUSAL_TIME).await;
+        let read = refused.read(&mut buffer).now_or_never().expect("answered at once");
+        assert_eq!(read.expect("end of file"), 0);
+        assert!(kept.read(&mut buffer).now_or_never().is_none(), "within the limit: still open");
     }
 
     #[test]

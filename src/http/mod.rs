@@ -172,10 +172,11 @@ fn too_many_connections() -> DispatchError {
     ))
 }
 
-/// `Retry-After` of a connection over `max_connections`: 5 to 15 seconds, spread so that the
-/// clients refused together do not all come back together.
+/// `Retry-After` of a connection over `max_connections`: 6 to 15 seconds, spread so that the
+/// clients refused together do not all come back together, and after the refused connection
+/// has ended (at the latest [`connection::REFUSAL_TIME`] after it was accepted, over HTTP/2).
 fn connections_retry_after() -> Duration {
-    Duration::from_secs(rand::random_range(5..=15))
+    Duration::from_secs(rand::random_range(6..=15))
 }
 
 /// A client connection under TLS.
