@@ -545,7 +545,15 @@ impl TrustedProxies {
                     })?
                 }
             };
-            networks.push((address, prefix));
+            // An IPv4 address written as IPv6 (`::ffff:a.b.c.d`) is kept as the IPv4 it is,
+            // as `contains` sees such peers: otherwise it could never match.
+            let network = match address {
+                IpAddr::V6(v6) if prefix >= 96 => v6
+                    .to_ipv4_mapped()
+                    .map_or((address, prefix), |v4| (IpAddr::V4(v4), prefix - 96)),
+                _ => (address, prefix),
+            };
+            networks.push(network);
         }
         Ok(Self(networks))
     }

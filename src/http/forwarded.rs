@@ -231,6 +231,12 @@ mod tests {
         for outside in ["11.0.0.1", "192.0.2.8", "fe80::1", "::1", "127.0.0.2"] {
             assert!(!trusted.contains(outside.parse().expect("ip")), "{outside}");
         }
+        // Listed as IPv6-mapped IPv4 (found by fuzz/config_values): matched as the IPv4 it is.
+        let mapped = proxies("::ffff:192.0.2.9, ::ffff:10.0.0.0/104");
+        for inside in ["192.0.2.9", "::ffff:192.0.2.9", "10.200.0.1", "::ffff:10.1.1.1"] {
+            assert!(mapped.contains(inside.parse().expect("ip")), "{inside}");
+        }
+        assert!(!mapped.contains("11.0.0.1".parse().expect("ip")));
         assert!(proxies("0.0.0.0/0").contains("203.0.113.1".parse().expect("ip")));
         assert!(proxies("10.0.0.0/12").contains("10.15.255.255".parse().expect("ip")));
         assert!(!proxies("10.0.0.0/12").contains("10.16.0.0".parse().expect("ip")));
