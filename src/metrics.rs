@@ -13,7 +13,7 @@
 //! on the nodes that use it.
 //!
 //! `mercure_runtime_alive_tasks` counts the tokio tasks alive in every runtime of the process that
-//! has called into these metrics (see [`Metrics::note_runtime`]): the soak scenario of the load
+//! has called into these metrics (each noted from its own thread): the soak scenario of the load
 //! tool reads it to tell a leak of tasks from churn. Tokio counts only the tasks of its own
 //! scheduler (`tokio::spawn`: the transport's, the JWK Set fetches'), not those of a `LocalSet`,
 //! which is where actix runs each connection (`actix_web::rt::spawn` is `spawn_local`): a leaked
