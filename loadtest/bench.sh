@@ -16,6 +16,13 @@
 # certificate (or its CA) the hub serves. --keep DIR copies each scenario's JSON report and table
 # there (they hold more than RESULTS.md: the load tool's own CPU, every percentile).
 #
+# soak-3m (3 minutes of churn) and overload take longer than the others and bring their own
+# --time-limit (an entry's arguments may); both read the hub's /metrics page, and soak reports
+# the hub's RSS from the first minute to the end, its open files and tasks in the notes. The soak
+# starts the hub with MERCURE_HISTORY_SIZE=1000 (a history that keeps every update grows the RSS
+# by design, which would hide what the churn does) and MERCURE_WRITE_TIMEOUT=0s (the hub ends
+# every stream within write_timeout, 600 s by default, and the soak's witnesses do not reconnect).
+#
 # The urlpatterns-* scenarios (Mercure 1.0 match_urlpattern subscriptions, sent without a token)
 # start the hub with MERCURE_ANONYMOUS=1 added to its environment; a hub that reads another
 # setting for anonymous subscribers refuses them (401). Every other scenario runs the command as
@@ -85,6 +92,8 @@ if [ "$quick" = 1 ]; then
     "idle-19k|idle --connections 19000 --hold 3s"
     "publish|publish --publishers 8 --requests 10000"
     "reconnect-1k|reconnect --subscribers 1000 --history 500"
+    "soak-1m|soak --duration 1m --reference 20s --time-limit 3m|MERCURE_HISTORY_SIZE=1000 MERCURE_WRITE_TIMEOUT=0s"
+    "overload|overload --subscribers 100 --duration 10s --baseline 5s --recovery 10s --time-limit 3m"
   )
 else
   scenarios=(
@@ -98,6 +107,8 @@ else
     "idle-19k|idle --connections 19000 --hold 5s"
     "publish|publish --publishers 8 --requests 40000"
     "reconnect-1k|reconnect --subscribers 1000 --history 1000"
+    "soak-3m|soak --duration 3m --time-limit 5m|MERCURE_HISTORY_SIZE=1000 MERCURE_WRITE_TIMEOUT=0s"
+    "overload|overload --subscribers 100 --duration 30s --time-limit 3m"
   )
 fi
 
@@ -108,9 +119,11 @@ for entry in "${scenarios[@]}"; do
   if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then continue; fi
   printf '==> %s: %s%s\n' "$name" "${args[*]}" "${hub_env[*]:+ (hub with ${hub_env[*]})}" >&2
   [ ${#hub_env[@]} -eq 0 ] || printf '%s\n' "${hub_env[*]}" >"$out/$name.env"
+  limit=(--time-limit 120s)
+  [[ " ${args[*]} " != *" --time-limit "* ]] || limit=()
   start_hub "${hub_env[@]}"
   taskset -c 1 "$loadtest" --hub "$url" "${tls[@]}" --key "$key" --hub-pid "$hub_pid" --label "$label" \
-    --time-limit 120s "${args[@]}" --json "$out/$name.json" >"$out/$name.txt" || true
+    "${limit[@]}" "${args[@]}" --json "$out/$name.json" >"$out/$name.txt" || true
   stop_hub
 done
 if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$out"/*.json "$out"/*.txt "$keep"/ 2>/dev/null || true; fi
@@ -148,6 +161,31 @@ for name in sorted(os.listdir(out)):
         notes.append(f"connect p99 {r['connect_time']['p99_ms']} ms")
     if "all_reconnected_and_complete_seconds" in r:
         notes.append(f"all reconnected and caught up in {r['all_reconnected_and_complete_seconds']} s")
+    if "hub_rss_ratio" in r:
+        def mib(k):
+            return "–" if not isinstance(r.get(k), (int, float)) else f"{r[k]/1024:.1f}"
+        notes.append(f"RSS at {d['params']['reference_seconds']:g} s {mib('hub_rss_reference_kib')} MiB → end "
+                     f"{mib('hub_rss_end_kib')} MiB (×{r['hub_rss_ratio']}, {r['hub_rss_flat']}); "
+                     f"fds {r['hub_fds_baseline']} → {r['hub_fds_end']} → {r['hub_fds_after_settle']}; "
+                     f"tasks {r['hub_tasks_baseline']} → {r['hub_tasks_end']} → {r['hub_tasks_after_settle']}; "
+                     f"{r['sessions_opened']:,} sessions")
+        dl = r.get("witness_deliveries") or {}
+        delivered = f"{dl['count']:,}/{dl['of']:,}" if dl else "–"
+        r["lost"] = r.get("witness_lost")
+        r["duplicates"] = r.get("witness_duplicates")
+        lat = r.get("delivery_latency") or {}
+    if "overload_answered_200" in r:
+        recovered = r["recovered_after_seconds"]
+        recovered = (f"recovered after {recovered} s" if isinstance(recovered, (int, float))
+                     else f"recovery: {recovered}")
+        notes.append(f"sustainable {r['sustainable_rate']:,.0f}/s, offered {r['offered_rate']:,.0f}/s: "
+                     f"200 {r['overload_answered_200']:,}, 503 {r['overload_answered_503']:,}, "
+                     f"429 {r['overload_answered_429']:,}, errors {r['overload_errors']:,}, "
+                     f"not sent {r['overload_requests_not_sent']:,}; publish p99 "
+                     f"{(r.get('overload_publish_latency') or {}).get('p99_ms', '–')} ms; {recovered}")
+        dl = r.get("overload_deliveries") or {}
+        delivered = f"{dl['count']:,}/{dl['of']:,}" if dl else "–"
+        lat = r.get("overload_delivery_latency") or {}
     if "requests_ok" in r:
         delivered = f"{r['requests_ok']['count']:,}/{r['requests_ok']['of']:,} ok"
     rss = hub.get("rss_after_kib")

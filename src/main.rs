@@ -10,6 +10,20 @@ use quicksilver::mint::{hub_key, HubKeyError};
 use quicksilver::{serve, serve_metrics, shutdown_on_signal, telemetry, Hub, HUB_PATH};
 use quicksilver_client::token::{self, Format, MintError, Selector, SigningKey, TokenRequest};
 
+// The global allocator: the system's by default; `--features mimalloc` or `--features jemalloc`
+// for the measurements of loadtest/RESULTS.md ("Allocators"). Both at once would be two
+// `#[global_allocator]`s: say which one is wrong rather than let the linker complain.
+#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
+compile_error!("features `mimalloc` and `jemalloc` exclude each other: enable at most one");
+
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const USAGE: &str = "Usage: quicksilver [--config PATH] [--check-config]
        quicksilver token [--publish SEL]... [--subscribe SEL]... [OPTIONS]
 

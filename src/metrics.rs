@@ -12,11 +12,19 @@
 //! The `nats` transport adds its own family (`NatsMetrics`, `mercure_nats_*`), exported only
 //! on the nodes that use it.
 //!
+//! `mercure_runtime_alive_tasks` counts the tokio tasks alive in every runtime of the process that
+//! has called into these metrics (each noted from its own thread): the soak scenario of the load
+//! tool reads it to tell a leak of tasks from churn. Tokio counts only the tasks of its own
+//! scheduler (`tokio::spawn`: the transport's, the JWK Set fetches'), not those of a `LocalSet`,
+//! which is where actix runs each connection (`actix_web::rt::spawn` is `spawn_local`): a leaked
+//! connection shows in the open files and `mercure_subscribers_connected` instead.
+//!
 //! Output is OpenMetrics text. prometheus-client appends `_total` to counter samples and the unit
 //! to the histogram name, so counters are registered under their base names.
 
+use std::cell::Cell;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
@@ -26,6 +34,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+use tokio::runtime::{Handle, Id};
 
 /// Upper bounds, in seconds, of the publish latency buckets: 50 µs to 5 s in 1-2.5-5 steps. A
 /// publish into memory takes tens of microseconds; one that waits on a disk sync or a slow cluster
@@ -93,8 +102,21 @@ struct Inner {
     publish_duration: Histogram,
     history_updates: Gauge<u64, AtomicU64>,
     http_responses: Family<StatusLabels, Counter>,
+    /// Set from [`Inner::runtimes`] at each render.
+    alive_tasks: Gauge<u64, AtomicU64>,
+    /// Every tokio runtime seen calling into these metrics. The hub runs several: the main one
+    /// (the router, the transport) and one per HTTP worker, each a current-thread runtime that
+    /// only it can name with `Handle::current()`; they are noted from their own threads.
+    runtimes: Mutex<Vec<(Id, Handle)>>,
     /// The `nats` transport's metrics, once it asked for them.
     nats: OnceLock<NatsMetrics>,
+}
+
+thread_local! {
+    /// The metrics (their address) and the runtime last noted from this thread, so that noting
+    /// again costs a comparison rather than a lock. A thread may run several runtimes one after
+    /// the other, and a process (tests) several hubs.
+    static NOTED: Cell<Option<(usize, Id)>> = const { Cell::new(None) };
 }
 
 impl Metrics {
@@ -164,8 +186,16 @@ impl Metrics {
             "Total number of HTTP responses sent, by status code",
             http_responses.clone(),
         );
+        let alive_tasks = Gauge::default();
+        registry.register(
+            "mercure_runtime_alive_tasks",
+            "Number of tokio tasks alive (tokio::spawn, not the LocalSet tasks of actix's \
+             connections), summed over the runtimes of the hub: the main one and each HTTP \
+             worker's once it has answered a request",
+            alive_tasks.clone(),
+        );
 
-        Self {
+        let metrics = Self {
             inner: Arc::new(Inner {
                 registry,
                 subscribers_connected,
@@ -178,13 +208,42 @@ impl Metrics {
                 publish_duration,
                 history_updates,
                 http_responses,
+                alive_tasks,
+                runtimes: Mutex::default(),
                 nats: OnceLock::new(),
             }),
+        };
+        metrics.note_runtime();
+        metrics
+    }
+
+    /// Remembers the tokio runtime this thread runs in, if any, so that its tasks are counted in
+    /// `mercure_runtime_alive_tasks`. Called where every runtime of the hub passes: at creation
+    /// (the main runtime) and on each HTTP response and subscription (the workers').
+    fn note_runtime(&self) {
+        let Ok(handle) = Handle::try_current() else {
+            return;
+        };
+        let key = (Arc::as_ptr(&self.inner) as usize, handle.id());
+        if NOTED.get() == Some(key) {
+            return;
         }
+        let mut runtimes = self.inner.runtimes.lock().unwrap_or_else(PoisonError::into_inner);
+        if !runtimes.iter().any(|(id, _)| *id == key.1) {
+            runtimes.push((key.1, handle));
+        }
+        NOTED.set(Some(key));
+    }
+
+    /// Tasks alive in the runtimes noted so far. A runtime that has shut down counts none.
+    fn alive_tasks(&self) -> u64 {
+        let runtimes = self.inner.runtimes.lock().unwrap_or_else(PoisonError::into_inner);
+        runtimes.iter().map(|(_, handle)| handle.metrics().num_alive_tasks() as u64).sum()
     }
 
     /// A subscriber connected: one more connected now, one more in total.
     pub(crate) fn subscriber_connected(&self) {
+        self.note_runtime();
         self.inner.subscribers_connected.inc();
         self.inner.subscribers.inc();
     }
@@ -225,6 +284,7 @@ impl Metrics {
 
     /// The hub sent an HTTP response with this status code.
     pub(crate) fn http_response(&self, status: u16) {
+        self.note_runtime();
         self.inner.http_responses.get_or_create(&StatusLabels { status }).inc();
     }
 
@@ -235,6 +295,8 @@ impl Metrics {
 
     /// All metrics in the OpenMetrics text format, ending with `# EOF`.
     pub fn render(&self) -> String {
+        self.note_runtime();
+        self.inner.alive_tasks.set(self.alive_tasks());
         let mut out = String::with_capacity(4096);
         // Writing to a String cannot fail and none of our label or value types can fail to
         // encode; if that ever changes, a partial page beats a panic in the scrape handler.
@@ -355,7 +417,7 @@ mod tests {
     use super::*;
 
     /// Every metric family and the sample name it exports.
-    const FAMILIES: [(&str, &str, &str); 9] = [
+    const FAMILIES: [(&str, &str, &str); 10] = [
         ("mercure_subscribers_connected", "gauge", "mercure_subscribers_connected"),
         ("mercure_subscribers", "counter", "mercure_subscribers_total"),
         ("mercure_updates", "counter", "mercure_updates_total"),
@@ -365,6 +427,7 @@ mod tests {
         ("mercure_publish_duration_seconds", "histogram", "mercure_publish_duration_seconds_count"),
         ("mercure_history_updates", "gauge", "mercure_history_updates"),
         ("mercure_http_responses", "counter", "mercure_http_responses_total"),
+        ("mercure_runtime_alive_tasks", "gauge", "mercure_runtime_alive_tasks"),
     ];
 
     fn lines(text: &str) -> Vec<&str> {
@@ -516,6 +579,64 @@ mod tests {
         let text = metrics.render();
         assert_line(&text, "mercure_http_responses_total{status=\"200\"} 2");
         assert_line(&text, "mercure_http_responses_total{status=\"401\"} 1");
+    }
+
+    /// The value of the sample `name` (a family without labels).
+    fn sample(text: &str, name: &str) -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+    }
+
+    #[test]
+    fn outside_a_runtime_no_task_is_counted() {
+        assert_eq!(sample(&Metrics::new().render(), "mercure_runtime_alive_tasks"), 0);
+    }
+
+    #[test]
+    fn alive_tasks_are_summed_over_the_runtimes_that_called_in() {
+        let current_thread = || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime")
+        };
+        let (main, worker) = (current_thread(), current_thread());
+        let metrics = main.block_on(async { Metrics::new() });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let park = |runtime: &tokio::runtime::Runtime, tasks: usize| {
+            for _ in 0..tasks {
+                let mut stopped = stopped.clone();
+                runtime.spawn(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                });
+            }
+        };
+        park(&main, 3);
+        park(&worker, 2);
+        // The worker's runtime is unknown until it calls in, as an HTTP worker does when it
+        // answers its first request.
+        assert_eq!(
+            sample(&main.block_on(async { metrics.render() }), "mercure_runtime_alive_tasks"),
+            3
+        );
+        worker.block_on(async { metrics.http_response(200) });
+        // Counted once each, from whichever runtime renders, and again after a repeated call.
+        worker.block_on(async { metrics.subscriber_connected() });
+        assert_eq!(sample(&metrics.render(), "mercure_runtime_alive_tasks"), 5);
+        assert_eq!(
+            sample(&worker.block_on(async { metrics.render() }), "mercure_runtime_alive_tasks"),
+            5
+        );
+        // Tasks that end are no longer counted: nothing leaks into the gauge.
+        stop.send_replace(true);
+        main.block_on(tokio::task::yield_now());
+        worker.block_on(tokio::task::yield_now());
+        let settled = (0..100).find_map(|_| {
+            main.block_on(tokio::task::yield_now());
+            worker.block_on(tokio::task::yield_now());
+            let alive = sample(&metrics.render(), "mercure_runtime_alive_tasks");
+            (alive == 0).then_some(alive)
+        });
+        assert_eq!(settled, Some(0));
     }
 
     #[test]

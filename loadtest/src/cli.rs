@@ -36,6 +36,10 @@ Scenarios (see `loadtest <SCENARIO> --help` for their options):
   publish    P concurrent keep-alive publishers sending M requests: req/s, latency, errors.
   reconnect  K updates in history, N subscribers that all reconnect at once with Last-Event-ID
              from the middle: reconnect latency, time to replay, lost and duplicate updates.
+  soak       subscribers connect and disconnect continuously while updates are published, for a
+             set time: the hub's RSS, open files and tasks over time (leaks), deliveries.
+  overload   subscribers stay connected while publishers offer twice the sustainable rate:
+             publish latency and status codes (backpressure), delivery, and recovery after.
 
 Every run reports the CPU time and memory of the processes it follows (--hub-pid, --follow, \
 --follow-dir: hubs, NATS servers, a load balancer) and of itself. Publishers may use one URL \
@@ -282,6 +286,44 @@ pub enum Scenario {
     /// complete, lost and duplicate updates, updates outside the missed range, and responses whose
     /// Last-Event-ID header differs from the one sent.
     Reconnect(ReconnectArgs),
+
+    /// Subscribers connect and disconnect continuously for --duration while updates are
+    /// published: memory, file descriptor and task leaks.
+    ///
+    /// --subscribers slots each open a subscription to one of --topics topics
+    /// (https://example.com/soak/<k>, drawn at random), hold it for a random time between
+    /// --hold-min and --hold-max, close it and open the next, until --duration has passed.
+    /// --witnesses subscribers stay connected throughout on the URI template
+    /// https://example.com/soak/{k} and must receive every update. One publisher sends --rate
+    /// updates per second, round-robin over the topics. Every --sample-every, the hub's RSS (with
+    /// --hub-pid), open file descriptors (/proc/PID/fd, with --hub-pid) and live tokio tasks
+    /// (mercure_runtime_alive_tasks on the metrics page, Quicksilver) are read. At the end
+    /// everything is closed and the hub gets up to --settle to come back to its baseline.
+    ///
+    /// Measures: RSS at --reference (1 min) and at the end of the churn, their ratio and whether it
+    /// is within --rss-tolerance; open files and tasks before, at the end and after settling
+    /// (leaks); sessions opened; deliveries to the witnesses (every acknowledged update) and to
+    /// the churning subscribers (those acknowledged while they were connected, --grace before
+    /// they closed). --plot draws RSS, open files and tasks over time. Give --time-limit above
+    /// --duration + --settle + 30 s.
+    Soak(SoakArgs),
+
+    /// Publishers offer twice the sustainable publish rate while subscribers stay connected:
+    /// backpressure and recovery.
+    ///
+    /// Phases: --subscribers connect to one topic; the sustainable rate is measured by
+    /// --publishers keep-alive publishers as fast as the hub answers for --calibrate (or taken
+    /// from --sustainable-rate); a baseline at --probe-rate for --baseline; the overload at
+    /// --factor times the sustainable rate for --duration, from up to --max-in-flight concurrent
+    /// requests; then --probe-rate again for --recovery.
+    ///
+    /// Measures, per phase: publish latency (from the time each request was due, so client-side
+    /// queueing counts, and from the time it was sent), answers by status (200, 503, 429, other)
+    /// and errors or timeouts, deliveries to the subscribers and their delay, streams the hub
+    /// closed, the hub's RSS (with --hub-pid). Recovery: the first second of the recovery phase
+    /// from which publish and delivery latency p99 stay within --recovered-within times the
+    /// baseline's (or 5 ms above it, whichever is larger).
+    Overload(OverloadArgs),
 }
 
 /// Options of `fanout`.
@@ -397,6 +439,123 @@ pub struct ReconnectArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration,
           value_name = "DURATION")]
     pub drain: Duration,
+}
+
+/// Options of `soak`.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// How long subscribers churn and updates are published.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub duration: Duration,
+    /// Churning subscribers connected at a time (slots that each connect, hold, close, again).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub subscribers: u32,
+    /// Shortest time a churning subscriber stays connected.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub hold_min: Duration,
+    /// Longest time a churning subscriber stays connected.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub hold_max: Duration,
+    /// Subscribers connected for the whole run, which must receive every update.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub witnesses: u32,
+    /// Distinct topics the updates go to and the churning subscribers choose from.
+    #[arg(long, default_value_t = 100, value_name = "T",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub topics: u64,
+    /// Updates published per second (one publisher).
+    #[arg(long, default_value_t = 100.0, value_name = "R", value_parser = parse_rate)]
+    pub rate: f64,
+    /// Size of each update's data, in bytes.
+    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    pub payload: usize,
+    /// How often the hub's RSS, open files and tasks are read.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub sample_every: Duration,
+    /// When the reference RSS is read, counted from the start of the churn: the end of the churn
+    /// is compared with it.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub reference: Duration,
+    /// Largest accepted change of RSS from the reference to the end, in percent.
+    #[arg(long, default_value_t = 10.0, value_name = "PERCENT")]
+    pub rss_tolerance: f64,
+    /// After the churn, how long the hub gets to close everything and come back to its baseline
+    /// of open files and tasks.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub settle: Duration,
+    /// An update acknowledged less than this before a churning subscriber closed is not counted
+    /// as lost if it did not arrive: it may have been on its way.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub grace: Duration,
+    /// Where the witnesses may still receive missing updates after the churn, at most.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub drain: Duration,
+    /// The hub's Prometheus metrics page. Default: /metrics at the --hub URL's host and port.
+    #[arg(long, value_name = "URL")]
+    pub metrics_url: Option<String>,
+}
+
+/// Options of `overload`.
+#[derive(Debug, Args)]
+pub struct OverloadArgs {
+    /// Subscribers that stay connected through every phase.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub subscribers: u32,
+    /// The sustainable publish rate, from an earlier run. Default: measured (--calibrate).
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub sustainable_rate: Option<f64>,
+    /// How long the sustainable rate is measured, publishing as fast as the hub answers.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub calibrate: Duration,
+    /// Keep-alive publishers of the calibration.
+    #[arg(long, default_value_t = 8, value_name = "P",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub publishers: u32,
+    /// Offered rate during the overload, as a multiple of the sustainable rate.
+    #[arg(long, default_value_t = 2.0, value_name = "X", value_parser = parse_rate)]
+    pub factor: f64,
+    /// How long the overload lasts.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub duration: Duration,
+    /// Most publish requests in flight at once during the overload (one connection each); a
+    /// request due when all are busy waits for one, and its wait counts in its latency.
+    #[arg(long, default_value_t = 256, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+    /// Rate of the baseline and recovery phases, updates per second.
+    #[arg(long, default_value_t = 50.0, value_name = "R", value_parser = parse_rate)]
+    pub probe_rate: f64,
+    /// How long the baseline is measured, before the overload.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub baseline: Duration,
+    /// How long the recovery is watched, after the overload.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub recovery: Duration,
+    /// After the recovery, how long the subscribers may still receive what is on its way.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    pub drain: Duration,
+    /// Recovered: p99 latencies back within this multiple of the baseline's.
+    #[arg(long, default_value_t = 2.0, value_name = "X", value_parser = parse_rate)]
+    pub recovered_within: f64,
+    /// Size of each update's data, in bytes.
+    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    pub payload: usize,
+    /// Topic the subscribers subscribe to and the updates are published to.
+    #[arg(long, default_value = "https://example.com/loadtest/overload", value_name = "T")]
+    pub topic: String,
 }
 
 /// Parses a JWT algorithm name as jsonwebtoken spells it (`HS256`, `EdDSA`, ...).

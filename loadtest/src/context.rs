@@ -57,6 +57,9 @@ pub enum SubscriberAuth {
 pub struct Ctx {
     /// Where publications go: `--publish-hub`, else `--hub`.
     pub publish: Endpoint,
+    /// The TLS client configuration of `https://` URLs (from `--tls-ca`), for scenarios that open
+    /// connections of their own (the metrics page).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Where subscribers connect, spread round-robin: `--subscribe-hub`, else `--hub`. Never empty.
     pub subscribe: Vec<Endpoint>,
     /// Given or minted; `None` when neither a token nor a key was given.
@@ -141,6 +144,7 @@ impl Ctx {
         let permits = usize::try_from(args.connect_concurrency).unwrap_or(usize::MAX);
         Ok(Ctx {
             publish,
+            tls,
             subscribe,
             publisher_token,
             subscriber_auth,

@@ -11,7 +11,8 @@
 //! - [`sse`]: an incremental `text/event-stream` parser, and [`subscriber`]: one event stream;
 //! - [`payload`]: what each update carries (its sequence number and send time);
 //! - [`fleet`] and [`publisher`]: many subscribers and publishers driven together;
-//! - [`scenario`]: the five scenarios, each producing a [`report::Report`];
+//! - [`scenario`]: the seven scenarios, each producing a [`report::Report`];
+//! - [`hubmetrics`]: values read from the hub's Prometheus page (tasks, connected subscribers);
 //! - [`follow`]: the processes whose CPU and memory a run reads (hubs, NATS servers, HAProxy);
 //! - [`stats`], [`procstat`], [`report`], [`plot`], [`progress`]: measuring and showing results.
 //!
@@ -23,6 +24,7 @@ pub mod context;
 pub mod fleet;
 pub mod follow;
 pub mod http;
+pub mod hubmetrics;
 pub mod payload;
 pub mod plot;
 pub mod procstat;
@@ -62,6 +64,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::Idle(args) => scenario::idle::run(&ctx, args).await,
             Scenario::Publish(args) => scenario::publish::run(&ctx, args).await,
             Scenario::Reconnect(args) => scenario::reconnect::run(&ctx, args).await,
+            Scenario::Soak(args) => scenario::soak::run(&ctx, args).await,
+            Scenario::Overload(args) => scenario::overload::run(&ctx, args).await,
         }
     };
     let report = tokio::time::timeout(cli.common.time_limit + WIND_DOWN, work)

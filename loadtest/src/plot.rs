@@ -1,5 +1,7 @@
 //! Latency chart: one percentile curve per distribution of a report, as SVG (or an HTML page
-//! around the SVG when the file name ends in `.html`).
+//! around the SVG when the file name ends in `.html`). A report with series sampled over time
+//! (`soak`) is drawn as time curves instead, one panel per unit (RSS in MiB above, counts of
+//! open files and tasks below), because that is what such a run is read for.
 //!
 //! The x axis is "nines" (`-log10(1 - p)`), so 90 %, 99 %, 99.9 % ... are evenly spaced and the
 //! tail is as visible as the median, as in HdrHistogram's own plots. Drawn with plotters' SVG
@@ -83,6 +85,9 @@ fn percentile_label(nines: f64) -> String {
 
 /// Draws the chart into an SVG string.
 fn render(report: &Report) -> anyhow::Result<String> {
+    if !report.series.is_empty() {
+        return render_series(report);
+    }
     let curves: Vec<(&str, Vec<(f64, f64)>)> = report
         .distributions
         .iter()
@@ -138,6 +143,79 @@ fn render(report: &Report) -> anyhow::Result<String> {
     Ok(svg)
 }
 
+/// Draws the time series of `report`, one panel per unit, in the order units first appear.
+fn render_series(report: &Report) -> anyhow::Result<String> {
+    let mut units: Vec<&str> = Vec::new();
+    for series in &report.series {
+        if !units.contains(&series.unit.as_str()) {
+            units.push(&series.unit);
+        }
+    }
+    let max_x = report
+        .series
+        .iter()
+        .flat_map(|series| series.points.iter().map(|point| point.0))
+        .fold(1.0, f64::max);
+    let min_x = report
+        .series
+        .iter()
+        .flat_map(|series| series.points.iter().map(|point| point.0))
+        .fold(0.0, f64::min);
+    let height = SIZE.1 * u32::try_from(units.len()).unwrap_or(1).clamp(1, 3) * 3 / 4;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let root = root.titled(&title(report), ("sans-serif", 22)).map_err(plot_error)?;
+        let panels = root.split_evenly((units.len(), 1));
+        let mut color_index = 0;
+        for (panel, unit) in panels.iter().zip(&units) {
+            let in_unit: Vec<_> =
+                report.series.iter().filter(|series| series.unit == *unit).collect();
+            // Counts and memory both start at zero, so that a slow growth is not magnified.
+            let max_y = in_unit
+                .iter()
+                .flat_map(|series| series.points.iter().map(|point| point.1))
+                .fold(0.0, f64::max)
+                .max(1.0)
+                * 1.1;
+            let mut chart = ChartBuilder::on(panel)
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d(min_x..max_x, 0.0..max_y)
+                .map_err(plot_error)?;
+            chart
+                .configure_mesh()
+                .x_desc("seconds since the churn started")
+                .y_desc(*unit)
+                .draw()
+                .map_err(plot_error)?;
+            for series in in_unit {
+                let color = COLORS[color_index % COLORS.len()];
+                color_index += 1;
+                chart
+                    .draw_series(LineSeries::new(
+                        series.points.iter().copied(),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(plot_error)?
+                    .label(series.name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(plot_error)?;
+        }
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
 /// plotters' errors carry the backend's error type; keep their message.
 fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("drawing the chart: {error}")
@@ -146,6 +224,7 @@ fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Series;
     use crate::stats;
     use std::time::Duration;
 
@@ -193,5 +272,22 @@ mod tests {
         let html = std::fs::read_to_string(&html_path).expect("readable");
         assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_report_with_series_is_drawn_over_time() {
+        let mut report = crate::report::tests_support::empty_report();
+        let points =
+            |scale: f64| (0..10).map(|t| (f64::from(t) * 5.0, scale + f64::from(t))).collect();
+        report.series = vec![
+            Series { name: "hub RSS".into(), unit: "MiB".into(), points: points(20.0) },
+            Series { name: "hub open files".into(), unit: "count".into(), points: points(100.0) },
+            Series { name: "hub tasks".into(), unit: "count".into(), points: points(50.0) },
+        ];
+        let svg = render(&report).expect("drawn");
+        assert!(svg.starts_with("<svg"));
+        for text in ["hub RSS", "hub open files", "hub tasks", "MiB", "seconds since the churn"] {
+            assert!(svg.contains(text), "{text} missing");
+        }
     }
 }

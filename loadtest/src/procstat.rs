@@ -57,6 +57,17 @@ pub fn sample(pid: Pid) -> io::Result<Sample> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc format"))
 }
 
+/// Number of open file descriptors of `pid` (entries of `/proc/PID/fd`): sockets, files, pipes,
+/// epoll and event fds. Reading another user's process needs the rights to it.
+pub fn open_fds(pid: Pid) -> io::Result<u64> {
+    let mut count = 0;
+    for entry in std::fs::read_dir(pid.dir().join("fd"))? {
+        entry?;
+        count += 1;
+    }
+    Ok(count)
+}
+
 /// Parses `/proc/PID/stat` (state, utime, stime, num_threads, starttime) and `/proc/PID/status`
 /// (VmRSS).
 fn parse(stat: &str, status: &str) -> Option<Sample> {
@@ -152,6 +163,16 @@ mod tests {
         let sample = sample(Pid::Current).expect("/proc/self is readable");
         assert!(sample.rss_kib > 0);
         assert!(sample.threads >= 1);
+    }
+
+    #[test]
+    fn counts_the_open_files_of_this_process() {
+        // Other tests of this process open and close files meanwhile: no exact count.
+        let file = std::fs::File::open("/proc/self/stat").expect("readable");
+        assert!(open_fds(Pid::Current).expect("/proc/self/fd is readable") >= 1);
+        drop(file);
+        // Pid 0 has no /proc entry.
+        assert!(open_fds(Pid::Other(0)).is_err());
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum Figure {
     Kib(f64),
     /// A latency distribution.
     Latency(Summary),
+    /// A dimensionless ratio, such as memory at the end over memory at a reference point.
+    Ratio(f64),
     /// Free text.
     Text(String),
 }
@@ -54,6 +56,7 @@ impl Figure {
                 "p999_ms": round(summary.p999_ms, 3),
                 "max_ms": round(summary.max_ms, 3),
             }),
+            Figure::Ratio(ratio) => json!(round(*ratio, 4)),
             Figure::Text(text) => json!(text),
         }
     }
@@ -76,6 +79,7 @@ impl Figure {
                 ms(summary.max_ms),
                 summary.count
             ),
+            Figure::Ratio(ratio) => format!("{ratio:.3}"),
             Figure::Text(text) => text.clone(),
         }
     }
@@ -109,6 +113,17 @@ pub enum Uses {
     Both,
 }
 
+/// Values sampled over a run, for the time-series plot (see [`crate::plot`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// What is measured, e.g. `hub RSS`.
+    pub name: String,
+    /// Its unit, e.g. `MiB`: series of one unit share a panel of the plot.
+    pub unit: String,
+    /// (seconds since the scenario started, value) pairs, in time order.
+    pub points: Vec<(f64, f64)>,
+}
+
 /// A scenario's results.
 #[derive(Debug)]
 pub struct Report {
@@ -136,6 +151,9 @@ pub struct Report {
     pub processes: Vec<ProcessUsage>,
     /// Distributions to plot: name and histogram of microseconds.
     pub distributions: Vec<(String, Histogram<u64>)>,
+    /// Values sampled over time (`soak`); when there are some, the plot shows them instead of
+    /// the latency curves.
+    pub series: Vec<Series>,
 }
 
 impl Report {
@@ -164,6 +182,7 @@ impl Report {
             errors: BTreeMap::new(),
             processes: Vec::new(),
             distributions: Vec::new(),
+            series: Vec::new(),
         }
     }
 
@@ -199,7 +218,7 @@ impl Report {
         for (key, _, figure) in &self.figures {
             results.insert(key.clone(), figure.to_json());
         }
-        json!({
+        let mut value = json!({
             "tool": concat!("loadtest ", env!("CARGO_PKG_VERSION")),
             "scenario": self.scenario,
             "label": self.label,
@@ -212,7 +231,24 @@ impl Report {
             "results": results,
             "errors": self.errors,
             "processes": self.processes.iter().map(process_json).collect::<Vec<_>>(),
-        })
+        });
+        // Only the scenarios that sample over time have series: the others' JSON is unchanged.
+        if !self.series.is_empty() {
+            let series: Vec<Value> = self
+                .series
+                .iter()
+                .map(|series| {
+                    let points: Vec<Value> = series
+                        .points
+                        .iter()
+                        .map(|(seconds, value)| json!([round(*seconds, 3), round(*value, 3)]))
+                        .collect();
+                    json!({ "name": series.name, "unit": series.unit, "points": points })
+                })
+                .collect();
+            value["series"] = Value::Array(series);
+        }
+        value
     }
 
     /// The human-readable form: a two-column table.
@@ -337,6 +373,7 @@ pub(crate) mod tests_support {
             errors: BTreeMap::from([("subscribe: HTTP 401".to_owned(), 2)]),
             processes: Vec::new(),
             distributions: Vec::new(),
+            series: Vec::new(),
         }
     }
 }

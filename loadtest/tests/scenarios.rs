@@ -519,3 +519,137 @@ fn a_hub_that_is_not_there_is_counted_not_fatal() {
     assert_eq!(report["errors"]["subscribe: connect: refused"], 3, "{report:#}");
     assert_eq!(report["errors"]["publish: connect: refused"], 2, "{report:#}");
 }
+
+#[test]
+fn soak_against_quicksilver() {
+    // A few seconds of churn: the run's structure and its delivery guarantees, never its timing
+    // or memory figures (CI machines are slow and noisy).
+    let Some(hub) = Hub::start() else { return };
+    let pid = hub.child.id().to_string();
+    let plot = temp_path("soak.svg");
+    let plot_arg = plot.to_string_lossy().into_owned();
+    let scenario = "soak --duration 4s --subscribers 10 --hold-min 500ms --hold-max 2s \
+                    --witnesses 3 --topics 4 --rate 50 --sample-every 1s --reference 1s \
+                    --drain 5s --settle 5s --grace 200ms";
+    let common = ["--hub", hub.url.as_str(), "--key", KEY, "--hub-pid", pid.as_str()];
+    let args: Vec<&str> = common
+        .into_iter()
+        .chain(scenario.split_whitespace())
+        .chain(["--plot", plot_arg.as_str()])
+        .collect();
+    let report = loadtest("soak", &args);
+    let results = &report["results"];
+    assert_eq!(report["timed_out"], false, "{report:#}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report:#}");
+    assert_eq!(results["witnesses_connected"]["count"], 3, "{report:#}");
+    // Every acknowledged update reaches every witness, exactly once.
+    let published = results["updates_published"]["count"].as_u64().expect("a count");
+    assert!(published > 0, "{report:#}");
+    assert_eq!(results["publish_failures"], 0, "{report:#}");
+    assert_eq!(results["witness_deliveries"]["of"], published * 3, "{report:#}");
+    assert_eq!(results["witness_deliveries"]["count"], published * 3, "{report:#}");
+    assert_eq!(results["witness_lost"], 0, "{report:#}");
+    assert_eq!(results["witness_duplicates"], 0, "{report:#}");
+    assert_eq!(results["witness_unexpected"], 0, "{report:#}");
+    // Churning subscribers: only their own topic, once each; what was due is counted.
+    assert!(results["sessions_opened"].as_u64().is_some_and(|sessions| sessions >= 10));
+    assert_eq!(results["churn_unexpected"], 0, "{report:#}");
+    assert_eq!(results["churn_duplicates"], 0, "{report:#}");
+    let due = &results["churn_deliveries"];
+    assert!(due["of"].as_u64().is_some_and(|of| of > 0), "{report:#}");
+    assert!(due["count"].as_u64() <= due["of"].as_u64(), "{report:#}");
+    assert_eq!(
+        results["churn_lost"].as_u64(),
+        due["of"].as_u64().zip(due["count"].as_u64()).map(|(of, count)| of - count),
+        "{report:#}"
+    );
+    // The hub was read: memory, open files, and tasks from its metrics page.
+    for key in ["hub_rss_baseline_kib", "hub_rss_reference_kib", "hub_rss_end_kib", "hub_rss_ratio"]
+    {
+        assert!(results[key].is_number(), "{key}: {report:#}");
+    }
+    let verdict = results["hub_rss_flat"].as_str().expect("a verdict");
+    assert!(verdict.starts_with("pass") || verdict.starts_with("FAIL"), "{report:#}");
+    for key in ["hub_fds_baseline", "hub_fds_end", "hub_fds_after_settle", "hub_fds_leaked"] {
+        assert!(results[key].is_u64(), "{key}: {report:#}");
+    }
+    for key in ["hub_tasks_baseline", "hub_tasks_end", "hub_tasks_after_settle", "hub_tasks_leaked"]
+    {
+        assert!(results[key].is_u64(), "{key}: {report:#}");
+    }
+    assert_eq!(results["hub_subscribers_after_settle"], 0, "{report:#}");
+    assert!(results["hub_history_end"].is_u64(), "{report:#}");
+    let series: Vec<&str> = report["series"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report:#}"))
+        .iter()
+        .filter_map(|series| series["name"].as_str())
+        .collect();
+    for name in ["hub RSS", "hub open files", "hub tasks", "hub subscribers connected"] {
+        assert!(series.contains(&name), "{name} missing from {series:?}");
+    }
+    let svg = std::fs::read_to_string(&plot).expect("the plot was written");
+    let _ = std::fs::remove_file(&plot);
+    assert!(svg.starts_with("<svg") && svg.contains("hub RSS"), "{svg:.200}");
+
+    // A soak longer than the time limit allows is refused before it starts.
+    let json = temp_path("soak-too-long");
+    let too_long = ["--hub", hub.url.as_str(), "--key", KEY, "soak", "--duration", "10m"];
+    let output = loadtest_command(&too_long, &json).output().expect("loadtest runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("--time-limit"), "{stderr}");
+}
+
+#[test]
+fn overload_against_quicksilver() {
+    // Tiny phases: every phase is reported, every request is accounted for, and deliveries match
+    // acknowledged publications when no stream was cut. No figure of time or rate is checked.
+    let Some(hub) = Hub::start() else { return };
+    let pid = hub.child.id().to_string();
+    let common = ["--hub", hub.url.as_str(), "--key", KEY, "--hub-pid", pid.as_str()];
+    let phases = "overload --subscribers 5 --calibrate 1s --publishers 2 --duration 2s \
+                  --max-in-flight 16 --probe-rate 20 --baseline 1s --recovery 2s --drain 10s";
+    let phases: Vec<&str> = phases.split_whitespace().collect();
+    let report = loadtest("overload", &[&common[..], &phases].concat());
+    let results = &report["results"];
+    assert_eq!(report["timed_out"], false, "{report:#}");
+    assert_eq!(results["subscribers_connected"]["count"], 5, "{report:#}");
+    let sustainable = results["sustainable_rate"].as_f64().expect("a rate");
+    assert!(sustainable > 0.0, "{report:#}");
+    let offered = results["offered_rate"].as_f64().expect("a rate");
+    assert!((offered - 2.0 * sustainable).abs() < 0.01 * offered + 0.01, "{report:#}");
+    let intact = results["streams_closed_early"] == 0;
+    for phase in ["calibration", "baseline", "overload", "recovery"] {
+        let count = |what: &str| {
+            results[format!("{phase}_{what}")]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{phase}_{what}: {report:#}"))
+        };
+        let answered = count("answered_200")
+            + count("answered_503")
+            + count("answered_429")
+            + count("answered_other")
+            + count("errors");
+        assert_eq!(answered, count("requests_sent"), "{phase}: {report:#}");
+        assert!(count("requests_sent") > 0, "{phase}: {report:#}");
+        let deliveries = &results[format!("{phase}_deliveries")];
+        assert_eq!(deliveries["of"].as_u64(), Some(count("answered_200") * 5), "{report:#}");
+        if intact {
+            assert_eq!(deliveries["count"], deliveries["of"], "{phase}: {report:#}");
+        }
+    }
+    assert_eq!(results["duplicates"], 0, "{report:#}");
+    assert!(results.get("recovered_after_seconds").is_some(), "{report:#}");
+
+    // With the sustainable rate given, there is no calibration.
+    let given = "overload --subscribers 2 --sustainable-rate 40 --duration 1s --probe-rate 10 \
+                 --baseline 1s --recovery 1s";
+    let given: Vec<&str> = given.split_whitespace().collect();
+    let report = loadtest("overload-given", &[&common[..], &given].concat());
+    let results = &report["results"];
+    assert_eq!(results["sustainable_rate"], 40.0, "{report:#}");
+    assert_eq!(results["offered_rate"], 80.0, "{report:#}");
+    assert!(results.get("calibration_requests_sent").is_none(), "{report:#}");
+    assert!(results["overload_requests_sent"].as_u64().is_some_and(|sent| sent > 0));
+}

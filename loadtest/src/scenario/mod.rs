@@ -5,9 +5,11 @@
 
 pub mod fanout;
 pub mod idle;
+pub mod overload;
 pub mod publish;
 pub mod pubsub;
 pub mod reconnect;
+pub mod soak;
 pub mod topics;
 
 use std::sync::atomic::Ordering;
