@@ -335,6 +335,7 @@ fn structured(fixture: &Fixture, input: Structured) {
     let header_value: Value = serde_json::from_slice(&header).expect("JSON we wrote");
     let header_alg = header_value.get("alg").and_then(Value::as_str).unwrap_or_default();
 
+    // The nine algorithms with a static key come first in `ALGORITHMS`.
     let others = [signer.name, ALGORITHMS[usize::from(input.other_verifier) % 9].name];
     for name in others {
         let verdict = fixture.legacy.get(name).map(|verifier| verifier.verify(&token));
