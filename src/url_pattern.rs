@@ -171,8 +171,17 @@ impl UrlPatternMatcher {
     /// bounded here by [`REGEX_SIZE_LIMIT`] per component.
     pub fn parse(pattern: &str, base: &Url) -> Result<Self, UrlPatternError> {
         COMPILED_TOO_BIG.with(|too_big| too_big.set(false));
-        let compiled = compile_with_base(pattern, base);
+        // The `urlpattern` crate's parser can panic on hostile input: its constructor-string
+        // parser decrements an unsigned bracket depth on a `]` in a hostname with no `[`
+        // before it (`https://a]b`), which overflows when overflow checks are on (debug
+        // builds) and wraps to the standard's behaviour when they are off. Anyone may send a
+        // pattern, so a panic there is an invalid pattern, never a crashed request. Nothing
+        // outlives the call but the thread-local flag, reset above and below.
+        let compiled = std::panic::catch_unwind(|| compile_with_base(pattern, base));
         let too_big = COMPILED_TOO_BIG.with(|too_big| too_big.replace(false));
+        let Ok(compiled) = compiled else {
+            return Err(UrlPatternError::Invalid);
+        };
         match compiled {
             Ok(pattern_compiled) => Ok(Self {
                 inner: Arc::new(Compiled {
@@ -583,6 +592,19 @@ mod tests {
             }
         }
         assert!(pattern(unicode).matches_str("https://例え.jp/パス/値"));
+    }
+
+    #[test]
+    fn a_closing_bracket_without_an_opening_one_in_a_hostname_is_not_a_panic() {
+        // Found by fuzzing (fuzz/corpus/uri_template): the parser's bracket depth underflows.
+        // Debug builds (where it panics) refuse the pattern; release builds (where it wraps)
+        // parse it as the standard does, with the `]` in the hostname.
+        for source in ["hts://tpe.coa]+$'/x&t=y", "https://a]b/", "https://a\\]:8080/", "//]"] {
+            match UrlPatternMatcher::parse(source, &hub()) {
+                Ok(p) => assert!(!p.matches_str("https://a/")),
+                Err(error) => assert_eq!(error, UrlPatternError::Invalid, "{source:?}"),
+            }
+        }
     }
 
     #[test]
