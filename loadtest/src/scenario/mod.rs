@@ -12,13 +12,15 @@ pub mod reconnect;
 pub mod soak;
 pub mod topics;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::context::Ctx;
 use crate::fleet::Fleet;
+use crate::http::HttpError;
 use crate::progress::Progress;
 use crate::report::Report;
+use crate::sse::Event;
 
 /// How often scenarios look at their counters.
 const POLL: Duration = Duration::from_millis(20);
@@ -50,4 +52,20 @@ async fn pause(ctx: &Ctx, duration: Duration) {
 /// The report of a scenario that could not get far, with the reason as a figure.
 fn abandoned(report: &mut Report, reason: String) {
     report.add("abandoned", "abandoned", crate::report::Figure::Text(reason));
+}
+
+/// The event a subscriber's stream yielded, or `None` once the stream is over: ended by the
+/// hub or broken, which is recorded in the run's errors and counted in `closed_early`.
+pub(crate) fn event_or_close(
+    ctx: &Ctx,
+    closed_early: &AtomicU64,
+    next: Result<Option<Event>, HttpError>,
+) -> Option<Event> {
+    match next {
+        Ok(Some(event)) => return Some(event),
+        Ok(None) => ctx.errors.add("subscribe: stream ended by the hub"),
+        Err(error) => ctx.errors.add(format!("subscribe: {}", error.kind())),
+    }
+    closed_early.fetch_add(1, Ordering::Relaxed);
+    None
 }

@@ -31,7 +31,7 @@ use crate::report::{Figure, Report, Series, Uses};
 use crate::stats::{self, ShardedHistogram, Summary};
 use crate::subscriber::SseStream;
 
-use super::{abandoned, pause, POLL};
+use super::{abandoned, event_or_close, pause, POLL};
 
 /// The phases, in order.
 const PHASES: [&str; 4] = ["calibration", "baseline", "overload", "recovery"];
@@ -197,19 +197,7 @@ async fn subscribe(
             () = stop.cancelled() => break,
             event = stream.next_event() => event,
         };
-        let event = match event {
-            Ok(Some(event)) => event,
-            Ok(None) => {
-                ctx.errors.add("subscribe: stream ended by the hub");
-                shared.closed_early.fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-            Err(error) => {
-                ctx.errors.add(format!("subscribe: {}", error.kind()));
-                shared.closed_early.fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-        };
+        let Some(event) = event_or_close(&ctx, &shared.closed_early, event) else { break };
         let received_ns = payload::now_ns();
         let Some(stamp) = payload::decode(&event.data).filter(|stamp| stamp.run == ctx.run_id)
         else {

@@ -35,7 +35,7 @@ use crate::report::{Figure, Report, Series, Uses};
 use crate::stats::{self, ShardedHistogram};
 use crate::subscriber::SseStream;
 
-use super::{pause, wait_connected, POLL};
+use super::{event_or_close, pause, wait_connected, POLL};
 
 /// Time the run needs besides `--duration`, `--drain` and `--settle`: opening the witnesses,
 /// closing everything, reporting.
@@ -318,18 +318,8 @@ impl Slot {
                     () = tokio::time::sleep_until(until) => break,
                     event = stream.next_event() => event,
                 };
-                let event = match event {
-                    Ok(Some(event)) => event,
-                    Ok(None) => {
-                        ctx.errors.add("subscribe: stream ended by the hub");
-                        shared.closed_early.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(error) => {
-                        ctx.errors.add(format!("subscribe: {}", error.kind()));
-                        shared.closed_early.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
+                let Some(event) = event_or_close(ctx, &shared.closed_early, event) else {
+                    break;
                 };
                 let received_ns = payload::now_ns();
                 let Some(stamp) = payload::decode(&event.data).filter(|s| s.run == ctx.run_id)
