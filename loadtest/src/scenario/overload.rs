@@ -139,6 +139,22 @@ struct SubShared {
 }
 
 impl SubShared {
+    /// Nothing counted yet, no phase started, latency histograms of `latency_shards` shards,
+    /// and `recovery_seconds` one-second histograms for the recovery.
+    fn new(latency_shards: usize, recovery_seconds: usize) -> Self {
+        Self {
+            connected: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            closed_early: AtomicU64::new(0),
+            phase_starts: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
+            delivered: std::array::from_fn(|_| AtomicU64::new(0)),
+            duplicates: AtomicU64::new(0),
+            latency: std::array::from_fn(|_| ShardedHistogram::new(latency_shards)),
+            recovery_start_ns: AtomicU64::new(u64::MAX),
+            recovery_by_second: Mutex::new(vec![stats::histogram(); recovery_seconds]),
+        }
+    }
+
     /// The phase that published `seq`.
     fn phase_of(&self, seq: u64) -> usize {
         (0..PHASES.len())
@@ -406,17 +422,7 @@ pub async fn run(ctx: &Arc<Ctx>, args: &OverloadArgs) -> anyhow::Result<Report> 
     );
     let watch = ProcessWatch::start(ctx);
     let recovery_seconds = args.recovery.as_secs().max(1) as usize;
-    let shared = Arc::new(SubShared {
-        connected: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        closed_early: AtomicU64::new(0),
-        phase_starts: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
-        delivered: std::array::from_fn(|_| AtomicU64::new(0)),
-        duplicates: AtomicU64::new(0),
-        latency: std::array::from_fn(|_| ShardedHistogram::new(LATENCY_SHARDS)),
-        recovery_start_ns: AtomicU64::new(u64::MAX),
-        recovery_by_second: Mutex::new(vec![stats::histogram(); recovery_seconds]),
-    });
+    let shared = Arc::new(SubShared::new(LATENCY_SHARDS, recovery_seconds));
     shared.phase_starts[CALIBRATION].store(0, Ordering::Release);
 
     // Subscribers, connected before anything is published and until the end.
@@ -751,17 +757,7 @@ mod tests {
 
     #[test]
     fn deliveries_are_counted_in_the_phase_that_published_them() {
-        let shared = SubShared {
-            connected: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            closed_early: AtomicU64::new(0),
-            phase_starts: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
-            delivered: std::array::from_fn(|_| AtomicU64::new(0)),
-            duplicates: AtomicU64::new(0),
-            latency: std::array::from_fn(|_| ShardedHistogram::new(1)),
-            recovery_start_ns: AtomicU64::new(0),
-            recovery_by_second: Mutex::new(Vec::new()),
-        };
+        let shared = SubShared::new(1, 0);
         shared.phase_starts[CALIBRATION].store(0, Ordering::Release);
         shared.phase_starts[BASELINE].store(100, Ordering::Release);
         assert_eq!(shared.phase_of(0), CALIBRATION);
